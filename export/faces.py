@@ -1,0 +1,267 @@
+"""Export the DCGAN generator to one self-contained ONNX graph that follows genrt.contract.FacesManifest.
+
+    python -m export.faces --checkpoint runs/faces/checkpoint.pt --out genrt/models/faces [--int8]
+
+The graph takes z (batch, nz) float32 and returns images (batch, H, W, 3) uint8: the [-1, 1] -> uint8 conversion
+and the NCHW -> NHWC permute run inside the graph, so the runtime needs nothing but onnxruntime.
+Before the manifest is written the export is checked: onnx.checker, float parity with PyTorch (a float-output
+twin of the graph, max abs diff <= 1e-4), uint8 parity (off-by-one rounding allowed) and the contract's graph I/O.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import onnx
+import torch
+import torch.nn as nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from genrt.contract import FacesManifest, ManifestError, MANIFEST_NAME, write_manifest
+from genrt.runtime import load_checked_session, make_session
+from trainers.common import config_dict
+from trainers.faces import load_generator
+
+OPSET = 17
+FLOAT_TOLERANCE = 1e-4      # max abs diff of the [-1, 1] output, ONNX Runtime vs PyTorch
+UINT8_TOLERANCE = 1         # rounding of values that sit on a .5 boundary may flip by one level
+PARITY_BATCH_SIZES = (1, 5, 64)
+CELEBA_LICENCE = ("CelebA: non-commercial research purposes only (MMLAB, CUHK); "
+                  "these weights inherit that restriction")
+
+
+class ExportError(RuntimeError):
+    """The exported graph failed a check; nothing usable was written."""
+
+
+@dataclass
+class ParityReport:
+    float_max_abs: dict[int, float]      # batch size -> max |onnx - torch| of the [-1, 1] output
+    uint8_max_abs: dict[int, int]        # batch size -> max |onnx - torch| of the uint8 images
+    uint8_mismatches: dict[int, int]     # batch size -> number of uint8 values that differ
+
+    def summary(self) -> str:
+        return ", ".join(f"batch {b}: float {self.float_max_abs[b]:.2e}, uint8 max {self.uint8_max_abs[b]} "
+                         f"({self.uint8_mismatches[b]} values differ)" for b in self.float_max_abs)
+
+
+# ---------------------------------------------------------------- the graph
+
+def fold_batchnorm(net: nn.Sequential) -> nn.Sequential:
+    """Fold each eval-mode BatchNorm2d into the ConvTranspose2d before it (fewer nodes, cleaner int8)."""
+    layers: list[nn.Module] = []
+    for layer in net:
+        if isinstance(layer, nn.BatchNorm2d) and layers and isinstance(layers[-1], nn.ConvTranspose2d):
+            layers[-1] = fuse_conv_bn_eval(layers[-1], layer, transpose=True)
+        else:
+            layers.append(layer)
+    return nn.Sequential(*layers)
+
+
+class FacesGraph(nn.Module):
+    """z (B, nz) -> images (B, H, W, 3) uint8, or the raw (B, 3, H, W) [-1, 1] output when as_uint8=False."""
+
+    def __init__(self, generator: nn.Module, nz: int, as_uint8: bool = True):
+        super().__init__()
+        self.net = fold_batchnorm(copy.deepcopy(generator).eval().net)
+        self.nz = nz
+        self.as_uint8 = as_uint8
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.net(z.reshape(-1, self.nz, 1, 1))                    # (B, 3, H, W) in [-1, 1]
+        if not self.as_uint8:
+            return x
+        pixels = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        return pixels.permute(0, 2, 3, 1)                               # (B, H, W, 3) uint8
+
+
+def reference_output(generator: nn.Module, z: torch.Tensor, as_uint8: bool) -> np.ndarray:
+    """What the graph must reproduce, computed by the unmodified checkpoint generator."""
+    with torch.no_grad():
+        x = generator.eval()(z[:, :, None, None])                       # (B, 3, H, W) in [-1, 1]
+        if as_uint8:
+            x = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    return x.numpy()
+
+
+def export_graph(module: FacesGraph, path: Path, spec_names: tuple[str, str]) -> None:
+    """Trace to a single .onnx file (weights inside), dynamic batch axis "batch".
+
+    Uses the TorchScript exporter (dynamo=False): on torch 2.13 it emits opset 17 directly and embeds the
+    weights, while the dynamo exporter only emits opset >= 18 and converts down."""
+    input_name, output_name = spec_names
+    z = torch.zeros(2, module.nz)                                       # (B, nz)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        torch.onnx.export(
+            module.eval(), (z,), str(path), dynamo=False, opset_version=OPSET, do_constant_folding=True,
+            input_names=[input_name], output_names=[output_name],
+            dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
+        )
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    if uses_external_data(path):
+        raise ExportError(f"{path} keeps weights outside the file")
+
+
+def uses_external_data(path: Path) -> bool:
+    model = onnx.load(str(path), load_external_data=False)
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer) or \
+        any(path.parent.glob(path.name + ".data"))
+
+
+# ---------------------------------------------------------------- checks
+
+def random_latents(batch: int, nz: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((batch, nz), dtype=np.float32)  # (B, nz)
+
+
+def check_parity(generator: nn.Module, nz: int, uint8_graph: Path, float_graph: Path,
+                 batch_sizes: Sequence[int] = PARITY_BATCH_SIZES, seed: int = 0,
+                 threads: int | None = None) -> ParityReport:
+    """Run both graphs in onnxruntime on random latents and compare with PyTorch; raise ExportError if off."""
+    uint8_session = make_session(uint8_graph, "cpu", threads)
+    float_session = make_session(float_graph, "cpu", threads)
+    input_name = uint8_session.get_inputs()[0].name
+    report = ParityReport({}, {}, {})
+    for i, batch in enumerate(batch_sizes):
+        z = random_latents(batch, nz, seed + i)
+        got_float = float_session.run(None, {input_name: z})[0]        # (B, 3, H, W) float32
+        got_uint8 = uint8_session.run(None, {input_name: z})[0]        # (B, H, W, 3) uint8
+        want_float = reference_output(generator, torch.from_numpy(z), as_uint8=False)
+        want_uint8 = reference_output(generator, torch.from_numpy(z), as_uint8=True)
+        if got_uint8.shape != want_uint8.shape or got_uint8.dtype != np.uint8:
+            raise ExportError(f"batch {batch}: graph gave {got_uint8.dtype} {got_uint8.shape}, "
+                              f"expected uint8 {want_uint8.shape}")
+        pixel_diff = np.abs(got_uint8.astype(np.int16) - want_uint8.astype(np.int16))
+        report.float_max_abs[batch] = float(np.abs(got_float - want_float).max())
+        report.uint8_max_abs[batch] = int(pixel_diff.max())
+        report.uint8_mismatches[batch] = int(np.count_nonzero(pixel_diff))
+    worst_float, worst_uint8 = max(report.float_max_abs.values()), max(report.uint8_max_abs.values())
+    if worst_float > FLOAT_TOLERANCE or worst_uint8 > UINT8_TOLERANCE:
+        raise ExportError(f"onnxruntime and PyTorch disagree: {report.summary()}")
+    return report
+
+
+def check_contract(model_dir: Path, manifest: FacesManifest, threads: int | None = None) -> None:
+    """The graph's I/O names, dtypes and shapes must be exactly the contract's."""
+    try:
+        load_checked_session(model_dir, manifest.graph(), "cpu", threads)
+    except ManifestError as e:
+        raise ExportError(str(e)) from None
+
+
+# ---------------------------------------------------------------- manifest
+
+def training_summary(cfg_dict: dict, state: dict) -> dict:
+    """Training settings worth shipping: the checkpoint config (minus local-machine details) + steps done."""
+    local_only = {"out", "device", "resume", "dry_run", "threads"}
+    summary = {k: v for k, v in cfg_dict.items() if k not in local_only}
+    summary["steps_completed"] = int(state.get("step", 0))
+    return summary
+
+
+def build_manifest(cfg_dict: dict, state: dict, image_size: int, precision: str = "fp32") -> FacesManifest:
+    return FacesManifest(nz=int(cfg_dict["nz"]), image_size=image_size, precision=precision,
+                         training=training_summary(cfg_dict, state), data_licence=CELEBA_LICENCE)
+
+
+# ---------------------------------------------------------------- the whole export
+
+def export_faces(checkpoint: str | Path, out_dir: str | Path, *, int8: bool = False,
+                 int8_out_dir: str | Path | None = None, batch_sizes: Sequence[int] = PARITY_BATCH_SIZES,
+                 seed: int = 0, threads: int | None = None,
+                 log: Callable[[str], None] = print) -> Path:
+    """Export, check, write the manifest last. Returns the model directory (and writes `<out>_int8` if int8)."""
+    generator, cfg, state = load_generator(checkpoint)
+    cfg_dict = config_dict(cfg)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MANIFEST_NAME).unlink(missing_ok=True)   # a failed export must not leave a manifest behind
+
+    image_size = reference_output(generator, torch.zeros(1, cfg.nz), as_uint8=True).shape[1]
+    manifest = build_manifest(cfg_dict, state, image_size)
+    spec = manifest.graph()
+    names = (spec.inputs[0].name, spec.outputs[0].name)
+    graph_path = out_dir / spec.file
+    export_graph(FacesGraph(generator, cfg.nz, as_uint8=True), graph_path, names)
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = Path(tmp) / "generator_float.onnx"
+        export_graph(FacesGraph(generator, cfg.nz, as_uint8=False), float_path, names)
+        report = check_parity(generator, cfg.nz, graph_path, float_path, batch_sizes, seed, threads)
+    log(f"parity vs PyTorch: {report.summary()}")
+    check_contract(out_dir, manifest, threads)
+    write_manifest(out_dir, manifest)
+    log(f"wrote {graph_path} ({graph_path.stat().st_size / 1e6:.1f} MB) and {out_dir / MANIFEST_NAME}")
+
+    if int8:
+        int8_dir = Path(int8_out_dir) if int8_out_dir else out_dir.with_name(out_dir.name + "_int8")
+        export_int8(graph_path, int8_dir, build_manifest(cfg_dict, state, image_size, "int8"),
+                    seed=seed, threads=threads, log=log)
+    return out_dir
+
+
+# ---------------------------------------------------------------- optional int8
+
+def export_int8(fp32_graph: Path, out_dir: Path, manifest: FacesManifest, *, calibration_batches: int = 8,
+                batch: int = 16, seed: int = 0, threads: int | None = None,
+                log: Callable[[str], None] = print) -> Path:
+    """Static QDQ quantization of the convolutions, calibrated on random latents (the generator's real inputs)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    input_name = manifest.graph().inputs[0].name
+
+    class RandomLatents(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{input_name: random_latents(batch, manifest.nz, seed + 1000 + i)}
+                                 for i in range(calibration_batches)])
+
+        def get_next(self) -> dict | None:
+            return next(self.batches, None)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
+    int8_path = out_dir / manifest.graph_file
+    # BatchNorm is already folded, so the graph needs no quant_pre_process (ORT logs a hint that it could).
+    quantize_static(str(fp32_graph), str(int8_path), RandomLatents(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                    op_types_to_quantize=["ConvTranspose"])
+    onnx.checker.check_model(onnx.load(str(int8_path)), full_check=True)
+    check_contract(out_dir, manifest, threads)
+    z = random_latents(64, manifest.nz, seed + 2000)
+    fp32_images = make_session(fp32_graph, "cpu", threads).run(None, {input_name: z})[0]
+    int8_images = make_session(int8_path, "cpu", threads).run(None, {input_name: z})[0]
+    diff = np.abs(fp32_images.astype(np.int16) - int8_images.astype(np.int16))
+    log(f"int8 vs fp32 on 64 latents: mean abs {diff.mean():.2f}, max abs {diff.max()} (uint8 levels)")
+    write_manifest(out_dir, manifest)
+    log(f"wrote {int8_path} ({int8_path.stat().st_size / 1e6:.1f} MB) and {out_dir / MANIFEST_NAME}")
+    return out_dir
+
+
+# ---------------------------------------------------------------- command line
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, type=Path, help="trainer checkpoint (runs/faces/checkpoint.pt)")
+    parser.add_argument("--out", required=True, type=Path, help="model directory to write (genrt/models/faces)")
+    parser.add_argument("--int8", action="store_true", help="also write a statically quantized copy to <out>_int8")
+    parser.add_argument("--int8-out", type=Path, default=None, help="directory of the int8 copy")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random latents used for checks")
+    parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads for the checks")
+    args = parser.parse_args(argv)
+    try:
+        export_faces(args.checkpoint, args.out, int8=args.int8, int8_out_dir=args.int8_out,
+                     seed=args.seed, threads=args.threads)
+    except ExportError as e:
+        raise SystemExit(f"export failed: {e}") from None
+
+
+if __name__ == "__main__":
+    main()

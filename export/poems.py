@@ -1,0 +1,140 @@
+"""Poem checkpoint -> encoder.onnx + decoder.onnx (KV cache) + manifest.json, checked against torch.
+
+    python -m export.poems --checkpoint runs/poems/checkpoint.pt --out genrt/models/poems [--int8]
+
+Checks: onnx.checker; graph I/O against genrt.contract; per-step decoder logits vs torch (<= 1e-4) at several
+batch sizes and cache lengths; greedy and beam outputs identical to torch decoding without a cache.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import onnx
+import torch
+import torch.nn as nn
+
+from genrt.contract import GraphSpec, PoemsManifest, check_graph_io, session_io, write_manifest
+from trainers.poems import load_model
+from trainers.poems_model import PoemTransformer
+
+OPSET = 17
+POEMS_LICENCE = "chinese-poetry corpus (MIT licence)"
+
+
+class EncoderGraph(nn.Module):
+    def __init__(self, model: PoemTransformer):
+        super().__init__()
+        self.model = model
+
+    def forward(self, src_ids: torch.Tensor, src_mask: torch.Tensor):
+        return tuple(t for kv in self.model.encode(src_ids, src_mask) for t in kv)
+
+
+class DecoderGraph(nn.Module):
+    """Flat positional signature in the contract's input order: ids, positions, mask, past K/V..., cross K/V..."""
+
+    def __init__(self, model: PoemTransformer):
+        super().__init__()
+        self.model = model
+        self.layers = model.config.num_decoder_layers
+
+    def forward(self, input_ids, position_ids, src_mask, *kv):
+        past = [(kv[2 * i], kv[2 * i + 1]) for i in range(self.layers)]
+        cross = [(kv[2 * (self.layers + i)], kv[2 * (self.layers + i) + 1]) for i in range(self.layers)]
+        logits, present = self.model.decode(input_ids, position_ids, src_mask, past, cross)
+        return (logits, *[t for kv_ in present for t in kv_])
+
+
+def manifest_for(model: PoemTransformer, vocab: Sequence[str], state: dict, precision: str = "fp32"
+                 ) -> PoemsManifest:
+    c = model.config
+    history = state.get("history") or []
+    return PoemsManifest(
+        vocab=tuple(vocab), d_model=c.d_model, num_heads=c.num_heads, num_encoder_layers=c.num_encoder_layers,
+        num_decoder_layers=c.num_decoder_layers, dim_feedforward=c.dim_feedforward, max_len=c.max_len,
+        precision=precision,
+        training={"steps": state.get("step"), "tokens_seen": state.get("tokens_seen"), "config": state.get("config"),
+                  "corpus": state.get("corpus")},
+        metrics=history[-1] if history else {}, data_licence=POEMS_LICENCE)
+
+
+def dynamic_axes(spec: GraphSpec) -> dict[str, dict[int, str]]:
+    return {t.name: {i: d for i, d in enumerate(t.shape) if isinstance(d, str)} for t in spec.inputs + spec.outputs}
+
+
+def example_inputs(model: PoemTransformer, batch: int = 2, src_len: int = 5, past_len: int = 3, new_len: int = 2):
+    c = model.config
+    g = torch.Generator().manual_seed(0)
+    src = torch.randint(6, c.vocab_size, (batch, src_len), generator=g)
+    mask = torch.ones(batch, src_len)
+    mask[0, -1] = 0.0
+    cross = [t for kv in model.encode(src, mask) for t in kv]
+    dh = c.d_model // c.num_heads
+    past = [torch.randn(batch, c.num_heads, past_len, dh, generator=g) for _ in range(2 * c.num_decoder_layers)]
+    ids = torch.randint(6, c.vocab_size, (batch, new_len), generator=g)
+    pos = torch.arange(past_len, past_len + new_len).expand(batch, new_len).contiguous()
+    return (src, mask), (ids, pos, mask, *past, *cross)
+
+
+def export_graph(module: nn.Module, args: tuple, spec: GraphSpec, path: Path) -> None:
+    torch.onnx.export(module, args, str(path), input_names=[t.name for t in spec.inputs],
+                      output_names=[t.name for t in spec.outputs], dynamic_axes=dynamic_axes(spec),
+                      opset_version=OPSET, do_constant_folding=True, dynamo=False)
+    onnx.checker.check_model(onnx.load(str(path)))
+
+
+def export_poems(checkpoint: str | Path, out_dir: str | Path, check_prompts: int = 20) -> Path:
+    model, vocab, state = load_model(checkpoint)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = manifest_for(model, vocab, state)
+    enc_args, dec_args = example_inputs(model)
+    with torch.no_grad():
+        export_graph(EncoderGraph(model), enc_args, manifest.encoder(), out / manifest.encoder_file)
+        export_graph(DecoderGraph(model), dec_args, manifest.decoder(), out / manifest.decoder_file)
+    write_manifest(out, manifest)
+    report = check_export(model, out, manifest, check_prompts)
+    (out / "export_report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    return out
+
+
+# ---------------------------------------------------------------- checks
+
+def check_export(model: PoemTransformer, out: Path, manifest: PoemsManifest, prompts: int) -> dict:
+    """Contract I/O, step-logit parity and identical greedy/beam tokens. Raises AssertionError on failure."""
+    from genrt.text.model import PoemModel
+    from export.poems_reference import TorchNoCacheModel, compare_decoding, step_logit_parity
+
+    onnx_model = PoemModel.load(out, provider="cpu")
+    for spec, sess in ((manifest.encoder(), onnx_model.encoder), (manifest.decoder(), onnx_model.decoder)):
+        problems = check_graph_io(spec, *session_io(sess))
+        assert not problems, problems
+    max_diff = step_logit_parity(model, onnx_model)
+    assert max_diff <= 1e-4, f"decoder logits differ from torch by {max_diff:.2e} (> 1e-4)"
+    agreement = compare_decoding(TorchNoCacheModel(model), onnx_model, prompts)
+    assert agreement["greedy_identical"] == agreement["prompts"], agreement
+    assert agreement["beam_identical"] == agreement["prompts"], agreement
+    return {"max_abs_logit_diff": max_diff, **agreement}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default="runs/poems/checkpoint.pt")
+    parser.add_argument("--out", default="genrt/models/poems")
+    parser.add_argument("--check-prompts", type=int, default=20)
+    parser.add_argument("--int8", action="store_true", help="also write <out>-int8 with dynamically quantized MatMuls")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    out = export_poems(args.checkpoint, args.out, args.check_prompts)
+    print(f"wrote {out}: " + (out / "export_report.json").read_text(encoding="utf-8"))
+    if args.int8:
+        from export.quantize import quantize_poems
+        print(f"wrote {quantize_poems(out, Path(str(out) + '-int8'))}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,331 @@
+"""The model-package contract: the one place export/ and genrt/ agree on.
+
+A model directory holds `manifest.json` plus the ONNX graphs it names. The manifest carries a `format_version`,
+the model kind, its dimensions, special token ids and vocab (poems), and the graph I/O names. Every tensor name,
+dtype and (symbolic) shape below is the contract: export builds graphs to it, the runtime checks graphs against it
+when loading, and a test checks every exported graph against it.
+
+Loading never stops at the first problem: `ManifestError` lists every missing or mismatched piece at once.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+FACES_KIND = "faces-dcgan"
+POEMS_KIND = "poems-transformer"
+
+# Special tokens of the poem vocab, in id order: ids 0..len-1 are fixed by this list.
+PAD, SOS, EOS, UNK = "<pad>", "<sos>", "<eos>", "<unk>"
+PROMPT_TITLE, PROMPT_FIRST_LINE = "<title>", "<first>"
+SPECIAL_TOKENS = (PAD, SOS, EOS, UNK, PROMPT_TITLE, PROMPT_FIRST_LINE)
+PROMPT_KIND_TOKENS = {"title": PROMPT_TITLE, "continue": PROMPT_FIRST_LINE}
+
+
+class ManifestError(ValueError):
+    """A model directory or graph does not match the contract. `problems` lists every mismatch."""
+
+    def __init__(self, where: str, problems: Sequence[str]):
+        self.problems = list(problems)
+        super().__init__(f"{where}: " + "; ".join(self.problems))
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str                        # numpy dtype name: float32, int64, uint8, bool
+    shape: tuple[str | int, ...]      # str = symbolic (dynamic) axis, int = fixed size
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    file: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+
+# ---------------------------------------------------------------- faces
+
+@dataclass(frozen=True)
+class FacesManifest:
+    nz: int
+    image_size: int
+    channels: int = 3
+    graph_file: str = "generator.onnx"
+    precision: str = "fp32"
+    training: dict[str, Any] = field(default_factory=dict)
+    data_licence: str = ""
+    kind: str = FACES_KIND
+    format_version: int = FORMAT_VERSION
+
+    def graph(self) -> GraphSpec:
+        """z (batch, nz) float32 -> images (batch, H, W, 3) uint8, post-processing inside the graph."""
+        return GraphSpec(
+            self.graph_file,
+            inputs=(TensorSpec("z", "float32", ("batch", self.nz)),),
+            outputs=(TensorSpec("images", "uint8", ("batch", self.image_size, self.image_size, self.channels)),),
+        )
+
+    def graphs(self) -> dict[str, GraphSpec]:
+        return {"generator": self.graph()}
+
+    def graph_files(self) -> tuple[str, ...]:
+        return (self.graph_file,)
+
+
+# ---------------------------------------------------------------- poems
+
+def past_key(layer: int) -> str:
+    return f"past_key.{layer}"
+
+
+def past_value(layer: int) -> str:
+    return f"past_value.{layer}"
+
+
+def present_key(layer: int) -> str:
+    return f"present_key.{layer}"
+
+
+def present_value(layer: int) -> str:
+    return f"present_value.{layer}"
+
+
+def cross_key(layer: int) -> str:
+    return f"cross_key.{layer}"
+
+
+def cross_value(layer: int) -> str:
+    return f"cross_value.{layer}"
+
+
+@dataclass(frozen=True)
+class PoemsManifest:
+    vocab: tuple[str, ...]
+    d_model: int
+    num_heads: int
+    num_encoder_layers: int
+    num_decoder_layers: int
+    dim_feedforward: int
+    max_len: int
+    encoder_file: str = "encoder.onnx"
+    decoder_file: str = "decoder.onnx"
+    precision: str = "fp32"
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    data_licence: str = ""
+    kind: str = POEMS_KIND
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.num_heads
+
+    def token_id(self, token: str) -> int:
+        return SPECIAL_TOKENS.index(token)
+
+    @property
+    def pad_id(self) -> int:
+        return self.token_id(PAD)
+
+    @property
+    def sos_id(self) -> int:
+        return self.token_id(SOS)
+
+    @property
+    def eos_id(self) -> int:
+        return self.token_id(EOS)
+
+    @property
+    def unk_id(self) -> int:
+        return self.token_id(UNK)
+
+    def kv_shape(self, length: str) -> tuple[str | int, ...]:
+        return ("batch", self.num_heads, length, self.head_dim)  # (B, H, T, Dh)
+
+    def encoder(self) -> GraphSpec:
+        """src_ids (B, S) + src_mask (B, S; 1 = token, 0 = pad) -> cross-attention K/V per decoder layer."""
+        outputs = []
+        for i in range(self.num_decoder_layers):
+            outputs += [TensorSpec(cross_key(i), "float32", self.kv_shape("src_len")),
+                        TensorSpec(cross_value(i), "float32", self.kv_shape("src_len"))]
+        return GraphSpec(
+            self.encoder_file,
+            inputs=(TensorSpec("src_ids", "int64", ("batch", "src_len")),
+                    TensorSpec("src_mask", "float32", ("batch", "src_len"))),
+            outputs=tuple(outputs),
+        )
+
+    def decoder(self) -> GraphSpec:
+        """New tokens (B, N) at positions (B, N) + self-attn cache (B, H, T, Dh) + cross K/V
+        -> next-token logits (B, V) of the last new token, and the cache grown to (B, H, T+N, Dh).
+        N = 1 is the incremental step; N > 1 with T = 0 re-runs a whole prefix (the no-cache path)."""
+        inputs = [TensorSpec("input_ids", "int64", ("batch", "new_len")),
+                  TensorSpec("position_ids", "int64", ("batch", "new_len")),
+                  TensorSpec("src_mask", "float32", ("batch", "src_len"))]
+        outputs = [TensorSpec("logits", "float32", ("batch", len(self.vocab)))]
+        for i in range(self.num_decoder_layers):
+            inputs += [TensorSpec(past_key(i), "float32", self.kv_shape("past_len")),
+                       TensorSpec(past_value(i), "float32", self.kv_shape("past_len"))]
+            outputs += [TensorSpec(present_key(i), "float32", self.kv_shape("total_len")),
+                        TensorSpec(present_value(i), "float32", self.kv_shape("total_len"))]
+        for i in range(self.num_decoder_layers):
+            inputs += [TensorSpec(cross_key(i), "float32", self.kv_shape("src_len")),
+                       TensorSpec(cross_value(i), "float32", self.kv_shape("src_len"))]
+        return GraphSpec(self.decoder_file, inputs=tuple(inputs), outputs=tuple(outputs))
+
+    def graphs(self) -> dict[str, GraphSpec]:
+        return {"encoder": self.encoder(), "decoder": self.decoder()}
+
+    def graph_files(self) -> tuple[str, ...]:
+        return (self.encoder_file, self.decoder_file)
+
+
+Manifest = FacesManifest | PoemsManifest
+_KINDS: dict[str, type] = {FACES_KIND: FacesManifest, POEMS_KIND: PoemsManifest}
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    FACES_KIND: ("nz", "image_size"),
+    POEMS_KIND: ("vocab", "d_model", "num_heads", "num_encoder_layers", "num_decoder_layers",
+                 "dim_feedforward", "max_len"),
+}
+
+
+# ---------------------------------------------------------------- reading and writing
+
+def write_manifest(model_dir: str | Path, manifest: Manifest) -> Path:
+    path = Path(model_dir) / MANIFEST_NAME
+    data = asdict(manifest)
+    if isinstance(manifest, PoemsManifest):
+        data["special_tokens"] = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
+    data["graphs"] = {k: _graph_dict(g) for k, g in manifest.graphs().items()}  # informative; the code is the spec
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def _graph_dict(g: GraphSpec) -> dict[str, Any]:
+    return {"file": g.file, "inputs": [asdict(t) for t in g.inputs], "outputs": [asdict(t) for t in g.outputs]}
+
+
+def read_manifest(model_dir: str | Path, expected_kind: str | None = None) -> Manifest:
+    """Parse and validate `model_dir/manifest.json`; raise ManifestError naming every problem found."""
+    model_dir = Path(model_dir)
+    where = str(model_dir)
+    if not model_dir.is_dir():
+        raise ManifestError(where, ["not a directory"])
+    path = model_dir / MANIFEST_NAME
+    if not path.is_file():
+        raise ManifestError(where, [f"missing {MANIFEST_NAME}"])
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ManifestError(where, [f"{MANIFEST_NAME} is not valid JSON ({e})"]) from None
+    if not isinstance(data, dict):
+        raise ManifestError(where, [f"{MANIFEST_NAME} must hold a JSON object"])
+
+    problems: list[str] = []
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        problems.append(f"format_version is {version!r}, this genrt reads {FORMAT_VERSION}")
+    kind = data.get("kind")
+    if not isinstance(kind, str) or kind not in _KINDS:
+        problems.append(f"kind is {kind!r}, expected one of {sorted(_KINDS)}")
+        raise ManifestError(where, problems)
+    if expected_kind and kind != expected_kind:  # the other kind's fields would only add noise
+        raise ManifestError(where, problems + [f"kind is {kind!r}, expected {expected_kind!r}"])
+    problems += [f"missing field {k!r}" for k in _REQUIRED[kind] if k not in data]
+    if problems:
+        raise ManifestError(where, problems)
+
+    cls = _KINDS[kind]
+    fields_ = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+    problems += _check_types(cls, fields_)
+    if problems:
+        raise ManifestError(where, problems)
+    fields_["vocab"] = tuple(fields_["vocab"]) if "vocab" in fields_ else None
+    if fields_["vocab"] is None:
+        del fields_["vocab"]
+    manifest = cls(**fields_)
+    problems += _check_values(manifest)
+    for file in manifest.graph_files():
+        if not (model_dir / file).is_file():
+            problems.append(f"missing graph file {file}")
+    if problems:
+        raise ManifestError(where, problems)
+    return manifest
+
+
+_FIELD_TYPES = {"int": int, "str": str, "dict[str, Any]": dict, "tuple[str, ...]": list}
+
+
+def _check_types(cls: type, values: dict[str, Any]) -> list[str]:
+    """JSON types of the manifest fields (bool is not an int here)."""
+    problems = []
+    for name, value in values.items():
+        expected = _FIELD_TYPES.get(str(cls.__dataclass_fields__[name].type))
+        if expected is None:
+            continue
+        ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+        if expected is list:
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        if not ok:
+            problems.append(f"field {name!r} must be {'a list of strings' if expected is list else expected.__name__}"
+                            f", got {value!r:.40}")
+    return problems
+
+
+def _check_values(m: Manifest) -> list[str]:
+    problems = []
+    if isinstance(m, FacesManifest):
+        for name in ("nz", "image_size", "channels"):
+            if not isinstance(getattr(m, name), int) or getattr(m, name) <= 0:
+                problems.append(f"{name} must be a positive integer, got {getattr(m, name)!r}")
+    else:
+        for name in ("d_model", "num_heads", "num_encoder_layers", "num_decoder_layers", "dim_feedforward", "max_len"):
+            if not isinstance(getattr(m, name), int) or getattr(m, name) <= 0:
+                problems.append(f"{name} must be a positive integer, got {getattr(m, name)!r}")
+        if not problems and m.d_model % m.num_heads:
+            problems.append(f"d_model {m.d_model} is not divisible by num_heads {m.num_heads}")
+        if tuple(m.vocab[:len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
+            problems.append(f"vocab must start with the special tokens {list(SPECIAL_TOKENS)}")
+        if len(set(m.vocab)) != len(m.vocab):
+            problems.append("vocab has duplicate entries")
+    return problems
+
+
+# ---------------------------------------------------------------- graph checks
+
+def check_graph_io(spec: GraphSpec, inputs: Iterable[tuple[str, str, Sequence[Any]]],
+                   outputs: Iterable[tuple[str, str, Sequence[Any]]], where: str = "") -> list[str]:
+    """Compare a graph's actual (name, dtype, shape) lists with the spec. A symbolic (dynamic) dim of the spec must
+    be symbolic in the graph too (any name, or None); fixed dims must match exactly. Returns every problem (empty list = conforms)."""
+    problems: list[str] = []
+    for label, expected, actual in (("input", spec.inputs, list(inputs)), ("output", spec.outputs, list(outputs))):
+        actual_by_name = {name: (dtype, shape) for name, dtype, shape in actual}
+        for t in expected:
+            if t.name not in actual_by_name:
+                problems.append(f"{where}{spec.file}: missing {label} {t.name!r}")
+                continue
+            dtype, shape = actual_by_name.pop(t.name)
+            if dtype != t.dtype:
+                problems.append(f"{where}{spec.file}: {label} {t.name!r} has dtype {dtype}, expected {t.dtype}")
+            if len(shape) != len(t.shape) or any(
+                    (a != e) if isinstance(e, int) else isinstance(a, int) for e, a in zip(t.shape, shape)):
+                problems.append(f"{where}{spec.file}: {label} {t.name!r} has shape {list(shape)}, "
+                                f"expected {list(t.shape)}")
+        problems += [f"{where}{spec.file}: unexpected {label} {name!r}" for name in actual_by_name]
+    return problems
+
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(uint8)": "uint8",
+              "tensor(bool)": "bool", "tensor(float16)": "float16", "tensor(int32)": "int32"}
+
+
+def session_io(session: Any) -> tuple[list[tuple[str, str, list]], list[tuple[str, str, list]]]:
+    """(name, dtype, shape) of an onnxruntime.InferenceSession's inputs and outputs."""
+    def describe(args: Any) -> list[tuple[str, str, list]]:
+        return [(a.name, _ORT_TYPES.get(a.type, a.type), list(a.shape)) for a in args]
+    return describe(session.get_inputs()), describe(session.get_outputs())

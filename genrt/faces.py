@@ -1,0 +1,175 @@
+"""Face generation with onnxruntime only: latents in, uint8 images out, plus PNG and grid helpers."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from genrt.contract import FACES_KIND, FacesManifest, ManifestError, read_manifest
+from genrt.runtime import load_checked_session, model_dir_or_bundled, resolve_provider
+
+DEFAULT_BATCH_SIZE = 64
+INTERPOLATION_MODES = ("slerp", "lerp")
+
+
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class FaceGenerator:
+    """A loaded faces model: one onnxruntime session, created at load and reused by every call.
+
+    `generate` and friends keep no state between calls (randomness comes from a per-call numpy Generator), so
+    one FaceGenerator can serve several threads at once."""
+
+    def __init__(self, manifest: FacesManifest, session: ort.InferenceSession, model_dir: Path, provider: str):
+        self.manifest = manifest
+        self.model_dir = model_dir
+        self.provider = provider
+        self._session = session
+        spec = manifest.graph()
+        self._input_name = spec.inputs[0].name
+        self._output_name = spec.outputs[0].name
+
+    @classmethod
+    def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None,
+             quiet: bool = True) -> FaceGenerator:
+        """Open a model directory (None = the bundled genrt/models/faces), checking manifest and graph."""
+        model_dir = model_dir_or_bundled(
+            model_dir, "faces", "python -m export.faces --checkpoint runs/faces/checkpoint.pt --out genrt/models/faces")
+        manifest = read_manifest(model_dir, expected_kind=FACES_KIND)
+        assert isinstance(manifest, FacesManifest)
+        chosen = resolve_provider(provider, quiet=quiet)
+        session = load_checked_session(model_dir, manifest.graph(), chosen, threads)
+        return cls(manifest, session, model_dir, chosen)
+
+    @property
+    def nz(self) -> int:
+        return self.manifest.nz
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        m = self.manifest
+        return (m.image_size, m.image_size, m.channels)
+
+    # ------------------------------------------------------------ latents
+
+    def latents(self, n: int, seed: int | None = None) -> np.ndarray:
+        """n standard-normal latents (n, nz) float32; the same seed always gives the same latents."""
+        n = _positive_int(n, "n")
+        return np.random.default_rng(seed).standard_normal((n, self.nz), dtype=np.float32)
+
+    def _latent_batches(self, n: int, seed: int | None, batch_size: int) -> Iterator[np.ndarray]:
+        """The rows of `latents(n, seed)`, drawn batch by batch so memory stays bounded for huge n."""
+        rng = np.random.default_rng(seed)
+        for start in range(0, n, batch_size):
+            yield rng.standard_normal((min(batch_size, n - start), self.nz), dtype=np.float32)  # (B, nz)
+
+    # ------------------------------------------------------------ images
+
+    def _run(self, z: np.ndarray) -> np.ndarray:
+        return self._session.run([self._output_name], {self._input_name: z})[0]  # (B, H, W, 3) uint8
+
+    def iter_batches(self, n: int, seed: int | None = None,
+                     batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[np.ndarray]:
+        """Yield n faces as uint8 batches (B, H, W, 3); concatenated they equal `generate(n, seed)`."""
+        n, batch_size = _positive_int(n, "n"), _positive_int(batch_size, "batch_size")
+        for z in self._latent_batches(n, seed, batch_size):
+            yield self._run(z)
+
+    def generate(self, n: int, seed: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                 progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """n faces (n, H, W, 3) uint8. `progress(k)` is called after each batch of k images."""
+        n = _positive_int(n, "n")
+        images = np.empty((n, *self.image_shape), dtype=np.uint8)   # (n, H, W, 3)
+        done = 0
+        for batch in self.iter_batches(n, seed, batch_size):
+            images[done:done + len(batch)] = batch
+            done += len(batch)
+            if progress:
+                progress(len(batch))
+        return images
+
+    def generate_from_latents(self, z: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """Faces for given latents z (B, nz) -> (B, H, W, 3) uint8."""
+        batch_size = _positive_int(batch_size, "batch_size")
+        z = np.ascontiguousarray(z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.nz or len(z) == 0:
+            raise ValueError(f"latents must have shape (batch >= 1, {self.nz}), got {z.shape}")
+        return np.concatenate([self._run(z[i:i + batch_size]) for i in range(0, len(z), batch_size)])
+
+    def interpolate(self, k: int, seed: int | None = None, mode: str = "slerp",
+                    batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """k faces (k, H, W, 3) morphing between the two latents `latents(2, seed)`, both ends included."""
+        k = _positive_int(k, "k")
+        start, end = self.latents(2, seed)
+        return self.generate_from_latents(interpolate_latents(start, end, k, mode), batch_size)
+
+
+# ---------------------------------------------------------------- latent interpolation
+
+def interpolate_latents(start: np.ndarray, end: np.ndarray, k: int, mode: str = "slerp") -> np.ndarray:
+    """k latents (k, nz) from start to end. slerp follows the sphere the Gaussian latents live near."""
+    if mode not in INTERPOLATION_MODES:
+        raise ValueError(f"unknown interpolation mode {mode!r}; choose one of {', '.join(INTERPOLATION_MODES)}")
+    t = np.linspace(0.0, 1.0, k, dtype=np.float64)[:, None]         # (k, 1)
+    a, b = start.astype(np.float64), end.astype(np.float64)          # (nz,)
+    cos_omega = np.dot(a, b) / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12)
+    omega = math.acos(float(np.clip(cos_omega, -1.0, 1.0)))
+    if mode == "lerp" or math.sin(omega) < 1e-6:                    # (nearly) parallel: slerp degenerates to lerp
+        frames = (1 - t) * a + t * b
+    else:
+        frames = (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / math.sin(omega)
+    return frames.astype(np.float32)                                 # (k, nz)
+
+
+# ---------------------------------------------------------------- files and grids
+
+def image_names(count: int, prefix: str = "face", start: int = 0, total: int | None = None) -> list[str]:
+    """face_0000.png ...; at least 4 digits, more when `total` needs them, so names sort in order."""
+    digits = max(4, len(str(max((total or count) - 1, 0))))
+    return [f"{prefix}_{i:0{digits}d}.png" for i in range(start, start + count)]
+
+
+def save_png(image: np.ndarray, path: str | Path) -> Path:
+    """One (H, W, 3) uint8 image as PNG; the bytes depend only on the pixels."""
+    path = Path(path)
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(path, format="PNG")
+    return path
+
+
+def save_images(images: np.ndarray | Sequence[np.ndarray], out_dir: str | Path, prefix: str = "face",
+                start: int = 0, total: int | None = None) -> list[Path]:
+    """Write images (N, H, W, 3) as out_dir/<prefix>_0000.png ...; `start` numbers a later batch."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = image_names(len(images), prefix, start, total)
+    return [save_png(image, out_dir / name) for image, name in zip(images, names)]
+
+
+def make_grid(images: np.ndarray, nrow: int | None = None, padding: int = 2) -> np.ndarray:
+    """Tile images (N, H, W, C) into one (rows*H + pads, nrow*W + pads, C) uint8 image, black gaps."""
+    images = np.asarray(images, dtype=np.uint8)
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError(f"images must have shape (N >= 1, H, W, C), got {images.shape}")
+    n, h, w, c = images.shape
+    nrow = nrow or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / nrow)
+    grid = np.zeros((rows * h + (rows + 1) * padding, nrow * w + (nrow + 1) * padding, c), dtype=np.uint8)
+    for i, image in enumerate(images):
+        r, col = divmod(i, nrow)
+        top, left = padding + r * (h + padding), padding + col * (w + padding)
+        grid[top:top + h, left:left + w] = image
+    return grid
+
+
+def save_grid(images: np.ndarray, path: str | Path, nrow: int | None = None, padding: int = 2) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_png(make_grid(images, nrow, padding), path)

@@ -1,0 +1,109 @@
+"""onnxruntime sessions: provider choice (CUDA -> CPU), thread count, graph checks against the contract."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import onnxruntime as ort
+
+from genrt.contract import GraphSpec, ManifestError, check_graph_io, session_io
+
+PROVIDERS = ("auto", "cpu", "cuda")
+_ORT_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+class ProviderError(ValueError):
+    """The requested execution provider is not available here."""
+
+
+def available_providers() -> list[str]:
+    """Short names ('cuda', 'cpu') of the providers this onnxruntime build offers, best first."""
+    names = ort.get_available_providers()
+    return [short for short, full in (("cuda", _ORT_NAMES["cuda"]), ("cpu", _ORT_NAMES["cpu"])) if full in names]
+
+
+def resolve_provider(requested: str = "auto", quiet: bool = True) -> str:
+    """'auto' -> 'cuda' when onnxruntime offers it, else 'cpu' (saying so unless quiet)."""
+    if requested is None or requested == "":
+        requested = "auto"
+    if not isinstance(requested, str) or requested.lower() not in PROVIDERS:
+        raise ProviderError(f"unknown provider {requested!r}; choose one of {', '.join(PROVIDERS)}")
+    requested = requested.lower()
+    offered = available_providers()
+    if requested == "auto":
+        chosen = offered[0] if offered else "cpu"
+        if not quiet and chosen == "cpu":
+            print("genrt: CUDA is not available in this onnxruntime build, running on CPU", file=sys.stderr)
+        return chosen
+    if requested not in offered:
+        raise ProviderError(
+            f"provider {requested!r} is not available (onnxruntime {ort.__version__} offers: "
+            f"{', '.join(offered) or 'none'}); install genrt[gpu] on a machine with CUDA, or use --provider cpu")
+    return requested
+
+
+def physical_cores() -> int:
+    """Physical core count (onnxruntime is fastest with one thread per physical core)."""
+    try:
+        cores = set()
+        with open("/proc/cpuinfo") as f:
+            phys = core = None
+            for line in f:
+                if line.startswith("physical id"):
+                    phys = line.split(":")[1].strip()
+                elif line.startswith("core id"):
+                    core = line.split(":")[1].strip()
+                    cores.add((phys, core))
+        if cores:
+            return min(len(cores), len(os.sched_getaffinity(0)))
+    except (OSError, AttributeError):
+        pass
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def make_session(path: str | Path, provider: str = "cpu", threads: int | None = None) -> ort.InferenceSession:
+    """One session per graph, created once and reused."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads or physical_cores()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    providers = [_ORT_NAMES["cuda"], _ORT_NAMES["cpu"]] if provider == "cuda" else [_ORT_NAMES["cpu"]]
+    session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    if provider == "cuda" and _ORT_NAMES["cuda"] not in session.get_providers():
+        # onnxruntime falls back to CPU silently when the CUDA libraries fail to load: say so instead
+        raise ProviderError("onnxruntime offers CUDA but could not start it (CUDA/cuDNN libraries missing?); "
+                            "use --provider cpu")
+    return session
+
+
+def load_checked_session(model_dir: Path, spec: GraphSpec, provider: str, threads: int | None) -> ort.InferenceSession:
+    """Open a graph and check its inputs/outputs against the contract, naming every mismatch."""
+    try:
+        session = make_session(model_dir / spec.file, provider, threads)
+    except ProviderError:
+        raise
+    except Exception as e:  # onnxruntime raises its own exception types for a corrupt file
+        raise ManifestError(str(model_dir), [f"cannot load {spec.file}: {str(e).splitlines()[0]}"]) from None
+    inputs, outputs = session_io(session)
+    problems = check_graph_io(spec, inputs, outputs)
+    if problems:
+        raise ManifestError(str(model_dir), problems)
+    return session
+
+
+def bundled_model_dir(name: str) -> Path:
+    """Directory of a model shipped inside the genrt package (genrt/models/<name>)."""
+    return Path(__file__).resolve().parent / "models" / name
+
+
+def model_dir_or_bundled(model_dir: str | Path | None, name: str, export_hint: str) -> Path:
+    """The given model directory, or the bundled one (with a clear error when it is not installed)."""
+    if model_dir is not None:
+        return Path(model_dir)
+    bundled = bundled_model_dir(name)
+    if not bundled.is_dir():
+        raise ManifestError(str(bundled), [f"the bundled {name} model is not installed; export one with "
+                                           f"`{export_hint}` or pass a model directory"])
+    return bundled

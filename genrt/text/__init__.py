@@ -1,0 +1,1 @@
+"""Text generation: tokenizer, options, logit processors, search, and the ONNX poem model."""

@@ -1,0 +1,144 @@
+"""PoemGenerator: prompt text in, poems out, through the exported encoder + KV-cache decoder."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from genrt.contract import PROMPT_KIND_TOKENS
+from genrt.text.model import PoemModel
+from genrt.text.options import GenerationOptions
+from genrt.text.processors import (
+    LogitsProcessor, NoRepeatNGram, RepetitionPenalty, SuppressTokens, make_sampler, pick_greedy,
+)
+from genrt.text.search import beam_search, generate_tokens, iter_tokens
+from genrt.text.tokenizer import CharTokenizer
+
+LINE_PUNCTUATION = "，。？！；"
+
+
+@dataclass(frozen=True)
+class Poem:
+    prompt: str
+    text: str            # the poem body (in continue mode it starts with the given line)
+    score: float         # beam: sum of log-probabilities; greedy/sampling: 0.0
+    finished: bool       # ended with <eos> rather than at the length limit
+
+
+class PoemGenerator:
+    def __init__(self, model: PoemModel):
+        self.model = model
+        self.manifest = model.manifest
+        self.tokenizer = CharTokenizer(self.manifest.vocab)
+        self._lock = threading.Lock()  # onnxruntime sessions are thread-safe; stateful processors are per call
+
+    @classmethod
+    def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None
+             ) -> "PoemGenerator":
+        return cls(PoemModel.load(model_dir, provider, threads))
+
+    @property
+    def provider(self) -> str:
+        return self.model.provider
+
+    # ---------------------------------------------------------------- public API
+
+    def generate(self, prompt: str | Sequence[str], options: GenerationOptions | None = None,
+                 **kwargs: Any) -> list[Poem] | list[list[Poem]]:
+        """One prompt -> list of `num_return_sequences` poems; a list of prompts -> one such list per prompt,
+        decoded together as one batch. Raises ValueError naming any bad input or option."""
+        opts = GenerationOptions.from_kwargs(options, **kwargs)
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts:
+            raise ValueError("no prompt given")
+        sources, forced = self._encode_prompts(prompts, opts)
+        copies = opts.num_beams if opts.is_beam else opts.num_return_sequences
+        cache = self.model.start(sources, copies)
+        prefix = self._prefix(forced, copies)
+        max_new = self._max_new(opts, prefix)
+        processors = self._processors(opts, len(prefix))
+        if opts.is_beam:
+            hyps = beam_search(self.model, cache, prefix, opts.num_beams, max_new, self.tokenizer.eos_id,
+                               processors, opts.length_penalty, opts.num_return_sequences)
+        else:
+            flat = generate_tokens(self.model, cache, prefix, max_new, self.tokenizer.eos_id, processors,
+                                   self._picker(opts))
+            hyps = [flat[i * copies:(i + 1) * copies] for i in range(len(prompts))]
+        poems = [[self._poem(p, f, h) for h in hs] for p, f, hs in zip(prompts, forced, hyps)]
+        return poems[0] if isinstance(prompt, str) else poems
+
+    def stream(self, prompt: str, options: GenerationOptions | None = None, **kwargs: Any) -> Iterator[str]:
+        """Yield the poem piece by piece as it is decoded (greedy or sampling; one sequence)."""
+        opts = GenerationOptions.from_kwargs(options, **kwargs)
+        if opts.is_beam or opts.num_return_sequences != 1:
+            raise ValueError("stream decodes one sequence greedily or by sampling: use num_beams=1 and "
+                             "num_return_sequences=1")
+        sources, forced = self._encode_prompts([prompt], opts)
+        if forced[0]:
+            yield self.tokenizer.decode(forced[0])
+        prefix = self._prefix(forced, 1)
+        steps = iter_tokens(self.model, self.model.start(sources), prefix, self._max_new(opts, prefix),
+                            self.tokenizer.eos_id, self._processors(opts, 1), self._picker(opts))
+        for new, alive in steps:
+            if alive[0]:
+                yield self.tokenizer.vocab[int(new[0])]
+
+    # ---------------------------------------------------------------- pieces
+
+    def _encode_prompts(self, prompts: Sequence[str], opts: GenerationOptions
+                        ) -> tuple[list[list[int]], list[list[int]]]:
+        """Source ids per prompt, and the ids forced at the start of the poem (continue mode: the given line)."""
+        sources, forced = [], []
+        for text in prompts:
+            if not isinstance(text, str):
+                raise ValueError(f"a prompt must be a string, got {type(text).__name__}")
+            sources.append(self.tokenizer.encode_prompt(text, opts.mode, self.manifest.max_len))
+            forced.append(self._forced_line(text.strip()) if opts.mode == "continue" else [])
+        return sources, forced
+
+    def _forced_line(self, line: str) -> list[int]:
+        unknown = self.tokenizer.unknown_chars(line)
+        if unknown:
+            raise ValueError(f"continue mode needs every character of the line in the vocabulary; unknown: "
+                             f"{''.join(unknown)}")
+        return self.tokenizer.encode_text(line)
+
+    def _prefix(self, forced: list[list[int]], copies: int) -> np.ndarray:
+        if len({len(f) for f in forced}) > 1:
+            raise ValueError("in continue mode, prompts decoded together must have the same length")
+        row = [self.tokenizer.sos_id] + forced[0]
+        rows = [[self.tokenizer.sos_id] + f for f in forced for _ in range(copies)]
+        return np.asarray(rows, np.int64).reshape(-1, len(row))                 # (B*copies, P)
+
+    def _max_new(self, opts: GenerationOptions, prefix: np.ndarray) -> int:
+        room = self.manifest.max_len - prefix.shape[1]  # positions the model was trained on
+        if room < 1:
+            raise ValueError(f"the forced line leaves no room: the model decodes at most {self.manifest.max_len} "
+                             f"characters")
+        return min(opts.max_new_tokens, room)
+
+    def _processors(self, opts: GenerationOptions, rows: int) -> list[LogitsProcessor]:
+        tok = self.tokenizer
+        never = [tok.pad_id, tok.sos_id, tok.unk_id] + [tok.index[t] for t in PROMPT_KIND_TOKENS.values()]
+        processors: list[LogitsProcessor] = [SuppressTokens(never)]
+        if opts.repetition_penalty != 1.0:
+            punctuation = tok.ids_of(LINE_PUNCTUATION) + [tok.eos_id]
+            processors.append(RepetitionPenalty(opts.repetition_penalty, ignore_ids=punctuation))
+        if opts.no_repeat_ngram_size:
+            processors.append(NoRepeatNGram(opts.no_repeat_ngram_size))
+        if opts.form or opts.acrostic or opts.rhyme:
+            from genrt.text.forms import FormConstraint
+            processors.append(FormConstraint(tok, opts.form, opts.acrostic, opts.rhyme))
+        return processors
+
+    @staticmethod
+    def _picker(opts: GenerationOptions):
+        if not opts.do_sample:
+            return pick_greedy
+        return make_sampler(np.random.default_rng(opts.seed), opts.temperature, opts.top_k, opts.top_p)
+
+    def _poem(self, prompt: str, forced: list[int], hyp) -> Poem:
+        return Poem(prompt, self.tokenizer.decode(forced + hyp.tokens), hyp.score, hyp.finished)

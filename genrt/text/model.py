@@ -1,0 +1,104 @@
+"""The exported poem model behind one interface: `step(tokens, cache) -> (logits, cache)`.
+
+`PoemModel` runs `encoder.onnx` once per prompt and `decoder.onnx` once per new token with an explicit KV cache.
+`RecomputeModel` wraps it without a cache (the whole prefix again every step) for the speed comparison.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from genrt.contract import POEMS_KIND, PoemsManifest, cross_key, cross_value, past_key, past_value, read_manifest
+from genrt.runtime import load_checked_session, model_dir_or_bundled, resolve_provider
+
+
+@dataclass(frozen=True)
+class DecoderCache:
+    """Everything the decoder needs besides the new tokens. Rows are hypotheses (prompt x beam)."""
+    self_kv: tuple[np.ndarray, ...]    # per layer K then V, each (N, H, T, Dh); T grows by one per step
+    cross_kv: tuple[np.ndarray, ...]   # per layer K then V, each (N, H, S, Dh); computed once by the encoder
+    src_mask: np.ndarray               # (N, S) float32, 1 = token
+    length: int                        # T: target positions already in the cache
+    prefix: np.ndarray | None = None   # (N, T) ids so far; kept only by RecomputeModel
+
+
+def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """-> ids (B, S) int64 right-padded, mask (B, S) float32."""
+    width = max(len(s) for s in seqs)
+    ids = np.full((len(seqs), width), pad_id, np.int64)
+    mask = np.zeros((len(seqs), width), np.float32)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)], mask[i, :len(s)] = s, 1.0
+    return ids, mask
+
+
+class PoemModel:
+    def __init__(self, manifest: PoemsManifest, encoder, decoder, provider: str, model_dir: Path):
+        self.manifest, self.provider, self.model_dir = manifest, provider, model_dir
+        self.encoder, self.decoder = encoder, decoder
+        layers = range(manifest.num_decoder_layers)
+        self._cross_names = [n for i in layers for n in (cross_key(i), cross_value(i))]
+        self._past_names = [n for i in layers for n in (past_key(i), past_value(i))]
+        self._decoder_outputs = [t.name for t in manifest.decoder().outputs]  # logits, then present K/V per layer
+
+    @classmethod
+    def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None
+             ) -> "PoemModel":
+        model_dir = model_dir_or_bundled(
+            model_dir, "poems", "python -m export.poems --checkpoint runs/poems/checkpoint.pt --out genrt/models/poems")
+        manifest = read_manifest(model_dir, expected_kind=POEMS_KIND)
+        chosen = resolve_provider(provider, quiet=False)
+        encoder = load_checked_session(model_dir, manifest.encoder(), chosen, threads)
+        decoder = load_checked_session(model_dir, manifest.decoder(), chosen, threads)
+        return cls(manifest, encoder, decoder, chosen, model_dir)
+
+    def start(self, sources: Sequence[Sequence[int]], copies: int = 1) -> DecoderCache:
+        """Encode each source once, then repeat its rows `copies` times (beams / return sequences).
+        Rows come out grouped: prompt 0's copies, then prompt 1's, ..."""
+        src_ids, src_mask = pad_batch(sources, self.manifest.pad_id)               # (B, S)
+        cross = self.encoder.run(self._cross_names, {"src_ids": src_ids, "src_mask": src_mask})
+        if copies > 1:
+            cross = [np.repeat(x, copies, axis=0) for x in cross]                   # (B*copies, H, S, Dh)
+            src_mask = np.repeat(src_mask, copies, axis=0)
+        m = self.manifest
+        empty = np.zeros((len(src_mask), m.num_heads, 0, m.head_dim), np.float32)  # (N, H, 0, Dh)
+        return DecoderCache(tuple(empty for _ in self._past_names), tuple(cross), src_mask, 0)
+
+    def step(self, tokens: np.ndarray, cache: DecoderCache) -> tuple[np.ndarray, DecoderCache]:
+        """tokens (N, k) int64 at positions T..T+k-1 -> logits (N, V) for the next token, cache grown by k."""
+        n, k = tokens.shape
+        positions = np.broadcast_to(np.arange(cache.length, cache.length + k, dtype=np.int64), (n, k))
+        feeds = {"input_ids": tokens, "position_ids": np.ascontiguousarray(positions), "src_mask": cache.src_mask}
+        feeds.update(zip(self._past_names, cache.self_kv))
+        feeds.update(zip(self._cross_names, cache.cross_kv))
+        logits, *present = self.decoder.run(self._decoder_outputs, feeds)
+        return logits, replace(cache, self_kv=tuple(present), length=cache.length + k)
+
+    @staticmethod
+    def reorder(cache: DecoderCache, rows: np.ndarray) -> DecoderCache:
+        """Row i of the result continues old row rows[i]. Beam search only moves rows within a prompt's group,
+        and all rows of a group share the same cross-attention K/V, so only the self-attention cache moves."""
+        prefix = cache.prefix[rows] if cache.prefix is not None else None
+        return replace(cache, self_kv=tuple(x[rows] for x in cache.self_kv), prefix=prefix)
+
+
+class RecomputeModel:
+    """Same interface, no KV cache: every step re-runs the decoder over the whole prefix (for benchmarks)."""
+
+    def __init__(self, model: PoemModel):
+        self.model, self.manifest = model, model.manifest
+
+    def start(self, sources: Sequence[Sequence[int]], copies: int = 1) -> DecoderCache:
+        cache = self.model.start(sources, copies)
+        return replace(cache, prefix=np.zeros((len(cache.src_mask), 0), np.int64))
+
+    def step(self, tokens: np.ndarray, cache: DecoderCache) -> tuple[np.ndarray, DecoderCache]:
+        prefix = np.concatenate([cache.prefix, tokens], axis=1)                     # (N, T+k)
+        fresh = replace(cache, self_kv=tuple(x[:, :, :0] for x in cache.self_kv), length=0)
+        logits, _ = self.model.step(prefix, fresh)
+        return logits, replace(cache, prefix=prefix, length=prefix.shape[1])
+
+    reorder = staticmethod(PoemModel.reorder)

@@ -1,0 +1,119 @@
+"""Logit processors and token pickers: pure numpy functions of (tokens, logits).
+
+A processor is any callable `(tokens (N, T) int64, logits (N, V) float32) -> logits (N, V)`; `tokens` are the
+target-side ids so far (starting with <sos>), one row per live hypothesis. Processors may write into `logits`.
+A processor that keeps per-row state may define `reorder(rows)`; beam search calls it whenever hypotheses move.
+"""
+from __future__ import annotations
+
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+NEG = -np.inf
+
+
+class LogitsProcessor(Protocol):
+    def __call__(self, tokens: np.ndarray, logits: np.ndarray) -> np.ndarray: ...
+
+
+class SuppressTokens:
+    """Never emit these ids (<pad>, <sos>, <unk>, prompt-kind tokens)."""
+
+    def __init__(self, ids: Sequence[int]):
+        self.ids = np.asarray(sorted(set(ids)), np.int64)
+
+    def __call__(self, tokens: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        logits[:, self.ids] = NEG
+        return logits
+
+
+class RepetitionPenalty:
+    """CTRL-style: divide positive logits (multiply negative ones) of already generated tokens by `penalty`."""
+
+    def __init__(self, penalty: float, ignore_ids: Sequence[int] = ()):
+        self.penalty = float(penalty)
+        self.ignore = np.asarray(list(ignore_ids), np.int64)
+
+    def __call__(self, tokens: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        seen = np.zeros(logits.shape, bool)
+        np.put_along_axis(seen, tokens, True, axis=1)
+        if self.ignore.size:
+            seen[:, self.ignore] = False
+        logits[seen] = np.where(logits[seen] > 0, logits[seen] / self.penalty, logits[seen] * self.penalty)
+        return logits
+
+
+class NoRepeatNGram:
+    """Ban any token that would repeat an n-gram already present in the row."""
+
+    def __init__(self, n: int):
+        self.n = int(n)
+
+    def __call__(self, tokens: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        n, t = self.n, tokens.shape[1]
+        if t + 1 < n:
+            return logits
+        for row in range(tokens.shape[0]):
+            seq = tokens[row].tolist()
+            prefix = tuple(seq[t - n + 1:]) if n > 1 else ()
+            banned = [seq[i + n - 1] for i in range(t - n + 1) if tuple(seq[i:i + n - 1]) == prefix]
+            if banned:
+                logits[row, banned] = NEG
+        return logits
+
+
+# ---------------------------------------------------------------- sampling warpers
+
+def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
+    return logits / np.float32(temperature) if temperature != 1.0 else logits
+
+
+def apply_top_k(logits: np.ndarray, k: int) -> np.ndarray:
+    if k <= 0 or k >= logits.shape[1]:
+        return logits
+    kth = np.partition(logits, -k, axis=1)[:, -k][:, None]
+    return np.where(logits < kth, NEG, logits)
+
+
+def apply_top_p(logits: np.ndarray, p: float) -> np.ndarray:
+    """Keep the smallest set of tokens whose probability mass reaches p (always at least the best one)."""
+    if p >= 1.0:
+        return logits
+    order = np.argsort(-logits, axis=1)
+    sorted_logits = np.take_along_axis(logits, order, axis=1)
+    probs = softmax(sorted_logits)
+    cum = np.cumsum(probs, axis=1)
+    drop_sorted = (cum - probs) >= p                  # mass before this token already reaches p
+    drop = np.zeros_like(drop_sorted)
+    np.put_along_axis(drop, order, drop_sorted, axis=1)
+    return np.where(drop, NEG, logits)
+
+
+# ---------------------------------------------------------------- pickers
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def pick_greedy(logits: np.ndarray) -> np.ndarray:
+    return logits.argmax(axis=1)                       # (N,)
+
+
+def make_sampler(rng: np.random.Generator, temperature: float, top_k: int, top_p: float
+                 ) -> Callable[[np.ndarray], np.ndarray]:
+    """Picker drawing one token per row from the warped distribution, reproducible through `rng`."""
+    def pick(logits: np.ndarray) -> np.ndarray:
+        warped = apply_top_p(apply_top_k(apply_temperature(logits, temperature), top_k), top_p)
+        probs = softmax(warped.astype(np.float64))
+        cum = np.cumsum(probs, axis=1)
+        u = rng.random((probs.shape[0], 1)) * cum[:, -1:]   # < total mass: never lands on a banned tail token
+        return (cum <= u).sum(axis=1)
+    return pick

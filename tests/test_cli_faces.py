@@ -1,0 +1,134 @@
+"""`genrt faces`: files written, determinism, and one-line exit-2 errors for bad input."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from genrt.cli import main, user_errors
+from genrt.runtime import available_providers
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def faces_args(model, out, *extra: str) -> list[str]:
+    return ["faces", "--model", str(model), "-o", str(out), "--threads", "1", *extra]
+
+
+def assert_user_error(result, *words: str) -> None:
+    """Exit code 2, no traceback, exactly one 'Error:' line, and it names the problem."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    for word in words:
+        assert word in errors[0], errors[0]
+
+
+def test_writes_n_pngs_and_a_grid(tiny_faces_model, tmp_path):
+    out = tmp_path / "out"
+    result = run(*faces_args(tiny_faces_model, out, "--n", "5", "--seed", "1", "--batch-size", "2"))
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [f"face_{i:04d}.png" for i in range(5)] + ["grid.png"]
+    with Image.open(out / "face_0003.png") as im:
+        assert im.size == (64, 64) and im.mode == "RGB"
+    with Image.open(out / "grid.png") as im:
+        assert im.size == (3 * 64 + 4 * 2, 2 * 64 + 3 * 2)           # 3 x 2 cells, 2-pixel gaps
+
+
+def test_same_seed_gives_byte_identical_files(tiny_faces_model, tmp_path):
+    for name, batch in (("a", "64"), ("b", "3")):
+        assert run(*faces_args(tiny_faces_model, tmp_path / name, "--n", "4", "--seed", "7",
+                               "--batch-size", batch)).exit_code == 0
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "b").iterdir())
+    assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
+
+
+def test_default_count_and_random_seed_is_printed(tiny_faces_model, tmp_path):
+    result = run(*faces_args(tiny_faces_model, tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "out").glob("face_*.png"))) == 16
+    assert "seed: " in result.stderr
+
+
+def test_interpolate_writes_frames(tiny_faces_model, tmp_path):
+    result = run(*faces_args(tiny_faces_model, tmp_path / "out", "--interpolate", "4", "--seed", "2"))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"frame_{i:04d}.png" for i in range(4)] + [
+        "grid.png"]
+
+
+def test_auto_provider_says_when_it_falls_back_to_cpu(tiny_faces_model, tmp_path):
+    if "cuda" in available_providers():
+        pytest.skip("CUDA is available here")
+    result = run(*faces_args(tiny_faces_model, tmp_path / "out", "--n", "1", "--provider", "auto"))
+    assert result.exit_code == 0
+    assert "running on CPU" in result.stderr
+
+
+@pytest.mark.parametrize("n, words", [("0", ["--n", "0"]), ("-3", ["--n", "-3"]), ("many", ["--n", "many"])])
+def test_bad_counts(tiny_faces_model, tmp_path, n, words):
+    assert_user_error(run(*faces_args(tiny_faces_model, tmp_path / "out", "--n", n)), *words)
+
+
+def test_output_path_that_is_a_file(tiny_faces_model, tmp_path):
+    target = tmp_path / "taken.txt"
+    target.write_text("x")
+    assert_user_error(run(*faces_args(tiny_faces_model, target)), "taken.txt", "is a file")
+
+
+def test_output_path_that_cannot_be_created(tiny_faces_model, tmp_path):
+    (tmp_path / "taken.txt").write_text("x")
+    out = tmp_path / "taken.txt" / "out"                                  # a directory under a regular file
+    assert_user_error(run(*faces_args(tiny_faces_model, out)), "cannot create output directory", str(out))
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can write anywhere")
+def test_output_dir_that_is_not_writable(tiny_faces_model, tmp_path):
+    out = tmp_path / "locked"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        assert_user_error(run(*faces_args(tiny_faces_model, out)), "locked", "not writable")
+    finally:
+        out.chmod(0o700)
+
+
+def test_missing_model_dir(tmp_path):
+    result = run("faces", "--model", str(tmp_path / "nowhere"), "-o", str(tmp_path / "out"))
+    assert_user_error(result, "nowhere", "not a directory")
+    assert not (tmp_path / "out").exists()                                # nothing written for a bad model
+
+
+def test_invalid_model_dir(model_copy, tmp_path):
+    (model_copy / "generator.onnx").write_bytes(b"garbage")
+    assert_user_error(run(*faces_args(model_copy, tmp_path / "out")), "cannot load generator.onnx")
+
+
+def test_cuda_without_cuda(tiny_faces_model, tmp_path):
+    if "cuda" in available_providers():
+        pytest.skip("CUDA is available here")
+    result = run(*faces_args(tiny_faces_model, tmp_path / "out", "--provider", "cuda"))
+    assert_user_error(result, "provider 'cuda' is not available")
+
+
+def test_n_and_interpolate_together(tiny_faces_model, tmp_path):
+    result = run(*faces_args(tiny_faces_model, tmp_path / "out", "--n", "3", "--interpolate", "3"))
+    assert_user_error(result, "--n", "--interpolate")
+
+
+def test_user_errors_turns_expected_exceptions_into_exit_2():
+    import click
+
+    for error in (ValueError("bad\nvalue"), OSError("disk full")):
+        with pytest.raises(click.ClickException) as info, user_errors():
+            raise error
+        assert info.value.exit_code == 2 and "\n" not in info.value.format_message()
+    with pytest.raises(KeyError), user_errors():                          # a bug stays a bug
+        raise KeyError("x")

@@ -1,0 +1,110 @@
+"""Export of the poem Transformer: contract I/O, torch parity, dynamic shapes, cache vs no cache."""
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from genrt.contract import ManifestError, PoemsManifest, check_graph_io, read_manifest
+from genrt.text.model import PoemModel, RecomputeModel
+
+torch = pytest.importorskip("torch")
+
+from export.poems_reference import TorchNoCacheModel, compare_decoding, random_sources, step_logit_parity  # noqa: E402
+from trainers.poems import load_model  # noqa: E402
+
+_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64"}
+
+
+def onnx_io(path):
+    graph = onnx.load(str(path)).graph
+
+    def describe(values):
+        return [(v.name, _DTYPES.get(v.type.tensor_type.elem_type, "?"),
+                 [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]) for v in values]
+    return describe(graph.input), describe(graph.output)
+
+
+def test_every_graph_matches_the_contract(tiny_poems_dir):
+    manifest = read_manifest(tiny_poems_dir)
+    assert isinstance(manifest, PoemsManifest)
+    for spec in manifest.graphs().values():
+        assert check_graph_io(spec, *onnx_io(tiny_poems_dir / spec.file)) == []
+    assert not list(tiny_poems_dir.glob("*.data")), "model directory must be self-contained"
+
+
+def test_contract_check_names_every_mismatch(tiny_poems_dir):
+    manifest = read_manifest(tiny_poems_dir)
+    inputs, outputs = onnx_io(tiny_poems_dir / manifest.decoder_file)
+    broken_inputs = [(n, "int32" if n == "input_ids" else d, s) for n, d, s in inputs if n != "past_key.0"]
+    problems = check_graph_io(manifest.decoder(), broken_inputs, outputs + [("extra", "float32", [1])])
+    text = "\n".join(problems)
+    assert "missing input 'past_key.0'" in text
+    assert "'input_ids' has dtype int32" in text
+    assert "unexpected output 'extra'" in text
+
+
+def test_export_report_records_parity(tiny_poems_dir):
+    report = json.loads((tiny_poems_dir / "export_report.json").read_text())
+    assert report["max_abs_logit_diff"] <= 1e-4
+    assert report["greedy_identical"] == report["prompts"] == 20
+    assert report["beam_identical"] == 20
+
+
+def test_decoder_logits_match_torch_at_several_shapes(tiny_poems_checkpoint, tiny_poems_dir):
+    model, _, _ = load_model(tiny_poems_checkpoint)
+    onnx_model = PoemModel.load(tiny_poems_dir, provider="cpu", threads=1)
+    assert step_logit_parity(model, onnx_model, batches=(1, 2, 5), steps=8) <= 1e-4
+
+
+def test_encoder_handles_padding_and_batch_sizes(tiny_poems_checkpoint, tiny_poems_dir):
+    """A prompt gives the same first-step logits alone and inside a padded batch."""
+    onnx_model = PoemModel.load(tiny_poems_dir, provider="cpu", threads=1)
+    sources = random_sources(len(onnx_model.manifest.vocab), 4, seed=3)
+    sos = np.ones((4, 1), np.int64)
+    batch_logits, _ = onnx_model.step(sos, onnx_model.start(sources))
+    for i, src in enumerate(sources):
+        alone, _ = onnx_model.step(sos[:1], onnx_model.start([src]))
+        np.testing.assert_allclose(batch_logits[i], alone[0], atol=1e-5)
+
+
+def test_cache_equals_recompute(tiny_poems_dir):
+    cached = PoemModel.load(tiny_poems_dir, provider="cpu", threads=1)
+    recompute = RecomputeModel(cached)
+    sources = random_sources(len(cached.manifest.vocab), 3, seed=5)
+    c1, c2 = cached.start(sources), recompute.start(sources)
+    tokens = np.ones((3, 1), np.int64)
+    for _ in range(10):
+        l1, c1 = cached.step(tokens, c1)
+        l2, c2 = recompute.step(tokens, c2)
+        np.testing.assert_allclose(l1, l2, atol=1e-5)
+        tokens = l1.argmax(1)[:, None]
+    assert c1.self_kv[0].shape[2] == 10
+
+
+def test_greedy_and_beam_identical_to_torch_without_cache(tiny_poems_checkpoint, tiny_poems_dir):
+    model, _, _ = load_model(tiny_poems_checkpoint)
+    onnx_model = PoemModel.load(tiny_poems_dir, provider="cpu", threads=1)
+    result = compare_decoding(TorchNoCacheModel(model), onnx_model, prompts=20, max_new=16, num_beams=3)
+    assert result == {"prompts": 20, "greedy_identical": 20, "beam_identical": 20}
+
+
+def test_loading_names_every_problem(tiny_poems_dir, tmp_path):
+    data = json.loads((tiny_poems_dir / "manifest.json").read_text())
+    data["format_version"] = 99
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match="format_version"):
+        read_manifest(tmp_path)
+    data["format_version"] = 1
+    del data["d_model"]
+    data["num_heads"] = 0
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match="missing field 'd_model'"):
+        read_manifest(tmp_path)
+    data["d_model"] = 32
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ManifestError) as err:
+        read_manifest(tmp_path)
+    assert "num_heads must be a positive integer" in str(err.value)
+    assert "missing graph file encoder.onnx" in str(err.value)
+    assert "missing graph file decoder.onnx" in str(err.value)

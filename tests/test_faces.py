@@ -1,0 +1,200 @@
+"""genrt.faces: the onnxruntime-only API, PNG/grid helpers and manifest validation."""
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from genrt.contract import MANIFEST_NAME, ManifestError
+from genrt.faces import FaceGenerator, image_names, interpolate_latents, make_grid, save_grid, save_images
+
+
+@pytest.fixture(scope="module")
+def faces(tiny_faces_model) -> FaceGenerator:
+    return FaceGenerator.load(tiny_faces_model, provider="cpu", threads=1)
+
+
+def edit_manifest(model_dir, **changes) -> None:
+    """Rewrite manifest.json with fields changed; a value of None removes the field."""
+    path = model_dir / MANIFEST_NAME
+    data = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    path.write_text(json.dumps(data))
+
+
+# ---------------------------------------------------------------- generation
+
+def test_generate_shape_and_dtype(faces):
+    images = faces.generate(3, seed=0)
+    assert images.shape == (3, 64, 64, 3) and images.dtype == np.uint8
+    assert faces.provider == "cpu" and faces.nz == faces.manifest.nz
+
+
+def test_same_seed_same_images_and_different_seeds_differ(faces):
+    assert np.array_equal(faces.generate(4, seed=11), faces.generate(4, seed=11))
+    assert not np.array_equal(faces.generate(4, seed=11), faces.generate(4, seed=12))
+    first, second = faces.generate(2, seed=5)
+    assert not np.array_equal(first, second)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 64])
+def test_batching_does_not_change_the_images(faces, batch_size):
+    one_batch = faces.generate(7, seed=3, batch_size=64)
+    assert np.array_equal(faces.generate(7, seed=3, batch_size=batch_size), one_batch)
+    assert np.array_equal(np.concatenate(list(faces.iter_batches(7, seed=3, batch_size=batch_size))), one_batch)
+
+
+def test_generate_matches_generate_from_latents(faces):
+    z = faces.latents(5, seed=9)                                       # (5, nz)
+    assert z.shape == (5, faces.nz) and z.dtype == np.float32
+    assert np.array_equal(faces.generate_from_latents(z, batch_size=2), faces.generate(5, seed=9))
+
+
+def test_progress_callback_counts_every_image(faces):
+    counts = []
+    faces.generate(10, seed=0, batch_size=4, progress=counts.append)
+    assert counts == [4, 4, 2]
+
+
+def test_generate_is_thread_safe(faces):
+    expected = {seed: faces.generate(6, seed=seed, batch_size=2) for seed in range(4)}
+    results = {}
+
+    def work(seed):
+        results[seed] = faces.generate(6, seed=seed, batch_size=2)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(np.array_equal(results[s], expected[s]) for s in expected)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "3", True])
+def test_bad_counts_raise_value_error(faces, bad):
+    with pytest.raises(ValueError, match="positive integer"):
+        faces.generate(bad)
+
+
+def test_wrong_latent_shape_is_named(faces):
+    with pytest.raises(ValueError, match=rf"\(batch >= 1, {faces.nz}\)"):
+        faces.generate_from_latents(np.zeros((2, faces.nz + 1), np.float32))
+
+
+# ---------------------------------------------------------------- interpolation
+
+@pytest.mark.parametrize("mode", ["slerp", "lerp"])
+def test_interpolate_runs_from_one_latent_to_the_other(faces, mode):
+    frames = faces.interpolate(5, seed=2, mode=mode)
+    assert frames.shape == (5, 64, 64, 3) and frames.dtype == np.uint8
+    start, end = faces.generate_from_latents(faces.latents(2, seed=2))
+    assert np.array_equal(frames[0], start) and np.array_equal(frames[-1], end)
+
+
+def test_slerp_keeps_latent_norm_between_equal_norm_ends():
+    a, b = np.zeros(8, np.float32), np.zeros(8, np.float32)
+    a[0], b[1] = 3.0, 3.0                                               # orthogonal, same norm
+    path = interpolate_latents(a, b, 5, "slerp")                       # (5, 8)
+    assert np.allclose(np.linalg.norm(path, axis=1), 3.0, atol=1e-5)
+    assert np.allclose(interpolate_latents(a, b, 3, "lerp")[1], (a + b) / 2)
+    assert np.allclose(interpolate_latents(a, a, 3, "slerp"), a)      # parallel ends do not divide by zero
+    with pytest.raises(ValueError, match="unknown interpolation mode"):
+        interpolate_latents(a, b, 3, "cubic")
+
+
+# ---------------------------------------------------------------- files and grids
+
+def test_saved_pngs_are_byte_identical_for_the_same_seed(faces, tmp_path):
+    first = save_images(faces.generate(3, seed=4), tmp_path / "a")
+    second = save_images(faces.generate(3, seed=4), tmp_path / "b")
+    assert [p.name for p in first] == ["face_0000.png", "face_0001.png", "face_0002.png"]
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
+
+
+def test_image_names_widen_for_large_counts():
+    assert image_names(2) == ["face_0000.png", "face_0001.png"]
+    assert image_names(1, start=12345, total=20000) == ["face_12345.png"]
+    assert image_names(1, prefix="frame", start=3, total=100000) == ["frame_00003.png"]
+
+
+def test_make_grid_layout(tmp_path):
+    images = np.stack([np.full((4, 4, 3), i * 40, np.uint8) for i in range(1, 6)])  # (5, 4, 4, 3)
+    grid = make_grid(images, padding=1)                                 # 3 columns, 2 rows
+    assert grid.shape == (2 * 4 + 3, 3 * 4 + 4, 3)
+    assert grid[1, 1, 0] == 40 and grid[6, 1, 0] == 160 and grid[6, 11, 0] == 0  # last cell is empty
+    assert make_grid(images, nrow=5, padding=0).shape == (4, 20, 3)
+    path = save_grid(images, tmp_path / "sub" / "grid.png")
+    assert path.is_file()
+    with pytest.raises(ValueError):
+        make_grid(np.zeros((0, 4, 4, 3), np.uint8))
+
+
+# ---------------------------------------------------------------- manifest and graph validation
+
+def test_missing_manifest(model_copy):
+    (model_copy / MANIFEST_NAME).unlink()
+    with pytest.raises(ManifestError, match="missing manifest.json"):
+        FaceGenerator.load(model_copy)
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(ManifestError, match="not a directory"):
+        FaceGenerator.load(tmp_path / "nowhere")
+
+
+def test_invalid_json(model_copy):
+    (model_copy / MANIFEST_NAME).write_text("{not json")
+    with pytest.raises(ManifestError, match="not valid JSON"):
+        FaceGenerator.load(model_copy)
+
+
+def test_wrong_version_and_wrong_kind_are_reported_together(model_copy):
+    edit_manifest(model_copy, format_version=99, kind="poems-transformer")
+    with pytest.raises(ManifestError) as info:
+        FaceGenerator.load(model_copy)
+    assert len(info.value.problems) == 2
+    assert "format_version is 99" in str(info.value) and "expected 'faces-dcgan'" in str(info.value)
+
+
+def test_wrong_version_and_missing_field_are_reported_together(model_copy):
+    edit_manifest(model_copy, format_version=99, nz=None)
+    with pytest.raises(ManifestError) as info:
+        FaceGenerator.load(model_copy)
+    assert "format_version is 99" in str(info.value) and "missing field 'nz'" in str(info.value)
+
+
+def test_bad_value_and_missing_graph_are_reported_together(model_copy):
+    edit_manifest(model_copy, image_size=-1)
+    (model_copy / "generator.onnx").unlink()
+    with pytest.raises(ManifestError) as info:
+        FaceGenerator.load(model_copy)
+    assert "image_size must be a positive integer" in str(info.value)
+    assert "missing graph file generator.onnx" in str(info.value)
+
+
+def test_missing_graph_file(model_copy):
+    (model_copy / "generator.onnx").unlink()
+    with pytest.raises(ManifestError, match="missing graph file generator.onnx"):
+        FaceGenerator.load(model_copy)
+
+
+def test_corrupt_graph(model_copy):
+    (model_copy / "generator.onnx").write_bytes(b"this is not an onnx model")
+    with pytest.raises(ManifestError, match="cannot load generator.onnx"):
+        FaceGenerator.load(model_copy)
+
+
+def test_graph_that_breaks_the_contract_is_named(model_copy):
+    nz = json.loads((model_copy / MANIFEST_NAME).read_text())["nz"]
+    edit_manifest(model_copy, nz=nz + 1, image_size=32)                # the graph says otherwise
+    with pytest.raises(ManifestError) as info:
+        FaceGenerator.load(model_copy)
+    message = str(info.value)
+    assert "input 'z' has shape" in message and "output 'images' has shape" in message

@@ -1,0 +1,91 @@
+"""genrt.runtime: provider choice, sessions, contract checks on load."""
+from __future__ import annotations
+
+import pytest
+
+from genrt import runtime
+from genrt.contract import FacesManifest, ManifestError
+from genrt.runtime import ProviderError, bundled_model_dir, load_checked_session, make_session, resolve_provider
+
+
+@pytest.fixture
+def cpu_only(monkeypatch):
+    monkeypatch.setattr(runtime, "available_providers", lambda: ["cpu"])
+
+
+@pytest.fixture
+def with_cuda(monkeypatch):
+    monkeypatch.setattr(runtime, "available_providers", lambda: ["cuda", "cpu"])
+
+
+def test_auto_falls_back_to_cpu_and_says_so_unless_quiet(cpu_only, capsys):
+    assert resolve_provider("auto") == "cpu"
+    assert capsys.readouterr().err == ""
+    assert resolve_provider("auto", quiet=False) == "cpu"
+    assert "running on CPU" in capsys.readouterr().err
+
+
+def test_auto_prefers_cuda_when_offered(with_cuda, capsys):
+    assert resolve_provider("auto", quiet=False) == "cuda"
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("requested", ["cpu", "CPU", "Cpu"])
+def test_cpu_is_always_available(cpu_only, requested):
+    assert resolve_provider(requested) == "cpu"
+
+
+def test_empty_or_none_means_auto(cpu_only):
+    assert resolve_provider(None) == resolve_provider("") == "cpu"
+
+
+def test_cuda_when_missing_is_an_error_with_a_hint(cpu_only):
+    with pytest.raises(ProviderError, match="'cuda' is not available.*--provider cpu"):
+        resolve_provider("cuda")
+
+
+def test_cuda_when_offered(with_cuda):
+    assert resolve_provider("cuda") == "cuda"
+
+
+@pytest.mark.parametrize("requested", ["tpu", "gpu", "cuda:0"])
+def test_unknown_provider_lists_the_choices(requested):
+    with pytest.raises(ProviderError, match=r"unknown provider .*auto, cpu, cuda"):
+        resolve_provider(requested)
+
+
+def test_provider_error_is_a_value_error():
+    assert issubclass(ProviderError, ValueError)
+
+
+def test_available_providers_always_include_cpu():
+    assert "cpu" in runtime.available_providers()
+
+
+def test_physical_cores_is_positive():
+    assert runtime.physical_cores() >= 1
+
+
+def test_make_session_honours_threads(tiny_faces_model):
+    session = make_session(tiny_faces_model / "generator.onnx", "cpu", threads=1)
+    assert session.get_providers() == ["CPUExecutionProvider"]
+    assert session.get_session_options().intra_op_num_threads == 1
+
+
+def test_load_checked_session_accepts_a_conforming_graph(tiny_faces_model):
+    import json
+    nz = json.loads((tiny_faces_model / "manifest.json").read_text())["nz"]
+    spec = FacesManifest(nz=nz, image_size=64).graph()
+    assert load_checked_session(tiny_faces_model, spec, "cpu", 1).get_inputs()[0].name == "z"
+
+
+def test_load_checked_session_names_each_mismatch(tiny_faces_model):
+    spec = FacesManifest(nz=3, image_size=16, channels=4).graph()
+    with pytest.raises(ManifestError) as info:
+        load_checked_session(tiny_faces_model, spec, "cpu", 1)
+    assert len(info.value.problems) == 2                                # one for z, one for images
+
+
+def test_bundled_model_dir_points_inside_the_package():
+    path = bundled_model_dir("faces")
+    assert path.parts[-3:] == ("genrt", "models", "faces")

@@ -1,0 +1,58 @@
+"""Pure numpy logit processors and pickers."""
+import numpy as np
+
+from genrt.text.processors import (
+    NoRepeatNGram, RepetitionPenalty, SuppressTokens, apply_top_k, apply_top_p, make_sampler, pick_greedy, softmax,
+)
+
+
+def test_suppress_tokens():
+    logits = np.zeros((2, 5), np.float32)
+    out = SuppressTokens([0, 3])(np.zeros((2, 1), np.int64), logits)
+    assert np.isneginf(out[:, [0, 3]]).all() and np.isfinite(out[:, [1, 2, 4]]).all()
+
+
+def test_repetition_penalty_divides_positive_and_multiplies_negative():
+    logits = np.array([[2.0, -2.0, 2.0, 1.0]], np.float32)
+    out = RepetitionPenalty(2.0, ignore_ids=[3])(np.array([[0, 1, 3]]), logits.copy())
+    np.testing.assert_allclose(out, [[1.0, -4.0, 2.0, 1.0]])
+
+
+def test_no_repeat_ngram_bans_completing_a_seen_bigram():
+    tokens = np.array([[1, 4, 5, 7, 4]])          # bigram (4, 5) seen; last token 4 -> 5 banned
+    out = NoRepeatNGram(2)(tokens, np.zeros((1, 8), np.float32))
+    assert np.isneginf(out[0, 5]) and np.isfinite(np.delete(out[0], 5)).all()
+
+
+def test_top_k_keeps_k_best():
+    logits = np.array([[1.0, 5.0, 3.0, 4.0]], np.float32)
+    out = apply_top_k(logits, 2)
+    assert np.isfinite(out[0, [1, 3]]).all() and np.isneginf(out[0, [0, 2]]).all()
+
+
+def test_top_p_keeps_smallest_set_reaching_p():
+    logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]], np.float32))
+    kept = np.isfinite(apply_top_p(logits, 0.8))[0]
+    assert kept.tolist() == [True, True, False, False]
+    assert np.isfinite(apply_top_p(logits, 0.1))[0].tolist() == [True, False, False, False]
+
+
+def test_sampler_is_reproducible_and_respects_bans():
+    logits = np.zeros((64, 10), np.float32)
+    logits[:, 3] = -np.inf
+    a = make_sampler(np.random.default_rng(5), 1.0, 0, 1.0)(logits)
+    b = make_sampler(np.random.default_rng(5), 1.0, 0, 1.0)(logits)
+    assert (a == b).all() and (a != 3).all() and len(set(a.tolist())) > 3
+
+
+def test_sampler_follows_distribution():
+    probs = np.array([0.7, 0.2, 0.1])
+    logits = np.log(np.tile(probs, (20000, 1))).astype(np.float32)
+    picks = make_sampler(np.random.default_rng(0), 1.0, 0, 1.0)(logits)
+    np.testing.assert_allclose(np.bincount(picks, minlength=3) / len(picks), probs, atol=0.02)
+
+
+def test_greedy_and_softmax():
+    logits = np.array([[0.0, 2.0, 1.0]], np.float32)
+    assert pick_greedy(logits).tolist() == [1]
+    np.testing.assert_allclose(softmax(logits).sum(), 1.0, rtol=1e-6)

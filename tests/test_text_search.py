@@ -1,0 +1,93 @@
+"""Search strategies on a fake numpy model whose next-token logits depend on the whole prefix."""
+import itertools
+
+import numpy as np
+
+from genrt.text.processors import log_softmax, pick_greedy
+from genrt.text.search import beam_search, generate_tokens, iter_tokens
+
+EOS, V = 2, 6
+
+
+class TableModel:
+    """logits = f(prefix) from a seeded hash: deterministic, prefix-dependent, no real cache."""
+
+    def __init__(self, seed=0):
+        self.seed = seed
+        self.calls = 0
+
+    def start(self, sources, copies=1):
+        return np.zeros((len(sources) * copies, 0), np.int64)
+
+    def logits_for(self, prefix):
+        rng = np.random.default_rng(abs(hash((self.seed, tuple(prefix)))) % 2**32)
+        return (rng.standard_normal(V) * 2).astype(np.float32)
+
+    def step(self, tokens, cache):
+        self.calls += 1
+        cache = np.concatenate([cache, tokens], axis=1)
+        return np.stack([self.logits_for(row.tolist()) for row in cache]), cache
+
+    @staticmethod
+    def reorder(cache, rows):
+        return cache[rows]
+
+
+def sequence_logprob(model, tokens):
+    """Sum of log-probs of `tokens` (ending in EOS) after <sos>."""
+    prefix, total = [1], 0.0
+    for t in tokens:
+        total += float(log_softmax(model.logits_for(prefix)[None])[0, t])
+        prefix.append(t)
+    return total
+
+
+def test_greedy_follows_argmax_until_eos():
+    model = TableModel(1)
+    hyp = generate_tokens(model, model.start([[4]]), np.array([[1]]), 10, EOS, [], pick_greedy)[0]
+    prefix = [1]
+    for t in hyp.tokens + ([EOS] if hyp.finished else []):
+        assert t == int(model.logits_for(prefix).argmax())
+        prefix.append(t)
+
+
+def test_iter_tokens_stops_when_every_row_ended():
+    model = TableModel(2)
+    steps = list(iter_tokens(model, model.start([[4], [5]]), np.ones((2, 1), np.int64), 50, EOS, [], pick_greedy))
+    assert len(steps) <= 50
+    _, alive = steps[-1]
+    assert not alive.any() or len(steps) == 50
+
+
+def test_beam_with_full_width_finds_the_best_sequence():
+    """With num_beams = vocab size and a short limit, beam search is exhaustive: compare with brute force."""
+    for seed in range(5):
+        model = TableModel(seed)
+        max_new = 3
+        best = max((seq for n in range(1, max_new + 1) for seq in itertools.product(range(V), repeat=n)
+                    if seq[-1] == EOS and EOS not in seq[:-1]),
+                   key=lambda s: sequence_logprob(model, s) / len(s))
+        hyps = beam_search(model, model.start([[4]], V), np.ones((V, 1), np.int64), V, max_new, EOS, [])
+        finished = [h for h in hyps[0] if h.finished]
+        if finished:
+            top = hyps[0][0]
+            assert top.tokens == list(best[:-1])
+            np.testing.assert_allclose(top.score, sequence_logprob(model, best), rtol=1e-6)
+
+
+def test_beam_returns_requested_number_sorted():
+    model = TableModel(7)
+    hyps = beam_search(model, model.start([[4], [5]], 4), np.ones((8, 1), np.int64), 4, 8, EOS, [], num_return=3)
+    assert len(hyps) == 2
+    for per_prompt in hyps:
+        assert len(per_prompt) == 3
+        norm = [h.score / (len(h.tokens) + h.finished) for h in per_prompt]
+        assert norm == sorted(norm, reverse=True)
+
+
+def test_beam_one_equals_greedy():
+    model = TableModel(3)
+    greedy = generate_tokens(model, model.start([[4]]), np.array([[1]]), 12, EOS, [], pick_greedy)[0]
+    beam = beam_search(model, model.start([[4]], 1), np.array([[1]]), 1, 12, EOS, [])[0][0]
+    if greedy.finished:
+        assert beam.tokens == greedy.tokens

@@ -1,0 +1,291 @@
+"""DCGAN on aligned CelebA at 64x64, in the spirit of pytorch/examples dcgan.
+
+    python -m trainers.faces --data ../shared/data/celeba --out runs/faces --steps 20000
+    torchrun --nproc_per_node 2 -m trainers.faces ...      # DDP, unchanged
+    python -m trainers.faces --dry-run                      # a few steps on a handful of images
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from trainers.common import (
+    DistInfo, config_dict, config_from_checkpoint, load_checkpoint, parse_config, pick_device,
+    save_checkpoint, seed_everything, setup_distributed, teardown_distributed, unwrap,
+)
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+@dataclass
+class FacesConfig:
+    data: str = "../shared/data/celeba"
+    out: str = "runs/faces"
+    image_size: int = 64
+    nz: int = 100
+    ngf: int = 64
+    ndf: int = 64
+    batch_size: int = 64          # per process
+    steps: int = 20000
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    seed: int = 1234
+    max_images: int = 0           # 0 = all
+    sample_every: int = 0         # 0 = once per epoch
+    checkpoint_every: int = 250
+    threads: int = 0              # 0 = leave torch's default
+    amp: bool = False             # bf16 autocast (CPU with AVX512-BF16, or CUDA)
+    device: str = "auto"
+    resume: bool = False
+    dry_run: bool = False
+
+
+# ---------------------------------------------------------------- data
+
+def load_face(path: Path, size: int) -> np.ndarray:
+    """Centre-crop to a square, resize with Lanczos. Returns (size, size, 3) uint8."""
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.LANCZOS)
+        return np.asarray(im, dtype=np.uint8)
+
+
+def load_faces(folder: str | Path, size: int, limit: int = 0) -> tuple[torch.Tensor, int]:
+    """All images of a folder as one uint8 tensor (N, 3, size, size); unreadable files are skipped and counted."""
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if limit:
+        paths = paths[:limit]
+    images, skipped = [], 0
+    for p in paths:
+        try:
+            images.append(load_face(p, size))
+        except (OSError, UnidentifiedImageError, ValueError):
+            skipped += 1
+    if not images:
+        raise SystemExit(f"no readable images in {folder} ({skipped} unreadable)")
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(), skipped
+
+
+def to_unit_range(batch_u8: torch.Tensor) -> torch.Tensor:
+    return batch_u8.float().div_(127.5).sub_(1.0)  # (B, 3, H, W) in [-1, 1]
+
+
+# ---------------------------------------------------------------- models
+
+class Generator(nn.Module):
+    """z (B, nz, 1, 1) -> image (B, 3, 64, 64) in [-1, 1]."""
+
+    def __init__(self, nz: int = 100, ngf: int = 64):
+        super().__init__()
+
+        def up(cin: int, cout: int, stride: int = 2, pad: int = 1) -> list[nn.Module]:
+            return [nn.ConvTranspose2d(cin, cout, 4, stride, pad, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
+
+        self.net = nn.Sequential(
+            *up(nz, ngf * 8, 1, 0),          # (B, 8ngf, 4, 4)
+            *up(ngf * 8, ngf * 4),           # (B, 4ngf, 8, 8)
+            *up(ngf * 4, ngf * 2),           # (B, 2ngf, 16, 16)
+            *up(ngf * 2, ngf),               # (B, ngf, 32, 32)
+            nn.ConvTranspose2d(ngf, 3, 4, 2, 1, bias=False),
+            nn.Tanh(),                       # (B, 3, 64, 64)
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class Discriminator(nn.Module):
+    """image (B, 3, 64, 64) -> real/fake logit (B,)."""
+
+    def __init__(self, ndf: int = 64):
+        super().__init__()
+
+        def down(cin: int, cout: int, norm: bool = True) -> list[nn.Module]:
+            layers: list[nn.Module] = [nn.Conv2d(cin, cout, 4, 2, 1, bias=False)]
+            if norm:
+                layers.append(nn.BatchNorm2d(cout))
+            return layers + [nn.LeakyReLU(0.2, inplace=True)]
+
+        self.net = nn.Sequential(
+            *down(3, ndf, norm=False),        # (B, ndf, 32, 32)
+            *down(ndf, ndf * 2),              # (B, 2ndf, 16, 16)
+            *down(ndf * 2, ndf * 4),          # (B, 4ndf, 8, 8)
+            *down(ndf * 4, ndf * 8),          # (B, 8ndf, 4, 4)
+            nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten()
+
+
+def init_weights(m: nn.Module) -> None:
+    """DCGAN init: conv weights N(0, 0.02), BatchNorm gamma N(1, 0.02), beta 0."""
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
+def build_generator(cfg: FacesConfig) -> Generator:
+    return Generator(cfg.nz, cfg.ngf)
+
+
+# ---------------------------------------------------------------- training
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
+    """images (N, 3, H, W) in [-1, 1] -> one PNG grid."""
+    x = ((images.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    n, h, w, _ = x.shape
+    rows = (n + nrow - 1) // nrow
+    grid = np.zeros((rows * h, nrow * w, 3), np.uint8)
+    for i, img in enumerate(x):
+        r, c = divmod(i, nrow)
+        grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = img
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(path)
+
+
+def step_generator(cfg: FacesConfig, step: int, rank: int) -> torch.Generator:
+    """Randomness of one step depends only on (seed, step, rank): resuming replays it exactly."""
+    return torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 97 + rank)
+
+
+def epoch_order(cfg: FacesConfig, epoch: int, n: int, dist_info: DistInfo) -> torch.Tensor:
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + 7919 * epoch))
+    return perm[dist_info.rank::dist_info.world_size]
+
+
+def batch_at(cfg: FacesConfig, data_u8: torch.Tensor, step: int, dist_info: DistInfo) -> torch.Tensor:
+    per_rank = len(data_u8) // dist_info.world_size
+    steps_per_epoch = max(1, per_rank // cfg.batch_size)
+    epoch, index = divmod(step, steps_per_epoch)
+    order = epoch_order(cfg, epoch, len(data_u8), dist_info)
+    batch = data_u8[order[index * cfg.batch_size:(index + 1) * cfg.batch_size]]
+    flip = torch.rand(len(batch), generator=step_generator(cfg, step, dist_info.rank)) < 0.5
+    batch[flip] = batch[flip].flip(-1)  # horizontal flip augmentation
+    return to_unit_range(batch)
+
+
+def train(cfg: FacesConfig) -> Path:
+    dist_info = setup_distributed()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.dry_run:
+        cfg.steps, cfg.max_images, cfg.batch_size = min(cfg.steps, 3), cfg.max_images or 16, min(cfg.batch_size, 8)
+        cfg.checkpoint_every = cfg.sample_every = 2
+    seed_everything(cfg.seed + dist_info.rank)
+    device = pick_device(cfg.device, dist_info)
+    out = Path(cfg.out)
+    ckpt_path = out / "checkpoint.pt"
+
+    data_u8, skipped = load_faces(cfg.data, cfg.image_size, cfg.max_images)
+    if dist_info.is_main:
+        print(f"faces: {len(data_u8)} images from {cfg.data} ({skipped} unreadable, skipped)")
+
+    G, D = build_generator(cfg).to(device), Discriminator(cfg.ndf).to(device)
+    G.apply(init_weights)
+    D.apply(init_weights)
+    opt_g = torch.optim.Adam(G.parameters(), cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    start = 0
+    if cfg.resume and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, device)
+        G.load_state_dict(state["generator"])
+        D.load_state_dict(state["discriminator"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        start = state["step"]
+        if dist_info.is_main:
+            print(f"resumed from {ckpt_path} at step {start}")
+    if dist_info.world_size > 1:
+        G = nn.parallel.DistributedDataParallel(G)
+        D = nn.parallel.DistributedDataParallel(D)
+    if device.type == "cpu":
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+
+    fixed_noise = torch.randn(64, cfg.nz, 1, 1, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
+    steps_per_epoch = max(1, len(data_u8) // dist_info.world_size // cfg.batch_size)
+    sample_every = cfg.sample_every or steps_per_epoch
+
+    def save(step: int) -> None:
+        if dist_info.is_main:
+            save_checkpoint(ckpt_path, {
+                "config": config_dict(cfg), "step": step, "kind": "faces-dcgan",
+                "generator": unwrap(G).state_dict(), "discriminator": unwrap(D).state_dict(),
+                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+            })
+
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp)
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not dist_info.is_main,
+               dynamic_ncols=True, desc="faces")
+    t0 = time.time()
+    for step in bar:
+        real = batch_at(cfg, data_u8, step, dist_info).to(device)                        # (B, 3, 64, 64)
+        noise = torch.randn(len(real), cfg.nz, 1, 1,                                       # (B, nz, 1, 1)
+                            generator=step_generator(cfg, step + 10**9, dist_info.rank)).to(device)
+        if device.type == "cpu":
+            real = real.contiguous(memory_format=torch.channels_last)
+
+        # (1) Update D: maximise log D(x) + log(1 - D(G(z)))
+        with autocast:
+            fake = G(noise)
+            logit_real, logit_fake = D(real).float(), D(fake.detach()).float()
+        loss_d = (F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
+                  + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+
+        # (2) Update G: maximise log D(G(z))
+        with autocast:
+            logit_gen = D(fake).float()
+        loss_g = F.binary_cross_entropy_with_logits(logit_gen, torch.ones_like(logit_gen))
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+
+        done = step + 1
+        bar.set_postfix(loss_d=f"{loss_d.item():.3f}", loss_g=f"{loss_g.item():.3f}",
+                        D_x=f"{torch.sigmoid(logit_real).mean().item():.2f}",
+                        D_G_z=f"{torch.sigmoid(logit_fake).mean().item():.2f}")
+        if dist_info.is_main and (done % sample_every == 0 or done == cfg.steps):
+            G.eval()
+            with torch.no_grad():
+                save_grid(G(fixed_noise), out / "samples" / f"step_{done:06d}.png")
+            G.train()
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            save(done)
+    if dist_info.is_main:
+        print(f"faces: {cfg.steps - start} steps in {time.time() - t0:.0f}s; checkpoint {ckpt_path}")
+    teardown_distributed()
+    return ckpt_path
+
+
+def load_generator(path: str | Path) -> tuple[Generator, FacesConfig, dict]:
+    """Rebuild the generator from a checkpoint alone (its config travels inside)."""
+    state = load_checkpoint(path)
+    cfg = config_from_checkpoint(FacesConfig, state)
+    G = build_generator(cfg)
+    G.load_state_dict(state["generator"])
+    return G.eval(), cfg, state
+
+
+def main(argv: list[str] | None = None) -> None:
+    train(parse_config(FacesConfig, argv, description=__doc__))
+
+
+if __name__ == "__main__":
+    main()

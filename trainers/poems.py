@@ -1,0 +1,268 @@
+"""Train the poem Transformer on the cached corpus (see trainers.poems_corpus).
+
+    python -m trainers.poems --cache cache/poems --out runs/poems --steps 20000
+    torchrun --nproc_per_node 2 -m trainers.poems ...        # DDP, unchanged
+    python -m trainers.poems --dry-run                        # a few steps on a tiny synthetic corpus
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from genrt.contract import EOS, PAD, SOS, SPECIAL_TOKENS
+from trainers.common import (
+    DistInfo, config_dict, config_from_checkpoint, load_checkpoint, parse_config, pick_device,
+    save_checkpoint, seed_everything, setup_distributed, teardown_distributed, unwrap,
+)
+from trainers.poems_corpus import load_corpus
+from trainers.poems_model import PoemModelConfig, PoemTransformer
+
+PAD_ID, SOS_ID, EOS_ID = (SPECIAL_TOKENS.index(t) for t in (PAD, SOS, EOS))
+
+
+@dataclass
+class PoemsConfig:
+    cache: str = "cache/poems"
+    out: str = "runs/poems"
+    d_model: int = 256
+    num_heads: int = 4
+    num_encoder_layers: int = 4
+    num_decoder_layers: int = 4
+    dim_feedforward: int = 1024
+    dropout: float = 0.1
+    max_len: int = 200
+    tokens_per_batch: int = 4096   # target tokens per step and process (batches are length-bucketed)
+    steps: int = 20000
+    lr: float = 7e-4
+    warmup: int = 400
+    weight_decay: float = 0.01
+    label_smoothing: float = 0.1
+    clip: float = 1.0
+    eval_every: int = 500
+    eval_batches: int = 40
+    checkpoint_every: int = 200
+    seed: int = 1234
+    threads: int = 0
+    amp: bool = False              # bf16 autocast
+    device: str = "auto"
+    resume: bool = False
+    dry_run: bool = False
+
+    def model_config(self, vocab_size: int) -> PoemModelConfig:
+        return PoemModelConfig(vocab_size, self.d_model, self.num_heads, self.num_encoder_layers,
+                               self.num_decoder_layers, self.dim_feedforward, self.dropout, self.max_len, PAD_ID)
+
+
+# ---------------------------------------------------------------- batches
+
+class PairSet:
+    """One split of the corpus: packed source and target ids, sliced on demand."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], split: str, max_len: int):
+        self.src, self.src_off = arrays[f"{split}_src"], arrays[f"{split}_src_offsets"]
+        self.tgt, self.tgt_off = arrays[f"{split}_tgt"], arrays[f"{split}_tgt_offsets"]
+        self.max_len = max_len
+        self.tgt_lens = np.minimum(np.diff(self.tgt_off), max_len - 1) + 1  # with <sos> or <eos>
+
+    def __len__(self) -> int:
+        return len(self.src_off) - 1
+
+    def collate(self, idx: np.ndarray) -> tuple[torch.Tensor, ...]:
+        """-> src_ids (B, S), src_mask (B, S), tgt_in (B, N), tgt_out (B, N), pad = 0."""
+        srcs = [self.src[self.src_off[i]:self.src_off[i + 1]][: self.max_len] for i in idx]
+        tgts = [self.tgt[self.tgt_off[i]:self.tgt_off[i + 1]][: self.max_len - 1] for i in idx]
+        s_len, t_len = max(map(len, srcs)), max(map(len, tgts)) + 1
+        src = np.zeros((len(idx), s_len), np.int64)
+        tin = np.zeros((len(idx), t_len), np.int64)
+        tout = np.zeros((len(idx), t_len), np.int64)
+        for r, (s, t) in enumerate(zip(srcs, tgts)):
+            src[r, :len(s)] = s
+            tin[r, 0], tin[r, 1:len(t) + 1] = SOS_ID, t
+            tout[r, :len(t)], tout[r, len(t)] = t, EOS_ID
+        src_t = torch.from_numpy(src)
+        return src_t, (src_t != PAD_ID).float(), torch.from_numpy(tin), torch.from_numpy(tout)
+
+
+def make_batches(lengths: np.ndarray, tokens_per_batch: int, seed: int) -> list[np.ndarray]:
+    """Length-bucketed batches of about `tokens_per_batch` padded target tokens, in a seeded random order."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(lengths))
+    order = order[np.argsort(lengths[order], kind="stable")]  # shuffled within equal lengths
+    batches, start = [], 0
+    while start < len(order):
+        size = max(1, tokens_per_batch // int(lengths[order[min(len(order) - 1, start + 63)]]))
+        batches.append(order[start:start + size])
+        start += size
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+class BatchSchedule:
+    """Batch for a global step, a pure function of (seed, step, rank): resume replays the data order exactly."""
+
+    def __init__(self, pairs: PairSet, tokens_per_batch: int, seed: int, dist_info: DistInfo):
+        self.pairs, self.tpb, self.seed, self.dist = pairs, tokens_per_batch, seed, dist_info
+        self._epoch, self._batches = -1, []
+        self.steps_per_epoch = len(make_batches(pairs.tgt_lens, tokens_per_batch, seed)) // dist_info.world_size
+
+    def indices(self, step: int) -> np.ndarray:
+        epoch, i = divmod(step, max(1, self.steps_per_epoch))
+        if epoch != self._epoch:
+            self._epoch, self._batches = epoch, make_batches(self.pairs.tgt_lens, self.tpb, self.seed + epoch)
+        return self._batches[i * self.dist.world_size + self.dist.rank]
+
+
+# ---------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def evaluate(model: PoemTransformer, pairs: PairSet, batches: list[np.ndarray], device: torch.device) -> dict:
+    """NLL per character and perplexity, plus KL and JS divergence between the data's character distribution and
+    the model's (mean predicted next-character distribution over the same positions), all over `batches`."""
+    model.eval()
+    vocab = model.config.vocab_size
+    nll_sum, count = 0.0, 0
+    data_counts = torch.zeros(vocab, dtype=torch.float64)
+    model_mass = torch.zeros(vocab, dtype=torch.float64)
+    for idx in batches:
+        src, src_mask, tin, tout = (t.to(device) for t in pairs.collate(idx))
+        logits = model(src, src_mask, tin).float()                        # (B, N, V)
+        keep = tout != PAD_ID
+        logp = F.log_softmax(logits[keep], dim=-1)                         # (K, V)
+        nll_sum += F.nll_loss(logp, tout[keep], reduction="sum").item()
+        count += int(keep.sum())
+        data_counts += torch.bincount(tout[keep].cpu(), minlength=vocab).double()
+        model_mass += logp.exp().sum(0).double().cpu()
+    model.train()
+    p, q = data_counts / count, model_mass / count
+    m = 0.5 * (p + q)
+
+    def kl(a: torch.Tensor, b: torch.Tensor) -> float:
+        nz = a > 0
+        return float((a[nz] * (a[nz].log() - b[nz].clamp_min(1e-12).log())).sum())
+
+    nll = nll_sum / max(1, count)
+    return {"nll": nll, "ppl": math.exp(min(nll, 50)), "kl": kl(p, q), "js": 0.5 * kl(p, m) + 0.5 * kl(q, m),
+            "tokens": count}
+
+
+# ---------------------------------------------------------------- training
+
+def lr_at(cfg: PoemsConfig, step: int) -> float:
+    """Linear warm-up, then inverse square-root decay."""
+    step = max(1, step)
+    return cfg.lr * min(step / cfg.warmup, math.sqrt(cfg.warmup / step))
+
+
+def synthetic_cache(folder: Path) -> Path:
+    """A tiny corpus made on the spot, for --dry-run without the real data."""
+    from trainers.poems_corpus import CorpusConfig, build_corpus
+    data = folder / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    import json
+    lines = ["春眠不觉晓", "处处闻啼鸟", "夜来风雨声", "花落知多少", "床前明月光", "疑是地上霜", "举头望明月", "低头思故乡"]
+    poems = [{"title": f"春晓{i}", "id": f"p{i}",
+              "paragraphs": [f"{lines[(i + k) % 8]}，{lines[(i + k + 1) % 8]}。" for k in range(0, 4, 2)]}
+             for i in range(64)]
+    (data / "poet.tang.0.json").write_text(json.dumps(poems, ensure_ascii=False), encoding="utf-8")
+    return build_corpus(CorpusConfig(data=str(data), cache=str(folder / "cache"), min_freq=1, val_percent=20))
+
+
+def train(cfg: PoemsConfig) -> Path:
+    dist_info = setup_distributed()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    if cfg.dry_run:
+        cfg.cache = str(synthetic_cache(out / "dry_run"))
+        cfg.steps, cfg.tokens_per_batch, cfg.eval_every, cfg.checkpoint_every = min(cfg.steps, 4), 256, 2, 2
+        cfg.eval_batches = 2
+    seed_everything(cfg.seed + dist_info.rank)
+    device = pick_device(cfg.device, dist_info)
+    arrays, vocab, corpus_stats = load_corpus(cfg.cache)
+    train_pairs, val_pairs = PairSet(arrays, "train", cfg.max_len), PairSet(arrays, "val", cfg.max_len)
+    val_batches = make_batches(val_pairs.tgt_lens, cfg.tokens_per_batch, seed=0)[: cfg.eval_batches]
+    schedule = BatchSchedule(train_pairs, cfg.tokens_per_batch, cfg.seed, dist_info)
+
+    model = PoemTransformer(cfg.model_config(len(vocab))).to(device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n and "pos" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n and "pos" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9)
+    ckpt_path = out / "checkpoint.pt"
+    start, tokens_seen, history = 0, 0, []
+    if cfg.resume and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start, tokens_seen, history = state["step"], state["tokens_seen"], state["history"]
+        if dist_info.is_main:
+            print(f"resumed from {ckpt_path} at step {start}")
+    if dist_info.is_main:
+        n_params = sum(p.numel() for p in model.parameters())
+        print(f"poems: vocab {len(vocab)}, {len(train_pairs)} train pairs, {n_params / 1e6:.1f}M parameters, "
+              f"{schedule.steps_per_epoch} steps/epoch")
+    ddp_model = nn.parallel.DistributedDataParallel(model) if dist_info.world_size > 1 else model
+
+    def save(step: int) -> None:
+        if dist_info.is_main:
+            save_checkpoint(ckpt_path, {
+                "config": config_dict(cfg), "model_config": asdict(model.config), "kind": "poems-transformer",
+                "vocab": vocab, "corpus": corpus_stats, "step": step, "tokens_seen": tokens_seen,
+                "history": history, "model": unwrap(ddp_model).state_dict(), "optimizer": opt.state_dict(),
+            })
+
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp)
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not dist_info.is_main,
+               dynamic_ncols=True, desc="poems")
+    t0, tokens_at_t0 = time.time(), tokens_seen
+    for step in bar:
+        src, src_mask, tin, tout = (t.to(device) for t in train_pairs.collate(schedule.indices(step)))
+        for group in opt.param_groups:
+            group["lr"] = lr_at(cfg, step + 1)
+        with autocast:
+            logits = ddp_model(src, src_mask, tin)                               # (B, N, V)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), tout.flatten(), ignore_index=PAD_ID,
+                               label_smoothing=cfg.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        opt.step()
+        tokens_seen += int((tout != PAD_ID).sum()) * dist_info.world_size
+        done = step + 1
+        rate = (tokens_seen - tokens_at_t0) / max(1e-9, time.time() - t0)
+        bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{rate:.0f}", lr=f"{lr_at(cfg, done):.1e}")
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            with autocast:
+                metrics = evaluate(model, val_pairs, val_batches, device)
+            history.append({"step": done, "tokens_seen": tokens_seen, "train_loss": loss.item(), **metrics})
+            if dist_info.is_main:
+                tqdm.write(f"step {done}: val nll {metrics['nll']:.3f} ppl {metrics['ppl']:.1f} "
+                           f"KL {metrics['kl']:.4f} JS {metrics['js']:.4f} ({tokens_seen / 1e6:.2f}M tokens seen)")
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            save(done)
+    teardown_distributed()
+    return ckpt_path
+
+
+def load_model(path: str | Path) -> tuple[PoemTransformer, list[str], dict]:
+    """Rebuild the model from a checkpoint alone (config and vocab travel inside)."""
+    state = load_checkpoint(path)
+    cfg = config_from_checkpoint(PoemsConfig, state)
+    model = PoemTransformer(cfg.model_config(len(state["vocab"])))
+    model.load_state_dict(state["model"])
+    return model.eval(), state["vocab"], state
+
+
+def main(argv: list[str] | None = None) -> None:
+    train(parse_config(PoemsConfig, argv, description=__doc__))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Encoder-decoder Transformer for poems, with attention written out so K/V are explicit tensors.
+
+The same modules serve training (whole sequences, causal mask) and export: the encoder returns the
+cross-attention K/V of every decoder layer, and the decoder takes new tokens plus a self-attention cache and
+returns the grown cache. Pre-LayerNorm blocks; one embedding table shared by encoder, decoder and output layer.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+NEG_INF = -1e9  # additive mask value; finite so fully masked rows stay NaN-free
+
+
+@dataclass
+class PoemModelConfig:
+    vocab_size: int
+    d_model: int = 256
+    num_heads: int = 4
+    num_encoder_layers: int = 4
+    num_decoder_layers: int = 4
+    dim_feedforward: int = 1024
+    dropout: float = 0.1
+    max_len: int = 200
+    pad_id: int = 0
+
+
+class Attention(nn.Module):
+    def __init__(self, d_model: int, num_heads: int, dropout: float):
+        super().__init__()
+        self.h, self.dh = num_heads, d_model // num_heads
+        self.q = nn.Linear(d_model, d_model)
+        self.k = nn.Linear(d_model, d_model)
+        self.v = nn.Linear(d_model, d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+
+    def split(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.h, self.dh).transpose(1, 2)  # (B, H, T, Dh)
+
+    def project_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.split(self.k(x)), self.split(self.v(x))  # 2 x (B, H, T, Dh)
+
+    def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, N, D) queries; k, v (B, H, T, Dh); mask additive, broadcastable to (B, H, N, T)."""
+        q = self.split(self.q(x))                                            # (B, H, N, Dh)
+        if self.training:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), dropout_p=self.dropout)
+        else:  # plain ops: exports to ONNX with every shape dynamic
+            scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.dh)) + mask
+            y = torch.matmul(torch.softmax(scores, dim=-1), v)               # (B, H, N, Dh)
+        b, _, n, _ = y.shape
+        return self.out(y.transpose(1, 2).reshape(b, n, self.h * self.dh))  # (B, N, D)
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, d_model: int, dim_ff: int, dropout: float):
+        super().__init__(nn.Linear(d_model, dim_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(dim_ff, d_model))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, c: PoemModelConfig):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(c.d_model), nn.LayerNorm(c.d_model)
+        self.attn = Attention(c.d_model, c.num_heads, c.dropout)
+        self.ff = FeedForward(c.d_model, c.dim_feedforward, c.dropout)
+        self.drop = nn.Dropout(c.dropout)
+
+    def forward(self, x: torch.Tensor, src_mask_add: torch.Tensor) -> torch.Tensor:
+        h = self.ln1(x)
+        k, v = self.attn.project_kv(h)
+        x = x + self.drop(self.attn.attend(h, k, v, src_mask_add))
+        return x + self.drop(self.ff(self.ln2(x)))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, c: PoemModelConfig):
+        super().__init__()
+        self.ln1, self.ln2, self.ln3 = (nn.LayerNorm(c.d_model) for _ in range(3))
+        self.self_attn = Attention(c.d_model, c.num_heads, c.dropout)
+        self.cross_attn = Attention(c.d_model, c.num_heads, c.dropout)
+        self.ff = FeedForward(c.d_model, c.dim_feedforward, c.dropout)
+        self.drop = nn.Dropout(c.dropout)
+
+    def forward(self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, self_mask: torch.Tensor,
+                cross_k: torch.Tensor, cross_v: torch.Tensor, src_mask_add: torch.Tensor):
+        """x (B, N, D); past_k/v (B, H, T, Dh) -> x (B, N, D), present_k/v (B, H, T+N, Dh)."""
+        h = self.ln1(x)
+        k, v = self.self_attn.project_kv(h)
+        k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+        x = x + self.drop(self.self_attn.attend(h, k, v, self_mask))
+        x = x + self.drop(self.cross_attn.attend(self.ln2(x), cross_k, cross_v, src_mask_add))
+        return x + self.drop(self.ff(self.ln3(x))), k, v
+
+
+def padding_mask(src_mask: torch.Tensor) -> torch.Tensor:
+    """src_mask (B, S), 1 = token -> additive (B, 1, 1, S)."""
+    return ((1.0 - src_mask) * NEG_INF)[:, None, None, :]
+
+
+def causal_mask(position_ids: torch.Tensor, past_k: torch.Tensor) -> torch.Tensor:
+    """Key j is visible to query i when pos(j) <= pos(i). Keys are the T cached positions 0..T-1 followed by the
+    new ones. Built from tensor shapes only, so the graph stays dynamic in B, T and N. -> (B, 1, N, T+N)."""
+    past_pos = torch.cumsum(torch.ones_like(past_k[:, 0, :, 0]), dim=1) - 1.0   # (B, T): 0..T-1
+    key_pos = torch.cat([past_pos, position_ids.to(past_pos.dtype)], dim=1)     # (B, T+N)
+    visible = key_pos[:, None, :] <= position_ids.to(past_pos.dtype)[:, :, None]  # (B, N, T+N)
+    return torch.where(visible, 0.0, NEG_INF)[:, None, :, :]
+
+
+class PoemTransformer(nn.Module):
+    def __init__(self, c: PoemModelConfig):
+        super().__init__()
+        self.config = c
+        self.embed = nn.Embedding(c.vocab_size, c.d_model, padding_idx=c.pad_id)
+        self.pos = nn.Embedding(c.max_len + 8, c.d_model)
+        self.encoder_layers = nn.ModuleList(EncoderLayer(c) for _ in range(c.num_encoder_layers))
+        self.decoder_layers = nn.ModuleList(DecoderLayer(c) for _ in range(c.num_decoder_layers))
+        self.enc_norm, self.dec_norm = nn.LayerNorm(c.d_model), nn.LayerNorm(c.d_model)
+        self.drop = nn.Dropout(c.dropout)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def embed_tokens(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        x = self.embed(ids) * math.sqrt(self.config.d_model) + self.pos(positions)
+        return self.drop(x)  # (B, N, D)
+
+    def encode(self, src_ids: torch.Tensor, src_mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """src_ids (B, S), src_mask (B, S) -> cross-attention (K, V) per decoder layer, each (B, H, S, Dh)."""
+        positions = torch.cumsum(torch.ones_like(src_ids), dim=1) - 1
+        x = self.embed_tokens(src_ids, positions)
+        mask = padding_mask(src_mask)
+        for layer in self.encoder_layers:
+            x = layer(x, mask)
+        memory = self.enc_norm(x)                                                # (B, S, D)
+        return [layer.cross_attn.project_kv(memory) for layer in self.decoder_layers]
+
+    def decode(self, input_ids: torch.Tensor, position_ids: torch.Tensor, src_mask: torch.Tensor,
+               past: list[tuple[torch.Tensor, torch.Tensor]], cross: list[tuple[torch.Tensor, torch.Tensor]],
+               last_only: bool = True):
+        """input_ids, position_ids (B, N); past: per layer (K, V) (B, H, T, Dh).
+        -> logits (B, V) of the last position (or (B, N, V) when last_only=False), present per layer."""
+        x = self.embed_tokens(input_ids, position_ids)
+        self_mask = causal_mask(position_ids, past[0][0])
+        src_add = padding_mask(src_mask)
+        present = []
+        for layer, (pk, pv), (ck, cv) in zip(self.decoder_layers, past, cross):
+            x, k, v = layer(x, pk, pv, self_mask, ck, cv, src_add)
+            present.append((k, v))
+        h = self.dec_norm(x[:, -1] if last_only else x)
+        return F.linear(h, self.embed.weight), present  # tied output projection
+
+    def empty_cache(self, batch: int, device: torch.device | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        c = self.config
+        z = torch.zeros(batch, c.num_heads, 0, c.d_model // c.num_heads, device=device)
+        return [(z, z) for _ in range(c.num_decoder_layers)]
+
+    def forward(self, src_ids: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: tgt_in (B, N) starting with <sos> -> logits (B, N, V)."""
+        cross = self.encode(src_ids, src_mask)
+        positions = torch.cumsum(torch.ones_like(tgt_in), dim=1) - 1
+        logits, _ = self.decode(tgt_in, positions, src_mask, self.empty_cache(len(tgt_in), tgt_in.device), cross,
+                                last_only=False)
+        return logits
