@@ -64,3 +64,22 @@ def test_no_torch_import_in_genrt_sources():
     offenders = [str(p.relative_to(REPO)) for p in (REPO / "genrt").rglob("*.py")
                  if any(line.strip().startswith(("import torch", "from torch")) for line in p.read_text().splitlines())]
     assert offenders == []
+
+
+def test_genrt_writes_poems_without_torch(tiny_poems_dir, tmp_path):
+    script = textwrap.dedent(f"""
+        import sys
+        from genrt import PoemGenerator
+        gen = PoemGenerator.load({str(tiny_poems_dir)!r}, provider="cpu", threads=1)
+        poems = gen.generate(["春江", "明月"], num_beams=2, max_new_tokens=8)
+        assert len(poems) == 2 and all(isinstance(p[0].text, str) for p in poems)
+        assert "".join(gen.stream("春江", max_new_tokens=5)) == gen.generate("春江", max_new_tokens=5)[0].text
+        from genrt.cli import main
+        main(["poem", "春江", "--model", {str(tiny_poems_dir)!r}, "--max-new-tokens", "6", "--threads", "1"],
+             standalone_mode=False)
+        assert not [m for m in sys.modules if m == "torch" or m.startswith("torch.")]
+        print("ok")
+    """)
+    result = run_without_torch(script, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().endswith("ok")

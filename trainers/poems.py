@@ -202,6 +202,8 @@ def train(cfg: PoemsConfig) -> Path:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start, tokens_seen, history = state["step"], state["tokens_seen"], state["history"]
+        if "torch_rng" in state and dist_info.world_size == 1:
+            torch.set_rng_state(state["torch_rng"].cpu())
         if dist_info.is_main:
             print(f"resumed from {ckpt_path} at step {start}")
     if dist_info.is_main:
@@ -216,6 +218,7 @@ def train(cfg: PoemsConfig) -> Path:
                 "config": config_dict(cfg), "model_config": asdict(model.config), "kind": "poems-transformer",
                 "vocab": vocab, "corpus": corpus_stats, "step": step, "tokens_seen": tokens_seen,
                 "history": history, "model": unwrap(ddp_model).state_dict(), "optimizer": opt.state_dict(),
+                "torch_rng": torch.get_rng_state(),  # dropout masks: resuming replays them exactly
             })
 
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp)

@@ -1,0 +1,109 @@
+"""PoemGenerator API on a tiny exported model: modes, batching, sampling, streaming, bad input."""
+import numpy as np
+import pytest
+
+from genrt import GenerationOptions, PoemGenerator
+from genrt.contract import ManifestError
+
+
+@pytest.fixture(scope="module")
+def gen(tiny_poems_dir):
+    return PoemGenerator.load(tiny_poems_dir, provider="cpu", threads=1)
+
+
+def test_generate_one_prompt(gen):
+    poems = gen.generate("春江花月夜", max_new_tokens=12)
+    assert len(poems) == 1
+    p = poems[0]
+    assert p.prompt == "春江花月夜" and isinstance(p.text, str) and len(p.text) <= 12
+    assert not set(p.text) & {"<", ">"}
+
+
+def test_batch_of_prompts_equals_one_by_one(gen):
+    prompts = ["春江", "明月光", "山水清风"]
+    batch = gen.generate(prompts, max_new_tokens=10)
+    for prompt, got in zip(prompts, batch):
+        assert got[0].text == gen.generate(prompt, max_new_tokens=10)[0].text
+    beams = gen.generate(prompts, num_beams=3, max_new_tokens=10)
+    for prompt, got in zip(prompts, beams):
+        assert got[0].text == gen.generate(prompt, num_beams=3, max_new_tokens=10)[0].text
+
+
+def test_beam_returns_several_sequences(gen):
+    poems = gen.generate("春江", num_beams=4, num_return_sequences=3, max_new_tokens=10)
+    assert len(poems) == 3
+    assert len({p.text for p in poems}) == 3
+
+
+def test_sampling_is_reproducible_with_a_seed(gen):
+    kw = dict(do_sample=True, temperature=1.2, top_k=30, top_p=0.95, max_new_tokens=16)
+    a = gen.generate("春江", seed=11, num_return_sequences=3, **kw)
+    b = gen.generate("春江", seed=11, num_return_sequences=3, **kw)
+    c = gen.generate("春江", seed=12, num_return_sequences=3, **kw)
+    assert [p.text for p in a] == [p.text for p in b]
+    assert [p.text for p in a] != [p.text for p in c]
+
+
+def test_stream_yields_the_same_text(gen):
+    for kw in ({}, {"do_sample": True, "seed": 3}, {"mode": "continue"}):
+        pieces = list(gen.stream("明月光", max_new_tokens=12, **kw))
+        assert "".join(pieces) == gen.generate("明月光", max_new_tokens=12, **kw)[0].text
+        assert len(pieces) >= 2
+
+
+def test_continue_mode_starts_with_the_line(gen):
+    p = gen.generate("床前明月光", mode="continue", max_new_tokens=8)[0] if all(
+        c in gen.tokenizer.index for c in "床前明月光") else gen.generate("春江花月夜", mode="continue",
+                                                                       max_new_tokens=8)[0]
+    assert p.text.startswith(p.prompt)
+    assert len(p.text) <= len(p.prompt) + 8
+
+
+def test_options_object_and_kwargs_agree(gen):
+    opts = GenerationOptions(num_beams=2, max_new_tokens=6)
+    assert gen.generate("春江", opts)[0].text == gen.generate("春江", num_beams=2, max_new_tokens=6)[0].text
+
+
+def test_repetition_controls_reduce_repeats(gen):
+    plain = gen.generate("春江", max_new_tokens=30)[0].text
+    controlled = gen.generate("春江", max_new_tokens=30, no_repeat_ngram_size=1)[0].text
+    han = [c for c in controlled if c not in "，。？！"]
+    assert len(han) == len(set(han))
+    assert isinstance(plain, str)
+
+
+def test_max_length_is_capped_by_the_model(gen):
+    p = gen.generate("春江", max_new_tokens=10_000)[0]
+    assert len(p.text) <= gen.manifest.max_len
+
+
+@pytest.mark.parametrize("prompt, kwargs, message", [
+    ("", {}, "the prompt is empty"),
+    ("   ", {}, "the prompt is empty"),
+    ("xyz☃", {}, "no character of the prompt is in the model's vocabulary: xyz☃"),
+    ("春" * 200, {}, "accepts at most"),
+    ("春江", {"num_beams": 0}, "num_beams must be >= 1"),
+    ("春江", {"do_sample": True, "top_p": 1.5}, "top_p"),
+    ("春江", {"do_sample": True, "temperature": 0}, "temperature must be > 0"),
+    ("春江", {"do_sample": True, "num_beams": 2}, "cannot be combined"),
+    ("春江x", {"mode": "continue"}, "unknown: x"),
+    ("春江", {"beams": 2}, "unknown generation option"),
+])
+def test_bad_input_raises_value_error(gen, prompt, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        gen.generate(prompt, **kwargs)
+
+
+def test_stream_refuses_beam(gen):
+    with pytest.raises(ValueError, match="stream"):
+        list(gen.stream("春江", num_beams=2))
+
+
+def test_missing_model_dir_is_a_manifest_error(tmp_path):
+    with pytest.raises(ManifestError, match="missing manifest.json"):
+        PoemGenerator.load(tmp_path, provider="cpu")
+
+
+def test_partly_unknown_prompt_is_accepted(gen):
+    assert gen.generate("春江☃", max_new_tokens=4)[0].prompt == "春江☃"
+    assert np.isfinite(gen.generate("春江", num_beams=2, max_new_tokens=4)[0].score)
