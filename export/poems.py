@@ -126,14 +126,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", default="runs/poems/checkpoint.pt")
     parser.add_argument("--out", default="genrt/models/poems")
     parser.add_argument("--check-prompts", type=int, default=20)
-    parser.add_argument("--int8", action="store_true", help="also write <out>-int8 with dynamically quantized MatMuls")
+    parser.add_argument("--int8", action="store_true", help="also write <out>_int8 with dynamically quantized MatMuls")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     out = export_poems(args.checkpoint, args.out, args.check_prompts)
     print(f"wrote {out}: " + (out / "export_report.json").read_text(encoding="utf-8"))
     if args.int8:
         from export.quantize import quantize_poems
-        print(f"wrote {quantize_poems(out, Path(str(out) + '-int8'))}")
+        print(f"wrote {quantize_poems(out, Path(str(out) + '_int8'))}")
 
 
 if __name__ == "__main__":

@@ -63,3 +63,12 @@ def test_bad_input_exits_2_with_one_line(tiny_poems_dir, args, message):
 def test_missing_model_exits_2(tmp_path):
     result = CliRunner().invoke(main, ["poem", "春江", "--model", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "not a directory" in result.output
+
+
+def test_form_and_acrostic_options(tiny_poems_dir):
+    result = run(tiny_poems_dir, "--acrostic", "春夏秋冬", "--form", "qijue", "--json")
+    assert result.exit_code == 0, result.output
+    text = json.loads(result.stdout)[0][0]["text"]
+    assert len(text) == 32 and text[0] == "春"
+    bad = run(tiny_poems_dir, "春江", "--form", "haiku")
+    assert bad.exit_code == 2 and "haiku" in bad.output

@@ -107,3 +107,32 @@ def test_missing_model_dir_is_a_manifest_error(tmp_path):
 def test_partly_unknown_prompt_is_accepted(gen):
     assert gen.generate("春江☃", max_new_tokens=4)[0].prompt == "春江☃"
     assert np.isfinite(gen.generate("春江", num_beams=2, max_new_tokens=4)[0].score)
+
+
+@pytest.mark.parametrize("form, lines, chars", [("wujue", 4, 5), ("七言绝句", 4, 7), ("wulv", 8, 5), ("qilv", 8, 7)])
+@pytest.mark.parametrize("kw", [{}, {"num_beams": 3}, {"do_sample": True, "seed": 1}])
+def test_forms_yield_the_shape_with_every_search(gen, form, lines, chars, kw):
+    from genrt.text.forms import well_formed
+    p = gen.generate("春江", form=form, **kw)[0]
+    assert p.finished and well_formed(p.text, form=form), p.text
+    assert p.text.count("，") + p.text.count("。") == lines
+    assert len(p.text) == lines * (chars + 1)
+
+
+def test_acrostic_and_continue_mode(gen):
+    from genrt.text.forms import well_formed
+    p = gen.generate("春夏秋冬", acrostic="春夏秋冬")[0]
+    assert [line[0] for line in p.text.replace("，", "。").split("。") if line] == list("春夏秋冬")
+    q = gen.generate("春江花月夜", mode="continue", form="wujue")[0]
+    assert q.text.startswith("春江花月夜，") and well_formed(q.text, form="wujue")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"form": "sonnet"}, "form"),
+    ({"form": "wujue", "acrostic": "春夏秋冬山"}, "acrostic"),
+    ({"form": "qilv", "max_new_tokens": 20}, "needs"),
+    ({"form": "wujue", "mode": "continue"}, "longer than 5"),
+])
+def test_impossible_form_requests(gen, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        gen.generate("春江花月夜山", **kwargs)

@@ -1,7 +1,6 @@
 """PoemGenerator: prompt text in, poems out, through the exported encoder + KV-cache decoder."""
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -33,7 +32,6 @@ class PoemGenerator:
         self.model = model
         self.manifest = model.manifest
         self.tokenizer = CharTokenizer(self.manifest.vocab)
-        self._lock = threading.Lock()  # onnxruntime sessions are thread-safe; stateful processors are per call
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None
@@ -56,10 +54,10 @@ class PoemGenerator:
             raise ValueError("no prompt given")
         sources, forced = self._encode_prompts(prompts, opts)
         copies = opts.num_beams if opts.is_beam else opts.num_return_sequences
-        cache = self.model.start(sources, copies)
         prefix = self._prefix(forced, copies)
         max_new = self._max_new(opts, prefix)
-        processors = self._processors(opts, len(prefix))
+        processors = self._processors(opts, forced)
+        cache = self.model.start(sources, copies)
         if opts.is_beam:
             hyps = beam_search(self.model, cache, prefix, opts.num_beams, max_new, self.tokenizer.eos_id,
                                processors, opts.length_penalty, opts.num_return_sequences)
@@ -80,8 +78,9 @@ class PoemGenerator:
         if forced[0]:
             yield self.tokenizer.decode(forced[0])
         prefix = self._prefix(forced, 1)
-        steps = iter_tokens(self.model, self.model.start(sources), prefix, self._max_new(opts, prefix),
-                            self.tokenizer.eos_id, self._processors(opts, 1), self._picker(opts))
+        max_new, processors = self._max_new(opts, prefix), self._processors(opts, forced)
+        steps = iter_tokens(self.model, self.model.start(sources), prefix, max_new, self.tokenizer.eos_id,
+                            processors, self._picker(opts))
         for new, alive in steps:
             if alive[0]:
                 yield self.tokenizer.vocab[int(new[0])]
@@ -118,9 +117,16 @@ class PoemGenerator:
         if room < 1:
             raise ValueError(f"the forced line leaves no room: the model decodes at most {self.manifest.max_len} "
                              f"characters")
-        return min(opts.max_new_tokens, room)
+        max_new = min(opts.max_new_tokens, room)
+        if opts.form or opts.acrostic:
+            from genrt.text.forms import poem_token_budget
+            needed = poem_token_budget(opts.form, opts.acrostic) - (prefix.shape[1] - 1)
+            if needed > max_new:
+                raise ValueError(f"the requested form needs {needed} more tokens but only {max_new} are allowed "
+                                 f"(max_new_tokens={opts.max_new_tokens}, model limit {self.manifest.max_len})")
+        return max_new
 
-    def _processors(self, opts: GenerationOptions, rows: int) -> list[LogitsProcessor]:
+    def _processors(self, opts: GenerationOptions, forced: list[list[int]]) -> list[LogitsProcessor]:
         tok = self.tokenizer
         never = [tok.pad_id, tok.sos_id, tok.unk_id] + [tok.index[t] for t in PROMPT_KIND_TOKENS.values()]
         processors: list[LogitsProcessor] = [SuppressTokens(never)]
@@ -131,7 +137,10 @@ class PoemGenerator:
             processors.append(NoRepeatNGram(opts.no_repeat_ngram_size))
         if opts.form or opts.acrostic or opts.rhyme:
             from genrt.text.forms import FormConstraint
-            processors.append(FormConstraint(tok, opts.form, opts.acrostic, opts.rhyme))
+            constraint = FormConstraint(tok, opts.form, opts.acrostic, opts.rhyme)
+            for line in forced:  # a continued first line must already fit the form
+                constraint.check_prefix(line)
+            processors.append(constraint)  # last: it decides what remains allowed
         return processors
 
     @staticmethod

@@ -26,9 +26,15 @@ class Hypothesis:
     finished: bool           # ended with <eos> (False = stopped at the length limit)
 
 
-def apply_processors(processors: Sequence[LogitsProcessor], tokens: np.ndarray, logits: np.ndarray) -> np.ndarray:
+def apply_processors(processors: Sequence[LogitsProcessor], tokens: np.ndarray, logits: np.ndarray,
+                     eos_id: int) -> np.ndarray:
+    """Run the processors in order. A row they left with no allowed token at all ends (<eos>) instead of
+    picking from nothing."""
     for p in processors:
         logits = p(tokens, logits)
+    dead = ~np.isfinite(logits).any(axis=1)
+    if dead.any():
+        logits[dead, eos_id] = 0.0
     return logits
 
 
@@ -47,7 +53,7 @@ def iter_tokens(model: StepModel, cache, prefix: np.ndarray, max_new: int, eos_i
     logits, cache = model.step(prefix, cache)                                  # (N, V)
     alive = np.ones(len(prefix), bool)
     for _ in range(max_new):
-        logits = apply_processors(processors, tokens, logits)
+        logits = apply_processors(processors, tokens, logits, eos_id)
         new = np.where(alive, pick(logits), eos_id).astype(np.int64)           # (N,)
         tokens = np.concatenate([tokens, new[:, None]], axis=1)
         alive &= new != eos_id
@@ -105,7 +111,7 @@ def beam_search(model: StepModel, cache, prefix: np.ndarray, num_beams: int, max
     logits, cache = model.step(prefix, cache)               # (B*K, V)
     p = prefix.shape[1]
     for t in range(1, max_new + 1):
-        logprobs = log_softmax(apply_processors(processors, tokens, logits).astype(np.float64))
+        logprobs = log_softmax(apply_processors(processors, tokens, logits, eos_id).astype(np.float64))
         vocab = logprobs.shape[1]
         cand = (scores.reshape(-1, 1) + logprobs).reshape(b, k * vocab)      # (B, K*V)
         top = np.argpartition(-cand, 2 * k, axis=1)[:, :2 * k]

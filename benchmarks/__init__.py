@@ -1,0 +1,1 @@
+"""Measurement scripts (never run as timed tests): `python -m benchmarks [--quick]`."""

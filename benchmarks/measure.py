@@ -1,0 +1,179 @@
+"""One measurement task per process (clean peak RSS and load time), printing JSON rows on its last line.
+
+    python -m benchmarks.measure faces-onnx --model genrt/models/faces --provider cpu --threads 1
+    python -m benchmarks.measure poems-onnx --model genrt/models/poems --provider cpu --threads 2
+    python -m benchmarks.measure faces-torch --checkpoint runs/faces/checkpoint.pt --threads 1
+    python -m benchmarks.measure poems-torch --checkpoint runs/poems/checkpoint.pt --threads 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.timing import peak_rss_mb, time_ms
+
+FACE_BATCHES = (1, 16, 64, 256)
+NEW_TOKENS = 64
+PROMPTS = ["春江花月夜", "山居秋暝", "登高", "静夜思", "送别", "秋思", "江雪", "春望"]
+
+
+def faces_onnx(model_dir: str, provider: str, threads: int, quick: bool) -> list[dict]:
+    from genrt.faces import FaceGenerator
+    t0 = time.perf_counter()
+    gen = FaceGenerator.load(model_dir, provider=provider, threads=threads)
+    load_s = time.perf_counter() - t0
+    rows = []
+    for n in FACE_BATCHES[:2] if quick else FACE_BATCHES:
+        z = gen.latents(n, seed=0)                                             # (n, nz)
+        stats = time_ms(lambda: gen.generate_from_latents(z), repeats=3 if quick else max(5, 200 // n))
+        rows.append({"model": "faces", "engine": "genrt", "provider": gen.provider, "threads": threads,
+                     "precision": gen.manifest.precision, "n": n, **stats,
+                     "images_per_s": n / stats["median_ms"] * 1e3, "load_s": load_s})
+    return rows
+
+
+def faces_torch(checkpoint: str, threads: int, quick: bool) -> list[dict]:
+    import torch
+    from trainers.faces import load_generator
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    G, cfg, _ = load_generator(checkpoint)
+    load_s = time.perf_counter() - t0
+    rows = []
+    for n in FACE_BATCHES[:2] if quick else FACE_BATCHES:
+        z = torch.from_numpy(np.random.default_rng(0).standard_normal((n, cfg.nz, 1, 1), dtype=np.float32))
+
+        @torch.inference_mode()
+        def run():  # same work as the graph: generator, then uint8 HWC
+            return ((G(z) + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+        stats = time_ms(run, repeats=3 if quick else max(5, 200 // n))
+        rows.append({"model": "faces", "engine": "torch-eager", "provider": "cpu", "threads": threads,
+                     "precision": "fp32", "n": n, **stats, "images_per_s": n / stats["median_ms"] * 1e3,
+                     "load_s": load_s})
+    return rows
+
+
+def _poem_sources(tokenizer, batch: int) -> list[list[int]]:
+    return [tokenizer.encode_prompt(PROMPTS[i % len(PROMPTS)], "title", 200) for i in range(batch)]
+
+
+def _decode_cases(model, tokenizer, quick: bool):
+    """(name, batch, function decoding exactly NEW_TOKENS per sequence). <eos> is banned so lengths are equal."""
+    from genrt.text.processors import SuppressTokens, make_sampler, pick_greedy
+    from genrt.text.search import beam_search, generate_tokens
+    banned = [SuppressTokens(list(tokenizer.special_ids))]
+    eos = tokenizer.eos_id
+
+    def greedy(batch, m=model):
+        src = _poem_sources(tokenizer, batch)
+        return lambda: generate_tokens(m, m.start(src), np.ones((batch, 1), np.int64), NEW_TOKENS, eos, banned,
+                                       pick_greedy)
+
+    def sample(batch):
+        src = _poem_sources(tokenizer, batch)
+        return lambda: generate_tokens(model, model.start(src), np.ones((batch, 1), np.int64), NEW_TOKENS, eos,
+                                       banned, make_sampler(np.random.default_rng(0), 0.8, 40, 0.95))
+
+    def beam(batch, k):
+        src = _poem_sources(tokenizer, batch)
+        return lambda: beam_search(model, model.start(src, k), np.ones((batch * k, 1), np.int64), k, NEW_TOKENS,
+                                   eos, banned)
+
+    cases = [("greedy", 1, greedy(1)), ("sample", 1, sample(1)), ("beam4", 1, beam(1, 4))]
+    if not quick:
+        cases += [("greedy", 8, greedy(8)), ("sample", 8, sample(8)), ("beam8", 1, beam(1, 8)),
+                  ("beam4", 8, beam(8, 4))]
+    return cases
+
+
+def _time_to_first_token(model, tokenizer, repeats: int) -> dict:
+    from genrt.text.processors import pick_greedy
+    src = _poem_sources(tokenizer, 1)
+
+    def first():
+        logits, _ = model.step(np.ones((1, 1), np.int64), model.start(src))
+        return pick_greedy(logits)
+    return time_ms(first, repeats)
+
+
+def poems_onnx(model_dir: str, provider: str, threads: int, quick: bool) -> list[dict]:
+    from genrt.text.model import PoemModel, RecomputeModel
+    from genrt.text.tokenizer import CharTokenizer
+    t0 = time.perf_counter()
+    model = PoemModel.load(model_dir, provider=provider, threads=threads)
+    load_s = time.perf_counter() - t0
+    tok = CharTokenizer(model.manifest.vocab)
+    base = {"model": "poems", "engine": "genrt", "provider": model.provider, "threads": threads,
+            "precision": model.manifest.precision, "new_tokens": NEW_TOKENS, "load_s": load_s}
+    repeats = 2 if quick else 7
+    rows = []
+    for name, batch, fn in _decode_cases(model, tok, quick):
+        stats = time_ms(fn, repeats, warmup=1)
+        rows.append({**base, "search": name, "batch": batch, "cache": "kv", **_per_token(stats, batch)})
+    recompute = RecomputeModel(model)
+    from genrt.text.processors import SuppressTokens, pick_greedy
+    from genrt.text.search import generate_tokens
+    src = _poem_sources(tok, 1)
+    stats = time_ms(lambda: generate_tokens(recompute, recompute.start(src), np.ones((1, 1), np.int64), NEW_TOKENS,
+                                            tok.eos_id, [SuppressTokens(list(tok.special_ids))], pick_greedy),
+                    repeats, warmup=1)
+    rows.append({**base, "search": "greedy", "batch": 1, "cache": "recompute", **_per_token(stats, 1)})
+    rows.append({**base, "search": "first-token", "batch": 1, "cache": "kv",
+                 **_time_to_first_token(model, tok, 5 if quick else 30)})
+    return rows
+
+
+def poems_torch(checkpoint: str, threads: int, quick: bool) -> list[dict]:
+    """Plain torch eager greedy loop without a cache (the model re-run over the prefix each step)."""
+    import torch
+    from export.poems_reference import TorchNoCacheModel
+    from genrt.text.processors import SuppressTokens, pick_greedy
+    from genrt.text.search import generate_tokens
+    from genrt.text.tokenizer import CharTokenizer
+    from trainers.poems import load_model
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    model, vocab, _ = load_model(checkpoint)
+    load_s = time.perf_counter() - t0
+    tok = CharTokenizer(vocab)
+    ref = TorchNoCacheModel(model)
+    src = _poem_sources(tok, 1)
+    stats = time_ms(lambda: generate_tokens(ref, ref.start(src), np.ones((1, 1), np.int64), NEW_TOKENS, tok.eos_id,
+                                            [SuppressTokens(list(tok.special_ids))], pick_greedy),
+                    2 if quick else 5, warmup=1)
+    return [{"model": "poems", "engine": "torch-eager", "provider": "cpu", "threads": threads, "precision": "fp32",
+             "new_tokens": NEW_TOKENS, "search": "greedy", "batch": 1, "cache": "recompute", "load_s": load_s,
+             **_per_token(stats, 1)}]
+
+
+def _per_token(stats: dict, batch: int) -> dict:
+    return {**stats, "ms_per_token": stats["median_ms"] / NEW_TOKENS,
+            "tokens_per_s": batch * NEW_TOKENS / stats["median_ms"] * 1e3}
+
+
+TASKS = {"faces-onnx": faces_onnx, "faces-torch": faces_torch, "poems-onnx": poems_onnx, "poems-torch": poems_torch}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("task", choices=sorted(TASKS))
+    parser.add_argument("--model", help="model directory (onnx tasks)")
+    parser.add_argument("--checkpoint", help="torch checkpoint (torch tasks)")
+    parser.add_argument("--provider", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    if args.task.endswith("onnx"):
+        rows = TASKS[args.task](args.model, args.provider, args.threads, args.quick)
+    else:
+        rows = TASKS[args.task](args.checkpoint, args.threads, args.quick)
+    rss = peak_rss_mb()
+    print(json.dumps([{**r, "peak_rss_mb": rss} for r in rows]))
+
+
+if __name__ == "__main__":
+    main()
