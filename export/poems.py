@@ -8,6 +8,7 @@ batch sizes and cache lengths; greedy and beam outputs identical to torch decodi
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from pathlib import Path
 from typing import Sequence
@@ -89,13 +90,14 @@ def export_graph(module: nn.Module, args: tuple, spec: GraphSpec, path: Path) ->
 
 def export_poems(checkpoint: str | Path, out_dir: str | Path, check_prompts: int = 20) -> Path:
     model, vocab, state = load_model(checkpoint)
+    lean = copy.deepcopy(model).fold_for_inference()   # the graphs; `model` stays the untouched reference
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest = manifest_for(model, vocab, state)
-    enc_args, dec_args = example_inputs(model)
+    enc_args, dec_args = example_inputs(lean)
     with torch.no_grad():
-        export_graph(EncoderGraph(model), enc_args, manifest.encoder(), out / manifest.encoder_file)
-        export_graph(DecoderGraph(model), dec_args, manifest.decoder(), out / manifest.decoder_file)
+        export_graph(EncoderGraph(lean), enc_args, manifest.encoder(), out / manifest.encoder_file)
+        export_graph(DecoderGraph(lean), dec_args, manifest.decoder(), out / manifest.decoder_file)
     write_manifest(out, manifest)
     report = check_export(model, out, manifest, check_prompts)
     (out / "export_report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

@@ -1,5 +1,6 @@
 """Pure numpy logit processors and pickers."""
 import numpy as np
+import pytest
 
 from genrt.text.processors import (
     NoRepeatNGram, RepetitionPenalty, SuppressTokens, apply_top_k, apply_top_p, make_sampler, pick_greedy, softmax,
@@ -56,3 +57,19 @@ def test_greedy_and_softmax():
     logits = np.array([[0.0, 2.0, 1.0]], np.float32)
     assert pick_greedy(logits).tolist() == [1]
     np.testing.assert_allclose(softmax(logits).sum(), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("temperature, top_k, top_p", [(1.0, 0, 1.0), (0.7, 40, 1.0), (1.3, 0, 0.9),
+                                                       (0.8, 40, 0.95), (1.0, 0, 0.3), (2.0, 5, 0.5)])
+def test_fast_candidates_keep_exactly_the_warped_set(temperature, top_k, top_p):
+    from genrt.text.processors import apply_temperature, top_candidates
+    rng = np.random.default_rng(0)
+    logits = (rng.standard_normal((6, 3000)) * 3).astype(np.float32)
+    logits[:, :5] = -np.inf                                         # banned tokens stay banned
+    ids, probs = top_candidates(logits, temperature, top_k, top_p)
+    want = softmax(apply_top_p(apply_top_k(apply_temperature(logits, temperature), top_k), top_p)
+                   .astype(np.float64))
+    for row in range(6):
+        kept = ids[row][probs[row] > 0]
+        assert set(kept.tolist()) == set(np.flatnonzero(want[row] > 0).tolist())
+        np.testing.assert_allclose(probs[row][probs[row] > 0], want[row][kept], rtol=1e-5)

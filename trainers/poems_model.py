@@ -38,6 +38,20 @@ class Attention(nn.Module):
         self.v = nn.Linear(d_model, d_model)
         self.out = nn.Linear(d_model, d_model)
         self.dropout = dropout
+        self.scale = 1.0 / math.sqrt(self.dh)   # 1.0 once folded into the query weights
+        self.qkv: nn.Linear | None = None        # set by fold_for_inference()
+
+    @torch.no_grad()
+    def fold_for_inference(self) -> None:
+        """Export-time rewrite computing the same function with fewer graph nodes: the 1/sqrt(Dh) scale moves into
+        the query weights, and Q, K, V become one matmul."""
+        self.q.weight.mul_(self.scale)
+        self.q.bias.mul_(self.scale)
+        self.scale = 1.0
+        d = self.q.in_features
+        self.qkv = nn.Linear(d, 3 * d)
+        self.qkv.weight.copy_(torch.cat([self.q.weight, self.k.weight, self.v.weight]))
+        self.qkv.bias.copy_(torch.cat([self.q.bias, self.k.bias, self.v.bias]))
 
     def split(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
@@ -46,14 +60,27 @@ class Attention(nn.Module):
     def project_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.split(self.k(x)), self.split(self.v(x))  # 2 x (B, H, T, Dh)
 
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, N, D) -> q, k, v, each (B, H, N, Dh)."""
+        if self.qkv is None:
+            return (self.split(self.q(x)), *self.project_kv(x))
+        b, n, _ = x.shape
+        qkv = self.qkv(x).view(b, n, 3, self.h, self.dh).permute(2, 0, 3, 1, 4)  # (3, B, H, N, Dh)
+        return qkv[0], qkv[1], qkv[2]
+
     def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x (B, N, D) queries; k, v (B, H, T, Dh); mask additive, broadcastable to (B, H, N, T)."""
-        q = self.split(self.q(x))                                            # (B, H, N, Dh)
+        return self.attend_q(self.split(self.q(x)), k, v, mask)
+
+    def attend_q(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """q (B, H, N, Dh) projected queries -> (B, N, D)."""
         if self.training:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), dropout_p=self.dropout)
         else:  # plain ops: exports to ONNX with every shape dynamic
-            scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.dh)) + mask
-            y = torch.matmul(torch.softmax(scores, dim=-1), v)               # (B, H, N, Dh)
+            scores = torch.matmul(q, k.transpose(-1, -2))
+            if self.scale != 1.0:
+                scores = scores * self.scale
+            y = torch.matmul(torch.softmax(scores + mask, dim=-1), v)        # (B, H, N, Dh)
         b, _, n, _ = y.shape
         return self.out(y.transpose(1, 2).reshape(b, n, self.h * self.dh))  # (B, N, D)
 
@@ -72,9 +99,8 @@ class EncoderLayer(nn.Module):
         self.drop = nn.Dropout(c.dropout)
 
     def forward(self, x: torch.Tensor, src_mask_add: torch.Tensor) -> torch.Tensor:
-        h = self.ln1(x)
-        k, v = self.attn.project_kv(h)
-        x = x + self.drop(self.attn.attend(h, k, v, src_mask_add))
+        q, k, v = self.attn.project_qkv(self.ln1(x))
+        x = x + self.drop(self.attn.attend_q(q, k, v, src_mask_add))
         return x + self.drop(self.ff(self.ln2(x)))
 
 
@@ -90,10 +116,9 @@ class DecoderLayer(nn.Module):
     def forward(self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, self_mask: torch.Tensor,
                 cross_k: torch.Tensor, cross_v: torch.Tensor, src_mask_add: torch.Tensor):
         """x (B, N, D); past_k/v (B, H, T, Dh) -> x (B, N, D), present_k/v (B, H, T+N, Dh)."""
-        h = self.ln1(x)
-        k, v = self.self_attn.project_kv(h)
+        q, k, v = self.self_attn.project_qkv(self.ln1(x))
         k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
-        x = x + self.drop(self.self_attn.attend(h, k, v, self_mask))
+        x = x + self.drop(self.self_attn.attend_q(q, k, v, self_mask))
         x = x + self.drop(self.cross_attn.attend(self.ln2(x), cross_k, cross_v, src_mask_add))
         return x + self.drop(self.ff(self.ln3(x))), k, v
 
@@ -130,6 +155,13 @@ class PoemTransformer(nn.Module):
             nn.init.normal_(m.weight, 0.0, 0.02)
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
+
+    def fold_for_inference(self) -> "PoemTransformer":
+        """Same function, leaner graph (see Attention.fold_for_inference). Export only: returns self."""
+        for m in self.modules():
+            if isinstance(m, Attention):
+                m.fold_for_inference()
+        return self.eval()
 
     def embed_tokens(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         x = self.embed(ids) * math.sqrt(self.config.d_model) + self.pos(positions)

@@ -82,7 +82,7 @@ def apply_top_p(logits: np.ndarray, p: float) -> np.ndarray:
         return logits
     order = np.argsort(-logits, axis=1)
     sorted_logits = np.take_along_axis(logits, order, axis=1)
-    probs = softmax(sorted_logits)
+    probs = softmax(sorted_logits.astype(np.float64))
     cum = np.cumsum(probs, axis=1)
     drop_sorted = (cum - probs) >= p                  # mass before this token already reaches p
     drop = np.zeros_like(drop_sorted)
@@ -103,17 +103,57 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
+def top_ids(x: np.ndarray, m: int) -> np.ndarray:
+    """Ids of the m largest values of each row (any order). (N, V) -> (N, m). For the small m of beam search,
+    m argmax passes beat numpy's argpartition several times over on a vocab-sized row."""
+    m = min(m, x.shape[1])
+    if m > 16:
+        return np.argpartition(x, -m, axis=1)[:, -m:]
+    work, rows = x.copy(), np.arange(len(x))
+    out = np.empty((len(x), m), np.int64)
+    for j in range(m):
+        out[:, j] = work.argmax(axis=1)
+        work[rows, out[:, j]] = -np.inf
+    return out
+
+
 def pick_greedy(logits: np.ndarray) -> np.ndarray:
     return logits.argmax(axis=1)                       # (N,)
+
+
+def top_candidates(logits: np.ndarray, temperature: float, top_k: int, top_p: float,
+                   probe: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """The tokens that temperature + top-k + top-p leave, and their renormalised probabilities, computed on a
+    short candidate list instead of sorting the whole vocab. -> ids (N, C), probs (N, C) (0 where dropped).
+    Keeps exactly the set apply_top_p(apply_top_k(apply_temperature(...))) keeps, up to ties."""
+    x = apply_temperature(logits.astype(np.float32), temperature)
+    n, v = x.shape
+    width = top_k if 0 < top_k < v else v
+    log_norm = None                         # log of the softmax denominator over the whole support
+    if top_p < 1.0 and width == v and probe < v:
+        z = x.astype(np.float64)
+        log_norm = np.log(np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True))
+        log_norm += z.max(axis=1, keepdims=True)
+        ids = np.argpartition(x, -probe, axis=1)[:, -probe:]
+        if np.exp(np.take_along_axis(z, ids, axis=1) - log_norm).sum(axis=1).min() >= top_p:
+            width = probe                   # the top `probe` tokens already hold p of the mass
+    ids = np.argpartition(x, -width, axis=1)[:, -width:] if width < v else np.broadcast_to(np.arange(v), (n, v))
+    vals = np.take_along_axis(x, ids, axis=1).astype(np.float64)
+    order = np.argsort(-vals, axis=1)                                          # best first
+    ids, vals = np.take_along_axis(ids, order, axis=1), np.take_along_axis(vals, order, axis=1)
+    probs = np.exp(vals - log_norm) if width == probe and log_norm is not None else softmax(vals)
+    if top_p < 1.0:
+        probs = np.where(np.cumsum(probs, axis=1) - probs >= top_p, 0.0, probs)
+    return ids, probs / probs.sum(axis=1, keepdims=True)
 
 
 def make_sampler(rng: np.random.Generator, temperature: float, top_k: int, top_p: float
                  ) -> Callable[[np.ndarray], np.ndarray]:
     """Picker drawing one token per row from the warped distribution, reproducible through `rng`."""
     def pick(logits: np.ndarray) -> np.ndarray:
-        warped = apply_top_p(apply_top_k(apply_temperature(logits, temperature), top_k), top_p)
-        probs = softmax(warped.astype(np.float64))
+        ids, probs = top_candidates(logits, temperature, top_k, top_p)
         cum = np.cumsum(probs, axis=1)
-        u = rng.random((probs.shape[0], 1)) * cum[:, -1:]   # < total mass: never lands on a banned tail token
-        return (cum <= u).sum(axis=1)
+        u = rng.random((probs.shape[0], 1)) * cum[:, -1:]   # < total mass: never lands on a dropped tail token
+        choice = np.minimum((cum <= u).sum(axis=1), probs.shape[1] - 1)
+        return ids[np.arange(len(ids)), choice]
     return pick

@@ -10,7 +10,7 @@ from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from genrt.text.processors import LogitsProcessor, log_softmax
+from genrt.text.processors import LogitsProcessor, log_softmax, top_ids
 
 
 class StepModel(Protocol):
@@ -111,11 +111,13 @@ def beam_search(model: StepModel, cache, prefix: np.ndarray, num_beams: int, max
     logits, cache = model.step(prefix, cache)               # (B*K, V)
     p = prefix.shape[1]
     for t in range(1, max_new + 1):
-        logprobs = log_softmax(apply_processors(processors, tokens, logits, eos_id).astype(np.float64))
-        vocab = logprobs.shape[1]
-        cand = (scores.reshape(-1, 1) + logprobs).reshape(b, k * vocab)      # (B, K*V)
-        top = np.argpartition(-cand, 2 * k, axis=1)[:, :2 * k]
-        rows, new_tok, new_scores = _select(cand, top, vocab, k, tokens, p, t, eos_id, finished, done)
+        logprobs = log_softmax(apply_processors(processors, tokens, logits, eos_id))          # (B*K, V)
+        # the best 2K continuations of a prompt are among the best 2K of each of its beams
+        row_top = top_ids(logprobs, 2 * k)                                                   # (B*K, 2K)
+        cand = scores.reshape(-1, 1) + np.take_along_axis(logprobs, row_top, axis=1)        # (B*K, 2K)
+        cand_beam = np.repeat(np.arange(k), row_top.shape[1])                                # (K*2K,)
+        rows, new_tok, new_scores = _select(cand.reshape(b, -1), row_top.reshape(b, -1), cand_beam, k, tokens, p,
+                                            t, eos_id, finished, done)
         for i in range(b):
             done[i] = done[i] or finished[i].is_done(float(new_scores[i].max()), t)
         if done.all() or t == max_new:
@@ -136,22 +138,21 @@ def beam_search(model: StepModel, cache, prefix: np.ndarray, num_beams: int, max
     return [[h for _, h in f.items[:num_return]] for f in finished]
 
 
-def _select(cand, top, vocab, k, tokens, p, t, eos_id, finished, done):
-    """Pick the next K live beams per prompt from its 2K best candidates; candidates ending in <eos> go to
-    `finished`. Returns source rows (B*K,), new tokens (B*K,), new scores (B, K)."""
+def _select(cand, cand_tok, cand_beam, k, tokens, p, t, eos_id, finished, done):
+    """Pick the next K live beams per prompt from its candidates (B, C) (scores, token ids, and source beam per
+    column); candidates ending in <eos> go to `finished`. Returns source rows (B*K,), new tokens (B*K,),
+    new scores (B, K)."""
     b = cand.shape[0]
     rows = np.zeros(b * k, np.int64)
     new_tok = np.full(b * k, eos_id, np.int64)
     new_scores = np.full((b, k), -np.inf)
     for i in range(b):
-        order = top[i][np.argsort(-cand[i, top[i]], kind="stable")]
         slot = 0
-        for c in order:
-            beam, tok = divmod(int(c), vocab)
+        for c in np.argsort(-cand[i], kind="stable")[:2 * k]:
             score = float(cand[i, c])
             if not np.isfinite(score):
                 break
-            src = i * k + beam
+            src, tok = i * k + int(cand_beam[c]), int(cand_tok[i, c])
             if tok == eos_id:
                 if not done[i]:
                     finished[i].add(Hypothesis(tokens[src, p:].tolist(), score, True), t)

@@ -1,0 +1,101 @@
+"""Benchmark genrt against torch eager on the same weights, for every provider, precision and thread count.
+
+    python -m benchmarks                  # full run: writes benchmarks/results/latest.{json,md,png}
+    python -m benchmarks --quick          # smoke run (a few repeats, fewer cases)
+
+Each measurement runs in its own process (clean load time and peak RSS). Torch baselines need the training
+checkpoints (runs/faces/checkpoint.pt, runs/poems/checkpoint.pt) and torch; they are skipped when absent.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from benchmarks.report import write_markdown, write_png
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "genrt" / "models"
+
+
+def run_task(task: str, *args: str) -> list[dict]:
+    cmd = [sys.executable, "-m", "benchmarks.measure", task, *args]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    if done.returncode != 0:
+        print(f"  skipped {task} {' '.join(args)}: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        return []
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def model_dirs(kind: str, extra: list[str]) -> list[Path]:
+    dirs = [Path(d) for d in extra] or sorted(p for p in MODELS.glob(f"{kind}*") if (p / "manifest.json").is_file())
+    return dirs
+
+
+def machine_info() -> dict:
+    import onnxruntime as ort
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "numpy": _version("numpy"),
+            "onnxruntime": ort.__version__, "providers": ort.get_available_providers(), "torch": _version("torch"),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return info
+
+
+def _version(module: str) -> str | None:
+    try:
+        return __import__(module).__version__
+    except ImportError:
+        return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    from genrt.runtime import available_providers, physical_cores
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run: few repeats and cases")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="output folder")
+    parser.add_argument("--name", default="latest", help="file stem of the outputs")
+    parser.add_argument("--faces-model", action="append", default=[], help="faces model dir (default: bundled)")
+    parser.add_argument("--poems-model", action="append", default=[], help="poems model dir (default: bundled)")
+    parser.add_argument("--faces-checkpoint", default=str(ROOT / "runs" / "faces" / "checkpoint.pt"))
+    parser.add_argument("--poems-checkpoint", default=str(ROOT / "runs" / "poems" / "checkpoint.pt"))
+    parser.add_argument("--threads", type=int, nargs="*", default=None, help="default: 1 and all physical cores")
+    parser.add_argument("--skip-torch", action="store_true")
+    args = parser.parse_args(argv)
+
+    threads = args.threads or sorted({1, physical_cores()})
+    quick = ["--quick"] if args.quick else []
+    rows: list[dict] = []
+    for provider in available_providers():
+        for kind, extra in (("faces", args.faces_model), ("poems", args.poems_model)):
+            for model in model_dirs(kind, extra):
+                for t in threads if provider == "cpu" else [1]:
+                    print(f"{kind} {model.name} {provider} threads={t}", file=sys.stderr)
+                    rows += run_task(f"{kind}-onnx", "--model", str(model), "--provider", provider,
+                                     "--threads", str(t), *quick)
+    if not args.skip_torch:
+        for kind, ckpt in (("faces", args.faces_checkpoint), ("poems", args.poems_checkpoint)):
+            if Path(ckpt).is_file():
+                for t in threads:
+                    print(f"{kind} torch eager threads={t}", file=sys.stderr)
+                    rows += run_task(f"{kind}-torch", "--checkpoint", ckpt, "--threads", str(t), *quick)
+            else:
+                print(f"  no {kind} checkpoint at {ckpt}: torch baseline skipped", file=sys.stderr)
+
+    result = {"machine": machine_info(), "quick": args.quick, "rows": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / args.name
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    write_markdown(result, stem.with_suffix(".md"))
+    write_png(result, stem.with_suffix(".png"))
+    print(f"wrote {stem}.json, .md, .png ({len(rows)} measurements)")
+
+
+if __name__ == "__main__":
+    main()
