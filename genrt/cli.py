@@ -19,7 +19,7 @@ from tqdm import tqdm
 from genrt import __version__
 from genrt.contract import ManifestError
 from genrt.faces import FaceGenerator, save_grid, save_images
-from genrt.runtime import PROVIDERS, ProviderError
+from genrt.runtime import PRECISIONS, PROVIDERS, ProviderError
 from genrt.text.generator import PoemGenerator
 from genrt.text.options import GenerationOptions
 
@@ -53,6 +53,11 @@ def provider_option(f):
 def threads_option(f):
     return click.option("--threads", type=click.IntRange(min=1), default=None,
                         help="CPU threads for onnxruntime [default: physical cores]")(f)
+
+
+def precision_option(f):
+    return click.option("--precision", type=click.Choice(PRECISIONS), default=None,
+                        help="bundled model variant [default: the fastest variant that passed its quality gate]")(f)
 
 
 def model_option(f):
@@ -104,14 +109,16 @@ def main() -> None:
               help="instead of random faces, write this many frames morphing between two faces")
 @provider_option
 @threads_option
+@precision_option
 @model_option
 def faces(n: int | None, out: Path, seed: int | None, batch_size: int, frames: int | None, provider: str,
-          threads: int | None, model_dir: Path | None) -> None:
+          threads: int | None, precision: str | None, model_dir: Path | None) -> None:
     """Generate faces: OUT/face_0000.png ... and OUT/grid.png."""
     if frames is not None and n is not None:
         raise click.UsageError("use either --n or --interpolate, not both")
     with user_errors():
-        generator = FaceGenerator.load(model_dir, provider=provider.lower(), threads=threads, quiet=False)
+        generator = FaceGenerator.load(model_dir, provider=provider.lower(), threads=threads, quiet=False,
+                                       precision=precision)
         prepare_out_dir(out)
         seed = pick_seed(seed)
         if frames is not None:
@@ -167,9 +174,10 @@ def format_poem(text: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="print results as JSON")
 @provider_option
 @threads_option
+@precision_option
 @model_option
 def poem(prompts: tuple[str, ...], continue_line: bool, stream: bool, as_json: bool, provider: str,
-         threads: int | None, model_dir: Path | None, **options) -> None:
+         threads: int | None, precision: str | None, model_dir: Path | None, **options) -> None:
     """Write a classical Chinese poem for each PROMPT (a title or theme, or with --continue a first line)."""
     with user_errors():
         if not prompts:
@@ -179,7 +187,7 @@ def poem(prompts: tuple[str, ...], continue_line: bool, stream: bool, as_json: b
         opts = GenerationOptions.from_kwargs(mode="continue" if continue_line else "title", **options)
         if stream and (as_json or len(prompts) > 1):
             raise UserError("--stream prints one poem as text: use one PROMPT and no --json")
-        generator = PoemGenerator.load(model_dir, provider=provider.lower(), threads=threads)
+        generator = PoemGenerator.load(model_dir, provider=provider.lower(), threads=threads, precision=precision)
         if stream:
             for piece in generator.stream(prompts[0], opts):
                 click.echo(piece.replace("。", "。\n").replace("？", "？\n"), nl=False)

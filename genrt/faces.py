@@ -10,7 +10,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from genrt.contract import FACES_KIND, FacesManifest, ManifestError, read_manifest
-from genrt.runtime import load_checked_session, model_dir_or_bundled, resolve_provider
+from genrt.runtime import check_precision, load_checked_session, model_dir_or_bundled, resolve_provider
 
 DEFAULT_BATCH_SIZE = 64
 INTERPOLATION_MODES = ("slerp", "lerp")
@@ -39,12 +39,15 @@ class FaceGenerator:
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None,
-             quiet: bool = True) -> FaceGenerator:
-        """Open a model directory (None = the bundled genrt/models/faces), checking manifest and graph."""
+             quiet: bool = True, precision: str | None = None) -> FaceGenerator:
+        """Open a model directory (None = the bundled model of `precision`, default fp32), checking manifest
+        and graph."""
         model_dir = model_dir_or_bundled(
-            model_dir, "faces", "python -m export.faces --checkpoint runs/faces/checkpoint.pt --out genrt/models/faces")
+            model_dir, "faces", "python -m export.faces --checkpoint runs/faces/checkpoint.pt --out genrt/models/faces",
+            precision)
         manifest = read_manifest(model_dir, expected_kind=FACES_KIND)
         assert isinstance(manifest, FacesManifest)
+        check_precision(manifest.precision, precision, model_dir)
         chosen = resolve_provider(provider, quiet=quiet)
         session = load_checked_session(model_dir, manifest.graph(), chosen, threads)
         return cls(manifest, session, model_dir, chosen)

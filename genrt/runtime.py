@@ -98,12 +98,31 @@ def bundled_model_dir(name: str) -> Path:
     return Path(__file__).resolve().parent / "models" / name
 
 
-def model_dir_or_bundled(model_dir: str | Path | None, name: str, export_hint: str) -> Path:
-    """The given model directory, or the bundled one (with a clear error when it is not installed)."""
+PRECISIONS = ("fp32", "int8")
+# Bundled variant used when the caller names none: int8 only where it is faster at equal quality
+# (benchmarks/results/quality.md); a variant lives in genrt/models/<name>_<precision>.
+DEFAULT_PRECISION = {"faces": "fp32", "poems": "int8"}
+
+
+def model_dir_or_bundled(model_dir: str | Path | None, name: str, export_hint: str,
+                         precision: str | None = None) -> Path:
+    """The given model directory, or the bundled one of the requested (or default) precision, with a clear
+    error when it is not installed."""
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if model_dir is not None:
         return Path(model_dir)
-    bundled = bundled_model_dir(name)
+    chosen = precision or DEFAULT_PRECISION[name]
+    bundled = bundled_model_dir(name if chosen == "fp32" else f"{name}_{chosen}")
+    if not bundled.is_dir() and precision is None and chosen != "fp32":
+        bundled = bundled_model_dir(name)  # default variant not shipped: fall back to fp32
     if not bundled.is_dir():
-        raise ManifestError(str(bundled), [f"the bundled {name} model is not installed; export one with "
+        raise ManifestError(str(bundled), [f"the bundled {name} model ({chosen}) is not installed; export one with "
                                            f"`{export_hint}` or pass a model directory"])
     return bundled
+
+
+def check_precision(manifest_precision: str, precision: str | None, model_dir: Path) -> None:
+    """A model directory passed together with --precision must be of that precision."""
+    if precision is not None and manifest_precision != precision:
+        raise ManifestError(str(model_dir), [f"precision is {manifest_precision!r}, asked for {precision!r}"])

@@ -89,3 +89,26 @@ def test_load_checked_session_names_each_mismatch(tiny_faces_model):
 def test_bundled_model_dir_points_inside_the_package():
     path = bundled_model_dir("faces")
     assert path.parts[-3:] == ("genrt", "models", "faces")
+
+
+def test_bundled_precision_variants(tmp_path, monkeypatch):
+    import genrt.runtime as rt
+    from genrt.contract import ManifestError
+    monkeypatch.setattr(rt, "bundled_model_dir", lambda name: tmp_path / name)
+    (tmp_path / "poems").mkdir()
+    # default int8 variant not shipped -> falls back to fp32; an explicit int8 request is an error
+    assert rt.model_dir_or_bundled(None, "poems", "hint") == tmp_path / "poems"
+    with pytest.raises(ManifestError, match="bundled poems model \\(int8\\) is not installed"):
+        rt.model_dir_or_bundled(None, "poems", "hint", precision="int8")
+    (tmp_path / "poems_int8").mkdir()
+    assert rt.model_dir_or_bundled(None, "poems", "hint") == tmp_path / "poems_int8"
+    assert rt.model_dir_or_bundled(None, "poems", "hint", precision="fp32") == tmp_path / "poems"
+    with pytest.raises(ValueError, match="unknown precision"):
+        rt.model_dir_or_bundled(None, "poems", "hint", precision="fp8")
+
+
+def test_precision_mismatch_is_reported(tiny_poems_dir):
+    from click.testing import CliRunner
+    from genrt.cli import main
+    result = CliRunner().invoke(main, ["poem", "春江", "--model", str(tiny_poems_dir), "--precision", "int8"])
+    assert result.exit_code == 2 and "precision is 'fp32', asked for 'int8'" in result.output

@@ -34,9 +34,9 @@ class PoemGenerator:
         self.tokenizer = CharTokenizer(self.manifest.vocab)
 
     @classmethod
-    def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None
-             ) -> "PoemGenerator":
-        return cls(PoemModel.load(model_dir, provider, threads))
+    def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None,
+             precision: str | None = None) -> "PoemGenerator":
+        return cls(PoemModel.load(model_dir, provider, threads, precision))
 
     @property
     def provider(self) -> str:

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from genrt.contract import POEMS_KIND, PoemsManifest, cross_key, cross_value, past_key, past_value, read_manifest
-from genrt.runtime import load_checked_session, model_dir_or_bundled, resolve_provider
+from genrt.runtime import check_precision, load_checked_session, model_dir_or_bundled, resolve_provider
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,14 @@ class PoemModel:
         self._decoder_outputs = [t.name for t in manifest.decoder().outputs]  # logits, then present K/V per layer
 
     @classmethod
-    def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None
-             ) -> "PoemModel":
+    def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None,
+             precision: str | None = None) -> "PoemModel":
+        """Open a model directory (None = the bundled model of `precision`, default int8 when shipped)."""
         model_dir = model_dir_or_bundled(
-            model_dir, "poems", "python -m export.poems --checkpoint runs/poems/checkpoint.pt --out genrt/models/poems")
+            model_dir, "poems", "python -m export.poems --checkpoint runs/poems/checkpoint.pt --out genrt/models/poems",
+            precision)
         manifest = read_manifest(model_dir, expected_kind=POEMS_KIND)
+        check_precision(manifest.precision, precision, model_dir)
         chosen = resolve_provider(provider, quiet=False)
         encoder = load_checked_session(model_dir, manifest.encoder(), chosen, threads)
         decoder = load_checked_session(model_dir, manifest.decoder(), chosen, threads)
