@@ -108,3 +108,30 @@ def test_loading_names_every_problem(tiny_poems_dir, tmp_path):
     assert "num_heads must be a positive integer" in str(err.value)
     assert "missing graph file encoder.onnx" in str(err.value)
     assert "missing graph file decoder.onnx" in str(err.value)
+
+
+def test_device_cache_path_matches_plain_path(tiny_poems_dir):
+    """The IOBinding path (the CUDA default, KV cache kept as OrtValues) gives the same logits and tokens;
+    on CPU it binds host memory, so it runs everywhere."""
+    from genrt.text.processors import SuppressTokens, pick_greedy
+    from genrt.text.search import beam_search, generate_tokens
+    plain = PoemModel.load(tiny_poems_dir, provider="cpu", threads=1)
+    bound = PoemModel.load(tiny_poems_dir, provider="cpu", threads=1, device_cache=True)
+    sources = random_sources(len(plain.manifest.vocab), 3, seed=9)
+    c1, c2 = plain.start(sources), bound.start(sources)
+    tokens = np.ones((3, 2), np.int64)
+    for _ in range(5):
+        l1, c1 = plain.step(tokens, c1)
+        l2, c2 = bound.step(tokens, c2)
+        np.testing.assert_allclose(l1, l2, atol=1e-6)
+        tokens = l1.argmax(1)[:, None]
+    suppress = [SuppressTokens([0, 1, 3, 4, 5])]
+    for m in (plain, bound):
+        m.greedy = generate_tokens(m, m.start(sources), np.ones((3, 1), np.int64), 12, 2, suppress, pick_greedy)
+        m.beam = beam_search(m, m.start(sources, 3), np.ones((9, 1), np.int64), 3, 12, 2, suppress)
+    assert [h.tokens for h in plain.greedy] == [h.tokens for h in bound.greedy]
+    assert [[h.tokens for h in b] for b in plain.beam] == [[h.tokens for h in b] for b in bound.beam]
+    recompute = RecomputeModel(bound)
+    l3, _ = recompute.step(np.ones((3, 1), np.int64), recompute.start(sources))
+    l4, _ = plain.step(np.ones((3, 1), np.int64), plain.start(sources))
+    np.testing.assert_allclose(l3, l4, atol=1e-5)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import onnxruntime as ort
 
 from genrt.contract import POEMS_KIND, PoemsManifest, cross_key, cross_value, past_key, past_value, read_manifest
 from genrt.runtime import check_precision, load_checked_session, model_dir_or_bundled, resolve_provider
@@ -17,7 +18,8 @@ from genrt.runtime import check_precision, load_checked_session, model_dir_or_bu
 
 @dataclass(frozen=True)
 class DecoderCache:
-    """Everything the decoder needs besides the new tokens. Rows are hypotheses (prompt x beam)."""
+    """Everything the decoder needs besides the new tokens. Rows are hypotheses (prompt x beam).
+    Tensors are numpy arrays, or onnxruntime OrtValues in the provider's memory when the model keeps a device cache."""
     self_kv: tuple[np.ndarray, ...]    # per layer K then V, each (N, H, T, Dh); T grows by one per step
     cross_kv: tuple[np.ndarray, ...]   # per layer K then V, each (N, H, S, Dh); computed once by the encoder
     src_mask: np.ndarray               # (N, S) float32, 1 = token
@@ -36,17 +38,24 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, n
 
 
 class PoemModel:
-    def __init__(self, manifest: PoemsManifest, encoder, decoder, provider: str, model_dir: Path):
+    """`device_cache=True` (the default on CUDA) keeps the KV cache in the provider's memory between steps via
+    IOBinding: only token ids go in and logits come out each step. Beam reordering then copies the self-attention
+    cache through the host once per step."""
+
+    def __init__(self, manifest: PoemsManifest, encoder, decoder, provider: str, model_dir: Path,
+                 device_cache: bool | None = None):
         self.manifest, self.provider, self.model_dir = manifest, provider, model_dir
         self.encoder, self.decoder = encoder, decoder
         layers = range(manifest.num_decoder_layers)
         self._cross_names = [n for i in layers for n in (cross_key(i), cross_value(i))]
         self._past_names = [n for i in layers for n in (past_key(i), past_value(i))]
         self._decoder_outputs = [t.name for t in manifest.decoder().outputs]  # logits, then present K/V per layer
+        self.device_cache = provider == "cuda" if device_cache is None else device_cache
+        self._device = "cuda" if provider == "cuda" else "cpu"
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None,
-             precision: str | None = None) -> "PoemModel":
+             precision: str | None = None, device_cache: bool | None = None) -> "PoemModel":
         """Open a model directory (None = the bundled model of `precision`, default int8 when shipped)."""
         model_dir = model_dir_or_bundled(
             model_dir, "poems", "python -m export.poems --checkpoint runs/poems/checkpoint.pt --out genrt/models/poems",
@@ -56,7 +65,7 @@ class PoemModel:
         chosen = resolve_provider(provider, quiet=False)
         encoder = load_checked_session(model_dir, manifest.encoder(), chosen, threads)
         decoder = load_checked_session(model_dir, manifest.decoder(), chosen, threads)
-        return cls(manifest, encoder, decoder, chosen, model_dir)
+        return cls(manifest, encoder, decoder, chosen, model_dir, device_cache)
 
     def start(self, sources: Sequence[Sequence[int]], copies: int = 1) -> DecoderCache:
         """Encode each source once, then repeat its rows `copies` times (beams / return sequences).
@@ -66,26 +75,57 @@ class PoemModel:
         if copies > 1:
             cross = [np.repeat(x, copies, axis=0) for x in cross]                   # (B*copies, H, S, Dh)
             src_mask = np.repeat(src_mask, copies, axis=0)
+        return DecoderCache(self.empty_self_kv(len(src_mask)), tuple(self._upload(x) for x in cross),
+                            self._upload(src_mask), 0)
+
+    def empty_self_kv(self, rows: int) -> tuple:
         m = self.manifest
-        empty = np.zeros((len(src_mask), m.num_heads, 0, m.head_dim), np.float32)  # (N, H, 0, Dh)
-        return DecoderCache(tuple(empty for _ in self._past_names), tuple(cross), src_mask, 0)
+        empty = np.zeros((rows, m.num_heads, 0, m.head_dim), np.float32)           # (N, H, 0, Dh)
+        return tuple(self._upload(empty) for _ in self._past_names)
 
     def step(self, tokens: np.ndarray, cache: DecoderCache) -> tuple[np.ndarray, DecoderCache]:
         """tokens (N, k) int64 at positions T..T+k-1 -> logits (N, V) for the next token, cache grown by k."""
         n, k = tokens.shape
-        positions = np.broadcast_to(np.arange(cache.length, cache.length + k, dtype=np.int64), (n, k))
-        feeds = {"input_ids": tokens, "position_ids": np.ascontiguousarray(positions), "src_mask": cache.src_mask}
-        feeds.update(zip(self._past_names, cache.self_kv))
-        feeds.update(zip(self._cross_names, cache.cross_kv))
-        logits, *present = self.decoder.run(self._decoder_outputs, feeds)
+        positions = np.ascontiguousarray(
+            np.broadcast_to(np.arange(cache.length, cache.length + k, dtype=np.int64), (n, k)))
+        if self.device_cache:
+            logits, present = self._run_bound(tokens, positions, cache)
+        else:
+            feeds = {"input_ids": tokens, "position_ids": positions, "src_mask": cache.src_mask}
+            feeds.update(zip(self._past_names, cache.self_kv))
+            feeds.update(zip(self._cross_names, cache.cross_kv))
+            logits, *present = self.decoder.run(self._decoder_outputs, feeds)
         return logits, replace(cache, self_kv=tuple(present), length=cache.length + k)
 
-    @staticmethod
-    def reorder(cache: DecoderCache, rows: np.ndarray) -> DecoderCache:
+    def _run_bound(self, tokens: np.ndarray, positions: np.ndarray, cache: DecoderCache):
+        """One decoder call with IOBinding: cache tensors in and out stay in the provider's memory."""
+        binding = self.decoder.io_binding()
+        binding.bind_cpu_input("input_ids", tokens)
+        binding.bind_cpu_input("position_ids", positions)
+        binding.bind_ortvalue_input("src_mask", cache.src_mask)
+        for name, value in zip(self._past_names + self._cross_names, cache.self_kv + cache.cross_kv):
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_output(self._decoder_outputs[0], "cpu")
+        for name in self._decoder_outputs[1:]:
+            binding.bind_output(name, self._device)
+        self.decoder.run_with_iobinding(binding)
+        logits, *present = binding.get_outputs()
+        return logits.numpy(), present
+
+    def _upload(self, array: np.ndarray):
+        if not self.device_cache:
+            return array
+        return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self._device, 0)
+
+    def reorder(self, cache: DecoderCache, rows: np.ndarray) -> DecoderCache:
         """Row i of the result continues old row rows[i]. Beam search only moves rows within a prompt's group,
         and all rows of a group share the same cross-attention K/V, so only the self-attention cache moves."""
         prefix = cache.prefix[rows] if cache.prefix is not None else None
-        return replace(cache, self_kv=tuple(x[rows] for x in cache.self_kv), prefix=prefix)
+        if self.device_cache:
+            moved = tuple(self._upload(x.numpy()[rows]) for x in cache.self_kv)
+        else:
+            moved = tuple(x[rows] for x in cache.self_kv)
+        return replace(cache, self_kv=moved, prefix=prefix)
 
 
 class RecomputeModel:
@@ -96,12 +136,13 @@ class RecomputeModel:
 
     def start(self, sources: Sequence[Sequence[int]], copies: int = 1) -> DecoderCache:
         cache = self.model.start(sources, copies)
-        return replace(cache, prefix=np.zeros((len(cache.src_mask), 0), np.int64))
+        return replace(cache, prefix=np.zeros((len(sources) * copies, 0), np.int64))
 
     def step(self, tokens: np.ndarray, cache: DecoderCache) -> tuple[np.ndarray, DecoderCache]:
         prefix = np.concatenate([cache.prefix, tokens], axis=1)                     # (N, T+k)
-        fresh = replace(cache, self_kv=tuple(x[:, :, :0] for x in cache.self_kv), length=0)
+        fresh = replace(cache, self_kv=self.model.empty_self_kv(len(prefix)), length=0)
         logits, _ = self.model.step(prefix, fresh)
         return logits, replace(cache, prefix=prefix, length=prefix.shape[1])
 
-    reorder = staticmethod(PoemModel.reorder)
+    def reorder(self, cache: DecoderCache, rows: np.ndarray) -> DecoderCache:
+        return replace(cache, prefix=cache.prefix[rows])
