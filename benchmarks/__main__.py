@@ -4,7 +4,8 @@
     python -m benchmarks --quick          # smoke run (a few repeats, fewer cases)
 
 Each measurement runs in its own process (clean load time and peak RSS). Torch baselines need the training
-checkpoints (runs/faces/checkpoint.pt, runs/poems/checkpoint.pt) and torch; they are skipped when absent.
+checkpoints (runs/faces/checkpoint.pt, runs/poems/checkpoint.pt) and torch; they are skipped when absent. With the
+`bench` extra (ctranslate2) the poems checkpoint is also converted to CTranslate2 and measured (fp32 and int8).
 """
 from __future__ import annotations
 
@@ -48,6 +49,11 @@ def machine_info() -> dict:
     return info
 
 
+def _has_module(module: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(module) is not None
+
+
 def _version(module: str) -> str | None:
     try:
         return __import__(module).__version__
@@ -87,6 +93,15 @@ def main(argv: list[str] | None = None) -> None:
                     rows += run_task(f"{kind}-torch", "--checkpoint", ckpt, "--threads", str(t), *quick)
             else:
                 print(f"  no {kind} checkpoint at {ckpt}: torch baseline skipped", file=sys.stderr)
+        if not _has_module("ctranslate2"):
+            print("  ctranslate2 not installed (pip install genrt[bench]): CTranslate2 baseline skipped",
+                  file=sys.stderr)
+        elif not Path(args.poems_checkpoint).is_file():
+            print(f"  no poems checkpoint at {args.poems_checkpoint}: CTranslate2 baseline skipped", file=sys.stderr)
+        else:
+            for t in threads:
+                print(f"poems ctranslate2 threads={t}", file=sys.stderr)
+                rows += run_task("poems-ct2", "--checkpoint", args.poems_checkpoint, "--threads", str(t), *quick)
 
     result = {"machine": machine_info(), "quick": args.quick, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)

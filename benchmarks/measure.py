@@ -4,11 +4,15 @@
     python -m benchmarks.measure poems-onnx --model genrt/models/poems --provider cpu --threads 2
     python -m benchmarks.measure faces-torch --checkpoint runs/faces/checkpoint.pt --threads 1
     python -m benchmarks.measure poems-torch --checkpoint runs/poems/checkpoint.pt --threads 1
+    python -m benchmarks.measure poems-ct2 --checkpoint runs/poems/checkpoint.pt --threads 1 [--ct2-quantization int8]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -150,12 +154,52 @@ def poems_torch(checkpoint: str, threads: int, quick: bool) -> list[dict]:
              **_per_token(stats, 1)}]
 
 
+CT2_PRECISIONS = {"float32": "fp32", "int8": "int8"}   # CTranslate2 quantization -> row precision
+
+
+def poems_ct2(checkpoint: str, threads: int, quick: bool, quantization: str = "both") -> list[dict]:
+    """CTranslate2 (optional `bench` extra) on the same weights: greedy, batch 1, exactly NEW_TOKENS new tokens
+    (<eos> held off with min_decoding_length). The checkpoint is converted, and checked against torch, by
+    export.ctranslate2 in a child process, so this process's load time and peak RSS are CTranslate2's alone."""
+    import ctranslate2
+    from export.ctranslate2 import decode_options
+    from genrt.text.tokenizer import CharTokenizer
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for quant in CT2_PRECISIONS if quantization == "both" else [quantization]:
+            out = Path(tmp) / quant
+            cmd = [sys.executable, "-m", "export.ctranslate2", "--checkpoint", checkpoint, "--out", str(out),
+                   "--quantization", quant, "--check-prompts", "4" if quick else "20", "--no-beam-check"]
+            done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+            if done.returncode != 0:
+                raise RuntimeError(f"ctranslate2 conversion failed: {done.stderr.strip()[-2000:]}")
+            t0 = time.perf_counter()
+            translator = ctranslate2.Translator(str(out), device="cpu", compute_type=quant, intra_threads=threads,
+                                                inter_threads=1)
+            load_s = time.perf_counter() - t0
+            vocab = json.loads((out / "shared_vocabulary.json").read_text(encoding="utf-8"))
+            tok = CharTokenizer(vocab)
+            src = [[vocab[i] for i in s] for s in _poem_sources(tok, 1)]
+            options = {"beam_size": 1, "min_decoding_length": NEW_TOKENS, "max_decoding_length": NEW_TOKENS,
+                       **decode_options(vocab)}
+            got = translator.translate_batch(src, **options)[0].hypotheses[0]
+            assert len(got) == NEW_TOKENS, f"expected {NEW_TOKENS} tokens, got {len(got)}"
+            stats = time_ms(lambda: translator.translate_batch(src, **options), 2 if quick else 5, warmup=1)
+            rows.append({"model": "poems", "engine": "ctranslate2", "provider": "cpu", "threads": threads,
+                         "precision": CT2_PRECISIONS[quant], "new_tokens": NEW_TOKENS, "search": "greedy",
+                         "batch": 1, "cache": "kv", "load_s": load_s, "engine_version": ctranslate2.__version__,
+                         **_per_token(stats, 1)})
+            del translator
+    return rows
+
+
 def _per_token(stats: dict, batch: int) -> dict:
     return {**stats, "ms_per_token": stats["median_ms"] / NEW_TOKENS,
             "tokens_per_s": batch * NEW_TOKENS / stats["median_ms"] * 1e3}
 
 
-TASKS = {"faces-onnx": faces_onnx, "faces-torch": faces_torch, "poems-onnx": poems_onnx, "poems-torch": poems_torch}
+TASKS = {"faces-onnx": faces_onnx, "faces-torch": faces_torch, "poems-onnx": poems_onnx, "poems-torch": poems_torch,
+         "poems-ct2": poems_ct2}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -166,9 +210,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--provider", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--ct2-quantization", choices=[*CT2_PRECISIONS, "both"], default="both",
+                        help="poems-ct2: CTranslate2 weight precision(s) to measure")
     args = parser.parse_args(argv)
     if args.task.endswith("onnx"):
         rows = TASKS[args.task](args.model, args.provider, args.threads, args.quick)
+    elif args.task == "poems-ct2":
+        rows = poems_ct2(args.checkpoint, args.threads, args.quick, args.ct2_quantization)
     else:
         rows = TASKS[args.task](args.checkpoint, args.threads, args.quick)
     rss = peak_rss_mb()
