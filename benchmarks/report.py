@@ -27,12 +27,13 @@ def poems_table(rows: list[dict]) -> list[str]:
     poems = [r for r in rows if r["model"] == "poems" and r["search"] != "first-token"]
     if not poems:
         return []
-    out = ["| engine | provider | precision | threads | search | batch | cache | ms/token (median) | p90 ms/token | "
-           "tokens/s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| engine | provider | precision | threads | search | batch | cache | new tokens | ms/token (median) | "
+           "p90 ms/token | tokens/s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(poems, key=lambda r: (r["engine"], r["provider"], r["precision"], r["threads"], r["search"],
-                                          r["batch"], r["cache"])):
+                                          r["batch"], r["new_tokens"], r["cache"])):
         out.append(f"| {r['engine']} | {r['provider']} | {r['precision']} | {r['threads']} | {r['search']} | "
-                   f"{r['batch']} | {r['cache']} | {_fmt(r['ms_per_token'])} | {_fmt(r['p90_ms'] / r['new_tokens'])} "
+                   f"{r['batch']} | {r['cache']} | {r['new_tokens']} | {_fmt(r['ms_per_token'])} | "
+                   f"{_fmt(r['p90_ms'] / r['new_tokens'])} "
                    f"| {r['tokens_per_s']:.0f} | {r['peak_rss_mb']:.0f} |")
     first = [r for r in rows if r["model"] == "poems" and r["search"] == "first-token"]
     if first:
@@ -40,6 +41,48 @@ def poems_table(rows: list[dict]) -> list[str]:
                 "|---|---|---|---|---|"]
         out += [f"| {r['provider']} | {r['precision']} | {r['threads']} | {_fmt(r['median_ms'])} | {r['load_s']:.2f} |"
                 for r in first]
+    return out
+
+
+def _lookup(rows: list[dict], **match) -> dict | None:
+    return next((r for r in rows if all(r.get(k) == v for k, v in match.items())), None)
+
+
+def target_lines(rows: list[dict]) -> list[str]:
+    """The ratios the project's targets are stated in, computed from the rows above (same run, same weights)."""
+    out = []
+    for r in rows:
+        if not (r["model"] == "poems" and r["engine"] == "genrt" and r["search"] == "greedy" and r["batch"] == 1
+                and r["cache"] == "kv"):
+            continue
+        key = dict(provider=r["provider"], precision=r["precision"], threads=r["threads"])
+        label = f"{r['provider']} {r['precision']} {r['threads']} thread(s), {r['new_tokens']} new characters"
+        rec = _lookup(rows, model="poems", engine="genrt", search="greedy", batch=1, cache="recompute",
+                      new_tokens=r["new_tokens"], **key)
+        if rec:
+            out.append(f"- poems, {label}: KV cache {rec['ms_per_token'] / r['ms_per_token']:.1f}x faster per token "
+                       f"than re-running the decoder over the prefix")
+        if r["new_tokens"] != 64:
+            continue
+        torch_row = _lookup(rows, model="poems", engine="torch-eager", threads=r["threads"])
+        if torch_row:
+            out.append(f"- poems, {label}: {torch_row['ms_per_token'] / r['ms_per_token']:.1f}x faster per token "
+                       f"than a torch eager loop without cache (fp32)")
+        ct2 = _lookup(rows, model="poems", engine="ctranslate2", precision=r["precision"], threads=r["threads"])
+        if ct2:
+            out.append(f"- poems, {label}: {r['tokens_per_s']:.0f} tokens/s vs CTranslate2 {ct2['tokens_per_s']:.0f} "
+                       f"({r['tokens_per_s'] / ct2['tokens_per_s']:.2f}x)")
+        beam = _lookup(rows, model="poems", engine="genrt", search="beam4", batch=1, **key)
+        if beam:
+            out.append(f"- poems, {label}: beam 4 costs {beam['ms_per_token'] / r['ms_per_token']:.2f}x greedy "
+                       f"per token")
+    for r in rows:
+        if r["model"] == "faces" and r["engine"] == "genrt" and r["n"] in (1, 16):
+            torch_row = _lookup(rows, model="faces", engine="torch-eager", threads=r["threads"], n=r["n"])
+            if torch_row:
+                out.append(f"- faces n={r['n']}, {r['provider']} {r['precision']} {r['threads']} thread(s): "
+                           f"{r['median_ms']:.2f} ms per call, {torch_row['median_ms'] / r['median_ms']:.1f}x "
+                           f"torch eager")
     return out
 
 
@@ -51,8 +94,11 @@ def write_markdown(result: dict, path: Path) -> None:
     if faces_table(result["rows"]):
         lines += ["### Faces (latency per call of n images)", ""] + faces_table(result["rows"]) + [""]
     if poems_table(result["rows"]):
-        lines += ["### Poems (64 new characters per sequence, <eos> banned so every run has the same length)", ""]
+        lines += ["### Poems (new characters per sequence as listed; <eos> banned so every run has the same length)", ""]
         lines += poems_table(result["rows"]) + [""]
+    targets = target_lines(result["rows"])
+    if targets:
+        lines += ["### Against the targets", ""] + targets + [""]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
