@@ -262,10 +262,11 @@ def train(cfg: FacesConfig) -> Path:
                         D_x=f"{torch.sigmoid(logit_real).mean().item():.2f}",
                         D_G_z=f"{torch.sigmoid(logit_fake).mean().item():.2f}")
         if dist_info.is_main and (done % sample_every == 0 or done == cfg.steps):
-            G.eval()
+            plain_g = unwrap(G)  # not the DDP wrapper: its forward would wait for the other ranks
+            plain_g.eval()
             with torch.no_grad():
-                save_grid(G(fixed_noise), out / "samples" / f"step_{done:06d}.png")
-            G.train()
+                save_grid(plain_g(fixed_noise), out / "samples" / f"step_{done:06d}.png")
+            plain_g.train()
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             save(done)
     if dist_info.is_main:
