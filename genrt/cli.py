@@ -145,11 +145,11 @@ def faces(n: int | None, out: Path, seed: int | None, batch_size: int, frames: i
 _DEFAULTS = GenerationOptions()
 
 
-def format_poem(text: str) -> str:
-    """One couplet per line: break after each sentence-ending mark."""
+def break_lines(text: str) -> str:
+    """One couplet per line: a line break after each sentence-ending mark."""
     for mark in "。？！；":
         text = text.replace(mark, mark + "\n")
-    return text.strip()
+    return text
 
 
 @main.command()
@@ -190,7 +190,7 @@ def poem(prompts: tuple[str, ...], continue_line: bool, stream: bool, as_json: b
         generator = PoemGenerator.load(model_dir, provider=provider.lower(), threads=threads, precision=precision)
         if stream:
             for piece in generator.stream(prompts[0], opts):
-                click.echo(piece.replace("。", "。\n").replace("？", "？\n"), nl=False)
+                click.echo(break_lines(piece), nl=False)
             click.echo()
             return
         results = generator.generate(list(prompts), opts)
@@ -201,7 +201,7 @@ def poem(prompts: tuple[str, ...], continue_line: bool, stream: bool, as_json: b
     for per_prompt in results:
         for i, p in enumerate(per_prompt):
             header = p.prompt if len(per_prompt) == 1 else f"{p.prompt} ({i + 1})"
-            click.echo(f"《{header}》\n{format_poem(p.text)}\n")
+            click.echo(f"《{header}》\n{break_lines(p.text).strip()}\n")
 
 
 if __name__ == "__main__":

@@ -94,9 +94,11 @@ def test_bad_input_raises_value_error(gen, prompt, kwargs, message):
         gen.generate(prompt, **kwargs)
 
 
-def test_stream_refuses_beam(gen):
+def test_stream_checks_its_input_before_iterating(gen):
     with pytest.raises(ValueError, match="stream"):
-        list(gen.stream("春江", num_beams=2))
+        gen.stream("春江", num_beams=2)
+    with pytest.raises(ValueError, match="the prompt is empty"):
+        gen.stream("")
 
 
 def test_missing_model_dir_is_a_manifest_error(tmp_path):

@@ -69,18 +69,22 @@ class PoemGenerator:
         return poems[0] if isinstance(prompt, str) else poems
 
     def stream(self, prompt: str, options: GenerationOptions | None = None, **kwargs: Any) -> Iterator[str]:
-        """Yield the poem piece by piece as it is decoded (greedy or sampling; one sequence)."""
+        """Pieces of the poem as they are decoded (greedy or sampling; one sequence). Bad input raises here,
+        before the first piece, not on iteration."""
         opts = GenerationOptions.from_kwargs(options, **kwargs)
         if opts.is_beam or opts.num_return_sequences != 1:
             raise ValueError("stream decodes one sequence greedily or by sampling: use num_beams=1 and "
                              "num_return_sequences=1")
         sources, forced = self._encode_prompts([prompt], opts)
-        if forced[0]:
-            yield self.tokenizer.decode(forced[0])
         prefix = self._prefix(forced, 1)
         max_new, processors = self._max_new(opts, prefix), self._processors(opts, forced)
         steps = iter_tokens(self.model, self.model.start(sources), prefix, max_new, self.tokenizer.eos_id,
                             processors, self._picker(opts))
+        return self._pieces(forced[0], steps)
+
+    def _pieces(self, forced: list[int], steps) -> Iterator[str]:
+        if forced:
+            yield self.tokenizer.decode(forced)
         for new, alive in steps:
             if alive[0]:
                 yield self.tokenizer.vocab[int(new[0])]
