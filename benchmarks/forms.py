@@ -5,10 +5,14 @@ cost in model likelihood, and what does it cost in time?
     python -m benchmarks.forms --micro-only          # processor cost only, synthetic 8000-token vocab, no model
 
 For each form, N title prompts are decoded greedily twice: without the constraint (the runtime's usual
-SuppressTokens only) and with FormConstraint. Reported per form:
+SuppressTokens only) and with FormConstraint; when the model was trained with form tokens (<qijue> ...), both
+runs are repeated with the form's token in the source, to see whether the token alone gets the shape right and
+whether the constraint then has less to fight (lower NLL). Reported per form and token setting:
   * well_formed: share of outputs that fit the form (genrt.text.forms.well_formed), unconstrained vs constrained;
   * nll_per_token: mean negative log-likelihood of the chosen tokens (<eos> included) under the model's raw
     logits, i.e. how far the constraint pushes the model off its own preferences;
+  * constraint_changed_output: share of prompts whose constrained poem differs from the free one (how often the
+    constraint had to step in at all);
   * timing: model step and constraint time per decoding step (batch rows at once), and their ratio.
 Writes benchmarks/results/forms.json and forms.md.
 """
@@ -22,8 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
-from genrt.contract import PROMPT_KIND_TOKENS, SPECIAL_TOKENS
-from genrt.text.forms import FORMS, FormConstraint, well_formed
+from genrt.contract import SPECIAL_TOKENS
+from genrt.text.forms import FORMS, FormConstraint, resolve_form, well_formed
 from genrt.text.processors import SuppressTokens, log_softmax, pick_greedy
 from genrt.text.search import iter_tokens
 from genrt.text.tokenizer import CharTokenizer
@@ -73,18 +77,18 @@ def make_prompts(tokenizer: CharTokenizer, count: int) -> list[str]:
     return prompts[:count]
 
 
-def decode_greedy(model, tokenizer: CharTokenizer, prompts: Sequence[str], constraint, max_new: int, batch: int
-                  ) -> dict:
-    """Greedy decoding of all prompts, `batch` at a time. Returns texts, per-poem NLL/token and timings."""
-    never = [tokenizer.pad_id, tokenizer.sos_id, tokenizer.unk_id] + [tokenizer.index[t] for t in
-                                                                      PROMPT_KIND_TOKENS.values()]
+def decode_greedy(model, tokenizer: CharTokenizer, prompts: Sequence[str], constraint, max_new: int, batch: int,
+                  form_tag: str | None = None) -> dict:
+    """Greedy decoding of all prompts, `batch` at a time, the source tagged with `form_tag`'s token if given.
+    Returns texts, per-poem NLL/token and timings."""
+    never = tokenizer.never_generated_ids
     texts, nlls, step_calls, step_s, proc_s = [], [], 0, 0.0, 0.0
     for i in range(0, len(prompts), batch):
         chunk = prompts[i:i + batch]
         timed_model = TimedModel(model)
         form_proc = Timed(constraint) if constraint is not None else None
         processors = [SuppressTokens(never)] + ([form_proc] if form_proc else [])
-        sources = [tokenizer.encode_prompt(p, "title", model.manifest.max_len) for p in chunk]
+        sources = [tokenizer.encode_prompt(p, "title", model.manifest.max_len, form_tag) for p in chunk]
         prefix = np.full((len(chunk), 1), tokenizer.sos_id, np.int64)
         steps = list(iter_tokens(timed_model, timed_model.start(sources), prefix, max_new, tokenizer.eos_id,
                                  processors, pick_greedy))
@@ -103,20 +107,26 @@ def decode_greedy(model, tokenizer: CharTokenizer, prompts: Sequence[str], const
             "constraint_us": 1e6 * proc_s / step_calls}
 
 
-def bench_form(model, tokenizer, form: str, prompts: Sequence[str], rhyme: bool, batch: int) -> dict:
+def bench_form(model, tokenizer, form: str, prompts: Sequence[str], rhyme: bool, batch: int) -> list[dict]:
+    """One row per token setting: without the form token, and with it when the model knows form tokens."""
     constraint = FormConstraint(tokenizer, form, None, rhyme)
     max_new = min(model.manifest.max_len - 1, 2 * constraint.max_tokens)
-    free = decode_greedy(model, tokenizer, prompts, None, max_new, batch)
-    bound = decode_greedy(model, tokenizer, prompts, constraint, max_new, batch)
     share = lambda run: float(np.mean([well_formed(t, form, None, rhyme) for t in run["texts"]]))  # noqa: E731
-    return {
-        "form": form, "rhyme": rhyme, "prompts": len(prompts),
-        "well_formed_unconstrained": share(free), "well_formed_constrained": share(bound),
-        "nll_per_token_unconstrained": free["nll"], "nll_per_token_constrained": bound["nll"],
-        "step_us": bound["step_us"], "constraint_us": bound["constraint_us"],
-        "constraint_overhead": bound["constraint_us"] / bound["step_us"],
-        "examples": bound["texts"][:3],
-    }
+    ascii_name = resolve_form(form).aliases[0]
+    rows = []
+    for tag in [None] + ([ascii_name] if ascii_name in tokenizer.form_ids else []):
+        free = decode_greedy(model, tokenizer, prompts, None, max_new, batch, tag)
+        bound = decode_greedy(model, tokenizer, prompts, constraint, max_new, batch, tag)
+        rows.append({
+            "form": form, "rhyme": rhyme, "form_token": tag is not None, "prompts": len(prompts),
+            "well_formed_unconstrained": share(free), "well_formed_constrained": share(bound),
+            "nll_per_token_unconstrained": free["nll"], "nll_per_token_constrained": bound["nll"],
+            "constraint_changed_output": float(np.mean([a != b for a, b in zip(free["texts"], bound["texts"])])),
+            "step_us": bound["step_us"], "constraint_us": bound["constraint_us"],
+            "constraint_overhead": bound["constraint_us"] / bound["step_us"],
+            "examples": bound["texts"][:3], "examples_unconstrained": free["texts"][:3],
+        })
+    return rows
 
 
 def micro_benchmark(vocab_size: int = 8000, rows: Sequence[int] = (1, 32), repeats: int = 3) -> list[dict]:
@@ -151,12 +161,15 @@ def write_results(results: dict, out_dir: Path) -> None:
     lines = ["# Constrained decoding (genrt.text.forms)", ""]
     if results.get("forms"):
         lines += [f"Model: `{results['model']}`, greedy, batch {results['batch']}.", "",
-                  "| form | rhyme | prompts | well-formed free | well-formed constrained | NLL/token free | "
-                  "NLL/token constrained | model step µs | constraint µs/step | overhead |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['form']} | {r['rhyme']} | {r['prompts']} | {r['well_formed_unconstrained']:.1%} | "
+                  "| form | rhyme | form token in source | prompts | well-formed free | well-formed constrained | "
+                  "NLL/token free | NLL/token constrained | constraint changed the poem | model step µs | "
+                  "constraint µs/step | overhead |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['form']} | {r['rhyme']} | {'yes' if r.get('form_token') else 'no'} | {r['prompts']} | "
+                  f"{r['well_formed_unconstrained']:.1%} | "
                   f"{r['well_formed_constrained']:.1%} | {r['nll_per_token_unconstrained']:.3f} | "
-                  f"{r['nll_per_token_constrained']:.3f} | {r['step_us']:.0f} | "
+                  f"{r['nll_per_token_constrained']:.3f} | {r.get('constraint_changed_output', float('nan')):.1%} | "
+                  f"{r['step_us']:.0f} | "
                   f"{r['constraint_us']:.1f} | {r['constraint_overhead']:.1%} |" for r in results["forms"]]
         lines.append("")
     lines += ["Processor alone (synthetic vocab, random logits, whole poems):", "",
@@ -183,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         tokenizer = CharTokenizer(model.manifest.vocab)
         prompts = make_prompts(tokenizer, args.prompts_per_form)
         results.update(model=args.model, batch=args.batch, forms=[
-            bench_form(model, tokenizer, form, prompts, args.rhyme, args.batch) for form in args.forms])
+            row for form in args.forms for row in bench_form(model, tokenizer, form, prompts, args.rhyme, args.batch)])
     write_results(results, Path(args.out))
     print((Path(args.out) / "forms.md").read_text(encoding="utf-8"))
     return results

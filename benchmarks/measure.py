@@ -36,7 +36,7 @@ def faces_onnx(model_dir: str, provider: str, threads: int, quick: bool) -> list
         z = gen.latents(n, seed=0)                                             # (n, nz)
         stats = time_ms(lambda: gen.generate_from_latents(z), repeats=3 if quick else max(5, 200 // n))
         rows.append({"model": "faces", "engine": "genrt", "provider": gen.provider, "threads": threads,
-                     "precision": gen.manifest.precision, "n": n, **stats,
+                     "precision": gen.manifest.precision, "model_dir": str(model_dir), "n": n, **stats,
                      "images_per_s": n / stats["median_ms"] * 1e3, "load_s": load_s})
     return rows
 
@@ -70,7 +70,7 @@ def _decode_cases(model, tokenizer, quick: bool):
     """(name, batch, function decoding exactly NEW_TOKENS per sequence). <eos> is banned so lengths are equal."""
     from genrt.text.processors import SuppressTokens, make_sampler, pick_greedy
     from genrt.text.search import beam_search, generate_tokens
-    banned = [SuppressTokens(list(tokenizer.special_ids))]
+    banned = [SuppressTokens(sorted(tokenizer.control_ids))]
     eos = tokenizer.eos_id
 
     def greedy(batch, m=model):
@@ -113,7 +113,8 @@ def poems_onnx(model_dir: str, provider: str, threads: int, quick: bool) -> list
     load_s = time.perf_counter() - t0
     tok = CharTokenizer(model.manifest.vocab)
     base = {"model": "poems", "engine": "genrt", "provider": model.provider, "threads": threads,
-            "precision": model.manifest.precision, "new_tokens": NEW_TOKENS, "load_s": load_s}
+            "precision": model.manifest.precision, "model_dir": str(model_dir), "new_tokens": NEW_TOKENS,
+            "load_s": load_s}
     repeats = 2 if quick else 7
     rows = []
     for name, batch, fn in _decode_cases(model, tok, quick):
@@ -131,7 +132,7 @@ def _cache_vs_recompute(model, tok, base: dict, repeats: int, quick: bool) -> li
     from genrt.text.model import RecomputeModel
     from genrt.text.processors import SuppressTokens, pick_greedy
     from genrt.text.search import generate_tokens
-    src, banned = _poem_sources(tok, 1), [SuppressTokens(list(tok.special_ids))]
+    src, banned = _poem_sources(tok, 1), [SuppressTokens(sorted(tok.control_ids))]
     rows = []
     for new_tokens in (NEW_TOKENS,) if quick else (NEW_TOKENS, LONG_TOKENS):
         for cache, m in (("kv", model), ("recompute", RecomputeModel(model))):
@@ -160,7 +161,7 @@ def poems_torch(checkpoint: str, threads: int, quick: bool) -> list[dict]:
     ref = TorchNoCacheModel(model)
     src = _poem_sources(tok, 1)
     stats = time_ms(lambda: generate_tokens(ref, ref.start(src), np.ones((1, 1), np.int64), NEW_TOKENS, tok.eos_id,
-                                            [SuppressTokens(list(tok.special_ids))], pick_greedy),
+                                            [SuppressTokens(sorted(tok.control_ids))], pick_greedy),
                     2 if quick else 5, warmup=1)
     return [{"model": "poems", "engine": "torch-eager", "provider": "cpu", "threads": threads, "precision": "fp32",
              "new_tokens": NEW_TOKENS, "search": "greedy", "batch": 1, "cache": "recompute", "load_s": load_s,

@@ -6,6 +6,10 @@ The graph takes z (batch, nz) float32 and returns images (batch, H, W, 3) uint8:
 and the NCHW -> NHWC permute run inside the graph, so the runtime needs nothing but onnxruntime.
 Before the manifest is written the export is checked: onnx.checker, float parity with PyTorch (a float-output
 twin of the graph, max abs diff <= 1e-4), uint8 parity (off-by-one rounding allowed) and the contract's graph I/O.
+
+--int8 also writes `<out>_int8`: the generator rewritten without ConvTranspose (export/faces_subpixel.py: 2x2
+convolutions + pixel shuffle, checked against PyTorch like the fp32 graph), then statically quantized (QDQ) so that
+onnxruntime runs QLinearConv/QGemm kernels, and compared with the fp32 graph on fresh latents.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from export.faces_subpixel import subpixel_net
 from genrt.contract import FacesManifest, ManifestError, MANIFEST_NAME, write_manifest
 from genrt.runtime import load_checked_session, make_session
 from trainers.common import config_dict
@@ -65,20 +70,23 @@ def fold_batchnorm(net: nn.Sequential) -> nn.Sequential:
 
 
 class FacesGraph(nn.Module):
-    """z (B, nz) -> images (B, H, W, 3) uint8, or the raw (B, 3, H, W) [-1, 1] output when as_uint8=False."""
+    """z (B, nz) -> images (B, H, W, 3) uint8, or the raw (B, 3, H, W) [-1, 1] output when as_uint8=False.
 
-    def __init__(self, generator: nn.Module, nz: int, as_uint8: bool = True):
+    subpixel=False keeps the generator's ConvTranspose layers (fastest in fp32); subpixel=True rewrites them as
+    convolutions + pixel shuffle (export/faces_subpixel.py), the form that has fast int8 kernels."""
+
+    def __init__(self, generator: nn.Module, nz: int, as_uint8: bool = True, subpixel: bool = False):
         super().__init__()
-        self.net = fold_batchnorm(copy.deepcopy(generator).eval().net)
-        self.nz = nz
-        self.as_uint8 = as_uint8
+        folded = fold_batchnorm(copy.deepcopy(generator).eval().net)
+        self.net = subpixel_net(folded) if subpixel else folded
+        self.nz, self.as_uint8, self.channels_last = nz, as_uint8, subpixel
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.net(z.reshape(-1, self.nz, 1, 1))                    # (B, 3, H, W) in [-1, 1]
+        x = self.net(z.reshape(-1, self.nz, 1, 1))                    # (B, 3, H, W) or (B, H, W, 3) in [-1, 1]
         if not self.as_uint8:
-            return x
+            return x.permute(0, 3, 1, 2) if self.channels_last else x  # (B, 3, H, W)
         pixels = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-        return pixels.permute(0, 2, 3, 1)                               # (B, H, W, 3) uint8
+        return pixels if self.channels_last else pixels.permute(0, 2, 3, 1)  # (B, H, W, 3) uint8
 
 
 def reference_output(generator: nn.Module, z: torch.Tensor, as_uint8: bool) -> np.ndarray:
@@ -191,11 +199,7 @@ def export_faces(checkpoint: str | Path, out_dir: str | Path, *, int8: bool = Fa
     spec = manifest.graph()
     names = (spec.inputs[0].name, spec.outputs[0].name)
     graph_path = out_dir / spec.file
-    export_graph(FacesGraph(generator, cfg.nz, as_uint8=True), graph_path, names)
-    with tempfile.TemporaryDirectory() as tmp:
-        float_path = Path(tmp) / "generator_float.onnx"
-        export_graph(FacesGraph(generator, cfg.nz, as_uint8=False), float_path, names)
-        report = check_parity(generator, cfg.nz, graph_path, float_path, batch_sizes, seed, threads)
+    report = export_checked(generator, cfg.nz, graph_path, names, batch_sizes, seed, threads, subpixel=False)
     log(f"parity vs PyTorch: {report.summary()}")
     check_contract(out_dir, manifest, threads)
     write_manifest(out_dir, manifest)
@@ -203,17 +207,37 @@ def export_faces(checkpoint: str | Path, out_dir: str | Path, *, int8: bool = Fa
 
     if int8:
         int8_dir = Path(int8_out_dir) if int8_out_dir else out_dir.with_name(out_dir.name + "_int8")
-        export_int8(graph_path, int8_dir, build_manifest(cfg_dict, state, image_size, "int8"),
-                    seed=seed, threads=threads, log=log)
+        with tempfile.TemporaryDirectory() as tmp:
+            subpixel_path = Path(tmp) / "generator_subpixel.onnx"
+            report = export_checked(generator, cfg.nz, subpixel_path, names, batch_sizes, seed, threads,
+                                    subpixel=True)
+            log(f"sub-pixel form parity vs PyTorch: {report.summary()}")
+            export_int8(subpixel_path, int8_dir, build_manifest(cfg_dict, state, image_size, "int8"),
+                        reference_graph=graph_path, seed=seed, threads=threads, log=log)
     return out_dir
+
+
+def export_checked(generator: nn.Module, nz: int, path: Path, names: tuple[str, str], batch_sizes: Sequence[int],
+                   seed: int, threads: int | None, subpixel: bool) -> ParityReport:
+    """Write the uint8 graph to `path` and check it (and its float twin) against PyTorch."""
+    export_graph(FacesGraph(generator, nz, as_uint8=True, subpixel=subpixel), path, names)
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = Path(tmp) / "generator_float.onnx"
+        export_graph(FacesGraph(generator, nz, as_uint8=False, subpixel=subpixel), float_path, names)
+        return check_parity(generator, nz, path, float_path, batch_sizes, seed, threads)
 
 
 # ---------------------------------------------------------------- optional int8
 
-def export_int8(fp32_graph: Path, out_dir: Path, manifest: FacesManifest, *, calibration_batches: int = 8,
-                batch: int = 16, seed: int = 0, threads: int | None = None,
+# Quantized: the matrix products and what sits between them; Tanh and the uint8 conversion stay float.
+INT8_OPS = ["Conv", "Gemm", "Relu", "Transpose", "Reshape", "Slice"]
+
+
+def export_int8(fp32_graph: Path, out_dir: Path, manifest: FacesManifest, *, reference_graph: Path | None = None,
+                calibration_batches: int = 8, batch: int = 16, seed: int = 0, threads: int | None = None,
                 log: Callable[[str], None] = print) -> Path:
-    """Static QDQ quantization of the convolutions, calibrated on random latents (the generator's real inputs)."""
+    """Static QDQ quantization of `fp32_graph` (the sub-pixel form), calibrated on random latents (the generator's
+    real inputs), then compared with `reference_graph` (default: `fp32_graph`) on fresh latents."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     input_name = manifest.graph().inputs[0].name
@@ -232,11 +256,11 @@ def export_int8(fp32_graph: Path, out_dir: Path, manifest: FacesManifest, *, cal
     # BatchNorm is already folded, so the graph needs no quant_pre_process (ORT logs a hint that it could).
     quantize_static(str(fp32_graph), str(int8_path), RandomLatents(), quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                    op_types_to_quantize=["ConvTranspose"])
+                    op_types_to_quantize=INT8_OPS)
     onnx.checker.check_model(onnx.load(str(int8_path)), full_check=True)
     check_contract(out_dir, manifest, threads)
     z = random_latents(64, manifest.nz, seed + 2000)
-    fp32_images = make_session(fp32_graph, "cpu", threads).run(None, {input_name: z})[0]
+    fp32_images = make_session(reference_graph or fp32_graph, "cpu", threads).run(None, {input_name: z})[0]
     int8_images = make_session(int8_path, "cpu", threads).run(None, {input_name: z})[0]
     diff = np.abs(fp32_images.astype(np.int16) - int8_images.astype(np.int16))
     log(f"int8 vs fp32 on 64 latents: mean abs {diff.mean():.2f}, max abs {diff.max()} (uint8 levels)")

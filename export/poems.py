@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", default="runs/poems/checkpoint.pt")
     parser.add_argument("--out", default="genrt/models/poems")
     parser.add_argument("--check-prompts", type=int, default=20)
-    parser.add_argument("--int8", action="store_true", help="also write <out>_int8 with dynamically quantized MatMuls")
+    parser.add_argument("--int8", action="store_true", help="also write <out>_int8 with 8-bit block-quantized MatMuls (export/quantize.py)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     out = export_poems(args.checkpoint, args.out, args.check_prompts)

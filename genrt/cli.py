@@ -52,7 +52,7 @@ def provider_option(f):
 
 def threads_option(f):
     return click.option("--threads", type=click.IntRange(min=1), default=None,
-                        help="CPU threads for onnxruntime [default: physical cores]")(f)
+                        help="CPU threads for onnxruntime [default: physical cores for faces, 1 for poems]")(f)
 
 
 def precision_option(f):
@@ -170,6 +170,8 @@ def break_lines(text: str) -> str:
 @click.option("--form", default=None, help="五言绝句/七言绝句/五言律诗/七言律诗 (or wujue, qijue, wulv, qilv)")
 @click.option("--acrostic", default=None, help="藏头诗: line i starts with the i-th character")
 @click.option("--rhyme", is_flag=True, help="even lines end on one rhyme group (needs --form or --acrostic)")
+@click.option("--form-token/--no-form-token", default=_DEFAULTS.form_token, show_default=True,
+              help="with --form, also condition the model on the form's token (models trained with them)")
 @click.option("--stream", is_flag=True, help="print characters as they are decoded")
 @click.option("--json", "as_json", is_flag=True, help="print results as JSON")
 @provider_option

@@ -24,6 +24,10 @@ PAD, SOS, EOS, UNK = "<pad>", "<sos>", "<eos>", "<unk>"
 PROMPT_TITLE, PROMPT_FIRST_LINE = "<title>", "<first>"
 SPECIAL_TOKENS = (PAD, SOS, EOS, UNK, PROMPT_TITLE, PROMPT_FIRST_LINE)
 PROMPT_KIND_TOKENS = {"title": PROMPT_TITLE, "continue": PROMPT_FIRST_LINE}
+# Optional control tokens: a model trained with them has them at the end of its vocab, and its source may carry
+# one right after the prompt-kind token, naming the requested form (keys: the forms' ASCII names).
+FORM_TOKENS = {"wujue": "<wujue>", "qijue": "<qijue>", "wulv": "<wulv>", "qilv": "<qilv>"}
+CONTROL_TOKENS = SPECIAL_TOKENS + tuple(FORM_TOKENS.values())
 
 
 class ManifestError(ValueError):
@@ -293,6 +297,10 @@ def _check_values(m: Manifest) -> list[str]:
             problems.append(f"vocab must start with the special tokens {list(SPECIAL_TOKENS)}")
         if len(set(m.vocab)) != len(m.vocab):
             problems.append("vocab has duplicate entries")
+        forms = [t for t in FORM_TOKENS.values() if t in m.vocab]
+        if forms and len(forms) != len(FORM_TOKENS):
+            problems.append(f"vocab has only some form tokens ({', '.join(forms)}); a model has all of "
+                            f"{list(FORM_TOKENS.values())} or none")
     return problems
 
 

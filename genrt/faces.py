@@ -40,15 +40,15 @@ class FaceGenerator:
     @classmethod
     def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None,
              quiet: bool = True, precision: str | None = None) -> FaceGenerator:
-        """Open a model directory (None = the bundled model of `precision`, default fp32), checking manifest
-        and graph."""
+        """Open a model directory (None = the bundled model of `precision`; by default int8 on CPU, fp32 on
+        CUDA), checking manifest and graph."""
+        chosen = resolve_provider(provider, quiet=quiet)
         model_dir = model_dir_or_bundled(
             model_dir, "faces", "python -m export.faces --checkpoint runs/faces/checkpoint.pt --out genrt/models/faces",
-            precision)
+            precision, chosen)
         manifest = read_manifest(model_dir, expected_kind=FACES_KIND)
         assert isinstance(manifest, FacesManifest)
         check_precision(manifest.precision, precision, model_dir)
-        chosen = resolve_provider(provider, quiet=quiet)
         session = load_checked_session(model_dir, manifest.graph(), chosen, threads)
         return cls(manifest, session, model_dir, chosen)
 

@@ -98,25 +98,28 @@ def bundled_model_dir(name: str) -> Path:
     return Path(__file__).resolve().parent / "models" / name
 
 
-PRECISIONS = ("fp32", "int8")
-# Bundled variant used when the caller names none: int8 only where it is faster at equal quality
-# (benchmarks/results/quality.md); a variant lives in genrt/models/<name>_<precision>.
-DEFAULT_PRECISION = {"faces": "fp32", "poems": "int8"}
+PRECISIONS = ("fp32", "int8", "fp16")
+# Bundled variant used when the caller names none, per provider: on CPU int8 where it is faster at equal quality
+# (benchmarks/results/quality.md and latest.md); on CUDA fp32, since the int8 graphs use CPU integer kernels.
+# A variant lives in genrt/models/<name>_<precision>.
+DEFAULT_PRECISION = {"cpu": {"faces": "int8", "poems": "int8"}, "cuda": {"faces": "fp32", "poems": "fp32"}}
 
 
 def model_dir_or_bundled(model_dir: str | Path | None, name: str, export_hint: str,
-                         precision: str | None = None) -> Path:
-    """The given model directory, or the bundled one of the requested (or default) precision, with a clear
-    error when it is not installed."""
+                         precision: str | None = None, provider: str = "cpu") -> Path:
+    """The given model directory, or the bundled one of the requested (or the provider's default) precision, with
+    a clear error when it is not installed."""
     if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if model_dir is not None:
         return Path(model_dir)
-    chosen = precision or DEFAULT_PRECISION[name]
+    chosen = precision or DEFAULT_PRECISION[provider][name]
     bundled = bundled_model_dir(name if chosen == "fp32" else f"{name}_{chosen}")
     if not bundled.is_dir() and precision is None and chosen != "fp32":
         bundled = bundled_model_dir(name)  # default variant not shipped: fall back to fp32
     if not bundled.is_dir():
+        if chosen == "fp16":  # not shipped: made from the fp32 directory, for GPUs
+            export_hint = f"python -m export.fp16 genrt/models/{name} genrt/models/{name}_fp16"
         raise ManifestError(str(bundled), [f"the bundled {name} model ({chosen}) is not installed; export one with "
                                            f"`{export_hint}` or pass a model directory"])
     return bundled

@@ -6,16 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from genrt.contract import SPECIAL_TOKENS
+from genrt.contract import FORM_TOKENS, SPECIAL_TOKENS
 
 # Enough distinct Han characters for every form and rhyme group, plus line punctuation.
 HAN = ("春江花月夜山水风云日星辰天地人家国秋冬夏雨雪霜寒暑朝暮东西南北中上下来去归行"
        "明光空长高远清深青白红黄金玉石松竹梅兰菊柳桃李草木鸟鱼龙马牛羊衣香酒茶诗书琴棋画")
 PUNCT = "，。？！"
 TINY_VOCAB = list(SPECIAL_TOKENS) + list(PUNCT) + list(HAN)
+TINY_FORM_VOCAB = TINY_VOCAB + list(FORM_TOKENS.values())   # as trainers.poems_corpus appends them
 
 
-def save_tiny_checkpoint(path: Path, seed: int = 0, **overrides) -> Path:
+def save_tiny_checkpoint(path: Path, seed: int = 0, vocab: list[str] = TINY_VOCAB, **overrides) -> Path:
     """A random PoemTransformer saved exactly as trainers.poems saves checkpoints."""
     import torch
     from trainers.common import save_checkpoint
@@ -25,10 +26,10 @@ def save_tiny_checkpoint(path: Path, seed: int = 0, **overrides) -> Path:
     torch.manual_seed(seed)
     cfg = PoemsConfig(d_model=32, num_heads=4, num_encoder_layers=2, num_decoder_layers=2, dim_feedforward=64,
                       max_len=80, **overrides)
-    model = PoemTransformer(cfg.model_config(len(TINY_VOCAB)))
+    model = PoemTransformer(cfg.model_config(len(vocab)))
     with torch.no_grad():  # sharper random logits so greedy and beam choices are not near-ties
         model.embed.weight.mul_(8.0)
-    save_checkpoint(path, {"config": asdict(cfg), "vocab": TINY_VOCAB, "model": model.state_dict(), "step": 0,
+    save_checkpoint(path, {"config": asdict(cfg), "vocab": vocab, "model": model.state_dict(), "step": 0,
                            "tokens_seen": 0, "history": [], "kind": "poems-transformer"})
     return path
 
@@ -45,3 +46,13 @@ def tiny_poems_dir(tiny_poems_checkpoint, tmp_path_factory) -> Path:
     from export.poems import export_poems
     torch.set_num_threads(1)
     return export_poems(tiny_poems_checkpoint, tmp_path_factory.mktemp("poems_model"), check_prompts=20)
+
+
+@pytest.fixture(scope="session")
+def tiny_form_poems_dir(tmp_path_factory) -> Path:
+    """A tiny exported model whose vocab ends with the form tokens."""
+    import torch
+    from export.poems import export_poems
+    torch.set_num_threads(1)
+    ckpt = save_tiny_checkpoint(tmp_path_factory.mktemp("form_ckpt") / "checkpoint.pt", seed=1, vocab=TINY_FORM_VOCAB)
+    return export_poems(ckpt, tmp_path_factory.mktemp("form_model"), check_prompts=4)

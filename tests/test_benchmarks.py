@@ -24,3 +24,15 @@ def test_quick_benchmark_writes_json_markdown_and_png(tiny_faces_model, tiny_poe
     assert "### Faces" in md and "### Poems" in md and "KV cache" in md
     with Image.open(tmp_path / "latest.png") as im:
         assert im.width == 900 and im.height > 40
+
+
+def test_forms_benchmark_compares_with_and_without_form_tokens(tiny_form_poems_dir, tmp_path):
+    from benchmarks.forms import main as forms_main
+    results = forms_main(["--model", str(tiny_form_poems_dir), "--prompts-per-form", "3", "--forms", "五言绝句",
+                          "--threads", "1", "--out", str(tmp_path)])
+    rows = results["forms"]
+    assert [r["form_token"] for r in rows] == [False, True]
+    assert all(r["well_formed_constrained"] == 1.0 and r["prompts"] == 3 for r in rows)
+    assert all(0.0 <= r["constraint_changed_output"] <= 1.0 for r in rows)
+    md = (tmp_path / "forms.md").read_text(encoding="utf-8")
+    assert "form token in source" in md and (tmp_path / "forms.json").is_file()

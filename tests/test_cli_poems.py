@@ -72,3 +72,15 @@ def test_form_and_acrostic_options(tiny_poems_dir):
     assert len(text) == 32 and text[0] == "春"
     bad = run(tiny_poems_dir, "春江", "--form", "haiku")
     assert bad.exit_code == 2 and "haiku" in bad.output
+
+
+def test_form_token_switch_reaches_the_model(tiny_form_poems_dir):
+    """On a model trained with form tokens, --no-form-token decodes from a different source."""
+    scores = {}
+    for flag in ("--form-token", "--no-form-token"):
+        result = run(tiny_form_poems_dir, "春江", "--form", "wulv", "--num-beams", "2", "--json", flag)
+        assert result.exit_code == 0, result.output
+        poem = json.loads(result.stdout)[0][0]
+        assert len(poem["text"]) == 48
+        scores[flag] = poem["score"]
+    assert scores["--form-token"] != scores["--no-form-token"]

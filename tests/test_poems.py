@@ -138,3 +138,40 @@ def test_acrostic_and_continue_mode(gen):
 def test_impossible_form_requests(gen, kwargs, message):
     with pytest.raises(ValueError, match=message):
         gen.generate("春江花月夜山", **kwargs)
+
+
+# ---------------------------------------------------------------- a model trained with form tokens
+
+@pytest.fixture(scope="module")
+def form_gen(tiny_form_poems_dir):
+    return PoemGenerator.load(tiny_form_poems_dir, provider="cpu", threads=1)
+
+
+def test_a_form_request_puts_the_form_token_in_the_source(form_gen, gen):
+    tok = form_gen.tokenizer
+    sources, _ = form_gen._encode_prompts(["春江"], GenerationOptions(form="七言绝句"))
+    assert sources[0][:2] == [tok.index["<title>"], tok.index["<qijue>"]]
+    untagged, _ = form_gen._encode_prompts(["春江"], GenerationOptions(form="七言绝句", form_token=False))
+    assert tok.index["<qijue>"] not in untagged[0]
+    plain, _ = gen._encode_prompts(["春江"], GenerationOptions(form="七言绝句"))  # model without form tokens
+    assert len(plain[0]) == 3
+
+
+def test_the_form_token_changes_what_the_model_sees(form_gen):
+    tagged = form_gen.generate("春江", form="wulv", num_beams=2)[0]
+    untagged = form_gen.generate("春江", form="wulv", num_beams=2, form_token=False)[0]
+    assert tagged.score != untagged.score
+
+
+@pytest.mark.parametrize("kw", [{}, {"num_beams": 3}, {"do_sample": True, "seed": 2}])
+def test_form_token_model_yields_the_shape_and_never_emits_control_tokens(form_gen, kw):
+    from genrt.text.forms import well_formed
+    p = form_gen.generate("春江", form="qijue", **kw)[0]
+    assert well_formed(p.text, form="qijue") and "<" not in p.text
+    free = form_gen.generate("春江", max_new_tokens=30, **kw)[0]
+    assert "<" not in free.text
+
+
+def test_form_token_option_must_be_a_bool(form_gen):
+    with pytest.raises(ValueError, match="form_token must be True or False"):
+        form_gen.generate("春江", form="qijue", form_token="no")

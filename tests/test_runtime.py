@@ -103,6 +103,9 @@ def test_bundled_precision_variants(tmp_path, monkeypatch):
     (tmp_path / "poems_int8").mkdir()
     assert rt.model_dir_or_bundled(None, "poems", "hint") == tmp_path / "poems_int8"
     assert rt.model_dir_or_bundled(None, "poems", "hint", precision="fp32") == tmp_path / "poems"
+    # on CUDA the default is fp32: the int8 graphs are built for CPU integer kernels
+    assert rt.model_dir_or_bundled(None, "poems", "hint", provider="cuda") == tmp_path / "poems"
+    assert rt.model_dir_or_bundled(None, "poems", "hint", precision="int8", provider="cuda") == tmp_path / "poems_int8"
     with pytest.raises(ValueError, match="unknown precision"):
         rt.model_dir_or_bundled(None, "poems", "hint", precision="fp8")
 
@@ -112,3 +115,11 @@ def test_precision_mismatch_is_reported(tiny_poems_dir):
     from genrt.cli import main
     result = CliRunner().invoke(main, ["poem", "春江", "--model", str(tiny_poems_dir), "--precision", "int8"])
     assert result.exit_code == 2 and "precision is 'fp32', asked for 'int8'" in result.output
+
+
+def test_fp16_is_not_bundled_and_the_error_says_how_to_make_it():
+    rt = runtime
+    if rt.bundled_model_dir("poems_fp16").is_dir():
+        pytest.skip("an fp16 variant is installed")
+    with pytest.raises(ManifestError, match="python -m export.fp16 genrt/models/poems genrt/models/poems_fp16"):
+        rt.model_dir_or_bundled(None, "poems", "hint", precision="fp16")

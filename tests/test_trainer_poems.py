@@ -6,9 +6,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from genrt.contract import FORM_TOKENS  # noqa: E402
+from trainers.common import load_checkpoint, save_checkpoint  # noqa: E402
 from trainers.poems import PoemsConfig, evaluate, load_model, train  # noqa: E402
 from trainers.poems_corpus import (  # noqa: E402
-    CorpusConfig, CorpusStats, build_corpus, clean_body, clean_title, first_line, load_corpus, read_poems,
+    CorpusConfig, CorpusStats, build_corpus, build_vocab, clean_body, clean_title, first_line, form_of, load_corpus,
+    make_pairs, read_poems,
 )
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinese-poetry"
@@ -116,3 +119,67 @@ def test_evaluate_metrics_are_consistent(tmp_path):
     m = state["history"][-1]
     assert m["ppl"] == pytest.approx(2.718281828 ** m["nll"], rel=1e-6)
     assert 0 <= m["js"] <= 0.6932 and m["kl"] >= 0
+
+
+# ---------------------------------------------------------------- form tokens
+
+QIJUE = "朝辞白帝彩云间，千里江陵一日还。两岸猿声啼不住，轻舟已过万重山。"
+WUJUE = "床前明月光，疑是地上霜。举头望明月，低头思故乡。"
+
+
+def test_form_of_names_regular_forms_only():
+    assert form_of(QIJUE) == "qijue" and form_of(WUJUE) == "wujue"
+    assert form_of(WUJUE + WUJUE) == "wulv"
+    assert form_of("床前明月光，疑是地上霜。") is None and form_of("床前明月光，疑是地上霜？举头望明月，低头思故乡。") is None
+
+
+def test_form_tokens_are_appended_after_the_characters():
+    poems = [{"title": "早发白帝城", "body": QIJUE, "id": "1"}]
+    plain, tagged = build_vocab(poems, 1), build_vocab(poems, 1, form_tokens=True)
+    assert tagged[:len(plain)] == plain and tagged[len(plain):] == list(FORM_TOKENS.values())
+
+
+def test_a_share_of_regular_form_pairs_carry_their_form_token():
+    poems = [{"title": f"题{i}", "body": QIJUE if i % 2 else "床前明月光，疑是地上霜。", "id": str(i)}
+             for i in range(400)]
+    vocab = build_vocab(poems, 1, form_tokens=True)
+    index = {t: i for i, t in enumerate(vocab)}
+    sources, targets = make_pairs(poems, index, continue_share=0.0, seed=0, form_share=0.5)
+    untagged, _ = make_pairs(poems, index, continue_share=0.0, seed=0, form_share=0.0)
+    qijue = index["<qijue>"]
+    tagged = [s for s in sources if qijue in s]
+    assert 70 < len(tagged) < 130                       # about half of the 200 qijue pairs
+    assert all(s[1] == qijue for s in tagged)           # right after the prompt-kind token
+    assert not any(index[t] in s for s in sources[::2] for t in FORM_TOKENS.values())  # irregular poems: never
+    assert [[t for t in s if t != qijue] for s in sources] == untagged  # same pairs otherwise
+
+
+def test_resume_grows_the_vocab_of_an_older_checkpoint(tmp_path):
+    """A checkpoint trained without form tokens resumes on a corpus with them: old rows and moments kept."""
+    old_ckpt = train(tiny_cfg(tmp_path, steps=2))
+    state = load_checkpoint(old_ckpt)
+    n_new = len(FORM_TOKENS)
+    vocab = state["vocab"]
+    assert vocab[-n_new:] == list(FORM_TOKENS.values())   # the dry-run corpus has them: strip them to fake an old run
+    state["vocab"] = vocab[:-n_new]
+    state["model"]["embed.weight"] = state["model"]["embed.weight"][:-n_new].clone()
+    for moments in state["optimizer"]["state"].values():
+        for name, m in moments.items():
+            if torch.is_tensor(m) and m.shape[:1] == (len(vocab),):
+                moments[name] = m[:-n_new].clone()
+    save_checkpoint(old_ckpt, state)
+    old_rows = state["model"]["embed.weight"]
+
+    grown = load_checkpoint(train(tiny_cfg(tmp_path, steps=3, resume=True)))
+    assert grown["vocab"] == vocab and grown["step"] == 3
+    assert grown["model"]["embed.weight"].shape[0] == len(vocab)
+    assert not torch.equal(grown["model"]["embed.weight"][:len(vocab) - n_new], old_rows)  # it trained on
+
+
+def test_resume_on_an_unrelated_vocab_is_refused(tmp_path):
+    ckpt = train(tiny_cfg(tmp_path, steps=2))
+    state = load_checkpoint(ckpt)
+    state["vocab"] = state["vocab"][:6] + ["X"] + state["vocab"][7:]
+    save_checkpoint(ckpt, state)
+    with pytest.raises(SystemExit, match="does not extend"):
+        train(tiny_cfg(tmp_path, steps=3, resume=True))

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import random
+import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,11 +55,32 @@ def setup_distributed() -> DistInfo:
     if world_size <= 1:
         return DistInfo()
     backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "gloo":
+        use_loopback_when_single_node(world_size)
     dist.init_process_group(backend=backend)
     info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
     if torch.cuda.is_available():
         torch.cuda.set_device(info.local_rank)
     return info
+
+
+def use_loopback_when_single_node(world_size: int) -> None:
+    """Gloo binds to the address the hostname resolves to, which some sandboxes and containers cannot
+    connect to. When every rank is on this machine, loopback always works; GLOO_SOCKET_IFNAME still wins."""
+    single_node = os.environ.get("LOCAL_WORLD_SIZE") == str(world_size)
+    if single_node and sys.platform.startswith("linux") and "GLOO_SOCKET_IFNAME" not in os.environ:
+        os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+
+
+@contextlib.contextmanager
+def main_process_first(info: DistInfo):
+    """Rank 0 runs the block (e.g. writes a shared cache) before the other ranks run it (and read the cache)."""
+    distributed = info.world_size > 1 and dist.is_initialized()
+    if distributed and not info.is_main:
+        dist.barrier()
+    yield
+    if distributed and info.is_main:
+        dist.barrier()
 
 
 def teardown_distributed() -> None:

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from genrt.contract import EOS, PAD, SOS, SPECIAL_TOKENS
 from trainers.common import (
-    DistInfo, config_dict, config_from_checkpoint, load_checkpoint, parse_config, pick_device,
+    DistInfo, config_dict, config_from_checkpoint, load_checkpoint, main_process_first, parse_config, pick_device,
     save_checkpoint, seed_everything, setup_distributed, teardown_distributed, unwrap,
 )
 from trainers.poems_corpus import load_corpus
@@ -160,9 +160,12 @@ def lr_at(cfg: PoemsConfig, step: int) -> float:
     return cfg.lr * min(step / cfg.warmup, math.sqrt(cfg.warmup / step))
 
 
-def synthetic_cache(folder: Path) -> Path:
-    """A tiny corpus made on the spot, for --dry-run without the real data."""
+def synthetic_cache(folder: Path, write: bool = True) -> Path:
+    """A tiny corpus made on the spot, for --dry-run without the real data. Returns its cache directory;
+    with write=False only the path (another rank writes it)."""
     from trainers.poems_corpus import CorpusConfig, build_corpus
+    if not write:
+        return folder / "cache"
     data = folder / "data"
     data.mkdir(parents=True, exist_ok=True)
     import json
@@ -174,13 +177,35 @@ def synthetic_cache(folder: Path) -> Path:
     return build_corpus(CorpusConfig(data=str(data), cache=str(folder / "cache"), min_freq=1, val_percent=20))
 
 
+def grow_vocab(state: dict, vocab: list[str], model: PoemTransformer, params: list[nn.Parameter]) -> dict:
+    """Let a checkpoint resume on a corpus whose vocab extends its own (e.g. form tokens appended): the tied
+    embedding gets the fresh model's rows for the new tokens, and Adam's moments for them start at zero."""
+    old = list(state["vocab"])
+    if old == list(vocab):
+        return state
+    if list(vocab[:len(old)]) != old:
+        raise SystemExit(f"cannot resume: the corpus vocab ({len(vocab)} tokens) does not extend the checkpoint's "
+                         f"({len(old)} tokens); rebuild the corpus with the same settings or start a new run")
+    weight = state["model"]["embed.weight"]                                        # (V_old, d_model)
+    fresh = model.embed.weight.detach()[len(old):].to(weight)                      # (V_new - V_old, d_model)
+    state["model"]["embed.weight"] = torch.cat([weight, fresh])
+    slot = next(i for i, p in enumerate(params) if p is model.embed.weight)
+    for name, moment in state["optimizer"]["state"].get(slot, {}).items():
+        if torch.is_tensor(moment) and moment.shape == weight.shape:
+            state["optimizer"]["state"][slot][name] = torch.cat([moment, moment.new_zeros(fresh.shape)])
+    state["vocab"] = list(vocab)
+    print(f"vocab grown from {len(old)} to {len(vocab)} tokens: {', '.join(vocab[len(old):])}")
+    return state
+
+
 def train(cfg: PoemsConfig) -> Path:
     dist_info = setup_distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     if cfg.dry_run:
-        cfg.cache = str(synthetic_cache(out / "dry_run"))
+        with main_process_first(dist_info):
+            cfg.cache = str(synthetic_cache(out / "dry_run", write=dist_info.is_main))
         cfg.steps, cfg.tokens_per_batch, cfg.eval_every, cfg.checkpoint_every = min(cfg.steps, 4), 256, 2, 2
         cfg.eval_batches = 2
     seed_everything(cfg.seed + dist_info.rank)
@@ -198,7 +223,7 @@ def train(cfg: PoemsConfig) -> Path:
     ckpt_path = out / "checkpoint.pt"
     start, tokens_seen, history = 0, 0, []
     if cfg.resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, device)
+        state = grow_vocab(load_checkpoint(ckpt_path, device), vocab, model, [*decay, *no_decay])
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start, tokens_seen, history = state["step"], state["tokens_seen"], state["history"]
@@ -250,6 +275,14 @@ def train(cfg: PoemsConfig) -> Path:
                            f"KL {metrics['kl']:.4f} JS {metrics['js']:.4f} ({tokens_seen / 1e6:.2f}M tokens seen)")
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             save(done)
+    final = max(start, cfg.steps)
+    if not history or history[-1]["step"] != final:  # e.g. `--resume --steps N` on a run stopped at step N
+        with autocast:
+            history.append({"step": final, "tokens_seen": tokens_seen, **evaluate(model, val_pairs, val_batches,
+                                                                               device)})
+        if dist_info.is_main:
+            print(f"step {final}: val " + " ".join(f"{k} {v:.4g}" for k, v in history[-1].items() if k != "step"))
+        save(final)
     teardown_distributed()
     return ckpt_path
 

@@ -6,6 +6,8 @@ Each kept poem gives a training pair (source = prompt, target = body with its pu
   title mode     source = <title> + title characters
   continue mode  source = <first> + the poem's first line; the target is still the whole body, and at generation
                  time the runtime forces the given line as the first decoded characters, then continues.
+  form tokens    half the pairs of a poem of a regular form (五绝/七绝/五律/七律) get <wujue>/<qijue>/<wulv>/<qilv>
+                 after the prompt-kind token, so the model learns to follow a requested form (genrt --form).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from genrt.contract import PROMPT_FIRST_LINE, PROMPT_TITLE, SPECIAL_TOKENS, UNK
+from genrt.contract import FORM_TOKENS, PROMPT_FIRST_LINE, PROMPT_TITLE, SPECIAL_TOKENS, UNK
 
 LINE_END = "，。？！；"
 BODY_PUNCT = set(LINE_END) | set("：、")
@@ -114,13 +116,24 @@ def is_validation(poem_id: str, val_percent: float) -> bool:
     return (zlib.crc32(poem_id.encode()) % 10000) < val_percent * 100
 
 
-def build_vocab(poems: Iterable[dict], min_freq: int) -> list[str]:
+def build_vocab(poems: Iterable[dict], min_freq: int, form_tokens: bool = False) -> list[str]:
+    """Special tokens, characters by falling frequency, then (optionally) the form tokens: appended last, so a
+    vocab with them extends the same vocab without them and a checkpoint can grow into it."""
     counts = Counter()
     for p in poems:
         counts.update(p["body"])
         counts.update(p["title"])
     chars = sorted((c for c, n in counts.items() if n >= min_freq), key=lambda c: (-counts[c], c))
-    return list(SPECIAL_TOKENS) + chars
+    return list(SPECIAL_TOKENS) + chars + (list(FORM_TOKENS.values()) if form_tokens else [])
+
+
+def form_of(body: str) -> str | None:
+    """The ASCII name of the regular form a poem body has (genrt.text.forms decides), or None."""
+    from genrt.text.forms import FORMS, well_formed
+    for spec in FORMS.values():
+        if well_formed(body, spec.name):
+            return spec.aliases[0]
+    return None
 
 
 def encode(text: str, index: dict[str, int]) -> list[int]:
@@ -128,19 +141,28 @@ def encode(text: str, index: dict[str, int]) -> list[int]:
     return [index.get(ch, unk) for ch in text]
 
 
-def make_pairs(poems: list[dict], index: dict[str, int], continue_share: float, seed: int
+def make_pairs(poems: list[dict], index: dict[str, int], continue_share: float, seed: int, form_share: float = 0.0
                ) -> tuple[list[list[int]], list[list[int]]]:
     """(sources, targets) as id lists. Every poem with a title gives a title pair; a share of poems also gives a
-    continue pair (source = its first line). Targets are body ids only: <sos>/<eos> are added when batching."""
-    rng = np.random.default_rng(seed)
+    continue pair (source = its first line). Targets are body ids only: <sos>/<eos> are added when batching.
+    With form tokens in `index`, a `form_share` of the pairs of a regular-form poem carry its form token after
+    the prompt-kind token (a separate random stream: the pairs themselves do not change)."""
+    rng, form_rng = np.random.default_rng(seed), np.random.default_rng(seed + 7919)
+    with_forms = all(t in index for t in FORM_TOKENS.values()) and form_share > 0
     sources, targets = [], []
+
+    def source(kind: str, text: str, form: str | None) -> list[int]:
+        tag = [index[FORM_TOKENS[form]]] if form and form_rng.random() < form_share else []
+        return [index[kind]] + tag + encode(text, index)
+
     for p in poems:
         body = encode(p["body"], index)
+        form = form_of(p["body"]) if with_forms else None
         if p["title"]:
-            sources.append([index[PROMPT_TITLE]] + encode(p["title"], index))
+            sources.append(source(PROMPT_TITLE, p["title"], form))
             targets.append(body)
         if not p["title"] or rng.random() < continue_share:
-            sources.append([index[PROMPT_FIRST_LINE]] + encode(first_line(p["body"]), index))
+            sources.append(source(PROMPT_FIRST_LINE, first_line(p["body"]), form))
             targets.append(body)
     return sources, targets
 
@@ -166,6 +188,8 @@ class CorpusConfig:
     continue_share: float = 0.3
     max_body: int = 198            # max target length 200 with <sos> and <eos>
     max_files: int = 0             # 0 = all
+    form_tokens: bool = True       # append <wujue> <qijue> <wulv> <qilv> to the vocab and tag sources with them
+    form_share: float = 0.5        # share of pairs of a regular form whose source carries its form token
     seed: int = 1234
 
 
@@ -177,13 +201,13 @@ def build_corpus(cfg: CorpusConfig) -> Path:
         raise SystemExit(f"no usable poems under {cfg.data}")
     train = [p for p in poems if not is_validation(p["id"], cfg.val_percent)]
     val = [p for p in poems if is_validation(p["id"], cfg.val_percent)]
-    vocab = build_vocab(train, cfg.min_freq)
+    vocab = build_vocab(train, cfg.min_freq, cfg.form_tokens)
     index = {tok: i for i, tok in enumerate(vocab)}
     out = Path(cfg.cache)
     out.mkdir(parents=True, exist_ok=True)
     arrays = {}
     for split, items, seed in (("train", train, cfg.seed), ("val", val, cfg.seed + 1)):
-        src, tgt = make_pairs(items, index, cfg.continue_share, seed)
+        src, tgt = make_pairs(items, index, cfg.continue_share, seed, cfg.form_share)
         arrays[f"{split}_src"], arrays[f"{split}_src_offsets"] = pack(src)
         arrays[f"{split}_tgt"], arrays[f"{split}_tgt_offsets"] = pack(tgt)
     np.savez(out / "corpus.npz", **arrays)
@@ -194,6 +218,8 @@ def build_corpus(cfg: CorpusConfig) -> Path:
         "poems_with_notes_removed": stats.notes_removed, "train_poems": len(train), "val_poems": len(val),
         "vocab_size": len(vocab), "train_target_chars": int(len(arrays["train_tgt"])),
         "train_pairs": int(len(arrays["train_src_offsets"]) - 1),
+        "train_pairs_with_form_token": {t: int((arrays["train_src"] == index[t]).sum())
+                                        for t in FORM_TOKENS.values() if t in index},
     }
     (out / "stats.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
     return out

@@ -7,7 +7,6 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from genrt.contract import PROMPT_KIND_TOKENS
 from genrt.text.model import PoemModel
 from genrt.text.options import GenerationOptions
 from genrt.text.processors import (
@@ -98,9 +97,17 @@ class PoemGenerator:
         for text in prompts:
             if not isinstance(text, str):
                 raise ValueError(f"a prompt must be a string, got {type(text).__name__}")
-            sources.append(self.tokenizer.encode_prompt(text, opts.mode, self.manifest.max_len))
+            sources.append(self.tokenizer.encode_prompt(text, opts.mode, self.manifest.max_len, self._form_tag(opts)))
             forced.append(self._forced_line(text.strip()) if opts.mode == "continue" else [])
         return sources, forced
+
+    @staticmethod
+    def _form_tag(opts: GenerationOptions) -> str | None:
+        """ASCII name of the requested form, to put its token in the source (None: no form, or told not to)."""
+        if not (opts.form and opts.form_token):
+            return None
+        from genrt.text.forms import resolve_form
+        return resolve_form(opts.form).aliases[0]
 
     def _forced_line(self, line: str) -> list[int]:
         unknown = self.tokenizer.unknown_chars(line)
@@ -132,8 +139,7 @@ class PoemGenerator:
 
     def _processors(self, opts: GenerationOptions, forced: list[list[int]]) -> list[LogitsProcessor]:
         tok = self.tokenizer
-        never = [tok.pad_id, tok.sos_id, tok.unk_id] + [tok.index[t] for t in PROMPT_KIND_TOKENS.values()]
-        processors: list[LogitsProcessor] = [SuppressTokens(never)]
+        processors: list[LogitsProcessor] = [SuppressTokens(tok.never_generated_ids)]
         if opts.repetition_penalty != 1.0:
             punctuation = tok.ids_of(LINE_PUNCTUATION) + [tok.eos_id]
             processors.append(RepetitionPenalty(opts.repetition_penalty, ignore_ids=punctuation))

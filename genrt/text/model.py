@@ -16,6 +16,12 @@ from genrt.contract import POEMS_KIND, PoemsManifest, cross_key, cross_value, pa
 from genrt.runtime import check_precision, load_checked_session, model_dir_or_bundled, resolve_provider
 
 
+# One decoder step is a handful of small matmuls: handing them to a second thread costs more than it saves.
+# Measured on the 2-core CI machine (benchmarks/results/latest.md), greedy batch 1 int8: 0.42 ms/token with
+# 1 thread vs 0.70 with 2; fp32 1.19 vs 1.50. Pass `threads` to override (batch-8 fp32 gains from 2).
+DEFAULT_DECODE_THREADS = 1
+
+
 @dataclass(frozen=True)
 class DecoderCache:
     """Everything the decoder needs besides the new tokens. Rows are hypotheses (prompt x beam).
@@ -56,13 +62,15 @@ class PoemModel:
     @classmethod
     def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None,
              precision: str | None = None, device_cache: bool | None = None) -> "PoemModel":
-        """Open a model directory (None = the bundled model of `precision`, default int8 when shipped)."""
+        """Open a model directory (None = the bundled model of `precision`; by default int8 on CPU, fp32 on
+        CUDA)."""
+        chosen = resolve_provider(provider, quiet=False)
         model_dir = model_dir_or_bundled(
             model_dir, "poems", "python -m export.poems --checkpoint runs/poems/checkpoint.pt --out genrt/models/poems",
-            precision)
+            precision, chosen)
         manifest = read_manifest(model_dir, expected_kind=POEMS_KIND)
         check_precision(manifest.precision, precision, model_dir)
-        chosen = resolve_provider(provider, quiet=False)
+        threads = threads or DEFAULT_DECODE_THREADS
         encoder = load_checked_session(model_dir, manifest.encoder(), chosen, threads)
         decoder = load_checked_session(model_dir, manifest.decoder(), chosen, threads)
         return cls(manifest, encoder, decoder, chosen, model_dir, device_cache)

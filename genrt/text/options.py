@@ -23,6 +23,7 @@ class GenerationOptions:
     form: str | None = None              # 七言绝句 / qijue ... (genrt.text.forms)
     acrostic: str | None = None          # line i starts with acrostic[i]
     rhyme: bool = False                  # even lines end on one rhyme group
+    form_token: bool = True              # with `form`, also tell the model (its form token) if it knows them
 
     @classmethod
     def from_kwargs(cls, base: "GenerationOptions | None" = None, **kwargs: Any) -> "GenerationOptions":
@@ -55,6 +56,9 @@ class GenerationOptions:
             problems.append(f"num_return_sequences must be >= 1, got {self.num_return_sequences!r}")
         if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):
             problems.append(f"seed must be a non-negative integer, got {self.seed!r}")
+        for name in ("do_sample", "rhyme", "form_token"):
+            if not isinstance(getattr(self, name), bool):
+                problems.append(f"{name} must be True or False, got {getattr(self, name)!r}")
         problems += self._contradictions()
         if not problems:
             problems += self._form_problems()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from genrt.contract import EOS, PAD, PROMPT_KIND_TOKENS, SOS, SPECIAL_TOKENS, UNK
+from genrt.contract import CONTROL_TOKENS, EOS, FORM_TOKENS, PAD, PROMPT_KIND_TOKENS, SOS, UNK
 
 
 class CharTokenizer:
@@ -11,40 +11,49 @@ class CharTokenizer:
         self.vocab = tuple(vocab)
         self.index = {tok: i for i, tok in enumerate(self.vocab)}
         self.pad_id, self.sos_id, self.eos_id, self.unk_id = (self.index[t] for t in (PAD, SOS, EOS, UNK))
-        self.special_ids = tuple(self.index[t] for t in SPECIAL_TOKENS)
+        self.control_ids = frozenset(self.index[t] for t in CONTROL_TOKENS if t in self.index)
+        self.form_ids = {form: self.index[t] for form, t in FORM_TOKENS.items() if t in self.index}
 
     def __len__(self) -> int:
         return len(self.vocab)
 
     def unknown_chars(self, text: str) -> list[str]:
         """Characters of `text` that are not in the vocab, in order of first appearance."""
-        return list(dict.fromkeys(ch for ch in text if ch not in self.index or ch in SPECIAL_TOKENS))
+        return list(dict.fromkeys(ch for ch in text if ch not in self.index))
 
     def encode_text(self, text: str) -> list[int]:
         return [self.index.get(ch, self.unk_id) for ch in text]
 
-    def encode_prompt(self, text: str, mode: str, max_len: int) -> list[int]:
-        """Source ids for a prompt: the mode token then the characters. Raises ValueError naming the problem."""
+    @property
+    def never_generated_ids(self) -> list[int]:
+        """Ids a decoder must never emit: every control token except <eos>."""
+        return sorted(self.control_ids - {self.eos_id})
+
+    def encode_prompt(self, text: str, mode: str, max_len: int, form: str | None = None) -> list[int]:
+        """Source ids for a prompt: the mode token, the form token (when `form`, an ASCII form name, is given and
+        the vocab has form tokens), then the characters. Raises ValueError naming the problem."""
         text = (text or "").strip()
         if not text:
             raise ValueError("the prompt is empty")
         if mode not in PROMPT_KIND_TOKENS:
             raise ValueError(f"unknown prompt mode {mode!r}; choose one of {', '.join(PROMPT_KIND_TOKENS)}")
-        if len(text) + 1 > max_len:
-            raise ValueError(f"the prompt has {len(text)} characters; the model accepts at most {max_len - 1}")
+        tag = [self.form_ids[form]] if form in self.form_ids else []
+        room = max_len - 1 - len(tag)
+        if len(text) > room:
+            raise ValueError(f"the prompt has {len(text)} characters; the model accepts at most {room}")
         unknown = self.unknown_chars(text)
         if len(unknown) == len(set(text)):
             raise ValueError(f"no character of the prompt is in the model's vocabulary: {''.join(unknown)}")
-        return [self.index[PROMPT_KIND_TOKENS[mode]]] + self.encode_text(text)
+        return [self.index[PROMPT_KIND_TOKENS[mode]]] + tag + self.encode_text(text)
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Characters of the ids, skipping special tokens and stopping at <eos>."""
+        """Characters of the ids, skipping control tokens and stopping at <eos>."""
         out = []
         for i in ids:
             i = int(i)
             if i == self.eos_id:
                 break
-            if i >= len(self.special_ids):
+            if i not in self.control_ids:
                 out.append(self.vocab[i])
         return "".join(out)
 
