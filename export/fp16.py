@@ -11,12 +11,12 @@ catch a broken conversion.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import onnx
 
-from genrt.contract import read_manifest, write_manifest
+from export.variant import write_variant
+from genrt.contract import read_manifest
 
 
 def convert_graph(src: Path, dst: Path) -> None:
@@ -31,16 +31,10 @@ def convert_graph(src: Path, dst: Path) -> None:
 
 def fp16_copy(src_dir: str | Path, out_dir: str | Path) -> Path:
     """Write a float16 copy of a model directory; the manifest says precision 'fp16'."""
-    src_dir, out_dir = Path(src_dir), Path(out_dir)
     manifest = read_manifest(src_dir)
     if manifest.precision != "fp32":
         raise ValueError(f"{src_dir} is {manifest.precision}; convert an fp32 model directory")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for file in manifest.graph_files():
-        convert_graph(src_dir / file, out_dir / file)
-    write_manifest(out_dir, dataclasses.replace(manifest, precision="fp16"))
-    read_manifest(out_dir)
-    return out_dir
+    return write_variant(src_dir, out_dir, "fp16", convert_graph)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,12 +16,12 @@ prompts), where MatMulNBits' matrix-vector kernels lose their edge; README has t
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import onnx
 
-from genrt.contract import POEMS_KIND, read_manifest, write_manifest
+from export.variant import write_variant
+from genrt.contract import POEMS_KIND
 
 
 BITS, BLOCK_SIZE, ACCURACY_LEVEL = 8, 128, 4   # int8 blocks of 128; int8 activations, integer dot products
@@ -64,14 +64,7 @@ def quantize_graph_dynamic(src: Path, dst: Path) -> None:
 
 def quantize_poems(src_dir: str | Path, out_dir: str | Path, scheme: str = "nbits") -> Path:
     """Write an int8 copy of a poem model directory; the manifest says precision 'int8'."""
-    src_dir, out_dir = Path(src_dir), Path(out_dir)
-    manifest = read_manifest(src_dir, expected_kind=POEMS_KIND)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for file in manifest.graph_files():
-        quantize_graph(src_dir / file, out_dir / file, scheme)
-    write_manifest(out_dir, dataclasses.replace(manifest, precision="int8"))
-    read_manifest(out_dir)
-    return out_dir
+    return write_variant(src_dir, out_dir, "int8", lambda src, dst: quantize_graph(src, dst, scheme), POEMS_KIND)
 
 
 def main(argv: list[str] | None = None) -> None:
