@@ -10,6 +10,11 @@ def _fmt(v: float) -> str:
     return f"{v:.3f}" if v < 10 else f"{v:.1f}"
 
 
+def model_name(row: dict) -> str:
+    """The model directory's name for genrt rows (two int8 variants share a precision), '-' for baselines."""
+    return Path(row["model_dir"]).name if row.get("model_dir") else "-"
+
+
 def faces_table(rows: list[dict]) -> list[str]:
     faces = [r for r in rows if r["model"] == "faces"]
     if not faces:
@@ -27,20 +32,22 @@ def poems_table(rows: list[dict]) -> list[str]:
     poems = [r for r in rows if r["model"] == "poems" and r["search"] != "first-token"]
     if not poems:
         return []
-    out = ["| engine | provider | precision | threads | search | batch | cache | new tokens | ms/token (median) | "
-           "p90 ms/token | tokens/s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(poems, key=lambda r: (r["engine"], r["provider"], r["precision"], r["threads"], r["search"],
-                                          r["batch"], r["new_tokens"], r["cache"])):
-        out.append(f"| {r['engine']} | {r['provider']} | {r['precision']} | {r['threads']} | {r['search']} | "
+    out = ["| engine | model | provider | precision | threads | search | batch | cache | new tokens | "
+           "ms/token (median) | p90 ms/token | tokens/s | peak RSS MB |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(poems, key=lambda r: (r["engine"], model_name(r), r["provider"], r["precision"], r["threads"],
+                                          r["search"], r["batch"], r["new_tokens"], r["cache"])):
+        out.append(f"| {r['engine']} | {model_name(r)} | {r['provider']} | {r['precision']} | {r['threads']} | "
+                   f"{r['search']} | "
                    f"{r['batch']} | {r['cache']} | {r['new_tokens']} | {_fmt(r['ms_per_token'])} | "
                    f"{_fmt(r['p90_ms'] / r['new_tokens'])} "
                    f"| {r['tokens_per_s']:.0f} | {r['peak_rss_mb']:.0f} |")
     first = [r for r in rows if r["model"] == "poems" and r["search"] == "first-token"]
     if first:
-        out += ["", "| provider | precision | threads | time to first token, median ms | model load s |",
-                "|---|---|---|---|---|"]
-        out += [f"| {r['provider']} | {r['precision']} | {r['threads']} | {_fmt(r['median_ms'])} | {r['load_s']:.2f} |"
-                for r in first]
+        out += ["", "| model | provider | precision | threads | time to first token, median ms | model load s |",
+                "|---|---|---|---|---|---|"]
+        out += [f"| {model_name(r)} | {r['provider']} | {r['precision']} | {r['threads']} | {_fmt(r['median_ms'])} | "
+                f"{r['load_s']:.2f} |" for r in first]
     return out
 
 
@@ -55,8 +62,9 @@ def target_lines(rows: list[dict]) -> list[str]:
         if not (r["model"] == "poems" and r["engine"] == "genrt" and r["search"] == "greedy" and r["batch"] == 1
                 and r["cache"] == "kv"):
             continue
-        key = dict(provider=r["provider"], precision=r["precision"], threads=r["threads"])
-        label = f"{r['provider']} {r['precision']} {r['threads']} thread(s), {r['new_tokens']} new characters"
+        key = dict(provider=r["provider"], precision=r["precision"], threads=r["threads"], model_dir=r.get("model_dir"))
+        label = (f"{model_name(r)} ({r['provider']} {r['precision']}) {r['threads']} thread(s), "
+                 f"{r['new_tokens']} new characters")
         rec = _lookup(rows, model="poems", engine="genrt", search="greedy", batch=1, cache="recompute",
                       new_tokens=r["new_tokens"], **key)
         if rec:

@@ -2,6 +2,8 @@
 
     python -m export.poems --checkpoint runs/poems/checkpoint.pt --out genrt/models/poems [--int8]
 
+The decoder's attention blocks are onnxruntime's fused MultiHeadAttention nodes (export/poems_fused.py; genrt runs on
+onnxruntime only); `--plain-attention` writes them as standard ONNX ops instead, for other runtimes.
 Checks: onnx.checker; graph I/O against genrt.contract; per-step decoder logits vs torch (<= 1e-4) at several
 batch sizes and cache lengths; greedy and beam outputs identical to torch decoding without a cache.
 """
@@ -18,6 +20,7 @@ import onnx
 import torch
 import torch.nn as nn
 
+from export.poems_fused import MHA_DOMAIN, FusedDecoderGraph, insert_unused_inputs
 from genrt.contract import GraphSpec, PoemsManifest, check_graph_io, session_io, write_manifest
 from trainers.poems import load_model
 from trainers.poems_model import PoemTransformer
@@ -81,25 +84,32 @@ def example_inputs(model: PoemTransformer, batch: int = 2, src_len: int = 5, pas
     return (src, mask), (ids, pos, mask, *past, *cross)
 
 
-def export_graph(module: nn.Module, args: tuple, spec: GraphSpec, path: Path) -> None:
+def export_graph(module: nn.Module, args: tuple, spec: GraphSpec, path: Path, contrib_ops: bool = False) -> None:
     torch.onnx.export(module, args, str(path), input_names=[t.name for t in spec.inputs],
                       output_names=[t.name for t in spec.outputs], dynamic_axes=dynamic_axes(spec),
-                      opset_version=OPSET, do_constant_folding=True, dynamo=False)
-    onnx.checker.check_model(onnx.load(str(path)))
+                      opset_version=OPSET, do_constant_folding=True, dynamo=False,
+                      custom_opsets={MHA_DOMAIN: 1} if contrib_ops else None)
+    model = onnx.load(str(path))
+    if contrib_ops and insert_unused_inputs(model):
+        onnx.save(model, str(path))
+    onnx.checker.check_model(model)
 
 
-def export_poems(checkpoint: str | Path, out_dir: str | Path, check_prompts: int = 20) -> Path:
+def export_poems(checkpoint: str | Path, out_dir: str | Path, check_prompts: int = 20,
+                 fused_attention: bool = True) -> Path:
     model, vocab, state = load_model(checkpoint)
     lean = copy.deepcopy(model).fold_for_inference()   # the graphs; `model` stays the untouched reference
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest = manifest_for(model, vocab, state)
     enc_args, dec_args = example_inputs(lean)
+    decoder = FusedDecoderGraph(lean) if fused_attention else DecoderGraph(lean)
     with torch.no_grad():
         export_graph(EncoderGraph(lean), enc_args, manifest.encoder(), out / manifest.encoder_file)
-        export_graph(DecoderGraph(lean), dec_args, manifest.decoder(), out / manifest.decoder_file)
+        export_graph(decoder, dec_args, manifest.decoder(), out / manifest.decoder_file, fused_attention)
     write_manifest(out, manifest)
-    report = check_export(model, out, manifest, check_prompts)
+    report = {"attention": "fused" if fused_attention else "plain",
+              **check_export(model, out, manifest, check_prompts)}
     (out / "export_report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return out
 
@@ -128,10 +138,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", default="runs/poems/checkpoint.pt")
     parser.add_argument("--out", default="genrt/models/poems")
     parser.add_argument("--check-prompts", type=int, default=20)
+    parser.add_argument("--plain-attention", action="store_true",
+                        help="standard ONNX ops for attention instead of onnxruntime's fused MultiHeadAttention")
     parser.add_argument("--int8", action="store_true", help="also write <out>_int8 with 8-bit block-quantized MatMuls (export/quantize.py)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    out = export_poems(args.checkpoint, args.out, args.check_prompts)
+    out = export_poems(args.checkpoint, args.out, args.check_prompts, fused_attention=not args.plain_attention)
     print(f"wrote {out}: " + (out / "export_report.json").read_text(encoding="utf-8"))
     if args.int8:
         from export.quantize import quantize_poems

@@ -49,6 +49,16 @@ def tiny_poems_dir(tiny_poems_checkpoint, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_poems_plain_dir(tiny_poems_checkpoint, tmp_path_factory) -> Path:
+    """The same tiny model exported with standard ONNX attention ops (`--plain-attention`)."""
+    import torch
+    from export.poems import export_poems
+    torch.set_num_threads(1)
+    return export_poems(tiny_poems_checkpoint, tmp_path_factory.mktemp("poems_plain"), check_prompts=20,
+                        fused_attention=False)
+
+
+@pytest.fixture(scope="session")
 def tiny_form_poems_dir(tmp_path_factory) -> Path:
     """A tiny exported model whose vocab ends with the form tokens."""
     import torch

@@ -36,3 +36,34 @@ def test_forms_benchmark_compares_with_and_without_form_tokens(tiny_form_poems_d
     assert all(0.0 <= r["constraint_changed_output"] <= 1.0 for r in rows)
     md = (tmp_path / "forms.md").read_text(encoding="utf-8")
     assert "form token in source" in md and (tmp_path / "forms.json").is_file()
+
+
+def test_target_ratios_are_computed_per_model_directory():
+    """Two int8 variants share provider, precision and threads: each ratio must use its own directory's rows."""
+    from benchmarks.report import poems_table, target_lines
+
+    def row(model_dir, search, cache, ms):
+        return {"model": "poems", "engine": "genrt", "provider": "cpu", "precision": "int8", "threads": 1,
+                "model_dir": model_dir, "search": search, "batch": 1, "cache": cache, "new_tokens": 64,
+                "ms_per_token": ms, "p90_ms": ms * 64, "tokens_per_s": 1e3 / ms, "peak_rss_mb": 100}
+    rows = [row("m/poems_int8", "greedy", "kv", 0.4), row("m/poems_int8", "greedy", "recompute", 2.8),
+            row("m/poems_int8", "beam4", "kv", 1.0),
+            row("x/poems_int8_dynamic", "greedy", "kv", 0.5), row("x/poems_int8_dynamic", "greedy", "recompute", 2.0),
+            row("x/poems_int8_dynamic", "beam4", "kv", 0.9)]
+    text = "\n".join(target_lines(rows))
+    assert "poems_int8 (cpu int8) 1 thread(s), 64 new characters: KV cache 7.0x" in text
+    assert "poems_int8 (cpu int8) 1 thread(s), 64 new characters: beam 4 costs 2.50x" in text
+    assert "poems_int8_dynamic (cpu int8) 1 thread(s), 64 new characters: KV cache 4.0x" in text
+    assert "poems_int8_dynamic (cpu int8) 1 thread(s), 64 new characters: beam 4 costs 1.80x" in text
+    assert sum("| poems_int8_dynamic |" in line for line in poems_table(rows)) == 3
+
+
+def test_kernel_benchmark_covers_every_decoder_matrix_and_scheme(tiny_poems_dir, tmp_path):
+    from benchmarks.kernels import main as kernels_main
+    result = kernels_main(["--model", str(tiny_poems_dir), "--out", str(tmp_path), "--quick"])
+    rows = result["rows"]
+    assert {r["scheme"] for r in rows} == {"fp32", "nbits", "dynamic"}
+    assert len(rows) == 5 * 3 and all(r["us_m1"] > 0 and r["us_m32"] > 0 for r in rows)
+    assert [r["n"] for r in rows if r["matrix"] == "output layer"][0] == 88      # the tiny vocab
+    md = (tmp_path / "kernels.md").read_text(encoding="utf-8")
+    assert "| nbits |" in md and "M=4 / M=1" in md

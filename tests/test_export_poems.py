@@ -25,7 +25,14 @@ def onnx_io(path):
     return describe(graph.input), describe(graph.output)
 
 
-def test_every_graph_matches_the_contract(tiny_poems_dir):
+@pytest.fixture(params=["fused", "plain"])
+def exported_dir(request):
+    """The tiny model exported both ways: onnxruntime's fused attention (default) and standard ONNX ops."""
+    return request.getfixturevalue("tiny_poems_dir" if request.param == "fused" else "tiny_poems_plain_dir")
+
+
+def test_every_graph_matches_the_contract(exported_dir):
+    tiny_poems_dir = exported_dir
     manifest = read_manifest(tiny_poems_dir)
     assert isinstance(manifest, PoemsManifest)
     for spec in manifest.graphs().values():
@@ -44,16 +51,16 @@ def test_contract_check_names_every_mismatch(tiny_poems_dir):
     assert "unexpected output 'extra'" in text
 
 
-def test_export_report_records_parity(tiny_poems_dir):
-    report = json.loads((tiny_poems_dir / "export_report.json").read_text())
+def test_export_report_records_parity(exported_dir):
+    report = json.loads((exported_dir / "export_report.json").read_text())
     assert report["max_abs_logit_diff"] <= 1e-4
     assert report["greedy_identical"] == report["prompts"] == 20
     assert report["beam_identical"] == 20
 
 
-def test_decoder_logits_match_torch_at_several_shapes(tiny_poems_checkpoint, tiny_poems_dir):
+def test_decoder_logits_match_torch_at_several_shapes(tiny_poems_checkpoint, exported_dir):
     model, _, _ = load_model(tiny_poems_checkpoint)
-    onnx_model = PoemModel.load(tiny_poems_dir, provider="cpu", threads=1)
+    onnx_model = PoemModel.load(exported_dir, provider="cpu", threads=1)
     assert step_logit_parity(model, onnx_model, batches=(1, 2, 5), steps=8) <= 1e-4
 
 
@@ -68,8 +75,8 @@ def test_encoder_handles_padding_and_batch_sizes(tiny_poems_checkpoint, tiny_poe
         np.testing.assert_allclose(batch_logits[i], alone[0], atol=1e-5)
 
 
-def test_cache_equals_recompute(tiny_poems_dir):
-    cached = PoemModel.load(tiny_poems_dir, provider="cpu", threads=1)
+def test_cache_equals_recompute(exported_dir):
+    cached = PoemModel.load(exported_dir, provider="cpu", threads=1)
     recompute = RecomputeModel(cached)
     sources = random_sources(len(cached.manifest.vocab), 3, seed=5)
     c1, c2 = cached.start(sources), recompute.start(sources)
@@ -82,11 +89,22 @@ def test_cache_equals_recompute(tiny_poems_dir):
     assert c1.self_kv[0].shape[2] == 10
 
 
-def test_greedy_and_beam_identical_to_torch_without_cache(tiny_poems_checkpoint, tiny_poems_dir):
+def test_greedy_and_beam_identical_to_torch_without_cache(tiny_poems_checkpoint, exported_dir):
     model, _, _ = load_model(tiny_poems_checkpoint)
-    onnx_model = PoemModel.load(tiny_poems_dir, provider="cpu", threads=1)
+    onnx_model = PoemModel.load(exported_dir, provider="cpu", threads=1)
     result = compare_decoding(TorchNoCacheModel(model), onnx_model, prompts=20, max_new=16, num_beams=3)
     assert result == {"prompts": 20, "greedy_identical": 20, "beam_identical": 20}
+
+
+def test_fused_decoder_is_smaller_and_says_so(tiny_poems_dir, tiny_poems_plain_dir):
+    """Each attention block of the default export is one MultiHeadAttention node; the report names the kind."""
+    fused, plain = (onnx.load(str(d / "decoder.onnx")).graph.node for d in (tiny_poems_dir, tiny_poems_plain_dir))
+    layers = read_manifest(tiny_poems_dir).num_decoder_layers
+    assert sum(n.op_type == "MultiHeadAttention" for n in fused) == 2 * layers
+    assert not any(n.domain for n in plain), "plain export must use standard ONNX ops only"
+    assert len(fused) < len(plain)
+    for d, kind in ((tiny_poems_dir, "fused"), (tiny_poems_plain_dir, "plain")):
+        assert json.loads((d / "export_report.json").read_text())["attention"] == kind
 
 
 def test_loading_names_every_problem(tiny_poems_dir, tmp_path):
@@ -110,7 +128,8 @@ def test_loading_names_every_problem(tiny_poems_dir, tmp_path):
     assert "missing graph file decoder.onnx" in str(err.value)
 
 
-def test_device_cache_path_matches_plain_path(tiny_poems_dir):
+def test_device_cache_path_matches_plain_path(exported_dir):
+    tiny_poems_dir = exported_dir
     """The IOBinding path (the CUDA default, KV cache kept as OrtValues) gives the same logits and tokens;
     on CPU it binds host memory, so it runs everywhere."""
     from genrt.text.processors import SuppressTokens, pick_greedy

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from genrt.text.processors import (
-    NoRepeatNGram, RepetitionPenalty, SuppressTokens, apply_top_k, apply_top_p, make_sampler, pick_greedy, softmax,
+    NoRepeatNGram, RepetitionPenalty, SuppressTokens, apply_top_k, apply_top_p, log_softmax, logsumexp, make_sampler,
+    pick_greedy, softmax, top_ids,
 )
 
 
@@ -73,3 +74,28 @@ def test_fast_candidates_keep_exactly_the_warped_set(temperature, top_k, top_p):
         kept = ids[row][probs[row] > 0]
         assert set(kept.tolist()) == set(np.flatnonzero(want[row] > 0).tolist())
         np.testing.assert_allclose(probs[row][probs[row] > 0], want[row][kept], rtol=1e-5)
+
+
+def test_logsumexp_and_log_softmax_handle_banned_tokens():
+    logits = np.array([[1.0, 2.0, -np.inf, 0.5], [-np.inf, 3.0, -np.inf, -np.inf]], np.float32)
+    with np.errstate(divide="ignore"):
+        want = np.log(np.exp(logits.astype(np.float64)).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(logsumexp(logits), want, rtol=1e-6)
+    lp = log_softmax(logits)
+    np.testing.assert_allclose(np.exp(lp).sum(axis=1), 1.0, rtol=1e-6)
+    assert lp[1, 1] == 0.0 and np.isneginf(lp[0, 2])
+
+
+@pytest.mark.parametrize("m", [1, 8, 17, 40, 512, 5000])
+def test_top_ids_are_the_m_largest(m):
+    rng = np.random.default_rng(m)
+    x = (rng.standard_normal((3, 8763)) * 3).astype(np.float32)
+    x[:, :100] = -np.inf                       # banned tokens
+    x[2] = -np.inf
+    x[2, [7, 70, 700]] = [1.0, 2.0, 3.0]       # a row with fewer finite values than most m
+    got = top_ids(x, m)
+    assert got.shape == (3, m)
+    for row in range(3):
+        assert len(set(got[row].tolist())) == m
+        kth = np.sort(x[row])[-m]
+        assert (x[row, got[row]] >= kth).all()  # nothing smaller than the m-th largest was picked

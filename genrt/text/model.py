@@ -43,6 +43,17 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, n
     return ids, mask
 
 
+def move_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """x[rows] for a square reordering, done in place when x is writable: only changed rows are copied (beam
+    search keeps most beams where they are from one step to the next)."""
+    if not x.flags.writeable:
+        return x[rows]
+    changed = np.flatnonzero(rows != np.arange(len(rows)))
+    if changed.size:
+        x[changed] = x[rows[changed]]          # the right side is gathered into a temporary first
+    return x
+
+
 class PoemModel:
     """`device_cache=True` (the default on CUDA) keeps the KV cache in the provider's memory between steps via
     IOBinding: only token ids go in and logits come out each step. Beam reordering then copies the self-attention
@@ -127,12 +138,14 @@ class PoemModel:
 
     def reorder(self, cache: DecoderCache, rows: np.ndarray) -> DecoderCache:
         """Row i of the result continues old row rows[i]. Beam search only moves rows within a prompt's group,
-        and all rows of a group share the same cross-attention K/V, so only the self-attention cache moves."""
+        and all rows of a group share the same cross-attention K/V, so only the self-attention cache moves.
+        On the host the cache arrays are rearranged in place, copying only the rows that change: the cache passed
+        in must not be used afterwards."""
         prefix = cache.prefix[rows] if cache.prefix is not None else None
         if self.device_cache:
             moved = tuple(self._upload(x.numpy()[rows]) for x in cache.self_kv)
         else:
-            moved = tuple(x[rows] for x in cache.self_kv)
+            moved = tuple(move_rows(x, rows) for x in cache.self_kv)
         return replace(cache, self_kv=moved, prefix=prefix)
 
 

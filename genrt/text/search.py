@@ -10,7 +10,7 @@ from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from genrt.text.processors import LogitsProcessor, log_softmax, top_ids
+from genrt.text.processors import LogitsProcessor, logsumexp, top_ids
 
 
 class StepModel(Protocol):
@@ -32,7 +32,7 @@ def apply_processors(processors: Sequence[LogitsProcessor], tokens: np.ndarray, 
     picking from nothing."""
     for p in processors:
         logits = p(tokens, logits)
-    dead = ~np.isfinite(logits).any(axis=1)
+    dead = logits.max(axis=1) == -np.inf          # (N,) cheaper than isfinite over the whole row
     if dead.any():
         logits[dead, eos_id] = 0.0
     return logits
@@ -110,12 +110,14 @@ def beam_search(model: StepModel, cache, prefix: np.ndarray, num_beams: int, max
     done = np.zeros(b, bool)
     logits, cache = model.step(prefix, cache)               # (B*K, V)
     p = prefix.shape[1]
+    cand_beam = np.repeat(np.arange(k), min(2 * k, logits.shape[1]))                          # (K*2K,)
     for t in range(1, max_new + 1):
-        logprobs = log_softmax(apply_processors(processors, tokens, logits, eos_id))          # (B*K, V)
-        # the best 2K continuations of a prompt are among the best 2K of each of its beams
-        row_top = top_ids(logprobs, 2 * k)                                                   # (B*K, 2K)
-        cand = scores.reshape(-1, 1) + np.take_along_axis(logprobs, row_top, axis=1)        # (B*K, 2K)
-        cand_beam = np.repeat(np.arange(k), row_top.shape[1])                                # (K*2K,)
+        logits = apply_processors(processors, tokens, logits, eos_id)                        # (B*K, V)
+        # the best 2K continuations of a prompt are among the best 2K of each of its beams; log-probs are
+        # needed only for those, so the (B*K, V) log-softmax is never materialised
+        row_top = top_ids(logits, 2 * k)                                                     # (B*K, 2K)
+        top_logprobs = np.take_along_axis(logits, row_top, axis=1) - logsumexp(logits)       # (B*K, 2K)
+        cand = scores.reshape(-1, 1) + top_logprobs                                          # (B*K, 2K)
         rows, new_tok, new_scores = _select(cand.reshape(b, -1), row_top.reshape(b, -1), cand_beam, k, tokens, p,
                                             t, eos_id, finished, done)
         for i in range(b):
