@@ -54,6 +54,18 @@ def random_sources(vocab_size: int, count: int, seed: int = 0) -> list[list[int]
             for _ in range(count)]
 
 
+def lockstep_logits(a, b, sources: Sequence[Sequence[int]], steps: int):
+    """Decode two step models side by side, both fed model a's greedy tokens (from <sos>).
+    Yields (logits a, logits b, cache a) after each step, each logits (N, V)."""
+    cache_a, cache_b = a.start(sources), b.start(sources)
+    tokens = np.ones((len(sources), 1), np.int64)
+    for _ in range(steps):
+        logits_a, cache_a = a.step(tokens, cache_a)
+        logits_b, cache_b = b.step(tokens, cache_b)
+        yield logits_a, logits_b, cache_a
+        tokens = logits_a.argmax(1)[:, None]
+
+
 @torch.no_grad()
 def step_logit_parity(model: PoemTransformer, onnx_model, batches: Sequence[int] = (1, 3), steps: int = 6) -> float:
     """Max |logit difference| between the ONNX decoder stepping with its KV cache (after a multi-token prefill)

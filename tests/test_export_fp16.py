@@ -10,7 +10,7 @@ from genrt import FaceGenerator
 from genrt.contract import read_manifest
 from genrt.text.model import PoemModel
 
-from .test_export_poems import random_sources
+from .test_export_poems import lockstep_logits, random_sources
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +34,8 @@ def test_fp16_poem_logits_stay_close(poems_fp16, tiny_poems_dir):
     fp32 = PoemModel.load(tiny_poems_dir, provider="cpu", threads=1)
     fp16 = PoemModel.load(poems_fp16, provider="cpu", threads=1)
     sources = random_sources(len(fp32.manifest.vocab), 3, seed=4)
-    c1, c2 = fp32.start(sources), fp16.start(sources)
-    tokens = np.ones((3, 1), np.int64)
-    for _ in range(5):
-        l1, c1 = fp32.step(tokens, c1)
-        l2, c2 = fp16.step(tokens, c2)
+    for l1, l2, _ in lockstep_logits(fp32, fp16, sources, steps=5):
         assert np.abs(l1 - l2).max() < 0.01 * np.abs(l1).max()
-        tokens = l1.argmax(1)[:, None]
 
 
 def test_fp16_faces_stay_close(tiny_faces_model, tmp_path):

@@ -10,7 +10,9 @@ from genrt.text.model import PoemModel, RecomputeModel
 
 torch = pytest.importorskip("torch")
 
-from export.poems_reference import TorchNoCacheModel, compare_decoding, random_sources, step_logit_parity  # noqa: E402
+from export.poems_reference import (  # noqa: E402
+    TorchNoCacheModel, compare_decoding, lockstep_logits, random_sources, step_logit_parity,
+)
 from trainers.poems import load_model  # noqa: E402
 
 _DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64"}
@@ -79,13 +81,8 @@ def test_cache_equals_recompute(exported_dir):
     cached = PoemModel.load(exported_dir, provider="cpu", threads=1)
     recompute = RecomputeModel(cached)
     sources = random_sources(len(cached.manifest.vocab), 3, seed=5)
-    c1, c2 = cached.start(sources), recompute.start(sources)
-    tokens = np.ones((3, 1), np.int64)
-    for _ in range(10):
-        l1, c1 = cached.step(tokens, c1)
-        l2, c2 = recompute.step(tokens, c2)
+    for l1, l2, c1 in lockstep_logits(cached, recompute, sources, steps=10):
         np.testing.assert_allclose(l1, l2, atol=1e-5)
-        tokens = l1.argmax(1)[:, None]
     assert c1.self_kv[0].shape[2] == 10
 
 
