@@ -92,9 +92,9 @@ def decode_greedy(model, tokenizer: CharTokenizer, prompts: Sequence[str], const
         prefix = np.full((len(chunk), 1), tokenizer.sos_id, np.int64)
         steps = list(iter_tokens(timed_model, timed_model.start(sources), prefix, max_new, tokenizer.eos_id,
                                  processors, pick_greedy))
-        new = np.stack([s for s, _ in steps], axis=1)                                  # (B, L)
+        new = np.stack([s for s, _, _ in steps], axis=1)                                  # (B, L)
         alive_before = np.concatenate([np.ones((len(chunk), 1), bool),
-                                       np.stack([a for _, a in steps], axis=1)[:, :-1]], axis=1)  # (B, L)
+                                       np.stack([a for _, a, _ in steps], axis=1)[:, :-1]], axis=1)  # (B, L)
         logp = np.stack([np.take_along_axis(log_softmax(lg), s[:, None], 1)[:, 0]
                          for lg, s in zip(timed_model.logits, new.T)], axis=1)         # (B, L)
         counted = alive_before.sum(axis=1)

@@ -28,6 +28,7 @@ import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from export.faces_subpixel import subpixel_net
+from export.model_dir import ExportError, check_target, staged_model_dir
 from genrt.contract import FacesManifest, ManifestError, MANIFEST_NAME, write_manifest
 from genrt.runtime import load_checked_session, make_session
 from trainers.common import config_dict
@@ -40,9 +41,6 @@ PARITY_BATCH_SIZES = (1, 5, 64)
 CELEBA_LICENCE = ("CelebA: non-commercial research purposes only (MMLAB, CUHK); "
                   "these weights inherit that restriction")
 
-
-class ExportError(RuntimeError):
-    """The exported graph failed a check; nothing usable was written."""
 
 
 @dataclass
@@ -185,14 +183,26 @@ def build_manifest(cfg_dict: dict, state: dict, image_size: int, precision: str 
 
 def export_faces(checkpoint: str | Path, out_dir: str | Path, *, int8: bool = False,
                  int8_out_dir: str | Path | None = None, batch_sizes: Sequence[int] = PARITY_BATCH_SIZES,
-                 seed: int = 0, threads: int | None = None,
+                 seed: int = 0, threads: int | None = None, force: bool = False,
                  log: Callable[[str], None] = print) -> Path:
-    """Export, check, write the manifest last. Returns the model directory (and writes `<out>_int8` if int8)."""
+    """Export, check, write the manifest last, in a temporary directory renamed into place. Returns the model
+    directory (and writes `<out>_int8` if int8). A non-empty target is refused unless `force`."""
+    final_dir = check_target(out_dir, force)
+    int8_final = (Path(int8_out_dir) if int8_out_dir else final_dir.with_name(final_dir.name + "_int8")) if int8 \
+        else None
+    if int8_final is not None:
+        check_target(int8_final, force)
     generator, cfg, state = load_generator(checkpoint)
+    with staged_model_dir(final_dir, force) as out_dir:
+        graph_path = _export_fp32(generator, cfg, state, out_dir, batch_sizes, seed, threads, log)
+        if int8_final is not None:
+            with staged_model_dir(int8_final, force) as int8_dir:
+                _export_int8_variant(generator, cfg, state, graph_path, int8_dir, batch_sizes, seed, threads, log)
+    return final_dir
+
+
+def _export_fp32(generator, cfg, state, out_dir: Path, batch_sizes, seed, threads, log) -> Path:
     cfg_dict = config_dict(cfg)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST_NAME).unlink(missing_ok=True)   # a failed export must not leave a manifest behind
 
     image_size = reference_output(generator, torch.zeros(1, cfg.nz), as_uint8=True).shape[1]
     manifest = build_manifest(cfg_dict, state, image_size)
@@ -203,18 +213,22 @@ def export_faces(checkpoint: str | Path, out_dir: str | Path, *, int8: bool = Fa
     log(f"parity vs PyTorch: {report.summary()}")
     check_contract(out_dir, manifest, threads)
     write_manifest(out_dir, manifest)
-    log(f"wrote {graph_path} ({graph_path.stat().st_size / 1e6:.1f} MB) and {out_dir / MANIFEST_NAME}")
+    log(f"checked {spec.file} ({graph_path.stat().st_size / 1e6:.1f} MB) and {MANIFEST_NAME}")
+    return graph_path
 
-    if int8:
-        int8_dir = Path(int8_out_dir) if int8_out_dir else out_dir.with_name(out_dir.name + "_int8")
-        with tempfile.TemporaryDirectory() as tmp:
-            subpixel_path = Path(tmp) / "generator_subpixel.onnx"
-            report = export_checked(generator, cfg.nz, subpixel_path, names, batch_sizes, seed, threads,
-                                    subpixel=True)
-            log(f"sub-pixel form parity vs PyTorch: {report.summary()}")
-            export_int8(subpixel_path, int8_dir, build_manifest(cfg_dict, state, image_size, "int8"),
-                        reference_graph=graph_path, seed=seed, threads=threads, log=log)
-    return out_dir
+
+def _export_int8_variant(generator, cfg, state, graph_path: Path, int8_dir: Path, batch_sizes, seed, threads,
+                         log) -> None:
+    cfg_dict = config_dict(cfg)
+    image_size = reference_output(generator, torch.zeros(1, cfg.nz), as_uint8=True).shape[1]
+    spec = build_manifest(cfg_dict, state, image_size).graph()
+    names = (spec.inputs[0].name, spec.outputs[0].name)
+    with tempfile.TemporaryDirectory() as tmp:
+        subpixel_path = Path(tmp) / "generator_subpixel.onnx"
+        report = export_checked(generator, cfg.nz, subpixel_path, names, batch_sizes, seed, threads, subpixel=True)
+        log(f"sub-pixel form parity vs PyTorch: {report.summary()}")
+        export_int8(subpixel_path, int8_dir, build_manifest(cfg_dict, state, image_size, "int8"),
+                    reference_graph=graph_path, seed=seed, threads=threads, log=log)
 
 
 def export_checked(generator: nn.Module, nz: int, path: Path, names: tuple[str, str], batch_sizes: Sequence[int],
@@ -279,12 +293,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--int8-out", type=Path, default=None, help="directory of the int8 copy")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random latents used for checks")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads for the checks")
+    parser.add_argument("--force", action="store_true", help="replace a non-empty --out (and --int8-out)")
     args = parser.parse_args(argv)
+    from trainers.common import CheckpointError
     try:
-        export_faces(args.checkpoint, args.out, int8=args.int8, int8_out_dir=args.int8_out,
-                     seed=args.seed, threads=args.threads)
-    except ExportError as e:
+        out = export_faces(args.checkpoint, args.out, int8=args.int8, int8_out_dir=args.int8_out,
+                           seed=args.seed, threads=args.threads, force=args.force)
+    except (ExportError, CheckpointError) as e:
         raise SystemExit(f"export failed: {e}") from None
+    print(f"wrote {out}" + (f" and {args.int8_out or str(out) + '_int8'}" if args.int8 else ""))
 
 
 if __name__ == "__main__":

@@ -29,20 +29,25 @@ def convert_graph(src: Path, dst: Path) -> None:
     onnx.checker.check_model(onnx.load(str(dst)))
 
 
-def fp16_copy(src_dir: str | Path, out_dir: str | Path) -> Path:
+def fp16_copy(src_dir: str | Path, out_dir: str | Path, force: bool = False) -> Path:
     """Write a float16 copy of a model directory; the manifest says precision 'fp16'."""
     manifest = read_manifest(src_dir)
     if manifest.precision != "fp32":
         raise ValueError(f"{src_dir} is {manifest.precision}; convert an fp32 model directory")
-    return write_variant(src_dir, out_dir, "fp16", convert_graph)
+    return write_variant(src_dir, out_dir, "fp16", convert_graph, force=force)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", help="fp32 model directory (faces or poems)")
     parser.add_argument("out", help="directory for the fp16 copy")
+    parser.add_argument("--force", action="store_true", help="replace a non-empty OUT")
     args = parser.parse_args(argv)
-    print(f"wrote {fp16_copy(args.src, args.out)}")
+    from export.model_dir import ExportError
+    try:
+        print(f"wrote {fp16_copy(args.src, args.out, args.force)}")
+    except ExportError as e:
+        raise SystemExit(f"export failed: {e}") from None
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import onnx
 import torch
 import torch.nn as nn
 
+from export.model_dir import ExportError, check_target, require, staged_model_dir
+from export.poem_extras import with_extras
 from export.poems_fused import MHA_DOMAIN, FusedDecoderGraph, insert_unused_inputs
 from genrt.contract import GraphSpec, PoemsManifest, check_graph_io, session_io, write_manifest
 from trainers.poems import load_model
@@ -49,8 +51,8 @@ class DecoderGraph(nn.Module):
     def forward(self, input_ids, position_ids, src_mask, *kv):
         past = [(kv[2 * i], kv[2 * i + 1]) for i in range(self.layers)]
         cross = [(kv[2 * (self.layers + i)], kv[2 * (self.layers + i) + 1]) for i in range(self.layers)]
-        logits, present = self.model.decode(input_ids, position_ids, src_mask, past, cross)
-        return (logits, *[t for kv_ in present for t in kv_])
+        all_logits, present = self.model.decode(input_ids, position_ids, src_mask, past, cross, last_only=False)
+        return (all_logits[:, -1], *[t for kv_ in present for t in kv_], all_logits)    # (B, V), ..., (B, N, V)
 
 
 def manifest_for(model: PoemTransformer, vocab: Sequence[str], state: dict, precision: str = "fp32"
@@ -60,7 +62,7 @@ def manifest_for(model: PoemTransformer, vocab: Sequence[str], state: dict, prec
     return PoemsManifest(
         vocab=tuple(vocab), d_model=c.d_model, num_heads=c.num_heads, num_encoder_layers=c.num_encoder_layers,
         num_decoder_layers=c.num_decoder_layers, dim_feedforward=c.dim_feedforward, max_len=c.max_len,
-        precision=precision,
+        precision=precision, scoring=True,
         training={"steps": state.get("step"), "tokens_seen": state.get("tokens_seen"), "config": state.get("config"),
                   "corpus": state.get("corpus")},
         metrics=history[-1] if history else {}, data_licence=POEMS_LICENCE)
@@ -96,58 +98,69 @@ def export_graph(module: nn.Module, args: tuple, spec: GraphSpec, path: Path, co
 
 
 def export_poems(checkpoint: str | Path, out_dir: str | Path, check_prompts: int = 20,
-                 fused_attention: bool = True) -> Path:
+                 fused_attention: bool = True, force: bool = False) -> Path:
+    """Both graphs, the manifest and the export report, written and checked in a temporary directory that is
+    renamed to `out_dir` only when every check passed. A non-empty `out_dir` is refused unless `force`."""
+    final_dir = check_target(out_dir, force)
     model, vocab, state = load_model(checkpoint)
     lean = copy.deepcopy(model).fold_for_inference()   # the graphs; `model` stays the untouched reference
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     manifest = manifest_for(model, vocab, state)
     enc_args, dec_args = example_inputs(lean)
     decoder = FusedDecoderGraph(lean) if fused_attention else DecoderGraph(lean)
-    with torch.no_grad():
-        export_graph(EncoderGraph(lean), enc_args, manifest.encoder(), out / manifest.encoder_file)
-        export_graph(decoder, dec_args, manifest.decoder(), out / manifest.decoder_file, fused_attention)
-    write_manifest(out, manifest)
-    report = {"attention": "fused" if fused_attention else "plain",
-              **check_export(model, out, manifest, check_prompts)}
-    (out / "export_report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    return out
+    with staged_model_dir(final_dir, force) as out:
+        with torch.no_grad():
+            export_graph(EncoderGraph(lean), enc_args, manifest.encoder(), out / manifest.encoder_file)
+            export_graph(decoder, dec_args, manifest.decoder(), out / manifest.decoder_file, fused_attention)
+        manifest = with_extras(out, manifest)
+        write_manifest(out, manifest)
+        report = {"attention": "fused" if fused_attention else "plain",
+                  **check_export(model, out, manifest, check_prompts)}
+        (out / "export_report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    return final_dir
 
 
 # ---------------------------------------------------------------- checks
 
 def check_export(model: PoemTransformer, out: Path, manifest: PoemsManifest, prompts: int) -> dict:
-    """Contract I/O, step-logit parity and identical greedy/beam tokens. Raises AssertionError on failure."""
+    """Contract I/O, step-logit parity and identical greedy/beam tokens. Raises ExportError on failure."""
     from genrt.text.model import PoemModel
     from export.poems_reference import TorchNoCacheModel, compare_decoding, step_logit_parity
 
     onnx_model = PoemModel.load(out, provider="cpu")
     for spec, sess in ((manifest.encoder(), onnx_model.encoder), (manifest.decoder(), onnx_model.decoder)):
         problems = check_graph_io(spec, *session_io(sess))
-        assert not problems, problems
+        require(not problems, f"{spec.file} breaks the contract: {'; '.join(problems)}")
     max_diff = step_logit_parity(model, onnx_model)
-    assert max_diff <= 1e-4, f"decoder logits differ from torch by {max_diff:.2e} (> 1e-4)"
+    require(max_diff <= 1e-4, f"decoder logits differ from torch by {max_diff:.2e} (> 1e-4)")
     agreement = compare_decoding(TorchNoCacheModel(model), onnx_model, prompts)
-    assert agreement["greedy_identical"] == agreement["prompts"], agreement
-    assert agreement["beam_identical"] == agreement["prompts"], agreement
+    require(agreement["greedy_identical"] == agreement["prompts"], f"greedy tokens differ from torch: {agreement}")
+    require(agreement["beam_identical"] == agreement["prompts"], f"beam tokens differ from torch: {agreement}")
     return {"max_abs_logit_diff": max_diff, **agreement}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default="runs/poems/checkpoint.pt")
-    parser.add_argument("--out", default="genrt/models/poems")
+    parser.add_argument("--out", required=True, help="model directory to write (e.g. genrt/models/poems)")
+    parser.add_argument("--force", action="store_true", help="replace a non-empty --out (and <out>_int8)")
     parser.add_argument("--check-prompts", type=int, default=20)
     parser.add_argument("--plain-attention", action="store_true",
                         help="standard ONNX ops for attention instead of onnxruntime's fused MultiHeadAttention")
     parser.add_argument("--int8", action="store_true", help="also write <out>_int8 with 8-bit block-quantized MatMuls (export/quantize.py)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    out = export_poems(args.checkpoint, args.out, args.check_prompts, fused_attention=not args.plain_attention)
-    print(f"wrote {out}: " + (out / "export_report.json").read_text(encoding="utf-8"))
-    if args.int8:
-        from export.quantize import quantize_poems
-        print(f"wrote {quantize_poems(out, Path(str(out) + '_int8'))}")
+    from trainers.common import CheckpointError
+    try:
+        if args.int8:
+            check_target(str(Path(args.out)) + "_int8", args.force)
+        out = export_poems(args.checkpoint, args.out, args.check_prompts, fused_attention=not args.plain_attention,
+                           force=args.force)
+        print(f"wrote {out}: " + (out / "export_report.json").read_text(encoding="utf-8"))
+        if args.int8:
+            from export.quantize import quantize_poems
+            print(f"wrote {quantize_poems(out, Path(str(out) + '_int8'), force=args.force)}")
+    except (ExportError, CheckpointError) as e:
+        raise SystemExit(f"export failed: {e}") from None
 
 
 if __name__ == "__main__":

@@ -107,8 +107,8 @@ class FusedDecoderGraph(nn.Module):
             x, k, v = fused_layer(layer, x, kv[2 * i], kv[2 * i + 1], self_bias,
                                   kv[2 * (n + i)], kv[2 * (n + i) + 1], cross_bias)
             present += [k, v]
-        logits = torch.nn.functional.linear(m.dec_norm(x[:, -1]), m.embed.weight)       # (B, V)
-        return (logits, *present)
+        all_logits = torch.nn.functional.linear(m.dec_norm(x), m.embed.weight)          # (B, N, V)
+        return (all_logits[:, -1], *present, all_logits)                                # logits (B, V) first
 
 
 def insert_unused_inputs(model: onnx.ModelProto) -> int:

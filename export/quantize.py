@@ -62,19 +62,25 @@ def quantize_graph_dynamic(src: Path, dst: Path) -> None:
     onnx.checker.check_model(onnx.load(str(dst)))
 
 
-def quantize_poems(src_dir: str | Path, out_dir: str | Path, scheme: str = "nbits") -> Path:
+def quantize_poems(src_dir: str | Path, out_dir: str | Path, scheme: str = "nbits", force: bool = False) -> Path:
     """Write an int8 copy of a poem model directory; the manifest says precision 'int8'."""
-    return write_variant(src_dir, out_dir, "int8", lambda src, dst: quantize_graph(src, dst, scheme), POEMS_KIND)
+    return write_variant(src_dir, out_dir, "int8", lambda src, dst: quantize_graph(src, dst, scheme), POEMS_KIND,
+                         force)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", help="fp32 poem model directory")
     parser.add_argument("out", help="directory for the int8 copy")
+    parser.add_argument("--force", action="store_true", help="replace a non-empty OUT")
     parser.add_argument("--scheme", choices=SCHEMES, default="nbits",
                         help="nbits: fastest for one sequence (default); dynamic: for beams and batches")
     args = parser.parse_args(argv)
-    print(f"wrote {quantize_poems(args.src, args.out, args.scheme)}")
+    from export.model_dir import ExportError
+    try:
+        print(f"wrote {quantize_poems(args.src, args.out, args.scheme, args.force)}")
+    except ExportError as e:
+        raise SystemExit(f"export failed: {e}") from None
 
 
 if __name__ == "__main__":

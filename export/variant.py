@@ -6,16 +6,21 @@ import dataclasses
 from pathlib import Path
 from typing import Callable
 
+from export.model_dir import staged_model_dir
 from genrt.contract import Manifest, read_manifest, write_manifest
 
 
 def write_variant(src_dir: str | Path, out_dir: str | Path, precision: str,
-                  convert_graph: Callable[[Path, Path], None], expected_kind: str | None = None) -> Path:
-    src_dir, out_dir = Path(src_dir), Path(out_dir)
+                  convert_graph: Callable[[Path, Path], None], expected_kind: str | None = None,
+                  force: bool = False) -> Path:
+    """Convert every graph into a temporary directory, manifest last, read it back, then rename into place."""
+    src_dir = Path(src_dir)
     manifest: Manifest = read_manifest(src_dir, expected_kind=expected_kind)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for file in manifest.graph_files():
-        convert_graph(src_dir / file, out_dir / file)
-    write_manifest(out_dir, dataclasses.replace(manifest, precision=precision))
-    read_manifest(out_dir)
-    return out_dir
+    with staged_model_dir(out_dir, force) as tmp:
+        for file in manifest.graph_files():
+            convert_graph(src_dir / file, tmp / file)
+        for extra in manifest.extra_files():
+            (tmp / extra).write_bytes((src_dir / extra).read_bytes())
+        write_manifest(tmp, dataclasses.replace(manifest, precision=precision))
+        read_manifest(tmp)
+    return Path(out_dir)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import sys
 from dataclasses import asdict
@@ -18,13 +19,16 @@ from tqdm import tqdm
 
 from genrt import __version__
 from genrt.contract import ManifestError
-from genrt.faces import FaceGenerator, save_grid, save_images
+import numpy as np
+
+from genrt.faces import FaceGenerator, own_files, save_grid, save_images
 from genrt.runtime import PRECISIONS, PROVIDERS, ProviderError
 from genrt.text.generator import PoemGenerator
-from genrt.text.options import GenerationOptions
+from genrt.text.options import MAX_NEW_TOKENS, MAX_NUM_BEAMS, MAX_NUM_RETURN_SEQUENCES
 
 GRID_MAX_IMAGES = 64          # grid.png shows the first 64 images, so a huge --n never builds a huge grid
 DEFAULT_FACES = 16
+MAX_IMAGES = 100_000          # --n / --interpolate cap: images stream to disk, this bounds the disk and the time
 
 
 # ---------------------------------------------------------------- shared by every command
@@ -43,6 +47,16 @@ def user_errors() -> Iterator[None]:
         raise
     except (ManifestError, ProviderError, ValueError, OSError) as e:
         raise UserError(" ".join(str(e).split()) or type(e).__name__) from None
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option that also refuses nan and inf (click's FloatRange lets nan through)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 def provider_option(f):
@@ -89,7 +103,29 @@ def progress_bar(total: int, unit: str, show: bool) -> tqdm:
     return tqdm(total=total, unit=unit, file=sys.stderr, disable=None if show else True, leave=False)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineErrors(click.Group):
+    """Bad option values and usage errors print one 'Error: ...' line (exit 2), not click's usage block."""
+
+    def main(self, *args, **kwargs):
+        if kwargs.get("standalone_mode") is False:     # an embedding caller handles click's exceptions itself
+            return super().main(*args, **kwargs)
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.UsageError as e:
+            hint = f" (see 'genrt {e.ctx.info_name} --help')" if e.ctx is not None and e.ctx.parent else ""
+            click.echo(f"Error: {' '.join(e.format_message().split())}{hint}", err=True)
+            sys.exit(2)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="genrt")
 def main() -> None:
     """On-device generation with onnxruntime: DCGAN faces and Transformer poems."""
@@ -98,52 +134,82 @@ def main() -> None:
 # ---------------------------------------------------------------- faces
 
 @main.command()
-@click.option("--n", "n", type=click.IntRange(min=1), default=None,
+@click.option("--n", "n", type=click.IntRange(min=1, max=MAX_IMAGES), default=None,
               help=f"number of faces [default: {DEFAULT_FACES}]")
 @click.option("-o", "--out", type=click.Path(file_okay=False, writable=True, path_type=Path), required=True,
               help="output directory (created if missing)")
 @click.option("--seed", type=int, default=None, help="random seed; same seed, same images [default: random]")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+@click.option("--batch-size", type=click.IntRange(min=1, max=1024), default=64, show_default=True,
               help="faces per onnxruntime call")
-@click.option("--interpolate", "frames", type=click.IntRange(min=2), default=None,
+@click.option("--truncation", type=FiniteFloat(0.0, 1.0, min_open=True), default=1.0, show_default=True,
+              help="psi: scale latents toward the mean latent; lower = more typical, less varied faces")
+@click.option("--interpolate", "frames", type=click.IntRange(min=2, max=MAX_IMAGES), default=None,
               help="instead of random faces, write this many frames morphing between two faces")
+@click.option("--nrow", type=click.IntRange(min=1, max=GRID_MAX_IMAGES), default=None,
+              help="images per grid row [default: about the square root of the images shown]")
+@click.option("--grid/--no-grid", default=True, show_default=True,
+              help=f"also write grid.png (at most {GRID_MAX_IMAGES} images; frames evenly spaced)")
+@click.option("--overwrite", is_flag=True,
+              help="replace an earlier run's face_*.png / frame_*.png / grid.png in OUT (other files are kept)")
 @provider_option
 @threads_option
 @precision_option
 @model_option
-def faces(n: int | None, out: Path, seed: int | None, batch_size: int, frames: int | None, provider: str,
-          threads: int | None, precision: str | None, model_dir: Path | None) -> None:
+def faces(n: int | None, out: Path, seed: int | None, batch_size: int, truncation: float, frames: int | None,
+          nrow: int | None, grid: bool, overwrite: bool, provider: str, threads: int | None, precision: str | None,
+          model_dir: Path | None) -> None:
     """Generate faces: OUT/face_0000.png ... and OUT/grid.png."""
     if frames is not None and n is not None:
         raise click.UsageError("use either --n or --interpolate, not both")
     with user_errors():
-        generator = FaceGenerator.load(model_dir, provider=provider.lower(), threads=threads, quiet=False,
-                                       precision=precision)
-        prepare_out_dir(out)
+        generator = FaceGenerator.load(model_dir, provider=provider.lower(), threads=threads, precision=precision)
+        clear_earlier_run(prepare_out_dir(out), overwrite)
         seed = pick_seed(seed)
         if frames is not None:
-            images = generator.interpolate(frames, seed=seed, batch_size=batch_size)   # (K, H, W, 3)
-            save_images(images, out, prefix="frame")
-            save_grid(images, out / "grid.png", nrow=len(images))
-            click.echo(f"wrote {frames} frames and grid.png to {out}")
-            return
-        total = n or DEFAULT_FACES
-        grid_images = []
-        with progress_bar(total, "face", show=total > batch_size) as bar:
-            written = 0
-            for batch in generator.iter_batches(total, seed=seed, batch_size=batch_size):  # (B, H, W, 3)
-                save_images(batch, out, start=written, total=total)
-                grid_images.extend(batch[:max(0, GRID_MAX_IMAGES - written)])
-                written += len(batch)
-                bar.update(len(batch))
-        save_grid(grid_images, out / "grid.png")
-        click.echo(f"wrote {total} faces and grid.png to {out}")
+            batches = generator.iter_interpolation(frames, seed=seed, batch_size=batch_size, truncation=truncation)
+            total, prefix, what = frames, "frame", "frames"
+        else:
+            total = n or DEFAULT_FACES
+            batches = generator.iter_batches(total, seed=seed, batch_size=batch_size, truncation=truncation)
+            prefix, what = "face", "faces"
+        shown = write_images(batches, out, prefix, total, grid_indices(total, evenly=frames is not None),
+                             show_bar=total > batch_size)
+        if grid:
+            save_grid(shown, out / "grid.png", nrow=nrow)
+        click.echo(f"wrote {total} {what}{' and grid.png' if grid else ''} to {out}")
+
+
+def clear_earlier_run(out: Path, overwrite: bool) -> None:
+    """Refuse to mix two runs' images in one folder; with --overwrite remove only genrt's own files there."""
+    earlier = own_files(out)
+    if earlier and not overwrite:
+        raise UserError(f"{out} already holds {len(earlier)} files of an earlier run ({earlier[0].name}, ...); "
+                        f"use --overwrite to replace them or choose another --out")
+    for path in earlier:
+        path.unlink()
+
+
+def grid_indices(total: int, evenly: bool) -> set[int]:
+    """Which images go into grid.png: the first GRID_MAX_IMAGES, or (frames) that many evenly spaced."""
+    if not evenly or total <= GRID_MAX_IMAGES:
+        return set(range(min(total, GRID_MAX_IMAGES)))
+    return {int(round(i)) for i in np.linspace(0, total - 1, GRID_MAX_IMAGES)}
+
+
+def write_images(batches: Iterator[np.ndarray], out: Path, prefix: str, total: int, keep: set[int],
+                 show_bar: bool) -> np.ndarray:
+    """Stream batches (B, H, W, 3) to OUT/<prefix>_NNNN.png; returns the images whose indices are in `keep`."""
+    kept, written = [], 0
+    with progress_bar(total, prefix, show=show_bar) as bar:
+        for batch in batches:
+            save_images(batch, out, prefix=prefix, start=written, total=total)
+            kept.extend(image for i, image in enumerate(batch, start=written) if i in keep)
+            written += len(batch)
+            bar.update(len(batch))
+    return np.stack(kept)
 
 
 # ---------------------------------------------------------------- poems
-
-_DEFAULTS = GenerationOptions()
-
 
 def break_lines(text: str) -> str:
     """One couplet per line: a line break after each sentence-ending mark."""
@@ -152,26 +218,40 @@ def break_lines(text: str) -> str:
     return text
 
 
+RECOMMENDED = "[default: the model's recommended setting]"
+
+
 @main.command()
 @click.argument("prompts", nargs=-1)
 @click.option("--continue", "continue_line", is_flag=True,
               help="PROMPT is the first line of the poem: the model continues it (default: PROMPT is a title)")
-@click.option("--max-new-tokens", type=int, default=_DEFAULTS.max_new_tokens, show_default=True)
-@click.option("--num-beams", type=int, default=_DEFAULTS.num_beams, show_default=True)
-@click.option("--length-penalty", type=float, default=_DEFAULTS.length_penalty, show_default=True)
-@click.option("--do-sample", is_flag=True, help="sample instead of greedy/beam search")
-@click.option("--temperature", type=float, default=_DEFAULTS.temperature, show_default=True)
-@click.option("--top-k", type=int, default=_DEFAULTS.top_k, show_default=True, help="0 = off")
-@click.option("--top-p", type=float, default=_DEFAULTS.top_p, show_default=True, help="1.0 = off")
-@click.option("--repetition-penalty", type=float, default=_DEFAULTS.repetition_penalty, show_default=True)
-@click.option("--no-repeat-ngram-size", type=int, default=_DEFAULTS.no_repeat_ngram_size, show_default=True)
-@click.option("--num-return-sequences", type=int, default=_DEFAULTS.num_return_sequences, show_default=True)
-@click.option("--seed", type=int, default=None, help="seed for sampling")
+@click.option("--max-new-tokens", type=click.IntRange(1, MAX_NEW_TOKENS), default=None, help=RECOMMENDED)
+@click.option("--num-beams", type=click.IntRange(1, MAX_NUM_BEAMS), default=None, help="beam search [default: 1]")
+@click.option("--length-penalty", type=FiniteFloat(-10, 10), default=None, help=RECOMMENDED)
+@click.option("--do-sample", is_flag=True, default=None,
+              help="sample instead of greedy/beam search (with the model's recommended sampling settings)")
+@click.option("--temperature", type=FiniteFloat(1e-3, 1e3), default=None, help=RECOMMENDED)
+@click.option("--top-k", type=click.IntRange(min=0), default=None, help="0 = off " + RECOMMENDED)
+@click.option("--top-p", type=FiniteFloat(0, 1, min_open=True), default=None, help="1.0 = off " + RECOMMENDED)
+@click.option("--repetition-penalty", type=FiniteFloat(1e-3, 1e3), default=None, help="1.0 = off " + RECOMMENDED)
+@click.option("--no-repeat-ngram-size", type=click.IntRange(min=0), default=None, help="0 = off " + RECOMMENDED)
+@click.option("--max-char-repeats", type=click.IntRange(min=0), default=None,
+              help="most times a character may appear in one verse; 0 = off " + RECOMMENDED)
+@click.option("--no-repeat-verse/--allow-repeat-verse", default=None,
+              help="forbid a verse that repeats an earlier one " + RECOMMENDED)
+@click.option("--regular-shape/--free-shape", default=None,
+              help="without --form: 4 or 8 verses of 5 or 7 characters " + RECOMMENDED)
+@click.option("--num-return-sequences", type=click.IntRange(1, MAX_NUM_RETURN_SEQUENCES), default=None,
+              help="poems per prompt [default: 1]")
+@click.option("--best-of", type=click.IntRange(1, MAX_NUM_RETURN_SEQUENCES), default=None,
+              help="with --do-sample: draw this many poems per prompt, print the most likely " + RECOMMENDED)
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="seed for sampling [default: random, printed]")
 @click.option("--form", default=None, help="五言绝句/七言绝句/五言律诗/七言律诗 (or wujue, qijue, wulv, qilv)")
 @click.option("--acrostic", default=None, help="藏头诗: line i starts with the i-th character")
-@click.option("--rhyme", is_flag=True, help="even lines end on one rhyme group (needs --form or --acrostic)")
-@click.option("--form-token/--no-form-token", default=_DEFAULTS.form_token, show_default=True,
-              help="with --form, also condition the model on the form's token (models trained with them)")
+@click.option("--rhyme", is_flag=True, default=None, help="even lines end on one rhyme group (needs --form or --acrostic)")
+@click.option("--form-token/--no-form-token", default=None,
+              help="with --form, also condition the model on the form's token [default: on]")
 @click.option("--stream", is_flag=True, help="print characters as they are decoded")
 @click.option("--json", "as_json", is_flag=True, help="print results as JSON")
 @provider_option
@@ -180,16 +260,23 @@ def break_lines(text: str) -> str:
 @model_option
 def poem(prompts: tuple[str, ...], continue_line: bool, stream: bool, as_json: bool, provider: str,
          threads: int | None, precision: str | None, model_dir: Path | None, **options) -> None:
-    """Write a classical Chinese poem for each PROMPT (a title or theme, or with --continue a first line)."""
+    """Write a classical Chinese poem for each PROMPT (a title or theme, or with --continue a first line).
+    Options left out take the model directory's recommended settings."""
     with user_errors():
+        given = {k: v for k, v in options.items() if v is not None}
         if not prompts:
-            if not options["acrostic"]:
+            if not given.get("acrostic"):
                 raise UserError("give a PROMPT (a title, or a first line with --continue)")
-            prompts = (options["acrostic"],)
-        opts = GenerationOptions.from_kwargs(mode="continue" if continue_line else "title", **options)
+            prompts = (given["acrostic"],)
         if stream and (as_json or len(prompts) > 1):
             raise UserError("--stream prints one poem as text: use one PROMPT and no --json")
         generator = PoemGenerator.load(model_dir, provider=provider.lower(), threads=threads, precision=precision)
+        given["mode"] = "continue" if continue_line else "title"
+        opts = generator.options(**given)                    # validated before anything prints
+        if opts.do_sample and opts.seed is None:
+            opts = generator.options(**given, seed=pick_seed(None))
+        generator.check_prompts(prompts, opts)
+        report_dropped(generator, prompts)
         if stream:
             for piece in generator.stream(prompts[0], opts):
                 click.echo(break_lines(piece), nl=False)
@@ -204,6 +291,54 @@ def poem(prompts: tuple[str, ...], continue_line: bool, stream: bool, as_json: b
         for i, p in enumerate(per_prompt):
             header = p.prompt if len(per_prompt) == 1 else f"{p.prompt} ({i + 1})"
             click.echo(f"《{header}》\n{break_lines(p.text).strip()}\n")
+            if not p.finished:
+                click.echo(f"genrt: 《{header}》 was cut at {opts.max_new_tokens} new characters "
+                           f"(--max-new-tokens) before the poem ended", err=True)
+
+
+@main.command()
+@click.argument("pairs", nargs=-1)
+@click.option("--jsonl", "jsonl", type=click.File("r", encoding="utf-8"), default=None,
+              help='pairs from a file, one JSON object a line: {"prompt": ..., "poem": ...} ("-" = stdin)')
+@click.option("--continue", "continue_line", is_flag=True,
+              help="prompts are first lines (each poem starts with its prompt; the line itself is not scored)")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True)
+@provider_option
+@threads_option
+@precision_option
+@model_option
+def score(pairs: tuple[str, ...], jsonl, continue_line: bool, batch_size: int, provider: str, threads: int | None,
+          precision: str | None, model_dir: Path | None) -> None:
+    """Score poems under the model: PAIRS are PROMPT POEM [PROMPT POEM ...]. Prints JSON, one object per pair:
+    logprob (natural log, summed over the characters and <eos>), tokens scored (<eos> included), nll_per_char."""
+    with user_errors():
+        if len(pairs) % 2:
+            raise UserError("give PROMPT POEM pairs (an even number of arguments)")
+        items = [(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
+        if jsonl is not None:
+            items += [read_pair(line, n) for n, line in enumerate(jsonl, 1) if line.strip()]
+        if not items:
+            raise UserError("nothing to score: give PROMPT POEM pairs or --jsonl FILE")
+        generator = PoemGenerator.load(model_dir, provider=provider.lower(), threads=threads, precision=precision)
+        results = generator.score([p for p, _ in items], [q for _, q in items],
+                                  mode="continue" if continue_line else "title", batch_size=batch_size)
+    click.echo(json.dumps([asdict(r) for r in results], ensure_ascii=False, indent=1))
+
+
+def read_pair(line: str, number: int) -> tuple[str, str]:
+    try:
+        item = json.loads(line)
+        return item["prompt"], item["poem"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise UserError(f"--jsonl line {number}: expected {{\"prompt\": ..., \"poem\": ...}}") from None
+
+
+def report_dropped(generator: PoemGenerator, prompts: tuple[str, ...]) -> None:
+    """Name on stderr the prompt characters the model cannot see (not in its vocabulary, even simplified)."""
+    for prompt in prompts:
+        dropped = generator.dropped_chars(prompt)
+        if dropped:
+            click.echo(f"genrt: not in the model's vocabulary, left out of 《{prompt}》: {dropped}", err=True)
 
 
 if __name__ == "__main__":

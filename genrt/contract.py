@@ -10,9 +10,12 @@ Loading never stops at the first problem: `ManifestError` lists every missing or
 from __future__ import annotations
 
 import json
+import os
+import mmap
+import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any, Iterable, Iterator, Sequence
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -80,8 +83,14 @@ class FacesManifest:
     def graph_files(self) -> tuple[str, ...]:
         return (self.graph_file,)
 
+    def extra_files(self) -> tuple[str, ...]:
+        return ()
+
 
 # ---------------------------------------------------------------- poems
+
+ALL_LOGITS = "all_logits"
+
 
 def past_key(layer: int) -> str:
     return f"past_key.{layer}"
@@ -122,6 +131,9 @@ class PoemsManifest:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     data_licence: str = ""
+    generation: dict[str, Any] = field(default_factory=dict)  # recommended settings, see GENERATION_SECTIONS
+    t2s_file: str = ""               # JSON {traditional: simplified} for prompt characters outside the vocab
+    scoring: bool = False            # the decoder also returns `all_logits` (every new position): score()
     kind: str = POEMS_KIND
     format_version: int = FORMAT_VERSION
 
@@ -180,6 +192,8 @@ class PoemsManifest:
         for i in range(self.num_decoder_layers):
             inputs += [TensorSpec(cross_key(i), "float32", self.kv_shape("src_len")),
                        TensorSpec(cross_value(i), "float32", self.kv_shape("src_len"))]
+        if self.scoring:   # teacher-forced scoring: logits of every new position, (B, N, V)
+            outputs.append(TensorSpec(ALL_LOGITS, "float32", ("batch", "new_len", len(self.vocab))))
         return GraphSpec(self.decoder_file, inputs=tuple(inputs), outputs=tuple(outputs))
 
     def graphs(self) -> dict[str, GraphSpec]:
@@ -187,6 +201,9 @@ class PoemsManifest:
 
     def graph_files(self) -> tuple[str, ...]:
         return (self.encoder_file, self.decoder_file)
+
+    def extra_files(self) -> tuple[str, ...]:
+        return (self.t2s_file,) if self.t2s_file else ()
 
 
 Manifest = FacesManifest | PoemsManifest
@@ -206,7 +223,9 @@ def write_manifest(model_dir: str | Path, manifest: Manifest) -> Path:
     if isinstance(manifest, PoemsManifest):
         data["special_tokens"] = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
     data["graphs"] = {k: _graph_dict(g) for k, g in manifest.graphs().items()}  # informative; the code is the spec
-    path.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)                                      # readers see the old manifest or the new one
     return path
 
 
@@ -247,6 +266,8 @@ def read_manifest(model_dir: str | Path, expected_kind: str | None = None) -> Ma
     cls = _KINDS[kind]
     fields_ = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
     problems += _check_types(cls, fields_)
+    problems += [f"field {name!r} {problem}" for name, file in _file_fields(data)
+                 if isinstance(file, str) and (problem := _file_name_problem(model_dir, file))]
     if problems:
         raise ManifestError(where, problems)
     fields_["vocab"] = tuple(fields_["vocab"]) if "vocab" in fields_ else None
@@ -257,12 +278,59 @@ def read_manifest(model_dir: str | Path, expected_kind: str | None = None) -> Ma
     for file in manifest.graph_files():
         if not (model_dir / file).is_file():
             problems.append(f"missing graph file {file}")
+    for file in manifest.extra_files():
+        if not (model_dir / file).is_file():
+            problems.append(f"missing file {file}")
+    if not problems and isinstance(manifest, PoemsManifest):
+        problems += _position_table_problems(model_dir, manifest)
     if problems:
         raise ManifestError(where, problems)
     return manifest
 
 
-_FIELD_TYPES = {"int": int, "str": str, "dict[str, Any]": dict, "tuple[str, ...]": list}
+OPTIONAL_FILES = ("t2s_file",)   # "" = the directory has none
+
+
+def _file_fields(data: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Every file name a manifest holds: the `*_file` fields and the informative graphs.<name>.file entries."""
+    named = [(k, v) for k, v in data.items() if k.endswith("_file") and not (k in OPTIONAL_FILES and v == "")]
+    graphs = data.get("graphs") if isinstance(data.get("graphs"), dict) else {}
+    return named + [(f"graphs.{k}.file", g["file"]) for k, g in graphs.items() if isinstance(g, dict) and "file" in g]
+
+
+def _file_name_problem(model_dir: Path, name: Any) -> str | None:
+    """Why `name` is not a file inside `model_dir` (relative, no '..', not leaving it through a symlink), or None."""
+    if not isinstance(name, str) or not name.strip():
+        return f"must be a file name, got {name!r:.60}"
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).anchor:
+        return f"is an absolute path ({name!r:.60}); file names are relative to the model directory"
+    if ".." in re.split(r"[\\/]", name):
+        return f"contains '..' ({name!r:.60}); files must lie inside the model directory"
+    try:
+        inside = (model_dir / name).resolve().is_relative_to(model_dir.resolve())
+    except (OSError, RuntimeError, ValueError) as e:  # a symlink loop, a NUL byte
+        return f"is not a usable file name ({name!r:.60}: {e})"
+    return None if inside else f"resolves outside the model directory ({name!r:.60}, through a symlink)"
+
+
+def contained_file(model_dir: str | Path, name: str, label: str = "graph file") -> Path:
+    """model_dir/name, or ManifestError when `name` would reach outside model_dir (for code that opens a file a
+    manifest names)."""
+    problem = _file_name_problem(Path(model_dir), name)
+    if problem:
+        raise ManifestError(str(model_dir), [f"{label} {problem}"])
+    return Path(model_dir) / name
+
+
+def _position_table_problems(model_dir: Path, m: PoemsManifest) -> list[str]:
+    """The runtime decodes positions 0..max_len-1: the decoder's position table must have that many rows."""
+    rows = position_table_rows(model_dir / m.decoder_file)
+    if rows is not None and m.max_len > rows:
+        return [f"max_len {m.max_len} exceeds the position table of {m.decoder_file} ({rows} positions)"]
+    return []
+
+
+_FIELD_TYPES = {"int": int, "str": str, "dict[str, Any]": dict, "tuple[str, ...]": list, "bool": bool}
 
 
 def _check_types(cls: type, values: dict[str, Any]) -> list[str]:
@@ -278,6 +346,37 @@ def _check_types(cls: type, values: dict[str, Any]) -> list[str]:
         if not ok:
             problems.append(f"field {name!r} must be {'a list of strings' if expected is list else expected.__name__}"
                             f", got {value!r:.40}")
+    return problems
+
+
+# The manifest's `generation` section: recommended decoding settings (like transformers' generation_config.json).
+# "default" applies to every call, "beam" on top of it when num_beams > 1, "sample" when do_sample; options the
+# caller gives explicitly always win. Keys are GenerationOptions fields; the runtime validates the values there.
+GENERATION_SECTIONS = ("default", "beam", "sample")
+GENERATION_KEYS = {
+    "max_new_tokens": int, "length_penalty": float, "repetition_penalty": float, "no_repeat_ngram_size": int,
+    "max_char_repeats": int, "no_repeat_verse": bool, "regular_shape": bool, "best_of": int, "do_sample": bool, "temperature": float, "top_k": int, "top_p": float,
+}
+
+
+def generation_problems(section: Any) -> list[str]:
+    if not isinstance(section, dict):
+        return [f"generation must be an object, got {section!r:.40}"]
+    problems = [f"generation has unknown section {k!r} (known: {', '.join(GENERATION_SECTIONS)})"
+                for k in section if k not in GENERATION_SECTIONS]
+    for name, settings in section.items():
+        if name not in GENERATION_SECTIONS:
+            continue
+        if not isinstance(settings, dict):
+            problems.append(f"generation.{name} must be an object")
+            continue
+        for key, value in settings.items():
+            kind = GENERATION_KEYS.get(key)
+            if kind is None:
+                problems.append(f"generation.{name} has unknown setting {key!r}")
+            elif isinstance(value, bool) != (kind is bool) or not isinstance(value, (int, float) if kind is float
+                                                                               else kind):
+                problems.append(f"generation.{name}.{key} must be {kind.__name__}, got {value!r:.40}")
     return problems
 
 
@@ -297,6 +396,7 @@ def _check_values(m: Manifest) -> list[str]:
             problems.append(f"vocab must start with the special tokens {list(SPECIAL_TOKENS)}")
         if len(set(m.vocab)) != len(m.vocab):
             problems.append("vocab has duplicate entries")
+        problems += generation_problems(m.generation)
         forms = [t for t in FORM_TOKENS.values() if t in m.vocab]
         if forms and len(forms) != len(FORM_TOKENS):
             problems.append(f"vocab has only some form tokens ({', '.join(forms)}); a model has all of "
@@ -326,6 +426,105 @@ def check_graph_io(spec: GraphSpec, inputs: Iterable[tuple[str, str, Sequence[An
                                 f"expected {list(t.shape)}")
         problems += [f"{where}{spec.file}: unexpected {label} {name!r}" for name in actual_by_name]
     return problems
+
+
+def position_table_rows(graph_path: str | Path, positions_input: str = "position_ids") -> int | None:
+    """Rows of the embedding table that `positions_input` indexes (Gather(table, position_ids), the table an
+    initializer, possibly through a Cast), read from the ONNX file itself without the onnx package: onnxruntime
+    cannot show initializers. None when the file is empty, unreadable or built some other way."""
+    try:
+        with open(graph_path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            return _position_rows(buf, positions_input)
+    except (OSError, ValueError, IndexError):  # an empty file cannot be mapped; a corrupt one runs off the end
+        return None
+
+
+# ONNX protobuf field numbers (onnx/onnx.proto): ModelProto.graph; GraphProto.node, .initializer;
+# NodeProto.input, .output, .op_type; TensorProto.dims, .name.
+_MODEL_GRAPH, _GRAPH_NODE, _GRAPH_INITIALIZER = 7, 1, 5
+_NODE_INPUT, _NODE_OUTPUT, _NODE_OP_TYPE = 1, 2, 4
+_TENSOR_DIMS, _TENSOR_NAME = 1, 8
+
+
+def _position_rows(buf: Any, positions_input: str) -> int | None:
+    graph = next((v for num, v in _proto_fields(buf, 0, len(buf)) if num == _MODEL_GRAPH), None)
+    if not isinstance(graph, tuple):
+        return None
+    rows: dict[str, int] = {}
+    source: dict[str, str] = {}          # output of a Cast/Identity -> its input
+    table = None
+    for num, v in _proto_fields(buf, *graph):
+        if num == _GRAPH_INITIALIZER and isinstance(v, tuple):
+            name, dims = _tensor_name_and_dims(buf, v)
+            if dims:
+                rows[name] = dims[0]
+        elif num == _GRAPH_NODE and isinstance(v, tuple):
+            op, inputs, outputs = _node(buf, v)
+            if op == "Gather" and len(inputs) == 2 and inputs[1] == positions_input:
+                table = inputs[0]
+            elif op in ("Cast", "Identity") and inputs and outputs:
+                source[outputs[0]] = inputs[0]
+    table = source.get(table, table)
+    return rows.get(table) if table is not None else None
+
+
+def _tensor_name_and_dims(buf: Any, span: tuple[int, int]) -> tuple[str, list[int]]:
+    name, dims = "", []
+    for num, v in _proto_fields(buf, *span):
+        if num == _TENSOR_NAME and isinstance(v, tuple):
+            name = buf[v[0]:v[1]].decode("utf-8", "replace")
+        elif num == _TENSOR_DIMS and isinstance(v, int):
+            dims.append(v)
+        elif num == _TENSOR_DIMS and isinstance(v, tuple):  # packed repeated int64
+            i = v[0]
+            while i < v[1]:
+                d, i = _varint(buf, i)
+                dims.append(d)
+    return name, dims
+
+
+def _node(buf: Any, span: tuple[int, int]) -> tuple[str, list[str], list[str]]:
+    op, inputs, outputs = "", [], []
+    for num, v in _proto_fields(buf, *span):
+        if isinstance(v, tuple) and num in (_NODE_INPUT, _NODE_OUTPUT, _NODE_OP_TYPE):
+            text = buf[v[0]:v[1]].decode("utf-8", "replace")
+            if num == _NODE_OP_TYPE:
+                op = text
+            else:
+                (inputs if num == _NODE_INPUT else outputs).append(text)
+    return op, inputs, outputs
+
+
+def _proto_fields(buf: Any, start: int, end: int) -> Iterator[tuple[int, int | tuple[int, int] | None]]:
+    """(field number, value) of one protobuf message in buf[start:end]: a varint as an int, a length-delimited
+    field as its (start, end) span (not copied: weights are skipped, not read), fixed-size fields as None."""
+    i = start
+    while i < end:
+        key, i = _varint(buf, i)
+        wire = key & 7
+        if wire == 0:
+            value, i = _varint(buf, i)
+        elif wire == 2:
+            size, i = _varint(buf, i)
+            value, i = (i, i + size), i + size
+        elif wire in (1, 5):
+            value, i = None, i + (8 if wire == 1 else 4)
+        else:
+            raise ValueError(f"protobuf wire type {wire} at byte {i}")
+        if i > end:
+            raise ValueError("protobuf field runs past its message")
+        yield key >> 3, value
+
+
+def _varint(buf: Any, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[i]
+        value |= (byte & 0x7F) << shift
+        i += 1
+        if byte < 0x80:
+            return value, i
+        shift += 7
 
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(uint8)": "uint8",

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import math
+import os
+import re
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -20,6 +23,16 @@ def _positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def check_truncation(psi: object) -> float:
+    """Truncation psi in (0, 1]: latents are pulled toward the mean latent (0) as z * psi. 1.0 = off."""
+    if isinstance(psi, bool) or not isinstance(psi, (int, float, np.integer, np.floating)):
+        raise ValueError(f"truncation must be a number in (0, 1], got {psi!r}")
+    psi = float(psi)
+    if not (0.0 < psi <= 1.0):          # also false for nan
+        raise ValueError(f"truncation must be in (0, 1], got {psi!r}")
+    return psi
 
 
 class FaceGenerator:
@@ -63,36 +76,39 @@ class FaceGenerator:
 
     # ------------------------------------------------------------ latents
 
-    def latents(self, n: int, seed: int | None = None) -> np.ndarray:
-        """n standard-normal latents (n, nz) float32; the same seed always gives the same latents."""
-        n = _positive_int(n, "n")
-        return np.random.default_rng(seed).standard_normal((n, self.nz), dtype=np.float32)
+    def latents(self, n: int, seed: int | None = None, truncation: float = 1.0) -> np.ndarray:
+        """n latents (n, nz) float32: standard normal, times `truncation`; the same seed gives the same latents."""
+        n, psi = _positive_int(n, "n"), check_truncation(truncation)
+        return np.random.default_rng(seed).standard_normal((n, self.nz), dtype=np.float32) * np.float32(psi)
 
-    def _latent_batches(self, n: int, seed: int | None, batch_size: int) -> Iterator[np.ndarray]:
-        """The rows of `latents(n, seed)`, drawn batch by batch so memory stays bounded for huge n."""
+    def _latent_batches(self, n: int, seed: int | None, batch_size: int, psi: float) -> Iterator[np.ndarray]:
+        """The rows of `latents(n, seed, psi)`, drawn batch by batch so memory stays bounded for huge n."""
         rng = np.random.default_rng(seed)
         for start in range(0, n, batch_size):
-            yield rng.standard_normal((min(batch_size, n - start), self.nz), dtype=np.float32)  # (B, nz)
+            z = rng.standard_normal((min(batch_size, n - start), self.nz), dtype=np.float32)    # (B, nz)
+            yield z * np.float32(psi)
 
     # ------------------------------------------------------------ images
 
     def _run(self, z: np.ndarray) -> np.ndarray:
         return self._session.run([self._output_name], {self._input_name: z})[0]  # (B, H, W, 3) uint8
 
-    def iter_batches(self, n: int, seed: int | None = None,
-                     batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[np.ndarray]:
-        """Yield n faces as uint8 batches (B, H, W, 3); concatenated they equal `generate(n, seed)`."""
+    def iter_batches(self, n: int, seed: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                     truncation: float = 1.0) -> Iterator[np.ndarray]:
+        """Yield n faces as uint8 batches (B, H, W, 3); concatenated they equal `generate(n, seed, ...)`."""
         n, batch_size = _positive_int(n, "n"), _positive_int(batch_size, "batch_size")
-        for z in self._latent_batches(n, seed, batch_size):
+        psi = check_truncation(truncation)
+        for z in self._latent_batches(n, seed, batch_size, psi):
             yield self._run(z)
 
     def generate(self, n: int, seed: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                 progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """n faces (n, H, W, 3) uint8. `progress(k)` is called after each batch of k images."""
+                 progress: Callable[[int], None] | None = None, truncation: float = 1.0) -> np.ndarray:
+        """n faces (n, H, W, 3) uint8. `progress(k)` is called after each batch of k images. `truncation` psi < 1
+        trades diversity for typical faces (latents scaled toward the mean)."""
         n = _positive_int(n, "n")
         images = np.empty((n, *self.image_shape), dtype=np.uint8)   # (n, H, W, 3)
         done = 0
-        for batch in self.iter_batches(n, seed, batch_size):
+        for batch in self.iter_batches(n, seed, batch_size, truncation):
             images[done:done + len(batch)] = batch
             done += len(batch)
             if progress:
@@ -107,21 +123,33 @@ class FaceGenerator:
             raise ValueError(f"latents must have shape (batch >= 1, {self.nz}), got {z.shape}")
         return np.concatenate([self._run(z[i:i + batch_size]) for i in range(0, len(z), batch_size)])
 
+    def iter_interpolation(self, k: int, seed: int | None = None, mode: str = "slerp",
+                           batch_size: int = DEFAULT_BATCH_SIZE, truncation: float = 1.0) -> Iterator[np.ndarray]:
+        """Yield k frames (B, H, W, 3) uint8 batch by batch, morphing between the two latents
+        `latents(2, seed, truncation)`, both ends included: memory stays bounded for any k."""
+        k, batch_size = _positive_int(k, "k"), _positive_int(batch_size, "batch_size")
+        start, end = self.latents(2, seed, truncation)
+        t = np.linspace(0.0, 1.0, k, dtype=np.float64)
+        for i in range(0, k, batch_size):
+            yield self._run(interpolate_latents(start, end, t=t[i:i + batch_size], mode=mode))
+
     def interpolate(self, k: int, seed: int | None = None, mode: str = "slerp",
-                    batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+                    batch_size: int = DEFAULT_BATCH_SIZE, truncation: float = 1.0) -> np.ndarray:
         """k faces (k, H, W, 3) morphing between the two latents `latents(2, seed)`, both ends included."""
-        k = _positive_int(k, "k")
-        start, end = self.latents(2, seed)
-        return self.generate_from_latents(interpolate_latents(start, end, k, mode), batch_size)
+        return np.concatenate(list(self.iter_interpolation(k, seed, mode, batch_size, truncation)))
 
 
 # ---------------------------------------------------------------- latent interpolation
 
-def interpolate_latents(start: np.ndarray, end: np.ndarray, k: int, mode: str = "slerp") -> np.ndarray:
-    """k latents (k, nz) from start to end. slerp follows the sphere the Gaussian latents live near."""
+def interpolate_latents(start: np.ndarray, end: np.ndarray, k: int | None = None, mode: str = "slerp",
+                        t: np.ndarray | None = None) -> np.ndarray:
+    """k latents (k, nz) from start to end (or one per fraction in `t`, 0 = start, 1 = end). slerp follows the
+    sphere the Gaussian latents live near."""
     if mode not in INTERPOLATION_MODES:
         raise ValueError(f"unknown interpolation mode {mode!r}; choose one of {', '.join(INTERPOLATION_MODES)}")
-    t = np.linspace(0.0, 1.0, k, dtype=np.float64)[:, None]         # (k, 1)
+    if t is None:
+        t = np.linspace(0.0, 1.0, _positive_int(k, "k"), dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)[:, None]                     # (k, 1)
     a, b = start.astype(np.float64), end.astype(np.float64)          # (nz,)
     cos_omega = np.dot(a, b) / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12)
     omega = math.acos(float(np.clip(cos_omega, -1.0, 1.0)))
@@ -140,10 +168,30 @@ def image_names(count: int, prefix: str = "face", start: int = 0, total: int | N
     return [f"{prefix}_{i:0{digits}d}.png" for i in range(start, start + count)]
 
 
+OWN_FILE = re.compile(r"^(?:(?:face|frame)_\d{4,}\.png|grid\.png)$")   # the names genrt faces writes
+
+
+def own_files(out_dir: str | Path) -> list[Path]:
+    """Files (or links) in out_dir whose names genrt faces writes: an earlier run's output."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return []
+    return sorted(p for p in out_dir.iterdir() if OWN_FILE.match(p.name) and (p.is_symlink() or p.is_file()))
+
+
 def save_png(image: np.ndarray, path: str | Path) -> Path:
-    """One (H, W, 3) uint8 image as PNG; the bytes depend only on the pixels."""
+    """One (H, W, 3) uint8 image as PNG; the bytes depend only on the pixels. Written to a temporary file beside
+    `path`, then renamed over it: a crash never leaves half a PNG, and a link already at `path` is replaced, never
+    followed."""
     path = Path(path)
-    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(path, format="PNG")
+    fd, tmp = tempfile.mkstemp(prefix=".genrt-", suffix=".png.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(f, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 
-from genrt.contract import GraphSpec, ManifestError, check_graph_io, session_io
+from genrt.contract import GraphSpec, ManifestError, check_graph_io, contained_file, session_io
 
 PROVIDERS = ("auto", "cpu", "cuda")
 _ORT_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -24,7 +24,9 @@ def available_providers() -> list[str]:
 
 
 def resolve_provider(requested: str = "auto", quiet: bool = True) -> str:
-    """'auto' -> 'cuda' when onnxruntime offers it, else 'cpu' (saying so unless quiet)."""
+    """'auto' -> 'cuda' when onnxruntime offers it, else 'cpu', silently: auto asks for the best there is, and CPU
+    is a fine answer. An explicit 'cuda' that is not offered is a ProviderError, never a quiet CPU fallback.
+    `quiet` is accepted for the callers that pass it; nothing here prints."""
     if requested is None or requested == "":
         requested = "auto"
     if not isinstance(requested, str) or requested.lower() not in PROVIDERS:
@@ -32,10 +34,7 @@ def resolve_provider(requested: str = "auto", quiet: bool = True) -> str:
     requested = requested.lower()
     offered = available_providers()
     if requested == "auto":
-        chosen = offered[0] if offered else "cpu"
-        if not quiet and chosen == "cpu":
-            print("genrt: CUDA is not available in this onnxruntime build, running on CPU", file=sys.stderr)
-        return chosen
+        return offered[0] if offered else "cpu"
     if requested not in offered:
         raise ProviderError(
             f"provider {requested!r} is not available (onnxruntime {ort.__version__} offers: "
@@ -62,8 +61,19 @@ def physical_cores() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
+def check_threads(threads: object) -> int | None:
+    """None (= physical cores) or a positive integer (numpy integers too); anything else is a ValueError. Cheap:
+    loaders call it before they open any model file."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    return int(threads)
+
+
 def make_session(path: str | Path, provider: str = "cpu", threads: int | None = None) -> ort.InferenceSession:
     """One session per graph, created once and reused."""
+    threads = check_threads(threads)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads or physical_cores()
@@ -79,9 +89,12 @@ def make_session(path: str | Path, provider: str = "cpu", threads: int | None = 
 
 
 def load_checked_session(model_dir: Path, spec: GraphSpec, provider: str, threads: int | None) -> ort.InferenceSession:
-    """Open a graph and check its inputs/outputs against the contract, naming every mismatch."""
+    """Open a graph (a file inside model_dir) and check its inputs/outputs against the contract, naming every
+    mismatch."""
+    threads = check_threads(threads)
+    path = contained_file(model_dir, spec.file)
     try:
-        session = make_session(model_dir / spec.file, provider, threads)
+        session = make_session(path, provider, threads)
     except ProviderError:
         raise
     except Exception as e:  # onnxruntime raises its own exception types for a corrupt file

@@ -29,7 +29,8 @@ def tiny_config(data: Path, out: Path, **overrides):
     from trainers.faces import FacesConfig
 
     settings = dict(data=str(data), out=str(out), nz=TINY_NZ, ngf=TINY_NGF, ndf=TINY_NDF, batch_size=4, steps=2,
-                    checkpoint_every=2, sample_every=1000, threads=1, device="cpu", seed=7)
+                    checkpoint_every=2, sample_every=1000, threads=1, device="cpu", seed=7, holdout=0,
+                    snapshot_every=0)
     settings.update(overrides)
     return FacesConfig(**settings)
 

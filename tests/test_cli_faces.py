@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -64,12 +65,71 @@ def test_interpolate_writes_frames(tiny_faces_model, tmp_path):
         "grid.png"]
 
 
-def test_auto_provider_says_when_it_falls_back_to_cpu(tiny_faces_model, tmp_path):
+def test_auto_provider_falls_back_to_cpu_quietly(tiny_faces_model, tmp_path):
     if "cuda" in available_providers():
         pytest.skip("CUDA is available here")
     result = run(*faces_args(tiny_faces_model, tmp_path / "out", "--n", "1", "--provider", "auto"))
     assert result.exit_code == 0
-    assert "running on CPU" in result.stderr
+    assert "CUDA" not in result.stderr        # said only when CUDA was asked for
+
+
+def test_truncation_changes_faces_and_one_is_the_default(tiny_faces_model, tmp_path):
+    for name, extra in (("plain", []), ("one", ["--truncation", "1"]), ("half", ["--truncation", "0.5"])):
+        assert run(*faces_args(tiny_faces_model, tmp_path / name, "--n", "2", "--seed", "3", *extra)).exit_code == 0
+    face = "face_0001.png"
+    assert (tmp_path / "plain" / face).read_bytes() == (tmp_path / "one" / face).read_bytes()
+    assert (tmp_path / "plain" / face).read_bytes() != (tmp_path / "half" / face).read_bytes()
+
+
+@pytest.mark.parametrize("psi", ["0", "1.5", "-1", "nan", "inf"])
+def test_bad_truncation(tiny_faces_model, tmp_path, psi):
+    assert_user_error(run(*faces_args(tiny_faces_model, tmp_path / "out", "--truncation", psi)), "--truncation")
+    assert not (tmp_path / "out").exists()
+
+
+def test_nrow_and_no_grid(tiny_faces_model, tmp_path):
+    assert run(*faces_args(tiny_faces_model, tmp_path / "a", "--n", "6", "--nrow", "3", "--seed", "1")).exit_code == 0
+    with Image.open(tmp_path / "a" / "grid.png") as im:
+        assert im.size == (3 * 64 + 4 * 2, 2 * 64 + 3 * 2)
+    result = run(*faces_args(tiny_faces_model, tmp_path / "b", "--n", "2", "--no-grid"))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["face_0000.png", "face_0001.png"]
+
+
+def test_interpolate_streams_and_grid_shows_evenly_spaced_rows(tiny_faces_model, tmp_path):
+    out = tmp_path / "out"
+    result = run(*faces_args(tiny_faces_model, out, "--interpolate", "100", "--seed", "2", "--batch-size", "7"))
+    assert result.exit_code == 0, result.output
+    assert len(list(out.glob("frame_*.png"))) == 100
+    with Image.open(out / "grid.png") as im:           # 64 frames shown in 8 rows of 8, not one 100-wide row
+        assert im.size == (8 * 64 + 9 * 2, 8 * 64 + 9 * 2)
+        grid = np.asarray(im)
+    with Image.open(out / "frame_0099.png") as last:   # the last frame is the grid's last cell
+        assert np.array_equal(grid[-66:-2, -66:-2], np.asarray(last))
+
+
+def test_refuses_to_mix_two_runs_and_overwrite_removes_only_its_own_files(tiny_faces_model, tmp_path):
+    out = tmp_path / "out"
+    assert run(*faces_args(tiny_faces_model, out, "--n", "3", "--seed", "1")).exit_code == 0
+    (out / "notes.txt").write_text("mine")
+    result = run(*faces_args(tiny_faces_model, out, "--n", "2", "--seed", "2"))
+    assert_user_error(result, "earlier run", "--overwrite")
+    assert len(list(out.glob("face_*.png"))) == 3
+    result = run(*faces_args(tiny_faces_model, out, "--n", "2", "--seed", "2", "--overwrite"))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["face_0000.png", "face_0001.png", "grid.png", "notes.txt"]
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_link_in_the_output_folder_is_replaced_not_followed(tiny_faces_model, tmp_path):
+    out, victim = tmp_path / "out", tmp_path / "victim.txt"
+    out.mkdir()
+    victim.write_text("keep me")
+    (out / "face_0000.png").symlink_to(victim)
+    assert run(*faces_args(tiny_faces_model, out, "--n", "1", "--overwrite")).exit_code == 0
+    assert victim.read_text() == "keep me"
+    assert not (out / "face_0000.png").is_symlink()
+    assert not list(out.glob(".genrt-*"))               # no temporary files left behind
 
 
 @pytest.mark.parametrize("n, words", [("0", ["--n", "0"]), ("-3", ["--n", "-3"]), ("many", ["--n", "many"])])

@@ -45,9 +45,17 @@ def test_sampling_with_seed_is_reproducible(tiny_poems_dir):
     (("",), "the prompt is empty"),
     ((), "give a PROMPT"),
     (("☃☃",), "no character of the prompt is in the model's vocabulary"),
-    (("春江", "--num-beams", "0"), "num_beams must be >= 1"),
-    (("春江", "--do-sample", "--top-p", "0"), "top_p must be in (0, 1]"),
-    (("春江", "--do-sample", "--temperature", "0"), "temperature must be > 0"),
+    (("春江", "--num-beams", "0"), "'--num-beams'"),
+    (("春江", "--num-beams", "100000", "--max-new-tokens", "4"), "'--num-beams'"),
+    (("春江", "--do-sample", "--top-p", "0"), "'--top-p'"),
+    (("春江", "--do-sample", "--temperature", "0"), "'--temperature'"),
+    (("春江", "--do-sample", "--temperature", "inf"), "'--temperature'"),
+    (("春江", "--do-sample", "--temperature", "nan"), "'--temperature'"),
+    (("春江", "--repetition-penalty", "inf"), "'--repetition-penalty'"),
+    (("春江", "--num-beams", "2", "--length-penalty", "nan"), "'--length-penalty'"),
+    (("春江", "--max-new-tokens", "x"), "'--max-new-tokens'"),
+    (("春江", "--max-char-repeats", "-1"), "'--max-char-repeats'"),
+    (("春江", "--seed", "-1", "--do-sample"), "'--seed'"),
     (("春江", "--temperature", "0.5"), "only applies when sampling"),
     (("春江", "--do-sample", "--num-beams", "2"), "cannot be combined"),
     (("春" * 300,), "accepts at most"),
@@ -58,6 +66,35 @@ def test_bad_input_exits_2_with_one_line(tiny_poems_dir, args, message):
     assert "Traceback" not in result.output
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and message in errors[0], result.output
+    assert result.stdout == "" and len(result.stderr.splitlines()) == 1, result.output
+
+
+def test_sampling_without_seed_prints_the_seed_that_reproduces_it(tiny_poems_dir):
+    first = run(tiny_poems_dir, "春江", "--do-sample", "--max-new-tokens", "12")
+    assert first.exit_code == 0, first.output
+    seed = next(line for line in first.stderr.splitlines() if line.startswith("seed: ")).split()[1]
+    again = run(tiny_poems_dir, "春江", "--do-sample", "--max-new-tokens", "12", "--seed", seed)
+    assert again.stdout == first.stdout
+
+
+def test_a_cut_poem_says_so_on_stderr(tiny_poems_dir):
+    result = run(tiny_poems_dir, "春江", "--max-new-tokens", "3")
+    assert result.exit_code == 0
+    assert "was cut at 3 new characters" in result.stderr and "cut" not in result.stdout
+
+
+def test_dropped_prompt_characters_are_named(tiny_poems_dir):
+    result = run(tiny_poems_dir, "春江☃", "--max-new-tokens", "5")
+    assert result.exit_code == 0, result.output
+    assert "left out of 《春江☃》: ☃" in result.stderr
+
+
+def test_traditional_prompt_gives_the_simplified_prompts_poem(tiny_poems_dir):
+    traditional = run(tiny_poems_dir, "東風", "--max-new-tokens", "10", "--json")   # 東 -> 东 (in the vocab)
+    simplified = run(tiny_poems_dir, "东风", "--max-new-tokens", "10", "--json")
+    assert traditional.exit_code == 0, traditional.output
+    assert json.loads(traditional.stdout)[0][0]["text"] == json.loads(simplified.stdout)[0][0]["text"]
+    assert "left out" not in traditional.stderr
 
 
 def test_missing_model_exits_2(tmp_path):
@@ -84,3 +121,29 @@ def test_form_token_switch_reaches_the_model(tiny_form_poems_dir):
         assert len(poem["text"]) == 48
         scores[flag] = poem["score"]
     assert scores["--form-token"] != scores["--no-form-token"]
+
+
+def score(model, *args):
+    return CliRunner().invoke(main, ["score", *args, "--model", str(model), "--threads", "1"])
+
+
+def test_score_prints_json_per_pair_and_reads_jsonl(tiny_poems_dir, tmp_path):
+    result = score(tiny_poems_dir, "春江", "春江花月夜。", "明月", "明月光")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [d["tokens"] for d in data] == [7, 4] and all(d["logprob"] < 0 for d in data)
+    lines = tmp_path / "pairs.jsonl"
+    lines.write_text('{"prompt": "春江", "poem": "春江花月夜。"}\n\n', encoding="utf-8")
+    from_file = score(tiny_poems_dir, "--jsonl", str(lines))
+    assert json.loads(from_file.stdout)[0]["logprob"] == pytest.approx(data[0]["logprob"], abs=1e-6)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("春江",), "PROMPT POEM pairs"),
+    ((), "nothing to score"),
+    (("春江", "春江☃"), "outside the model's vocabulary"),
+    (("春江", "明月", "--continue"), "must start with its prompt line"),
+])
+def test_score_errors_are_one_line(tiny_poems_dir, args, message):
+    result = score(tiny_poems_dir, *args)
+    assert result.exit_code == 2 and message in result.stderr and len(result.stderr.splitlines()) == 1, result.output

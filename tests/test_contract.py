@@ -1,9 +1,13 @@
-"""genrt.contract: manifests round-trip; every problem of a bad one is named; form tokens are all or none."""
+"""genrt.contract: manifests round-trip; every problem of a bad one is named; form tokens are all or none; file
+names stay inside the model directory; max_len fits the decoder's position table."""
 import json
+from pathlib import Path
 
 import pytest
 
-from genrt.contract import FORM_TOKENS, ManifestError, PoemsManifest, read_manifest, write_manifest
+from genrt.contract import (
+    FORM_TOKENS, ManifestError, PoemsManifest, position_table_rows, read_manifest, write_manifest,
+)
 
 from .fixtures_poems import TINY_FORM_VOCAB, TINY_VOCAB
 
@@ -56,3 +60,109 @@ def test_a_missing_field_is_named(tmp_path):
 def test_form_token_names_match_the_forms_ascii_names():
     from genrt.text.forms import FORMS
     assert set(FORM_TOKENS) == {f.aliases[0] for f in FORMS.values()}
+
+
+# ---------------------------------------------------------------- file names stay inside the model directory
+
+def faces_dir(tmp_path, **data):
+    """A faces model directory (empty graph file: read_manifest only checks that it exists), manifest edited."""
+    from genrt.contract import FacesManifest
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    path = write_manifest(folder, FacesManifest(nz=8, image_size=16))
+    (folder / "generator.onnx").write_bytes(b"")
+    edited = {**json.loads(path.read_text(encoding="utf-8")), **data}
+    path.write_text(json.dumps(edited), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("/etc/passwd", "is an absolute path"),
+    ("C:\\models\\generator.onnx", "is an absolute path"),
+    ("../faces/generator.onnx", "contains '..'"),
+    ("sub\\..\\..\\generator.onnx", "contains '..'"),
+])
+def test_a_graph_file_outside_the_model_directory_is_refused(tmp_path, name, problem):
+    folder = faces_dir(tmp_path, graph_file=name)
+    with pytest.raises(ManifestError, match=f"field 'graph_file' {problem}"):
+        read_manifest(folder)
+
+
+def test_the_absolute_path_of_the_real_graph_is_refused_too(tmp_path):
+    folder = faces_dir(tmp_path)
+    data = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    data["graph_file"] = str((folder / "generator.onnx").resolve())  # exists, and is even inside
+    (folder / "manifest.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ManifestError, match="field 'graph_file' is an absolute path"):
+        read_manifest(folder)
+
+
+def test_a_symlink_out_of_the_model_directory_is_refused(tmp_path):
+    outside = tmp_path / "elsewhere.onnx"
+    outside.write_bytes(b"")
+    folder = faces_dir(tmp_path, graph_file="linked.onnx")
+    (folder / "linked.onnx").symlink_to(outside)
+    with pytest.raises(ManifestError, match="field 'graph_file' resolves outside the model directory"):
+        read_manifest(folder)
+    (folder / "linked.onnx").unlink()
+    (folder / "linked.onnx").symlink_to(folder / "generator.onnx")  # a link that stays inside is fine
+    assert read_manifest(folder).graph_file == "linked.onnx"
+
+
+def test_every_file_name_of_the_manifest_is_checked(tmp_path):
+    folder = faces_dir(tmp_path)
+    data = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    data["graphs"]["generator"]["file"] = "../../x.onnx"
+    data["thumbnail_file"] = "/tmp/x.png"
+    (folder / "manifest.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ManifestError) as err:
+        read_manifest(folder)
+    assert [p.split(" ")[1] for p in err.value.problems] == ["'thumbnail_file'", "'graphs.generator.file'"]
+
+
+@pytest.mark.parametrize("field", ["encoder_file", "decoder_file"])
+def test_poem_graph_files_are_checked_by_name(tmp_path, field):
+    path = write(tmp_path, TINY_VOCAB)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data[field] = "../" + data[field]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ManifestError, match=f"field '{field}' contains '..'"):
+        read_manifest(tmp_path)
+
+
+# ---------------------------------------------------------------- max_len against the decoder's position table
+
+def tampered_poems_copy(tmp_path, source_dir, **data):
+    import shutil
+    folder = Path(shutil.copytree(source_dir, tmp_path / "poems"))
+    path = folder / "manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text(encoding="utf-8")), **data}), encoding="utf-8")
+    return folder
+
+
+def test_position_table_rows_reads_the_graph(tiny_poems_dir, tiny_poems_plain_dir):
+    for folder in (tiny_poems_dir, tiny_poems_plain_dir):   # fused and standard attention exports
+        assert position_table_rows(folder / "decoder.onnx") == 80 + 8   # PoemTransformer: max_len + 8 rows
+    assert position_table_rows(tiny_poems_dir / "encoder.onnx") is None   # no position_ids input there
+    assert position_table_rows(tiny_poems_dir / "manifest.json") is None  # not a graph: no answer, no crash
+
+
+def test_max_len_beyond_the_position_table_is_refused_at_load(tmp_path, tiny_poems_dir):
+    folder = tampered_poems_copy(tmp_path, tiny_poems_dir, max_len=89)
+    with pytest.raises(ManifestError, match=r"max_len 89 exceeds the position table of decoder.onnx \(88 positions\)"):
+        read_manifest(folder)
+    from genrt.text.generator import PoemGenerator
+    with pytest.raises(ManifestError, match="max_len 89 exceeds"):
+        PoemGenerator.load(folder, provider="cpu")
+    (folder / "manifest.json").write_text(json.dumps({**json.loads((folder / "manifest.json").read_text(
+        encoding="utf-8")), "max_len": 88}), encoding="utf-8")
+    assert read_manifest(folder).max_len == 88                             # positions 0..87 all exist
+
+
+@pytest.mark.parametrize("name", ["poems", "poems_int8"])
+def test_bundled_poem_models_fit_their_position_tables(name):
+    from genrt.runtime import bundled_model_dir
+    folder = bundled_model_dir(name)
+    if not folder.is_dir():
+        pytest.skip(f"{name} is not bundled")
+    assert position_table_rows(folder / "decoder.onnx") >= read_manifest(folder).max_len

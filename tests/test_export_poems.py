@@ -151,3 +151,23 @@ def test_device_cache_path_matches_plain_path(exported_dir):
     l3, _ = recompute.step(np.ones((3, 1), np.int64), recompute.start(sources))
     l4, _ = plain.step(np.ones((3, 1), np.int64), plain.start(sources))
     np.testing.assert_allclose(l3, l4, atol=1e-5)
+
+
+def test_runtime_score_equals_torch_nll(tiny_poems_checkpoint, exported_dir):
+    """Teacher-forced NLL through the decoder's all_logits output = torch's, within 1e-4 per token."""
+    import torch
+    import torch.nn.functional as F
+    from genrt.text.generator import PoemGenerator
+    from trainers.poems import load_model
+    model, vocab, _ = load_model(tiny_poems_checkpoint)
+    gen = PoemGenerator.load(exported_dir, provider="cpu", threads=1)
+    pairs = [("春江", "春江花月夜，明月上高山。"), ("山水清风", "白云深山人家。"), ("明月", "明月光")]
+    got = gen.score([p for p, _ in pairs], [q for _, q in pairs], batch_size=2)
+    tok = gen.tokenizer
+    for (prompt, poem), score in zip(pairs, got):
+        src = torch.tensor([tok.encode_prompt(prompt, "title", 80)])
+        tgt = tok.encode_text(poem) + [tok.eos_id]
+        logits = model(src, torch.ones_like(src, dtype=torch.float32), torch.tensor([[tok.sos_id] + tgt[:-1]]))
+        want = -F.cross_entropy(logits[0].double(), torch.tensor(tgt), reduction="sum").item()
+        assert score.tokens == len(tgt)
+        assert abs(score.logprob - want) <= 1e-4 * len(tgt), (score.logprob, want)

@@ -98,6 +98,28 @@ def test_interpolate_runs_from_one_latent_to_the_other(faces, mode):
     assert np.array_equal(frames[0], start) and np.array_equal(frames[-1], end)
 
 
+def test_truncation_scales_latents_toward_the_mean(faces):
+    z = faces.latents(4, seed=5)
+    assert np.allclose(faces.latents(4, seed=5, truncation=0.5), 0.5 * z)
+    assert np.array_equal(faces.generate(3, seed=5, truncation=0.7),
+                          faces.generate_from_latents(faces.latents(3, seed=5, truncation=0.7)))
+    assert np.array_equal(faces.generate(3, seed=5, truncation=1.0), faces.generate(3, seed=5))
+
+
+@pytest.mark.parametrize("psi", [0.0, -0.5, 1.01, float("nan"), float("inf"), "0.5", True])
+def test_bad_truncation_is_named(faces, psi):
+    with pytest.raises(ValueError, match="truncation"):
+        faces.generate(1, seed=0, truncation=psi)
+
+
+def test_streamed_interpolation_equals_the_whole_path(faces):
+    whole = faces.interpolate(9, seed=4, batch_size=64)
+    streamed = list(faces.iter_interpolation(9, seed=4, batch_size=4))
+    assert [len(b) for b in streamed] == [4, 4, 1]
+    assert np.array_equal(np.concatenate(streamed), whole)
+    assert np.array_equal(whole[[0, -1]], faces.generate_from_latents(faces.latents(2, seed=4)))
+
+
 def test_slerp_keeps_latent_norm_between_equal_norm_ends():
     a, b = np.zeros(8, np.float32), np.zeros(8, np.float32)
     a[0], b[1] = 3.0, 3.0                                               # orthogonal, same norm

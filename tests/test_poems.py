@@ -1,4 +1,6 @@
 """PoemGenerator API on a tiny exported model: modes, batching, sampling, streaming, bad input."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -60,8 +62,86 @@ def test_continue_mode_starts_with_the_line(gen):
 
 
 def test_options_object_and_kwargs_agree(gen):
-    opts = GenerationOptions(num_beams=2, max_new_tokens=6)
+    opts = gen.options(num_beams=2, max_new_tokens=6)        # kwargs = the model's recommendations under them
     assert gen.generate("春江", opts)[0].text == gen.generate("春江", num_beams=2, max_new_tokens=6)[0].text
+
+
+@pytest.fixture
+def gen_with_defaults(tiny_poems_dir, tmp_path):
+    import json
+    import shutil
+    model = Path(shutil.copytree(tiny_poems_dir, tmp_path / "model"))
+    manifest = json.loads((model / "manifest.json").read_text(encoding="utf-8"))
+    manifest["generation"] = {"default": {"max_new_tokens": 5, "repetition_penalty": 1.3},
+                              "beam": {"length_penalty": 0.8}, "sample": {"temperature": 0.5, "top_k": 7}}
+    (model / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    return PoemGenerator.load(model, provider="cpu", threads=1)
+
+
+def test_manifest_defaults_apply_and_explicit_options_win(gen_with_defaults):
+    g = gen_with_defaults
+    plain = g.options()
+    assert (plain.max_new_tokens, plain.repetition_penalty, plain.do_sample) == (5, 1.3, False)
+    assert g.options(max_new_tokens=7, repetition_penalty=1.0).max_new_tokens == 7
+    assert g.options(num_beams=3).length_penalty == 0.8 and g.options().length_penalty == 1.0
+    sampled = g.options(do_sample=True)
+    assert (sampled.temperature, sampled.top_k) == (0.5, 7)
+    assert g.options(do_sample=True, temperature=1.5).temperature == 1.5
+    assert g.options(GenerationOptions()).max_new_tokens == GenerationOptions().max_new_tokens  # object: as given
+    assert len(g.generate("春江")[0].text) <= 5
+
+
+def test_a_bad_generation_section_is_named_at_load(tiny_poems_dir, tmp_path):
+    import json
+    import shutil
+    model = Path(shutil.copytree(tiny_poems_dir, tmp_path / "model"))
+    manifest = json.loads((model / "manifest.json").read_text(encoding="utf-8"))
+    manifest["generation"] = {"default": {"temprature": 0.5}, "greedy": {}}
+    (model / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(ManifestError, match="temprature") as info:
+        PoemGenerator.load(model, provider="cpu")
+    assert "greedy" in str(info.value)
+
+
+def test_options_must_be_an_options_object(gen):
+    with pytest.raises(ValueError, match="options must be a GenerationOptions"):
+        gen.generate("春江", {"num_beams": 2})
+    with pytest.raises(ValueError, match="prompt must be a string"):
+        gen.generate(None)
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(num_beams=3), dict(do_sample=True, seed=4, num_return_sequences=2)])
+def test_a_prompt_decodes_the_same_alone_or_in_a_batch(gen, kwargs):
+    alone = [p.text for p in gen.generate("明月光", max_new_tokens=12, **kwargs)]
+    for batch in (["春江", "明月光"], ["明月光", "明月光", "山水清风"]):
+        together = gen.generate(batch, max_new_tokens=12, **kwargs)
+        assert [p.text for p in together[batch.index("明月光")]] == alone
+
+
+def test_score_is_batch_independent_and_matches_greedy_scores(gen):
+    poems = [p[0] for p in gen.generate(["春江", "明月", "山水清风"], max_new_tokens=10, repetition_penalty=1.0,
+                                          max_char_repeats=0, no_repeat_verse=False)]
+    one_by_one = [gen.score(p.prompt, p.text)[0] for p in poems]
+    batched = gen.score([p.prompt for p in poems], [p.text for p in poems], batch_size=3)
+    for a, b, p in zip(one_by_one, batched, poems):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+        assert a.tokens == len(p.text) + 1 and a.nll_per_char == pytest.approx(-a.logprob / a.tokens)
+        eos = gen.score(p.prompt, p.text)[0].logprob - p.score   # score() adds <eos>; generation stopped before
+        assert eos < 0 if not p.finished else eos == pytest.approx(0, abs=1e-4)
+
+
+def test_score_rejects_what_it_cannot_score(gen):
+    with pytest.raises(ValueError, match="as many prompts as poems"):
+        gen.score(["春江", "明月"], ["春江水"])
+    with pytest.raises(ValueError, match="outside the model's vocabulary: ☃"):
+        gen.score("春江", "春江☃")
+    with pytest.raises(ValueError, match="must start with its prompt line"):
+        gen.score("春江", "明月", mode="continue")
+
+
+def test_traditional_characters_map_to_the_vocabulary(gen):
+    assert gen.dropped_chars("東風☃") == "☃"
+    assert gen.generate("東風", max_new_tokens=8)[0].text == gen.generate("东风", max_new_tokens=8)[0].text
 
 
 def test_repetition_controls_reduce_repeats(gen):
@@ -73,7 +153,7 @@ def test_repetition_controls_reduce_repeats(gen):
 
 
 def test_max_length_is_capped_by_the_model(gen):
-    p = gen.generate("春江", max_new_tokens=10_000)[0]
+    p = gen.generate("春江", max_new_tokens=4096)[0]       # the options' own cap; the model allows far fewer
     assert len(p.text) <= gen.manifest.max_len
 
 

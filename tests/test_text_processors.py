@@ -99,3 +99,29 @@ def test_top_ids_are_the_m_largest(m):
         assert len(set(got[row].tolist())) == m
         kth = np.sort(x[row])[-m]
         assert (x[row, got[row]] >= kth).all()  # nothing smaller than the m-th largest was picked
+
+
+# ---------------------------------------------------------------- verse-aware repetition control
+
+def verse_block_case(text: str, **kwargs):
+    from genrt.text.processors import VerseRepetitionBlock
+    from genrt.text.tokenizer import CharTokenizer
+    from tests.fixtures_poems import TINY_VOCAB
+    tok = CharTokenizer(TINY_VOCAB)
+    proc = VerseRepetitionBlock(tok.ids_of("，。？！；"), **kwargs)
+    tokens = np.array([[tok.sos_id] + tok.encode_text(text)])
+    return tok, proc(tokens, np.zeros((1, len(tok)), np.float32))
+
+
+def test_a_third_occurrence_in_a_verse_is_banned_but_a_doubled_character_is_not():
+    tok, out = verse_block_case("春江江", max_char_repeats=2, no_repeat_verse=False)
+    assert out[0, tok.index["江"]] == -np.inf and np.isfinite(out[0, tok.index["春"]])
+    tok, out = verse_block_case("春江江，春", max_char_repeats=2, no_repeat_verse=False)   # a new verse resets
+    assert np.isfinite(out[0, tok.index["江"]])
+
+
+def test_a_verse_never_copies_an_earlier_one():
+    tok, out = verse_block_case("春江花月夜，春江花月", max_char_repeats=0, no_repeat_verse=True)
+    assert out[0, tok.index["夜"]] == -np.inf and np.isfinite(out[0, tok.index["明"]])
+    tok, out = verse_block_case("春江，明月光，春江", max_char_repeats=0, no_repeat_verse=True)
+    assert out[0, tok.index["，"]] == -np.inf and out[0, tok.index["。"]] == -np.inf

@@ -2,6 +2,7 @@
 import itertools
 
 import numpy as np
+import pytest
 
 from genrt.text.processors import log_softmax, pick_greedy
 from genrt.text.search import beam_search, generate_tokens, iter_tokens
@@ -55,8 +56,20 @@ def test_iter_tokens_stops_when_every_row_ended():
     model = TableModel(2)
     steps = list(iter_tokens(model, model.start([[4], [5]]), np.ones((2, 1), np.int64), 50, EOS, [], pick_greedy))
     assert len(steps) <= 50
-    _, alive = steps[-1]
+    _, alive, _ = steps[-1]
     assert not alive.any() or len(steps) == 50
+
+
+def test_greedy_score_is_the_models_log_probability_of_the_chosen_tokens():
+    from genrt.text.processors import log_softmax
+    model = TableModel(3)
+    prefix = np.ones((1, 1), np.int64)
+    hyp = generate_tokens(model, model.start([[4]]), prefix, 6, EOS, [], pick_greedy)[0]
+    seq, expected = [1], 0.0
+    for t in hyp.tokens + ([EOS] if hyp.finished else []):
+        expected += float(log_softmax(model.logits_for(seq)[None].astype(np.float64))[0, t])
+        seq.append(t)
+    assert hyp.score == pytest.approx(expected, abs=1e-5) and hyp.score < 0
 
 
 def test_beam_with_full_width_finds_the_best_sequence():

@@ -11,7 +11,7 @@ from trainers.common import load_checkpoint
 from trainers.faces import FacesConfig, load_faces, load_generator, main, train
 
 torch.set_num_threads(1)
-TINY = dict(nz=16, ngf=8, ndf=8, threads=1, device="cpu", seed=3)
+TINY = dict(nz=16, ngf=8, ndf=8, threads=1, device="cpu", seed=3, holdout=0, snapshot_every=0)
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def test_dry_run_writes_a_checkpoint_that_holds_its_config(faces_with_a_broken_f
     main(["--dry-run", "--data", str(faces_with_a_broken_file), "--out", str(out),
           "--nz", "16", "--ngf", "8", "--ndf", "8", "--threads", "1", "--device", "cpu"])
     printed = capsys.readouterr().out
-    assert "faces: 8 images" in printed and "(1 unreadable, skipped)" in printed
+    assert "faces: 8 training images" in printed and "(1 unreadable, skipped)" in printed
     state = load_checkpoint(out / "checkpoint.pt")
     assert state["kind"] == "faces-dcgan" and state["step"] == 3
     assert state["config"]["ngf"] == 8 and state["config"]["dry_run"] is True
@@ -42,8 +42,8 @@ def test_dry_run_writes_a_checkpoint_that_holds_its_config(faces_with_a_broken_f
     assert list((out / "samples").glob("step_*.png"))
 
 
-def weights(path: Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint(path)["generator"]
+def weights(path: Path, key: str = "generator") -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)[key]
 
 
 def test_resume_reproduces_an_uninterrupted_run(synthetic_faces_dir, tmp_path):
@@ -52,7 +52,56 @@ def test_resume_reproduces_an_uninterrupted_run(synthetic_faces_dir, tmp_path):
     halfway = weights(train(FacesConfig(out=str(tmp_path / "resumed"), steps=2, **common)))
     resumed = train(FacesConfig(out=str(tmp_path / "resumed"), steps=4, resume=True, **common))
     assert load_checkpoint(resumed)["step"] == 4
-    a, b = weights(straight), weights(resumed)
-    assert not torch.equal(a["net.0.weight"], halfway["net.0.weight"])  # steps 3-4 really trained
-    assert a.keys() == b.keys()
-    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    for key in ("generator", "generator_ema", "discriminator"):
+        a, b = weights(straight, key), weights(resumed, key)
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), (key, [k for k in a if not torch.equal(a[k], b[k])])
+    assert not torch.equal(weights(straight)["net.0.weight"], halfway["net.0.weight"])  # steps 3-4 really trained
+
+
+def test_holdout_split_is_disjoint_and_by_name(tmp_path):
+    from trainers.faces import face_paths
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for i in range(10):
+        (folder / f"{i:06d}.jpg").write_bytes(b"")
+    train_paths, held = face_paths(folder, "train", holdout=3), face_paths(folder, "holdout", holdout=3)
+    assert [p.name for p in held] == ["000007.jpg", "000008.jpg", "000009.jpg"]
+    assert len(train_paths) == 7 and not set(train_paths) & set(held)
+    with pytest.raises(SystemExit, match="too few"):
+        face_paths(folder, "train", holdout=10)
+
+
+def test_ema_generator_lags_the_raw_one_and_decay_zero_copies_it(synthetic_faces_dir, tmp_path):
+    common = dict(data=str(synthetic_faces_dir), batch_size=4, checkpoint_every=3, sample_every=1000, steps=3, **TINY)
+    ema = load_checkpoint(train(FacesConfig(out=str(tmp_path / "ema"), ema_decay=0.9, **common)))
+    raw, avg = ema["generator"]["net.0.weight"], ema["generator_ema"]["net.0.weight"]
+    assert not torch.equal(raw, avg)
+    off = load_checkpoint(train(FacesConfig(out=str(tmp_path / "off"), ema_decay=0.0, **common)))
+    assert torch.equal(off["generator"]["net.0.weight"], off["generator_ema"]["net.0.weight"])
+
+
+def test_snapshots_hold_the_ema_generator_with_its_own_batchnorm_stats(synthetic_faces_dir, tmp_path):
+    cfg = dict(TINY, snapshot_every=2)
+    train(FacesConfig(data=str(synthetic_faces_dir), out=str(tmp_path / "run"), batch_size=4, steps=4,
+                      checkpoint_every=4, sample_every=1000, **cfg))
+    snaps = sorted((tmp_path / "run" / "snapshots").glob("step_*.pt"))
+    assert [p.name for p in snaps] == ["step_000002.pt", "step_000004.pt"]
+    snap, state = load_checkpoint(snaps[-1]), load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert snap["step"] == 4 and "discriminator" not in snap
+    assert torch.equal(snap["generator"]["net.0.weight"], state["generator_ema"]["net.0.weight"])
+    assert not torch.equal(snap["generator"]["net.1.running_mean"], state["generator_ema"]["net.1.running_mean"])
+
+
+@pytest.mark.parametrize("flag, value", [("--batch-size", "0"), ("--checkpoint-every", "0"), ("--steps", "0"),
+                                         ("--ema-decay", "1.0"), ("--augment", "rotate")])
+def test_bad_settings_stop_with_one_line(synthetic_faces_dir, tmp_path, flag, value):
+    with pytest.raises((SystemExit, ValueError), match=flag.lstrip("-").split("-")[0] if flag != "--augment"
+                       else "rotate"):
+        main(["--data", str(synthetic_faces_dir), "--out", str(tmp_path / "run"), "--holdout", "0", flag, value])
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_resume_with_nothing_to_resume_says_so(synthetic_faces_dir, tmp_path):
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        train(FacesConfig(data=str(synthetic_faces_dir), out=str(tmp_path / "none"), resume=True, **TINY))

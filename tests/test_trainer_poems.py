@@ -95,7 +95,7 @@ def tiny_cfg(tmp_path, **kw):
 
 def test_dry_run_writes_a_self_describing_checkpoint(tmp_path):
     ckpt = train(tiny_cfg(tmp_path))
-    state = torch.load(ckpt, weights_only=False)
+    state = load_checkpoint(ckpt, expected_kind="poems-transformer")
     assert state["step"] == 4 and state["config"]["d_model"] == 16 and state["vocab"][0] == "<pad>"
     assert state["history"] and {"nll", "ppl", "kl", "js"} <= set(state["history"][-1])
     model, vocab, _ = load_model(ckpt)
@@ -107,8 +107,8 @@ def test_resume_continues_identically(tmp_path):
     straight = train(tiny_cfg(tmp_path / "a", steps=4, checkpoint_every=100))
     train(tiny_cfg(tmp_path / "b", steps=2))
     resumed = train(tiny_cfg(tmp_path / "b", steps=4, resume=True))
-    a = torch.load(straight, weights_only=False)["model"]
-    b = torch.load(resumed, weights_only=False)["model"]
+    a = load_checkpoint(straight)["model"]
+    b = load_checkpoint(resumed)["model"]
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
 

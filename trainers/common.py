@@ -1,15 +1,17 @@
-"""Pieces both trainers share: config <-> argparse, seeding, DDP setup, atomic checkpoints."""
+"""Pieces both trainers share: config <-> argparse, seeding, DDP setup, atomic and safe checkpoints."""
 from __future__ import annotations
 
 import argparse
 import contextlib
 import dataclasses
 import os
+import pickle
 import random
+import re
 import sys
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -100,17 +102,87 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
+class CheckpointError(ValueError):
+    """A checkpoint cannot be written or used: missing, empty, truncated, not a checkpoint, an unsafe pickle, or of
+    another kind. The message is one line naming the path and the problem."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path, self.problem = Path(path), problem
+        super().__init__(f"checkpoint {path}: {problem}")
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write to a temporary file in the same directory, then rename: a crash never leaves half a checkpoint."""
+    """Write to a temporary file in the same directory, then rename: a crash never leaves half a checkpoint, and a
+    failed write (disk full, unpicklable value) leaves no .tmp file behind and the previous checkpoint untouched."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):  # nothing to remove when the folder itself could not be made
+            tmp.unlink(missing_ok=True)
+        if not isinstance(e, Exception):  # KeyboardInterrupt and friends: cleaned up, passed on as they are
+            raise
+        raise CheckpointError(path, f"not written ({_one_line(e)})") from e
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    return torch.load(Path(path), map_location=map_location, weights_only=False)
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    expected_kind: str | Sequence[str] | None = None) -> dict[str, Any]:
+    """Load a checkpoint written by save_checkpoint: tensors and plain values only (weights_only=True, so a crafted
+    pickle cannot run code). `expected_kind` (one "kind" or several) rejects another model's checkpoint. Every
+    failure is a CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "is a directory, not a file" if path.is_dir() else "no such file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(path, "is empty")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except OSError as e:
+        raise CheckpointError(path, f"cannot be read ({_one_line(e)})") from None
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(path, _unpickling_problem(e)) from None
+    except Exception as e:  # torch raises RuntimeError, EOFError, KeyError, ... for truncated or foreign files
+        raise CheckpointError(path, f"is truncated or not a torch checkpoint ({_one_line(e)})") from None
+    check_checkpoint_kind(path, state, expected_kind)
+    return state
+
+
+def check_checkpoint_kind(path: str | Path, state: Any, expected_kind: str | Sequence[str] | None) -> None:
+    """A checkpoint is a dict with a string "kind"; with `expected_kind`, one of those."""
+    if not isinstance(state, dict) or not isinstance(state.get("kind"), str):
+        what = "a dict without a 'kind' entry" if isinstance(state, dict) else f"a {type(state).__name__}"
+        raise CheckpointError(path, f"is not a genrt checkpoint (it holds {what})")
+    wanted = (expected_kind,) if isinstance(expected_kind, str) else tuple(expected_kind or ())
+    if wanted and state["kind"] not in wanted:
+        raise CheckpointError(path, f"is a {state['kind']!r} checkpoint, expected {' or '.join(map(repr, wanted))}")
+
+
+def _unpickling_problem(e: pickle.UnpicklingError) -> str:
+    """torch's weights-only unpickler explains itself in a paragraph: keep its one telling sentence."""
+    found = re.search(r"WeightsUnpickler error:\s*(.*?)(\.\s|\s*Check the documentation|$)", str(e), re.S)
+    detail = " ".join(found.group(1).split()) if found else ""
+    if "global" in detail.lower():  # the pickle names a function or class to call: what an exploit does
+        return f"refused: unsafe pickle, a checkpoint holds only tensors and plain values ({detail})"
+    return f"is truncated or not a torch checkpoint ({detail or _one_line(e)})"
+
+
+def _one_line(e: BaseException, limit: int = 160) -> str:
+    """`Type: first sentence of the message`, on one line (torch's messages run to paragraphs)."""
+    text = f"{type(e).__name__}: {' '.join(str(e).split()).split('. ')[0]}".rstrip(": ")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def one_line_errors():
+    """For command-line entry points: a CheckpointError becomes one 'error: ...' line and exit status 2."""
+    try:
+        yield
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def config_from_checkpoint(config_cls: type[C], state: dict[str, Any]) -> C:

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,9 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from trainers.diffaugment import diff_augment, parse_policy
 from trainers.common import (
-    DistInfo, config_dict, config_from_checkpoint, load_checkpoint, parse_config, pick_device,
+    DistInfo, config_dict, one_line_errors, config_from_checkpoint, load_checkpoint, parse_config, pick_device,
     save_checkpoint, seed_everything, setup_distributed, teardown_distributed, unwrap,
 )
 
@@ -39,7 +41,11 @@ class FacesConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     seed: int = 1234
-    max_images: int = 0           # 0 = all
+    max_images: int = 0           # 0 = all (before the held-out split)
+    holdout: int = 1000           # the last N images by name never train: benchmarks.faces_swd scores against them
+    ema_decay: float = 0.999      # exponential moving average of G's weights (what export uses); 0 = off
+    augment: str = "color,translation,cutout"   # DiffAugment policy for every image D sees; "" = off
+    snapshot_every: int = 1000    # write the EMA generator to snapshots/ every N steps (for SWD vs steps); 0 = off
     sample_every: int = 0         # 0 = once per epoch
     checkpoint_every: int = 250
     threads: int = 0              # 0 = leave torch's default
@@ -62,11 +68,25 @@ def load_face(path: Path, size: int) -> np.ndarray:
         return np.asarray(im, dtype=np.uint8)
 
 
-def load_faces(folder: str | Path, size: int, limit: int = 0) -> tuple[torch.Tensor, int]:
-    """All images of a folder as one uint8 tensor (N, 3, size, size); unreadable files are skipped and counted."""
+def face_paths(folder: str | Path, split: str = "train", holdout: int = 1000, limit: int = 0) -> list[Path]:
+    """Image files of a folder sorted by name; split "train" drops the last `holdout`, "holdout" keeps only them."""
     paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     if limit:
         paths = paths[:limit]
+    if split not in ("train", "holdout", "all"):
+        raise ValueError(f"split must be train, holdout or all, not {split!r}")
+    if split == "all" or holdout <= 0:
+        return paths
+    if holdout >= len(paths):
+        raise SystemExit(f"{folder}: {len(paths)} images, too few to hold {holdout} out")
+    return paths[:-holdout] if split == "train" else paths[-holdout:]
+
+
+def load_faces(folder: str | Path, size: int, limit: int = 0, split: str = "all",
+               holdout: int = 1000) -> tuple[torch.Tensor, int]:
+    """One split of a folder's images as one uint8 tensor (N, 3, size, size); unreadable files are skipped and
+    counted."""
+    paths = face_paths(folder, split, holdout, limit)
     images, skipped = [], 0
     for p in paths:
         try:
@@ -143,6 +163,39 @@ def build_generator(cfg: FacesConfig) -> Generator:
     return Generator(cfg.nz, cfg.ngf)
 
 
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model for parameters; buffers (BatchNorm statistics) are copied."""
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p.detach(), 1.0 - decay)
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(G: nn.Module, nz: int, seed: int, batches: int = 16, batch_size: int = 64) -> nn.Module:
+    """Recompute BatchNorm running statistics for G's own (EMA) weights: the copied statistics belong to the raw
+    generator. Cumulative average over `batches` seeded noise batches; returns G in eval mode."""
+    norms = [m for m in G.modules() if isinstance(m, nn.BatchNorm2d)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    G.train()
+    gen = torch.Generator().manual_seed(seed)
+    device = next(G.parameters()).device
+    for _ in range(batches):
+        G(torch.randn(batch_size, nz, 1, 1, generator=gen).to(device))
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    return G.eval()
+
+
+def exported_generator(G_ema: nn.Module, cfg: "FacesConfig") -> nn.Module:
+    """A copy of the EMA generator with its own BatchNorm statistics, in eval mode: what snapshots and export use."""
+    return recalibrate_batchnorm(copy.deepcopy(G_ema), cfg.nz, cfg.seed + 17)
+
+
 # ---------------------------------------------------------------- training
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
@@ -191,19 +244,32 @@ def train(cfg: FacesConfig) -> Path:
     out = Path(cfg.out)
     ckpt_path = out / "checkpoint.pt"
 
-    data_u8, skipped = load_faces(cfg.data, cfg.image_size, cfg.max_images)
+    policy = parse_policy(cfg.augment)
+    for name in ("batch_size", "steps", "checkpoint_every"):
+        if getattr(cfg, name) < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise SystemExit(f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
+    data_u8, skipped = load_faces(cfg.data, cfg.image_size, cfg.max_images, "train",
+                                  0 if cfg.dry_run else cfg.holdout)
     if dist_info.is_main:
-        print(f"faces: {len(data_u8)} images from {cfg.data} ({skipped} unreadable, skipped)")
+        print(f"faces: {len(data_u8)} training images from {cfg.data} ({skipped} unreadable, skipped); "
+              f"last {0 if cfg.dry_run else cfg.holdout} by name held out; augment {','.join(policy) or 'off'}; "
+              f"EMA {cfg.ema_decay or 'off'}")
 
     G, D = build_generator(cfg).to(device), Discriminator(cfg.ndf).to(device)
     G.apply(init_weights)
     D.apply(init_weights)
     opt_g = torch.optim.Adam(G.parameters(), cfg.lr, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(D.parameters(), cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     start = 0
-    if cfg.resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, device)
+    if cfg.resume and not ckpt_path.exists():
+        raise SystemExit(f"--resume: no checkpoint at {ckpt_path}")
+    if cfg.resume:
+        state = load_checkpoint(ckpt_path, device, expected_kind="faces-dcgan")
         G.load_state_dict(state["generator"])
+        G_ema.load_state_dict(state.get("generator_ema", state["generator"]))
         D.load_state_dict(state["discriminator"])
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
@@ -220,11 +286,19 @@ def train(cfg: FacesConfig) -> Path:
     steps_per_epoch = max(1, len(data_u8) // dist_info.world_size // cfg.batch_size)
     sample_every = cfg.sample_every or steps_per_epoch
 
+    def snapshot(step: int) -> None:
+        """The EMA generator alone (BatchNorm recalibrated), for scoring SWD against steps."""
+        if dist_info.is_main:
+            save_checkpoint(out / "snapshots" / f"step_{step:06d}.pt", {
+                "config": config_dict(cfg), "step": step, "kind": "faces-dcgan",
+                "generator": exported_generator(G_ema, cfg).state_dict()})
+
     def save(step: int) -> None:
         if dist_info.is_main:
             save_checkpoint(ckpt_path, {
                 "config": config_dict(cfg), "step": step, "kind": "faces-dcgan",
-                "generator": unwrap(G).state_dict(), "discriminator": unwrap(D).state_dict(),
+                "generator": unwrap(G).state_dict(), "generator_ema": G_ema.state_dict(),
+                "discriminator": unwrap(D).state_dict(),
                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
             })
 
@@ -239,10 +313,13 @@ def train(cfg: FacesConfig) -> Path:
         if device.type == "cpu":
             real = real.contiguous(memory_format=torch.channels_last)
 
-        # (1) Update D: maximise log D(x) + log(1 - D(G(z)))
+        aug_gen = step_generator(cfg, step + 2 * 10**9, dist_info.rank)   # DiffAugment draws, replayed on resume
+
+        # (1) Update D: maximise log D(x) + log(1 - D(G(z))), both seen through the same kind of augmentation
         with autocast:
             fake = G(noise)
-            logit_real, logit_fake = D(real).float(), D(fake.detach()).float()
+            logit_real = D(diff_augment(real, policy, aug_gen)).float()
+            logit_fake = D(diff_augment(fake.detach(), policy, aug_gen)).float()
         loss_d = (F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
                   + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
         opt_d.zero_grad(set_to_none=True)
@@ -251,22 +328,22 @@ def train(cfg: FacesConfig) -> Path:
 
         # (2) Update G: maximise log D(G(z))
         with autocast:
-            logit_gen = D(fake).float()
+            logit_gen = D(diff_augment(fake, policy, aug_gen)).float()
         loss_g = F.binary_cross_entropy_with_logits(logit_gen, torch.ones_like(logit_gen))
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
+        update_ema(G_ema, unwrap(G), cfg.ema_decay)
 
         done = step + 1
         bar.set_postfix(loss_d=f"{loss_d.item():.3f}", loss_g=f"{loss_g.item():.3f}",
                         D_x=f"{torch.sigmoid(logit_real).mean().item():.2f}",
                         D_G_z=f"{torch.sigmoid(logit_fake).mean().item():.2f}")
         if dist_info.is_main and (done % sample_every == 0 or done == cfg.steps):
-            plain_g = unwrap(G)  # not the DDP wrapper: its forward would wait for the other ranks
-            plain_g.eval()
-            with torch.no_grad():
-                save_grid(plain_g(fixed_noise), out / "samples" / f"step_{done:06d}.png")
-            plain_g.train()
+            with torch.no_grad():   # the EMA copy, not the DDP wrapper (its forward would wait for other ranks)
+                save_grid(exported_generator(G_ema, cfg)(fixed_noise), out / "samples" / f"step_{done:06d}.png")
+        if cfg.snapshot_every and (done % cfg.snapshot_every == 0 or done == cfg.steps):
+            snapshot(done)
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             save(done)
     if dist_info.is_main:
@@ -277,15 +354,19 @@ def train(cfg: FacesConfig) -> Path:
 
 def load_generator(path: str | Path) -> tuple[Generator, FacesConfig, dict]:
     """Rebuild the generator from a checkpoint alone (its config travels inside)."""
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, expected_kind="faces-dcgan")
     cfg = config_from_checkpoint(FacesConfig, state)
     G = build_generator(cfg)
+    if "generator_ema" in state:  # a training checkpoint: export the EMA weights with their own statistics
+        G.load_state_dict(state["generator_ema"])
+        return exported_generator(G, cfg), cfg, state
     G.load_state_dict(state["generator"])
     return G.eval(), cfg, state
 
 
 def main(argv: list[str] | None = None) -> None:
-    train(parse_config(FacesConfig, argv, description=__doc__))
+    with one_line_errors():
+        train(parse_config(FacesConfig, argv, description=__doc__))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from genrt.contract import EOS, PAD, SOS, SPECIAL_TOKENS
 from trainers.common import (
-    DistInfo, config_dict, config_from_checkpoint, load_checkpoint, main_process_first, parse_config, pick_device,
+    DistInfo, config_dict, one_line_errors, config_from_checkpoint, load_checkpoint, main_process_first, parse_config, pick_device,
     save_checkpoint, seed_everything, setup_distributed, teardown_distributed, unwrap,
 )
 from trainers.poems_corpus import load_corpus
@@ -54,6 +54,7 @@ class PoemsConfig:
     amp: bool = False              # bf16 autocast
     device: str = "auto"
     resume: bool = False
+    init_from: str = ""            # weights-only checkpoint (save_weights) to warm-start from; fresh optimizer
     dry_run: bool = False
 
     def model_config(self, vocab_size: int) -> PoemModelConfig:
@@ -154,10 +155,24 @@ def evaluate(model: PoemTransformer, pairs: PairSet, batches: list[np.ndarray], 
 
 # ---------------------------------------------------------------- training
 
-def lr_at(cfg: PoemsConfig, step: int) -> float:
-    """Linear warm-up, then inverse square-root decay."""
+def lr_at(cfg: PoemsConfig, step: int, restart: int = 0) -> float:
+    """Linear warm-up, then inverse square-root decay. After a warm start at step `restart` (fresh Adam moments)
+    the schedule goes on from there, ramped up again over `warmup` steps."""
     step = max(1, step)
-    return cfg.lr * min(step / cfg.warmup, math.sqrt(cfg.warmup / step))
+    ramp = min(1.0, (step - restart) / cfg.warmup) if restart else 1.0
+    return cfg.lr * min(step / cfg.warmup, math.sqrt(cfg.warmup / step)) * ramp
+
+
+WEIGHTS_KIND = "poems-transformer-weights"
+
+
+def save_weights(path: Path, model: PoemTransformer, vocab: list[str], config: dict, step: int, tokens_seen: int,
+                 history: list[dict], dtype: torch.dtype = torch.bfloat16, corpus: dict | None = None) -> None:
+    """A compact weights-only checkpoint (no optimizer state, bf16 by default): enough to export or warm-start."""
+    state = {k: v.detach().to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    save_checkpoint(path, {"kind": WEIGHTS_KIND, "config": dict(config), "model_config": asdict(model.config),
+                           "vocab": list(vocab), "step": step, "tokens_seen": tokens_seen, "history": history,
+                           "corpus": corpus or {}, "model": state})
 
 
 def synthetic_cache(folder: Path, write: bool = True) -> Path:
@@ -221,12 +236,25 @@ def train(cfg: PoemsConfig) -> Path:
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9)
     ckpt_path = out / "checkpoint.pt"
-    start, tokens_seen, history = 0, 0, []
-    if cfg.resume and ckpt_path.exists():
-        state = grow_vocab(load_checkpoint(ckpt_path, device), vocab, model, [*decay, *no_decay])
+    start, tokens_seen, history, restart = 0, 0, [], 0
+    if cfg.resume and not ckpt_path.exists() and not cfg.init_from:
+        raise SystemExit(f"--resume: no checkpoint at {ckpt_path}")
+    if cfg.init_from and not (cfg.resume and ckpt_path.exists()):
+        state = load_checkpoint(cfg.init_from, device, expected_kind=(WEIGHTS_KIND, "poems-transformer"))
+        if list(state["vocab"]) != list(vocab):
+            raise SystemExit(f"--init-from {cfg.init_from}: its vocab ({len(state['vocab'])} tokens) differs from "
+                             f"the corpus's ({len(vocab)}); build the corpus with the settings it was trained on")
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
+        start, tokens_seen, history = state["step"], state["tokens_seen"], list(state["history"])
+        restart = start
+        if dist_info.is_main:
+            print(f"warm start from {cfg.init_from} at step {start} ({tokens_seen / 1e6:.1f}M tokens seen)")
+    elif cfg.resume and ckpt_path.exists():
+        state = grow_vocab(load_checkpoint(ckpt_path, device, expected_kind="poems-transformer"), vocab, model, [*decay, *no_decay])
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start, tokens_seen, history = state["step"], state["tokens_seen"], state["history"]
+        restart = state.get("restart", 0)
         if "torch_rng" in state and dist_info.world_size == 1:
             torch.set_rng_state(state["torch_rng"].cpu())
         if dist_info.is_main:
@@ -243,6 +271,7 @@ def train(cfg: PoemsConfig) -> Path:
                 "config": config_dict(cfg), "model_config": asdict(model.config), "kind": "poems-transformer",
                 "vocab": vocab, "corpus": corpus_stats, "step": step, "tokens_seen": tokens_seen,
                 "history": history, "model": unwrap(ddp_model).state_dict(), "optimizer": opt.state_dict(),
+                "restart": restart,
                 "torch_rng": torch.get_rng_state(),  # dropout masks: resuming replays them exactly
             })
 
@@ -253,7 +282,7 @@ def train(cfg: PoemsConfig) -> Path:
     for step in bar:
         src, src_mask, tin, tout = (t.to(device) for t in train_pairs.collate(schedule.indices(step)))
         for group in opt.param_groups:
-            group["lr"] = lr_at(cfg, step + 1)
+            group["lr"] = lr_at(cfg, step + 1, restart)
         with autocast:
             logits = ddp_model(src, src_mask, tin)                               # (B, N, V)
         loss = F.cross_entropy(logits.float().flatten(0, 1), tout.flatten(), ignore_index=PAD_ID,
@@ -265,7 +294,7 @@ def train(cfg: PoemsConfig) -> Path:
         tokens_seen += int((tout != PAD_ID).sum()) * dist_info.world_size
         done = step + 1
         rate = (tokens_seen - tokens_at_t0) / max(1e-9, time.time() - t0)
-        bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{rate:.0f}", lr=f"{lr_at(cfg, done):.1e}")
+        bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{rate:.0f}", lr=f"{lr_at(cfg, done, restart):.1e}")
         if done % cfg.eval_every == 0 or done == cfg.steps:
             with autocast:
                 metrics = evaluate(model, val_pairs, val_batches, device)
@@ -289,7 +318,7 @@ def train(cfg: PoemsConfig) -> Path:
 
 def load_model(path: str | Path) -> tuple[PoemTransformer, list[str], dict]:
     """Rebuild the model from a checkpoint alone (config and vocab travel inside)."""
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, expected_kind=("poems-transformer", WEIGHTS_KIND))
     cfg = config_from_checkpoint(PoemsConfig, state)
     model = PoemTransformer(cfg.model_config(len(state["vocab"])))
     model.load_state_dict(state["model"])
@@ -297,7 +326,8 @@ def load_model(path: str | Path) -> tuple[PoemTransformer, list[str], dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    train(parse_config(PoemsConfig, argv, description=__doc__))
+    with one_line_errors():
+        train(parse_config(PoemsConfig, argv, description=__doc__))
 
 
 if __name__ == "__main__":

@@ -10,10 +10,11 @@ import numpy as np
 from genrt.text.model import PoemModel
 from genrt.text.options import GenerationOptions
 from genrt.text.processors import (
-    LogitsProcessor, NoRepeatNGram, RepetitionPenalty, SuppressTokens, make_sampler, pick_greedy,
+    LogitsProcessor, NoRepeatNGram, RepetitionPenalty, SuppressTokens, VerseRepetitionBlock, logsumexp,
+    make_sampler, pick_greedy,
 )
 from genrt.text.search import beam_search, generate_tokens, iter_tokens
-from genrt.text.tokenizer import CharTokenizer
+from genrt.text.tokenizer import CharTokenizer, load_t2s
 
 LINE_PUNCTUATION = "，。？！；"
 
@@ -22,15 +23,31 @@ LINE_PUNCTUATION = "，。？！；"
 class Poem:
     prompt: str
     text: str            # the poem body (in continue mode it starts with the given line)
-    score: float         # beam: sum of log-probabilities; greedy/sampling: 0.0
+    score: float         # sum of log-probabilities of the generated characters and <eos> (when finished);
+                         # greedy/sampling: the model's own; beam: after the logit processors, as ranked
     finished: bool       # ended with <eos> rather than at the length limit
+
+
+@dataclass(frozen=True)
+class PoemScore:
+    prompt: str
+    poem: str
+    logprob: float       # sum of the model's log-probabilities of the poem's characters and the final <eos>
+    tokens: int          # how many ids were scored: the characters (after the prompt line in continue mode) + <eos>
+    nll_per_char: float  # -logprob / tokens (natural log, per token, <eos> included)
+
+
+def best_by_mean_logprob(hyps: list, keep: int) -> list:
+    """best_of: the `keep` sampled candidates with the highest model log-probability per token (<eos> counted),
+    finished poems before ones cut at the length limit."""
+    return sorted(hyps, key=lambda h: (not h.finished, -h.score / (len(h.tokens) + h.finished)))[:keep]
 
 
 class PoemGenerator:
     def __init__(self, model: PoemModel):
         self.model = model
         self.manifest = model.manifest
-        self.tokenizer = CharTokenizer(self.manifest.vocab)
+        self.tokenizer = CharTokenizer(self.manifest.vocab, load_t2s(model.model_dir, self.manifest))
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None,
@@ -43,16 +60,90 @@ class PoemGenerator:
 
     # ---------------------------------------------------------------- public API
 
+    def options(self, options: GenerationOptions | None = None, **kwargs: Any) -> GenerationOptions:
+        """The validated options a call decodes with. Given a GenerationOptions, exactly that (plus kwargs).
+        Given keyword arguments alone, the model directory's recommended settings (manifest `generation`: its
+        "default" section, then "beam" when num_beams > 1 or "sample" when do_sample) under them: what the
+        caller names explicitly always wins."""
+        if options is not None and not isinstance(options, GenerationOptions):
+            raise ValueError(f"options must be a GenerationOptions, got {type(options).__name__}; pass settings "
+                             f"as keyword arguments (generate(prompt, num_beams=4))")
+        if options is not None:
+            return GenerationOptions.from_kwargs(options, **kwargs)
+        recommended = self.manifest.generation or {}
+        merged = dict(recommended.get("default", {}))
+        beams = kwargs.get("num_beams", 1)
+        if isinstance(beams, (int, np.integer)) and not isinstance(beams, bool) and beams > 1:
+            merged.update(recommended.get("beam", {}))
+        if kwargs.get("do_sample") is True:
+            merged.update(recommended.get("sample", {}))
+        merged.update(kwargs)
+        return GenerationOptions.from_kwargs(None, **merged)
+
+    def check_prompts(self, prompts: Sequence[str], options: GenerationOptions) -> None:
+        """Raise ValueError naming the problem if any prompt cannot be decoded with these options."""
+        self._encode_prompts(list(prompts), options)
+
+    def dropped_chars(self, prompt: str) -> str:
+        """Characters of a prompt the model does not see: not in its vocabulary, even after the traditional ->
+        simplified table. In order of appearance, each once."""
+        if not isinstance(prompt, str):
+            raise ValueError(f"a prompt must be a string, got {type(prompt).__name__}")
+        return "".join(self.tokenizer.unknown_chars(self.tokenizer.normalize(prompt.strip())))
+
+    def score(self, prompts: str | Sequence[str], poems: str | Sequence[str], mode: str = "title",
+              batch_size: int = 32) -> list[PoemScore]:
+        """Teacher-forced log-probability of each (prompt, poem) pair, one decoder call per batch of pairs.
+        In continue mode the poem starts with its prompt line, which is given, not scored."""
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        poems = [poems] if isinstance(poems, str) else list(poems)
+        if len(prompts) != len(poems) or not prompts:
+            raise ValueError(f"score needs as many prompts as poems (got {len(prompts)} and {len(poems)})")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        opts = GenerationOptions(mode=mode).validate()
+        sources, forced = self._encode_prompts(prompts, opts)
+        targets = [self._score_target(p, f) for p, f in zip(poems, forced)]
+        out = []
+        for start in range(0, len(prompts), batch_size):
+            chunk = range(start, min(start + batch_size, len(prompts)))
+            logits = self.model.teacher_forced_logits([sources[i] for i in chunk],
+                                                      [[self.tokenizer.sos_id] + targets[i][:-1] for i in chunk])
+            for i, lg in zip(chunk, logits):
+                lp = lg.astype(np.float64) - logsumexp(lg.astype(np.float64))          # (N, V)
+                scored = np.arange(len(forced[i]), len(targets[i]))                    # skip the given line
+                total = float(lp[scored, np.asarray(targets[i])[scored]].sum())
+                out.append(PoemScore(prompts[i], poems[i], total, len(scored), -total / len(scored)))
+        return out
+
+    def _score_target(self, poem: str, forced: list[int]) -> list[int]:
+        if not isinstance(poem, str) or not poem.strip():
+            raise ValueError("a poem to score must be a non-empty string")
+        text = self.tokenizer.normalize(poem.strip())
+        unknown = self.tokenizer.unknown_chars(text)
+        if unknown:
+            raise ValueError(f"the poem has characters outside the model's vocabulary: {''.join(unknown)}")
+        ids = self.tokenizer.encode_text(text)
+        if ids[:len(forced)] != forced or len(ids) == len(forced):
+            raise ValueError("in continue mode the poem must start with its prompt line and go on after it")
+        if len(ids) + 1 > self.manifest.max_len:
+            raise ValueError(f"the poem has {len(ids)} characters; the model scores at most "
+                             f"{self.manifest.max_len - 1}")
+        return ids + [self.tokenizer.eos_id]
+
     def generate(self, prompt: str | Sequence[str], options: GenerationOptions | None = None,
                  **kwargs: Any) -> list[Poem] | list[list[Poem]]:
         """One prompt -> list of `num_return_sequences` poems; a list of prompts -> one such list per prompt,
-        decoded together as one batch. Raises ValueError naming any bad input or option."""
-        opts = GenerationOptions.from_kwargs(options, **kwargs)
+        decoded together as one batch (each prompt gets the poems it would get alone). Options: see `options`.
+        Raises ValueError naming any bad input or option."""
+        opts = self.options(options, **kwargs)
+        if prompt is None or not isinstance(prompt, (str, list, tuple)):
+            raise ValueError(f"prompt must be a string or a list of strings, got {type(prompt).__name__}")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if not prompts:
             raise ValueError("no prompt given")
         sources, forced = self._encode_prompts(prompts, opts)
-        copies = opts.num_beams if opts.is_beam else opts.num_return_sequences
+        copies = opts.num_beams if opts.is_beam else max(opts.num_return_sequences, opts.best_of)
         prefix = self._prefix(forced, copies)
         max_new = self._max_new(opts, prefix)
         processors = self._processors(opts, forced)
@@ -62,29 +153,32 @@ class PoemGenerator:
                                processors, opts.length_penalty, opts.num_return_sequences)
         else:
             flat = generate_tokens(self.model, cache, prefix, max_new, self.tokenizer.eos_id, processors,
-                                   self._picker(opts))
-            hyps = [flat[i * copies:(i + 1) * copies] for i in range(len(prompts))]
+                                   self._picker(opts, len(prompts), copies))
+            hyps = [best_by_mean_logprob(flat[i * copies:(i + 1) * copies], opts.num_return_sequences)
+                    if opts.best_of > 1 else flat[i * copies:(i + 1) * copies] for i in range(len(prompts))]
         poems = [[self._poem(p, f, h) for h in hs] for p, f, hs in zip(prompts, forced, hyps)]
         return poems[0] if isinstance(prompt, str) else poems
 
     def stream(self, prompt: str, options: GenerationOptions | None = None, **kwargs: Any) -> Iterator[str]:
         """Pieces of the poem as they are decoded (greedy or sampling; one sequence). Bad input raises here,
         before the first piece, not on iteration."""
-        opts = GenerationOptions.from_kwargs(options, **kwargs)
-        if opts.is_beam or opts.num_return_sequences != 1:
+        opts = self.options(options, **kwargs)
+        if not isinstance(prompt, str):
+            raise ValueError(f"a prompt must be a string, got {type(prompt).__name__}")
+        if opts.is_beam or opts.num_return_sequences != 1 or opts.best_of != 1:
             raise ValueError("stream decodes one sequence greedily or by sampling: use num_beams=1 and "
-                             "num_return_sequences=1")
+                             "num_return_sequences=1 (and best_of=1)")
         sources, forced = self._encode_prompts([prompt], opts)
         prefix = self._prefix(forced, 1)
         max_new, processors = self._max_new(opts, prefix), self._processors(opts, forced)
         steps = iter_tokens(self.model, self.model.start(sources), prefix, max_new, self.tokenizer.eos_id,
-                            processors, self._picker(opts))
+                            processors, self._picker(opts, 1, 1))
         return self._pieces(forced[0], steps)
 
     def _pieces(self, forced: list[int], steps) -> Iterator[str]:
         if forced:
             yield self.tokenizer.decode(forced)
-        for new, alive in steps:
+        for new, alive, _ in steps:
             if alive[0]:
                 yield self.tokenizer.vocab[int(new[0])]
 
@@ -97,6 +191,7 @@ class PoemGenerator:
         for text in prompts:
             if not isinstance(text, str):
                 raise ValueError(f"a prompt must be a string, got {type(text).__name__}")
+            text = self.tokenizer.normalize(text)
             sources.append(self.tokenizer.encode_prompt(text, opts.mode, self.manifest.max_len, self._form_tag(opts)))
             forced.append(self._forced_line(text.strip()) if opts.mode == "continue" else [])
         return sources, forced
@@ -145,6 +240,12 @@ class PoemGenerator:
             processors.append(RepetitionPenalty(opts.repetition_penalty, ignore_ids=punctuation))
         if opts.no_repeat_ngram_size:
             processors.append(NoRepeatNGram(opts.no_repeat_ngram_size))
+        if opts.max_char_repeats or opts.no_repeat_verse:
+            processors.append(VerseRepetitionBlock(tok.ids_of(LINE_PUNCTUATION), opts.max_char_repeats,
+                                                   opts.no_repeat_verse))
+        if opts.regular_shape and not (opts.form or opts.acrostic):
+            from genrt.text.shape import RegularShape
+            processors.append(RegularShape(tok))           # last: it decides what remains allowed
         if opts.form or opts.acrostic or opts.rhyme:
             from genrt.text.forms import FormConstraint
             constraint = FormConstraint(tok, opts.form, opts.acrostic, opts.rhyme)
@@ -154,10 +255,14 @@ class PoemGenerator:
         return processors
 
     @staticmethod
-    def _picker(opts: GenerationOptions):
+    def _picker(opts: GenerationOptions, prompts: int, copies: int):
+        """Greedy, or sampling with one random stream per output row: return sequence j of any prompt draws from
+        stream (seed, j), so a prompt samples the same poems alone or in a batch."""
         if not opts.do_sample:
             return pick_greedy
-        return make_sampler(np.random.default_rng(opts.seed), opts.temperature, opts.top_k, opts.top_p)
+        root = np.random.SeedSequence(opts.seed).entropy if opts.seed is None else opts.seed
+        streams = [np.random.default_rng([root, j]) for _ in range(prompts) for j in range(copies)]
+        return make_sampler(streams, opts.temperature, opts.top_k, opts.top_p)
 
     def _poem(self, prompt: str, forced: list[int], hyp) -> Poem:
         return Poem(prompt, self.tokenizer.decode(forced + hyp.tokens), hyp.score, hyp.finished)

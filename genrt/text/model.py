@@ -12,8 +12,10 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from genrt.contract import POEMS_KIND, PoemsManifest, cross_key, cross_value, past_key, past_value, read_manifest
-from genrt.runtime import check_precision, load_checked_session, model_dir_or_bundled, resolve_provider
+from genrt.contract import ALL_LOGITS, POEMS_KIND, PoemsManifest, cross_key, cross_value, past_key, past_value, read_manifest
+from genrt.runtime import (
+    check_precision, check_threads, load_checked_session, model_dir_or_bundled, resolve_provider,
+)
 
 
 # One decoder step is a handful of small matmuls: handing them to a second thread costs more than it saves.
@@ -31,6 +33,19 @@ class DecoderCache:
     src_mask: np.ndarray               # (N, S) float32, 1 = token
     length: int                        # T: target positions already in the cache
     prefix: np.ndarray | None = None   # (N, T) ids so far; kept only by RecomputeModel
+
+
+@dataclass(frozen=True)
+class GroupedCache:
+    """One DecoderCache per prompt, each with its own rows (beams / return sequences) and unpadded source: for
+    models whose kernels give a row slightly different numbers depending on the other rows in the call (int8),
+    so that a prompt decodes to the same poem alone or in any batch."""
+    groups: tuple[DecoderCache, ...]
+    rows_per_group: int
+
+    @property
+    def length(self) -> int:
+        return self.groups[0].length
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -66,16 +81,21 @@ class PoemModel:
         layers = range(manifest.num_decoder_layers)
         self._cross_names = [n for i in layers for n in (cross_key(i), cross_value(i))]
         self._past_names = [n for i in layers for n in (past_key(i), past_value(i))]
-        self._decoder_outputs = [t.name for t in manifest.decoder().outputs]  # logits, then present K/V per layer
+        # logits, then present K/V per layer (not the scoring output: a step needs only the last position)
+        self._decoder_outputs = [t.name for t in manifest.decoder().outputs if t.name != ALL_LOGITS]
         self.device_cache = provider == "cuda" if device_cache is None else device_cache
         self._device = "cuda" if provider == "cuda" else "cpu"
+        # int8 kernels (MatMulNBits, dynamic quantization) give a row numbers that depend on the other rows of
+        # the call; decoding each prompt in a call of its own keeps results independent of batch composition
+        self.per_prompt_calls = manifest.precision == "int8" and not self.device_cache
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None,
              precision: str | None = None, device_cache: bool | None = None) -> "PoemModel":
         """Open a model directory (None = the bundled model of `precision`; by default int8 on CPU, fp32 on
         CUDA)."""
-        chosen = resolve_provider(provider, quiet=False)
+        threads = check_threads(threads)
+        chosen = resolve_provider(provider)
         model_dir = model_dir_or_bundled(
             model_dir, "poems", "python -m export.poems --checkpoint runs/poems/checkpoint.pt --out genrt/models/poems",
             precision, chosen)
@@ -86,9 +106,15 @@ class PoemModel:
         decoder = load_checked_session(model_dir, manifest.decoder(), chosen, threads)
         return cls(manifest, encoder, decoder, chosen, model_dir, device_cache)
 
-    def start(self, sources: Sequence[Sequence[int]], copies: int = 1) -> DecoderCache:
+    def start(self, sources: Sequence[Sequence[int]], copies: int = 1) -> DecoderCache | GroupedCache:
         """Encode each source once, then repeat its rows `copies` times (beams / return sequences).
         Rows come out grouped: prompt 0's copies, then prompt 1's, ..."""
+        if self.per_prompt_calls and len(sources) > 1:
+            return GroupedCache(tuple(self.start_batched([s], copies) for s in sources), copies)
+        return self.start_batched(sources, copies)
+
+    def start_batched(self, sources: Sequence[Sequence[int]], copies: int = 1) -> DecoderCache:
+        """`start` as one padded batch for every prompt, whatever the precision."""
         src_ids, src_mask = pad_batch(sources, self.manifest.pad_id)               # (B, S)
         cross = self.encoder.run(self._cross_names, {"src_ids": src_ids, "src_mask": src_mask})
         if copies > 1:
@@ -102,8 +128,15 @@ class PoemModel:
         empty = np.zeros((rows, m.num_heads, 0, m.head_dim), np.float32)           # (N, H, 0, Dh)
         return tuple(self._upload(empty) for _ in self._past_names)
 
-    def step(self, tokens: np.ndarray, cache: DecoderCache) -> tuple[np.ndarray, DecoderCache]:
+    def step(self, tokens: np.ndarray, cache: DecoderCache | GroupedCache):
         """tokens (N, k) int64 at positions T..T+k-1 -> logits (N, V) for the next token, cache grown by k."""
+        if isinstance(cache, GroupedCache):
+            r = cache.rows_per_group
+            outs = [self._step_one(tokens[i * r:(i + 1) * r], g) for i, g in enumerate(cache.groups)]
+            return np.concatenate([o[0] for o in outs]), GroupedCache(tuple(o[1] for o in outs), r)
+        return self._step_one(tokens, cache)
+
+    def _step_one(self, tokens: np.ndarray, cache: DecoderCache) -> tuple[np.ndarray, DecoderCache]:
         n, k = tokens.shape
         positions = np.ascontiguousarray(
             np.broadcast_to(np.arange(cache.length, cache.length + k, dtype=np.int64), (n, k)))
@@ -131,22 +164,51 @@ class PoemModel:
         logits, *present = binding.get_outputs()
         return logits.numpy(), present
 
+    def teacher_forced_logits(self, sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]
+                              ) -> list[np.ndarray]:
+        """Logits of every target position in one encoder and one decoder call per batch (per prompt for int8,
+        like `start`): targets[i] = <sos> + ids (the decoder input) -> per pair (len(targets[i]), V) float32,
+        row t predicting the id after targets[i][t]."""
+        if not self.manifest.scoring:
+            raise ValueError(f"{self.model_dir} has no scoring output ({ALL_LOGITS}); re-export it with "
+                             f"python -m export.poems to score poems")
+        if self.per_prompt_calls and len(sources) > 1:
+            return [self.teacher_forced_logits([s], [t])[0] for s, t in zip(sources, targets)]
+        cache = self.start_batched(sources)
+        ids, _ = pad_batch(targets, self.manifest.pad_id)                           # (B, N), pads after <eos>
+        positions = np.ascontiguousarray(np.broadcast_to(np.arange(ids.shape[1], dtype=np.int64), ids.shape))
+        feeds = {"input_ids": ids, "position_ids": positions, "src_mask": _host(cache.src_mask)}
+        feeds.update(zip(self._past_names, (_host(x) for x in cache.self_kv)))
+        feeds.update(zip(self._cross_names, (_host(x) for x in cache.cross_kv)))
+        (all_logits,) = self.decoder.run([ALL_LOGITS], feeds)                       # (B, N, V)
+        return [all_logits[i, :len(t)] for i, t in enumerate(targets)]
+
     def _upload(self, array: np.ndarray):
         if not self.device_cache:
             return array
         return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self._device, 0)
 
-    def reorder(self, cache: DecoderCache, rows: np.ndarray) -> DecoderCache:
+    def reorder(self, cache: DecoderCache | GroupedCache, rows: np.ndarray):
         """Row i of the result continues old row rows[i]. Beam search only moves rows within a prompt's group,
         and all rows of a group share the same cross-attention K/V, so only the self-attention cache moves.
         On the host the cache arrays are rearranged in place, copying only the rows that change: the cache passed
         in must not be used afterwards."""
+        if isinstance(cache, GroupedCache):
+            r = cache.rows_per_group
+            local = rows.reshape(-1, r) - (np.arange(len(cache.groups)) * r)[:, None]     # (B, r) within group
+            if (local < 0).any() or (local >= r).any():
+                raise ValueError("reorder moved a row to another prompt's group")
+            return GroupedCache(tuple(self.reorder(g, loc) for g, loc in zip(cache.groups, local)), r)
         prefix = cache.prefix[rows] if cache.prefix is not None else None
         if self.device_cache:
             moved = tuple(self._upload(x.numpy()[rows]) for x in cache.self_kv)
         else:
             moved = tuple(move_rows(x, rows) for x in cache.self_kv)
         return replace(cache, self_kv=moved, prefix=prefix)
+
+
+def _host(x) -> np.ndarray:
+    return x if isinstance(x, np.ndarray) else x.numpy()
 
 
 class RecomputeModel:
@@ -156,7 +218,7 @@ class RecomputeModel:
         self.model, self.manifest = model, model.manifest
 
     def start(self, sources: Sequence[Sequence[int]], copies: int = 1) -> DecoderCache:
-        cache = self.model.start(sources, copies)
+        cache = self.model.start_batched(sources, copies)
         return replace(cache, prefix=np.zeros((len(sources) * copies, 0), np.int64))
 
     def step(self, tokens: np.ndarray, cache: DecoderCache) -> tuple[np.ndarray, DecoderCache]:

@@ -172,13 +172,75 @@ def top_candidates(logits: np.ndarray, temperature: float, top_k: int, top_p: fl
     return ids, probs / probs.sum(axis=1, keepdims=True)
 
 
-def make_sampler(rng: np.random.Generator, temperature: float, top_k: int, top_p: float
-                 ) -> Callable[[np.ndarray], np.ndarray]:
-    """Picker drawing one token per row from the warped distribution, reproducible through `rng`."""
+def make_sampler(rng: np.random.Generator | Sequence[np.random.Generator], temperature: float, top_k: int,
+                 top_p: float) -> Callable[[np.ndarray], np.ndarray]:
+    """Picker drawing one token per row from the warped distribution, reproducible through `rng`: one Generator
+    for all rows, or one per row (then a row's draws never depend on the other rows of the batch)."""
+    per_row = not isinstance(rng, np.random.Generator)
+
     def pick(logits: np.ndarray) -> np.ndarray:
         ids, probs = top_candidates(logits, temperature, top_k, top_p)
         cum = np.cumsum(probs, axis=1)
-        u = rng.random((probs.shape[0], 1)) * cum[:, -1:]   # < total mass: never lands on a dropped tail token
+        if per_row:
+            if len(rng) != len(probs):
+                raise ValueError(f"{len(rng)} random streams for {len(probs)} rows")
+            draws = np.array([[g.random()] for g in rng])                       # (N, 1)
+        else:
+            draws = rng.random((probs.shape[0], 1))
+        u = draws * cum[:, -1:]             # < total mass: never lands on a dropped tail token
         choice = np.minimum((cum <= u).sum(axis=1), probs.shape[1] - 1)
         return ids[np.arange(len(ids)), choice]
     return pick
+
+
+# ---------------------------------------------------------------- verse-aware repetition control
+
+def _current_verse(row: list[int], breaks: frozenset[int], start: int) -> tuple[list[int], list[list[int]]]:
+    """Split a row's generated ids (from `start`) at verse breaks -> (current partial verse, finished verses)."""
+    verses, current = [], []
+    for tok in row[start:]:
+        if tok in breaks:
+            if current:
+                verses.append(current)
+            current = []
+        else:
+            current.append(tok)
+    return current, verses
+
+
+class VerseRepetitionBlock:
+    """Repetition rules that read a poem as verses (the text between line punctuation):
+
+    - `max_char_repeats`: no character appears more than this many times in one verse (2 keeps 叠字 such as
+      萧萧 and a repeated word, and forbids 登高高高高);
+    - `no_repeat_verse`: a verse never repeats an earlier verse of the poem, character for character: the last
+      character that would complete a copy is banned, and so is the break right after a copy (for verses of
+      other lengths).
+
+    Stateless between steps (it re-reads `tokens`), so beam search may reorder rows freely. `start` is the column
+    where generated text begins (1: after <sos>); forced continue-mode text counts as part of the poem."""
+
+    def __init__(self, break_ids: Sequence[int], max_char_repeats: int = 2, no_repeat_verse: bool = True,
+                 start: int = 1):
+        self.breaks = frozenset(int(i) for i in break_ids)
+        self.break_ids = np.asarray(sorted(self.breaks), np.int64)
+        self.max_repeats, self.no_repeat_verse, self.start = int(max_char_repeats), bool(no_repeat_verse), start
+
+    def __call__(self, tokens: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        for r, row in enumerate(tokens.tolist()):
+            current, verses = _current_verse(row, self.breaks, self.start)
+            if self.max_repeats > 0 and len(current) >= self.max_repeats:
+                counts: dict[int, int] = {}
+                for tok in current:
+                    counts[tok] = counts.get(tok, 0) + 1
+                full = [tok for tok, c in counts.items() if c >= self.max_repeats]
+                if full:
+                    logits[r, full] = NEG
+            if self.no_repeat_verse and verses:
+                n = len(current)
+                completing = {v[n] for v in verses if len(v) == n + 1 and v[:n] == current}
+                if completing:
+                    logits[r, list(completing)] = NEG
+                if current and any(v == current for v in verses):
+                    logits[r, self.break_ids] = NEG
+        return logits

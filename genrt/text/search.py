@@ -22,7 +22,8 @@ class StepModel(Protocol):
 @dataclass
 class Hypothesis:
     tokens: list[int]        # generated ids after the forced prefix, <eos> excluded
-    score: float             # sum of log-probabilities (beam) or 0.0 (greedy/sampling)
+    score: float             # sum of log-probabilities of the generated ids, <eos> included when finished
+                             # (beam: after the logit processors, as ranked; greedy/sampling: the model's own)
     finished: bool           # ended with <eos> (False = stopped at the length limit)
 
 
@@ -46,18 +47,23 @@ def reorder_processors(processors: Sequence[LogitsProcessor], rows: np.ndarray) 
 
 def iter_tokens(model: StepModel, cache, prefix: np.ndarray, max_new: int, eos_id: int,
                 processors: Sequence[LogitsProcessor], pick: Callable[[np.ndarray], np.ndarray]
-                ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The greedy/sampling loop, one step per iteration. prefix (N, P) = <sos> + forced ids, a row per output.
-    Yields (new ids (N,), still_alive (N,) bool); rows that already ended get <eos> again."""
+    Yields (new ids (N,), still_alive (N,) bool, model log-prob of each new id (N,), 0 for rows already ended);
+    rows that already ended get <eos> again. The log-prob is the model's, before any processor."""
     tokens = prefix
     logits, cache = model.step(prefix, cache)                                  # (N, V)
     alive = np.ones(len(prefix), bool)
+    rows = np.arange(len(prefix))
     for _ in range(max_new):
+        log_norm = logsumexp(logits.astype(np.float64))[:, 0]                  # (N,) before processors write
+        raw = logits.copy()
         logits = apply_processors(processors, tokens, logits, eos_id)
         new = np.where(alive, pick(logits), eos_id).astype(np.int64)           # (N,)
+        logprob = np.where(alive, raw[rows, new] - log_norm, 0.0)              # (N,)
         tokens = np.concatenate([tokens, new[:, None]], axis=1)
         alive &= new != eos_id
-        yield new, alive.copy()
+        yield new, alive.copy(), logprob
         if not alive.any():
             return
         logits, cache = model.step(new[:, None], cache)
@@ -67,9 +73,12 @@ def generate_tokens(model: StepModel, cache, prefix: np.ndarray, max_new: int, e
                     processors: Sequence[LogitsProcessor], pick: Callable[[np.ndarray], np.ndarray]
                     ) -> list[Hypothesis]:
     """Greedy or sampling to the end: one Hypothesis per row of `prefix`."""
-    steps = [new for new, _ in iter_tokens(model, cache, prefix, max_new, eos_id, processors, pick)]
+    steps, score = [], np.zeros(len(prefix))
+    for new, _, logprob in iter_tokens(model, cache, prefix, max_new, eos_id, processors, pick):
+        steps.append(new)
+        score += logprob
     generated = np.stack(steps, axis=1) if steps else np.zeros((len(prefix), 0), np.int64)
-    return [_hypothesis(row, eos_id, 0.0) for row in generated]
+    return [_hypothesis(row, eos_id, float(s)) for row, s in zip(generated, score)]
 
 
 def _hypothesis(generated: np.ndarray, eos_id: int, score: float) -> Hypothesis:

@@ -1,21 +1,46 @@
 """Character tokenizer over the manifest's vocab."""
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+import json
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
 
-from genrt.contract import CONTROL_TOKENS, EOS, FORM_TOKENS, PAD, PROMPT_KIND_TOKENS, SOS, UNK
+from genrt.contract import (
+    CONTROL_TOKENS, EOS, FORM_TOKENS, PAD, PROMPT_KIND_TOKENS, SOS, UNK, ManifestError, PoemsManifest, contained_file,
+)
+
+
+def load_t2s(model_dir: str | Path, manifest: PoemsManifest) -> dict[str, str]:
+    """The model directory's traditional -> simplified character table ({} when it has none)."""
+    if not manifest.t2s_file:
+        return {}
+    path = contained_file(model_dir, manifest.t2s_file, "t2s_file")
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ManifestError(str(model_dir), [f"{manifest.t2s_file} is not a readable JSON table ({e})"]) from None
+    if not isinstance(table, dict) or not all(isinstance(k, str) and isinstance(v, str) and len(k) == 1
+                                              and len(v) == 1 for k, v in table.items()):
+        raise ManifestError(str(model_dir), [f"{manifest.t2s_file} must map single characters to single characters"])
+    return table
 
 
 class CharTokenizer:
-    def __init__(self, vocab: Sequence[str]):
+    def __init__(self, vocab: Sequence[str], t2s: Mapping[str, str] | None = None):
         self.vocab = tuple(vocab)
         self.index = {tok: i for i, tok in enumerate(self.vocab)}
+        # traditional -> simplified, only where the simplified form is in the vocab and the original is not
+        self.t2s = {t: s for t, s in (t2s or {}).items() if s in self.index and t not in self.index}
         self.pad_id, self.sos_id, self.eos_id, self.unk_id = (self.index[t] for t in (PAD, SOS, EOS, UNK))
         self.control_ids = frozenset(self.index[t] for t in CONTROL_TOKENS if t in self.index)
         self.form_ids = {form: self.index[t] for form, t in FORM_TOKENS.items() if t in self.index}
 
     def __len__(self) -> int:
         return len(self.vocab)
+
+    def normalize(self, text: str) -> str:
+        """Characters outside the vocab replaced by their simplified form where the table has one in it."""
+        return "".join(self.t2s.get(ch, ch) for ch in text) if self.t2s else text
 
     def unknown_chars(self, text: str) -> list[str]:
         """Characters of `text` that are not in the vocab, in order of first appearance."""

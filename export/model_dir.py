@@ -1,0 +1,52 @@
+"""Writing a model directory safely: into a fresh temporary sibling, checked there, then renamed into place.
+
+A directory that loads is therefore always a finished, checked export: killed mid-check, the target is untouched
+(a stale `.<name>.tmp-*` sibling may remain); a failed check raises ExportError and removes the temporary folder.
+An existing non-empty target is refused unless `force`, and then replaced whole, never mixed with new files.
+"""
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+
+class ExportError(RuntimeError):
+    """An export or its checks failed; the message says which and by how much."""
+
+
+def check_target(out_dir: str | Path, force: bool) -> Path:
+    """Refuse a target that is a file, or a non-empty directory without `force` (before any work starts)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ExportError(f"{out} is not empty; pass --force to replace it (its files are removed first)")
+    return out
+
+
+@contextlib.contextmanager
+def staged_model_dir(out_dir: str | Path, force: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary directory beside `out_dir`; when the block ends without an exception it becomes
+    `out_dir` (replacing an existing one only with `force`); otherwise it is removed."""
+    out = check_target(out_dir, force).absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(0o755)                                  # mkdtemp's 0700 would make the model private
+    try:
+        yield tmp
+        check_target(out, force)                      # still true after the (long) export?
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def require(condition: bool, message: str) -> None:
+    """An export check that `python -O` keeps (unlike assert)."""
+    if not condition:
+        raise ExportError(message)

@@ -1,0 +1,44 @@
+"""export.model_dir: a model directory appears whole and checked, or not at all; non-empty targets need force."""
+import pytest
+
+from export.model_dir import ExportError, check_target, require, staged_model_dir
+
+
+def test_success_renames_the_staged_directory_into_place(tmp_path):
+    out = tmp_path / "model"
+    with staged_model_dir(out) as tmp:
+        assert tmp.parent == tmp_path and tmp != out and not out.exists()
+        (tmp / "manifest.json").write_text("{}")
+    assert (out / "manifest.json").read_text() == "{}"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+    assert oct(out.stat().st_mode & 0o777) == oct(0o755)
+
+
+def test_a_failed_check_leaves_nothing_behind(tmp_path):
+    out = tmp_path / "model"
+    with pytest.raises(ExportError, match="parity"):
+        with staged_model_dir(out) as tmp:
+            (tmp / "decoder.onnx").write_bytes(b"half")
+            require(False, "parity off by 1e-2")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_non_empty_target_needs_force_and_is_then_replaced_whole(tmp_path):
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "old.onnx").write_text("old")
+    with pytest.raises(ExportError, match="--force"):
+        check_target(out, force=False)
+    with pytest.raises(ExportError, match="--force"):
+        with staged_model_dir(out):
+            pass
+    assert (out / "old.onnx").exists()
+    with staged_model_dir(out, force=True) as tmp:
+        (tmp / "new.onnx").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["new.onnx"]
+
+
+def test_a_file_in_the_way_is_named(tmp_path):
+    (tmp_path / "model").write_text("x")
+    with pytest.raises(ExportError, match="not a directory"):
+        check_target(tmp_path / "model", force=True)
