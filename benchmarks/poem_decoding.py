@@ -24,7 +24,7 @@ from genrt.contract import PROMPT_TITLE
 from genrt.text.forms import FORMS, well_formed
 
 VERSE_BREAKS = "，。？！；"
-OFF = dict(repetition_penalty=1.0, max_char_repeats=0, no_repeat_verse=False, regular_shape=False)
+OFF = dict(do_sample=False, repetition_penalty=1.0, max_char_repeats=0, no_repeat_verse=False, regular_shape=False)
 RULES = dict(max_char_repeats=2, no_repeat_verse=True, regular_shape=True)
 
 # name -> generate() keyword arguments; "defaults" rows add nothing to what the model directory recommends
@@ -33,12 +33,13 @@ SAMPLE = dict(do_sample=True, temperature=0.8, top_k=40, top_p=0.95)
 CANDIDATES: dict[str, dict[str, Any]] = {
     "greedy, no repetition control": dict(OFF),
     "greedy, repetition_penalty 1.2": dict(OFF, **REP),
-    "greedy, verse rules + shape": dict(RULES, repetition_penalty=1.0),
-    "greedy, verse rules + shape + repetition_penalty 1.2": dict(RULES, **REP),
-    "greedy, verse rules + shape + repetition_penalty 1.3": dict(RULES, repetition_penalty=1.3),
-    "greedy, verse rules + shape + repetition_penalty 1.2 + no_repeat_ngram 2": dict(RULES, **REP,
+    "greedy, verse rules + shape": dict(RULES, do_sample=False, repetition_penalty=1.0),
+    "greedy, verse rules + shape + repetition_penalty 1.2": dict(RULES, **REP, do_sample=False),
+    "greedy, verse rules + shape + repetition_penalty 1.3": dict(RULES, do_sample=False, repetition_penalty=1.3),
+    "greedy, verse rules + shape + repetition_penalty 1.2 + no_repeat_ngram 2": dict(RULES, **REP, do_sample=False,
                                                                                       no_repeat_ngram_size=2),
     "beam 4, no repetition control": dict(OFF, num_beams=4),
+    "beam 4, verse rules + shape": dict(RULES, repetition_penalty=1.0, num_beams=4),
     "beam 4, verse rules + shape + repetition_penalty 1.2": dict(RULES, **REP, num_beams=4),
     "beam 4, verse rules + shape + repetition_penalty 1.2 + no_repeat_ngram 2": dict(RULES, **REP, num_beams=4,
                                                                                       no_repeat_ngram_size=2),
@@ -49,9 +50,20 @@ CANDIDATES: dict[str, dict[str, Any]] = {
         RULES, **SAMPLE, repetition_penalty=1.1),
     "best of 8 sampled (t 0.7) + verse rules + shape + repetition_penalty 1.1": dict(
         RULES, do_sample=True, temperature=0.7, top_k=40, top_p=0.95, best_of=8, repetition_penalty=1.1),
+    "sample, t 0.9 top-k 40 top-p 0.95 + verse rules + shape": dict(RULES, do_sample=True, temperature=0.9,
+                                                                     top_k=40, top_p=0.95, repetition_penalty=1.0),
+    "sample, t 1.0 top-k 40 top-p 0.95 + verse rules + shape": dict(RULES, do_sample=True, temperature=1.0,
+                                                                     top_k=40, top_p=0.95, repetition_penalty=1.0),
+    "sample, t 0.9 top-k 100 top-p 0.95 + verse rules + shape": dict(RULES, do_sample=True, temperature=0.9,
+                                                                      top_k=100, top_p=0.95, repetition_penalty=1.0),
+    "best of 4 sampled (t 0.8) + verse rules + shape": dict(RULES, do_sample=True, temperature=0.8, top_k=40,
+                                                            top_p=0.95, best_of=4, repetition_penalty=1.0),
+    "best of 8 sampled (t 0.8) + verse rules + shape": dict(RULES, do_sample=True, temperature=0.8, top_k=40,
+                                                            top_p=0.95, best_of=8, repetition_penalty=1.0),
     "defaults (no options)": {},
     "defaults --num-beams 4": dict(num_beams=4),
     "defaults --do-sample": dict(do_sample=True),
+    "defaults --greedy": dict(do_sample=False),
 }
 
 

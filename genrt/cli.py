@@ -228,8 +228,9 @@ RECOMMENDED = "[default: the model's recommended setting]"
 @click.option("--max-new-tokens", type=click.IntRange(1, MAX_NEW_TOKENS), default=None, help=RECOMMENDED)
 @click.option("--num-beams", type=click.IntRange(1, MAX_NUM_BEAMS), default=None, help="beam search [default: 1]")
 @click.option("--length-penalty", type=FiniteFloat(-10, 10), default=None, help=RECOMMENDED)
-@click.option("--do-sample", is_flag=True, default=None,
-              help="sample instead of greedy/beam search (with the model's recommended sampling settings)")
+@click.option("--do-sample/--greedy", default=None,
+              help="sample (with the model's recommended sampling settings), or greedy search [default: the "
+                   "model's recommended mode; --stream decodes greedily unless --do-sample]")
 @click.option("--temperature", type=FiniteFloat(1e-3, 1e3), default=None, help=RECOMMENDED)
 @click.option("--top-k", type=click.IntRange(min=0), default=None, help="0 = off " + RECOMMENDED)
 @click.option("--top-p", type=FiniteFloat(0, 1, min_open=True), default=None, help="1.0 = off " + RECOMMENDED)
@@ -272,6 +273,8 @@ def poem(prompts: tuple[str, ...], continue_line: bool, stream: bool, as_json: b
             raise UserError("--stream prints one poem as text: use one PROMPT and no --json")
         generator = PoemGenerator.load(model_dir, provider=provider.lower(), threads=threads, precision=precision)
         given["mode"] = "continue" if continue_line else "title"
+        if stream:
+            given.setdefault("do_sample", False)            # one sequence as it comes, as PoemGenerator.stream
         opts = generator.options(**given)                    # validated before anything prints
         if opts.do_sample and opts.seed is None:
             opts = generator.options(**given, seed=pick_seed(None))

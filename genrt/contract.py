@@ -350,12 +350,15 @@ def _check_types(cls: type, values: dict[str, Any]) -> list[str]:
 
 
 # The manifest's `generation` section: recommended decoding settings (like transformers' generation_config.json).
-# "default" applies to every call, "beam" on top of it when num_beams > 1, "sample" when do_sample; options the
-# caller gives explicitly always win. Keys are GenerationOptions fields; the runtime validates the values there.
-GENERATION_SECTIONS = ("default", "beam", "sample")
+# "default" applies to every call; on top of it "beam" when the caller asks for num_beams > 1, "sample" when the
+# caller asks for do_sample, "no_options" when the caller names no decoding mode at all (what `genrt poem TITLE`
+# does). Options the caller gives explicitly always win. Keys are GenerationOptions fields; the runtime validates
+# the values there.
+GENERATION_SECTIONS = ("default", "no_options", "beam", "sample")
 GENERATION_KEYS = {
     "max_new_tokens": int, "length_penalty": float, "repetition_penalty": float, "no_repeat_ngram_size": int,
-    "max_char_repeats": int, "no_repeat_verse": bool, "regular_shape": bool, "best_of": int, "do_sample": bool, "temperature": float, "top_k": int, "top_p": float,
+    "max_char_repeats": int, "no_repeat_verse": bool, "regular_shape": bool, "best_of": int, "do_sample": bool,
+    "seed": int, "temperature": float, "top_k": int, "top_p": float,
 }
 
 

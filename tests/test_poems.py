@@ -49,7 +49,8 @@ def test_sampling_is_reproducible_with_a_seed(gen):
 def test_stream_yields_the_same_text(gen):
     for kw in ({}, {"do_sample": True, "seed": 3}, {"mode": "continue"}):
         pieces = list(gen.stream("明月光", max_new_tokens=12, **kw))
-        assert "".join(pieces) == gen.generate("明月光", max_new_tokens=12, **kw)[0].text
+        mode = {"do_sample": False, **kw}             # stream without a mode decodes greedily
+        assert "".join(pieces) == gen.generate("明月光", max_new_tokens=12, **mode)[0].text
         assert len(pieces) >= 2
 
 
@@ -73,7 +74,8 @@ def gen_with_defaults(tiny_poems_dir, tmp_path):
     model = Path(shutil.copytree(tiny_poems_dir, tmp_path / "model"))
     manifest = json.loads((model / "manifest.json").read_text(encoding="utf-8"))
     manifest["generation"] = {"default": {"max_new_tokens": 5, "repetition_penalty": 1.3},
-                              "beam": {"length_penalty": 0.8}, "sample": {"temperature": 0.5, "top_k": 7}}
+                              "beam": {"length_penalty": 0.8}, "sample": {"temperature": 0.5, "top_k": 7},
+                              "no_options": {"do_sample": True, "best_of": 3, "temperature": 0.9, "seed": 2}}
     (model / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
     return PoemGenerator.load(model, provider="cpu", threads=1)
 
@@ -81,7 +83,10 @@ def gen_with_defaults(tiny_poems_dir, tmp_path):
 def test_manifest_defaults_apply_and_explicit_options_win(gen_with_defaults):
     g = gen_with_defaults
     plain = g.options()
-    assert (plain.max_new_tokens, plain.repetition_penalty, plain.do_sample) == (5, 1.3, False)
+    assert (plain.max_new_tokens, plain.repetition_penalty, plain.do_sample, plain.best_of) == (5, 1.3, True, 3)
+    assert plain.seed == 2 and g.options(do_sample=True).seed is None     # asking to sample: a fresh seed
+    greedy = g.options(do_sample=False)
+    assert (greedy.do_sample, greedy.best_of, greedy.max_new_tokens) == (False, 1, 5)
     assert g.options(max_new_tokens=7, repetition_penalty=1.0).max_new_tokens == 7
     assert g.options(num_beams=3).length_penalty == 0.8 and g.options().length_penalty == 1.0
     sampled = g.options(do_sample=True)
@@ -89,6 +94,8 @@ def test_manifest_defaults_apply_and_explicit_options_win(gen_with_defaults):
     assert g.options(do_sample=True, temperature=1.5).temperature == 1.5
     assert g.options(GenerationOptions()).max_new_tokens == GenerationOptions().max_new_tokens  # object: as given
     assert len(g.generate("春江")[0].text) <= 5
+    assert g.generate("春江") == g.generate("春江")                      # the no-options mode is reproducible
+    assert "".join(g.stream("春江")) == g.generate("春江", do_sample=False)[0].text   # stream: greedy
 
 
 def test_a_bad_generation_section_is_named_at_load(tiny_poems_dir, tmp_path):

@@ -183,3 +183,17 @@ def test_resume_on_an_unrelated_vocab_is_refused(tmp_path):
     save_checkpoint(ckpt, state)
     with pytest.raises(SystemExit, match="does not extend"):
         train(tiny_cfg(tmp_path, steps=3, resume=True))
+
+
+@pytest.mark.parametrize("flag", ["--tokens-per-batch", "--steps", "--checkpoint-every", "--eval-every", "--warmup"])
+def test_zero_sizes_stop_with_one_line(tmp_path, flag):
+    from trainers.poems import main
+    with pytest.raises(SystemExit, match=flag):
+        main(["--dry-run", "--out", str(tmp_path / "run"), flag, "0"])
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_resume_with_nothing_to_resume_says_so(tmp_path):
+    from trainers.poems import main
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        main(["--dry-run", "--out", str(tmp_path / "run"), "--resume"])

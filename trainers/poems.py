@@ -214,6 +214,9 @@ def grow_vocab(state: dict, vocab: list[str], model: PoemTransformer, params: li
 
 
 def train(cfg: PoemsConfig) -> Path:
+    for name in ("tokens_per_batch", "steps", "checkpoint_every", "eval_every", "eval_batches", "warmup"):
+        if getattr(cfg, name) < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     dist_info = setup_distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

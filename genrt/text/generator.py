@@ -63,8 +63,9 @@ class PoemGenerator:
     def options(self, options: GenerationOptions | None = None, **kwargs: Any) -> GenerationOptions:
         """The validated options a call decodes with. Given a GenerationOptions, exactly that (plus kwargs).
         Given keyword arguments alone, the model directory's recommended settings (manifest `generation`: its
-        "default" section, then "beam" when num_beams > 1 or "sample" when do_sample) under them: what the
-        caller names explicitly always wins."""
+        "default" section, then "beam" when num_beams > 1, "sample" when do_sample, or "no_options" when the
+        call names neither) under them: what the caller names explicitly always wins. Asking for do_sample
+        without a seed always draws a fresh one (a recommended seed belongs to the no-options mode only)."""
         if options is not None and not isinstance(options, GenerationOptions):
             raise ValueError(f"options must be a GenerationOptions, got {type(options).__name__}; pass settings "
                              f"as keyword arguments (generate(prompt, num_beams=4))")
@@ -75,8 +76,11 @@ class PoemGenerator:
         beams = kwargs.get("num_beams", 1)
         if isinstance(beams, (int, np.integer)) and not isinstance(beams, bool) and beams > 1:
             merged.update(recommended.get("beam", {}))
-        if kwargs.get("do_sample") is True:
+        elif kwargs.get("do_sample") is True:
             merged.update(recommended.get("sample", {}))
+            merged.pop("seed", None)
+        elif "do_sample" not in kwargs and "num_beams" not in kwargs:
+            merged.update(recommended.get("no_options", {}))
         merged.update(kwargs)
         return GenerationOptions.from_kwargs(None, **merged)
 
@@ -162,6 +166,8 @@ class PoemGenerator:
     def stream(self, prompt: str, options: GenerationOptions | None = None, **kwargs: Any) -> Iterator[str]:
         """Pieces of the poem as they are decoded (greedy or sampling; one sequence). Bad input raises here,
         before the first piece, not on iteration."""
+        if options is None and "do_sample" not in kwargs and "num_beams" not in kwargs:
+            kwargs = {"do_sample": False, **kwargs}       # one sequence as it comes: not the no-options best-of
         opts = self.options(options, **kwargs)
         if not isinstance(prompt, str):
             raise ValueError(f"a prompt must be a string, got {type(prompt).__name__}")
