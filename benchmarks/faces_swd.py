@@ -248,10 +248,12 @@ def latents(n: int, nz: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, nz), dtype=np.float32)
 
 
-def generate_model(model_dir: str | Path, n: int, seed: int, batch_size: int = BATCH_SIZE) -> np.ndarray:
+def generate_model(model_dir: str | Path, n: int, seed: int, batch_size: int = BATCH_SIZE,
+                   truncation: float = 1.0) -> np.ndarray:
     """n faces (n, 64, 64, 3) uint8 from a genrt faces model directory, onnxruntime on CPU."""
     from genrt.faces import FaceGenerator
-    return FaceGenerator.load(model_dir, provider="cpu").generate(n, seed=seed, batch_size=batch_size)
+    return FaceGenerator.load(model_dir, provider="cpu").generate(n, seed=seed, batch_size=batch_size,
+                                                                   truncation=truncation)
 
 
 def generate_snapshot(path: str | Path, n: int, seed: int, batch_size: int = BATCH_SIZE) -> tuple[np.ndarray, dict]:
@@ -360,6 +362,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", action="append", default=[], metavar="DIR", help="genrt faces model dir (repeatable)")
     ap.add_argument("--run", action="append", default=[], metavar="DIR",
                     help="training run folder: score DIR/snapshots/step_*.pt, cached in DIR/swd.json (repeatable)")
+    ap.add_argument("--truncation", type=float, nargs="+", default=[1.0],
+                    help="score each --model at these truncation psi values (default 1.0 = off)")
     ap.add_argument("--calibrate", action="store_true",
                     help="reference rows: real vs real, blurred real, uniform noise, one face repeated")
     ap.add_argument("--out", type=Path, help="write FILE.json and FILE.md")
@@ -397,9 +401,11 @@ def main(argv: list[str] | None = None) -> None:
         for name, images in calibration_sets(real, other, seed=args.seed).items():
             add(name, images)
     for model in args.model:
-        t = time.perf_counter()
-        fake = generate_model(model, args.n, args.seed)
-        add(str(model), fake, time.perf_counter() - t, model=str(model))
+        for psi in args.truncation:
+            t = time.perf_counter()
+            fake = generate_model(model, args.n, args.seed, truncation=psi)
+            name = str(model) if psi == 1.0 else f"{model} truncation {psi:g}"
+            add(name, fake, time.perf_counter() - t, model=str(model), truncation=psi)
     for run in args.run:
         print(f"run {run}:")
         settings = {"data": str(Path(args.data).resolve()), "holdout": args.holdout}

@@ -20,10 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from genrt.contract import PROMPT_TITLE
+from genrt.contract import PROMPT_TITLE, VERSE_BREAKS
 from genrt.text.forms import FORMS, well_formed
 
-VERSE_BREAKS = "，。？！；"
 OFF = dict(do_sample=False, repetition_penalty=1.0, max_char_repeats=0, no_repeat_verse=False, regular_shape=False)
 RULES = dict(max_char_repeats=2, no_repeat_verse=True, regular_shape=True)
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from genrt.contract import NEVER_GENERATED_SPECIAL_IDS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -106,7 +108,7 @@ def poems_quality(reference_dir: str, variant_dir: str, corpus: str, count: int 
     for name, model in (("fp32", ref), ("variant", var)):
         nll, tokens = sequence_nll(model, sources, targets)
         ppl[name] = math.exp(nll / tokens)
-    suppress = [SuppressTokens([0, 1, 3, 4, 5])]
+    suppress = [SuppressTokens(NEVER_GENERATED_SPECIAL_IDS)]
     same = 0
     for src in sources:
         outs = [generate_tokens(m, m.start([src]), np.ones((1, 1), np.int64), 64, ref.manifest.eos_id, suppress,

@@ -32,8 +32,9 @@ if TYPE_CHECKING:  # torch is imported lazily: `decode_options` and the benchmar
     import torch
     from trainers.poems_model import PoemTransformer
 
-PAD_ID, SOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
-SUPPRESSED_IDS = (PAD_ID, SOS_ID, UNK_ID, 4, 5)   # what genrt bans: <pad> <sos> <unk> <title> <first>
+from genrt.contract import EOS_ID, NEVER_GENERATED_SPECIAL_IDS, PAD_ID, SOS_ID, UNK_ID  # noqa: E402
+
+SUPPRESSED_IDS = NEVER_GENERATED_SPECIAL_IDS   # what genrt bans: <pad> <sos> <unk> <title> <first>
 REPORT_NAME = "ct2_report.json"
 MAX_LOGPROB_DIFF = 1e-3
 

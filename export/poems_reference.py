@@ -12,12 +12,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from genrt.contract import EOS_ID, NEVER_GENERATED_SPECIAL_IDS, PAD_ID, SOS_ID
 from genrt.text.model import pad_batch
 from genrt.text.processors import SuppressTokens, pick_greedy
 from genrt.text.search import beam_search, generate_tokens
 from trainers.poems_model import PoemTransformer
 
-PAD_ID, SOS_ID, EOS_ID = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def compare_decoding(reference, candidate, prompts: int = 20, max_new: int = 24,
     vocab = candidate.manifest.vocab if hasattr(candidate, "manifest") else None
     vocab_size = len(vocab) if vocab else reference.model.config.vocab_size
     sources = random_sources(vocab_size, prompts, seed=1)
-    suppress = [SuppressTokens([PAD_ID, SOS_ID, 3, 4, 5])]
+    suppress = [SuppressTokens(NEVER_GENERATED_SPECIAL_IDS)]
     same_greedy = same_beam = 0
     for src in sources:
         outs = []

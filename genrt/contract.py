@@ -31,6 +31,10 @@ PROMPT_KIND_TOKENS = {"title": PROMPT_TITLE, "continue": PROMPT_FIRST_LINE}
 # one right after the prompt-kind token, naming the requested form (keys: the forms' ASCII names).
 FORM_TOKENS = {"wujue": "<wujue>", "qijue": "<qijue>", "wulv": "<wulv>", "qilv": "<qilv>"}
 CONTROL_TOKENS = SPECIAL_TOKENS + tuple(FORM_TOKENS.values())
+VERSE_BREAKS = "，。？！；"   # the marks that end a verse in the corpus, in generation and in every evaluator
+PAD_ID, SOS_ID, EOS_ID, UNK_ID = (SPECIAL_TOKENS.index(t) for t in (PAD, SOS, EOS, UNK))
+# ids a decoder must never emit among the special tokens: all but <eos>
+NEVER_GENERATED_SPECIAL_IDS = tuple(i for i, t in enumerate(SPECIAL_TOKENS) if t != EOS)
 
 
 class ManifestError(ValueError):

@@ -105,3 +105,14 @@ def test_bad_settings_stop_with_one_line(synthetic_faces_dir, tmp_path, flag, va
 def test_resume_with_nothing_to_resume_says_so(synthetic_faces_dir, tmp_path):
     with pytest.raises(SystemExit, match="no checkpoint"):
         train(FacesConfig(data=str(synthetic_faces_dir), out=str(tmp_path / "none"), resume=True, **TINY))
+
+
+def test_weights_only_copy_warm_starts_training(synthetic_faces_dir, tmp_path):
+    from trainers.faces import save_weights
+    common = dict(data=str(synthetic_faces_dir), batch_size=4, checkpoint_every=2, sample_every=1000, **TINY)
+    first = train(FacesConfig(out=str(tmp_path / "a"), steps=2, **common))
+    compact = save_weights(first, tmp_path / "w.pt")
+    weights_state = load_checkpoint(compact, expected_kind="faces-dcgan-weights")
+    assert "opt_g" not in weights_state and weights_state["generator"]["net.0.weight"].dtype == torch.float16
+    second = load_checkpoint(train(FacesConfig(out=str(tmp_path / "b"), steps=4, init_from=str(compact), **common)))
+    assert second["step"] == 4

@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from trainers.diffaugment import diff_augment, parse_policy
 from trainers.common import (
-    DistInfo, config_dict, one_line_errors, config_from_checkpoint, load_checkpoint, parse_config, pick_device,
+    DistInfo, config_dict, config_from_checkpoint, load_checkpoint, one_line_errors, parse_config, pick_device,
     save_checkpoint, seed_everything, setup_distributed, teardown_distributed, unwrap,
 )
+from trainers.diffaugment import diff_augment, parse_policy
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -52,6 +52,7 @@ class FacesConfig:
     amp: bool = False             # bf16 autocast (CPU with AVX512-BF16, or CUDA)
     device: str = "auto"
     resume: bool = False
+    init_from: str = ""           # weights-only checkpoint (save_weights) to warm-start from; fresh optimizers
     dry_run: bool = False
 
 
@@ -276,6 +277,13 @@ def train(cfg: FacesConfig) -> Path:
         start = state["step"]
         if dist_info.is_main:
             print(f"resumed from {ckpt_path} at step {start}")
+    elif cfg.init_from:
+        state = load_checkpoint(cfg.init_from, device, expected_kind=WEIGHTS_KIND)
+        for module, key in ((G, "generator"), (G_ema, "generator_ema"), (D, "discriminator")):
+            module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state[key].items()})
+        start = state["step"]
+        if dist_info.is_main:
+            print(f"warm start from {cfg.init_from} at step {start} (fresh Adam moments)")
     if dist_info.world_size > 1:
         G = nn.parallel.DistributedDataParallel(G)
         D = nn.parallel.DistributedDataParallel(D)
@@ -350,6 +358,18 @@ def train(cfg: FacesConfig) -> Path:
         print(f"faces: {cfg.steps - start} steps in {time.time() - t0:.0f}s; checkpoint {ckpt_path}")
     teardown_distributed()
     return ckpt_path
+
+
+WEIGHTS_KIND = "faces-dcgan-weights"
+
+
+def save_weights(checkpoint: str | Path, out: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+    """A compact copy of a training checkpoint: G, EMA G and D in fp16, no optimizer state (for --init-from)."""
+    state = load_checkpoint(checkpoint, expected_kind="faces-dcgan")
+    half = {key: {k: v.to(dtype) if v.is_floating_point() else v for k, v in state[key].items()}
+            for key in ("generator", "generator_ema", "discriminator")}
+    save_checkpoint(Path(out), {"kind": WEIGHTS_KIND, "config": state["config"], "step": state["step"], **half})
+    return Path(out)
 
 
 def load_generator(path: str | Path) -> tuple[Generator, FacesConfig, dict]:

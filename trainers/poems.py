@@ -17,15 +17,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from genrt.contract import EOS, PAD, SOS, SPECIAL_TOKENS
+from genrt.contract import EOS_ID, PAD_ID, SOS_ID
 from trainers.common import (
-    DistInfo, config_dict, one_line_errors, config_from_checkpoint, load_checkpoint, main_process_first, parse_config, pick_device,
-    save_checkpoint, seed_everything, setup_distributed, teardown_distributed, unwrap,
+    DistInfo, config_dict, config_from_checkpoint, load_checkpoint, main_process_first, one_line_errors, parse_config,
+    pick_device, save_checkpoint, seed_everything, setup_distributed, teardown_distributed, unwrap,
 )
 from trainers.poems_corpus import load_corpus
 from trainers.poems_model import PoemModelConfig, PoemTransformer
 
-PAD_ID, SOS_ID, EOS_ID = (SPECIAL_TOKENS.index(t) for t in (PAD, SOS, EOS))
 
 
 @dataclass

@@ -22,9 +22,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from genrt.contract import FORM_TOKENS, PROMPT_FIRST_LINE, PROMPT_TITLE, SPECIAL_TOKENS, UNK
+from genrt.contract import FORM_TOKENS, PROMPT_FIRST_LINE, PROMPT_TITLE, SPECIAL_TOKENS, UNK, VERSE_BREAKS
 
-LINE_END = "，。？！；"
+LINE_END = VERSE_BREAKS
 BODY_PUNCT = set(LINE_END) | set("：、")
 _NOTES = re.compile(r"（[^（）]*）|\([^()]*\)|\{[^{}]*\}|\[[^\[\]]*\]|【[^【】]*】|〔[^〔〕]*〕|《[^《》]*》")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")

@@ -7,6 +7,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from genrt.contract import VERSE_BREAKS
 from genrt.text.model import PoemModel
 from genrt.text.options import GenerationOptions
 from genrt.text.processors import (
@@ -16,7 +17,7 @@ from genrt.text.processors import (
 from genrt.text.search import beam_search, generate_tokens, iter_tokens
 from genrt.text.tokenizer import CharTokenizer, load_t2s
 
-LINE_PUNCTUATION = "，。？！；"
+LINE_PUNCTUATION = VERSE_BREAKS
 
 
 @dataclass(frozen=True)

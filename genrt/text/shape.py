@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from genrt.contract import VERSE_BREAKS
 from genrt.text.forms import COMMA, FREE_LENGTHS, PERIOD, _vocab_tables
 
 NEG = -np.inf
@@ -24,7 +25,7 @@ class RegularShape:
         self.start = start
         self.han = _vocab_tables(tuple(vocab)).han                          # (V,) bool: may stand inside a verse
         self.comma, self.period, self.eos = tokenizer.index[COMMA], tokenizer.index[PERIOD], tokenizer.eos_id
-        self.breaks = frozenset(i for i, tok in enumerate(vocab) if tok in "，。？！；")
+        self.breaks = frozenset(i for i, tok in enumerate(vocab) if tok in VERSE_BREAKS)
         non_han = np.flatnonzero(~self.han)
         self.banned = {"han": non_han, "han_or_comma": np.setdiff1d(non_han, [self.comma]),
                        "han_or_eos": np.setdiff1d(non_han, [self.eos])}        # ids to ban, per state
