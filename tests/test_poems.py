@@ -85,6 +85,7 @@ def test_manifest_defaults_apply_and_explicit_options_win(gen_with_defaults):
     plain = g.options()
     assert (plain.max_new_tokens, plain.repetition_penalty, plain.do_sample, plain.best_of) == (5, 1.3, True, 3)
     assert plain.seed == 2 and g.options(do_sample=True).seed is None     # asking to sample: a fresh seed
+    assert g.options(num_return_sequences=5).best_of == 5                 # more poems than the recommended 3
     greedy = g.options(do_sample=False)
     assert (greedy.do_sample, greedy.best_of, greedy.max_new_tokens) == (False, 1, 5)
     assert g.options(max_new_tokens=7, repetition_penalty=1.0).max_new_tokens == 7

@@ -83,6 +83,9 @@ class PoemGenerator:
         elif "do_sample" not in kwargs and "num_beams" not in kwargs:
             merged.update(recommended.get("no_options", {}))
         merged.update(kwargs)
+        wanted, best_of = merged.get("num_return_sequences", 1), merged.get("best_of", 1)
+        if "best_of" not in kwargs and isinstance(wanted, int) and isinstance(best_of, int) and wanted > best_of > 1:
+            merged["best_of"] = wanted                       # a recommended best_of never refuses more poems
         return GenerationOptions.from_kwargs(None, **merged)
 
     def check_prompts(self, prompts: Sequence[str], options: GenerationOptions) -> None:
