@@ -2,7 +2,7 @@
 
     python -m benchmarks.measure faces-onnx --model genrt/models/faces --provider cpu --threads 1
     python -m benchmarks.measure poems-onnx --model genrt/models/poems --provider cpu --threads 2
-    python -m benchmarks.measure faces-torch --checkpoint runs/faces/checkpoint.pt --threads 1
+    python -m benchmarks.measure faces-torch --checkpoint genrt/models/faces --threads 1   # or a training checkpoint
     python -m benchmarks.measure poems-torch --checkpoint runs/poems/checkpoint.pt --threads 1
     python -m benchmarks.measure poems-ct2 --checkpoint runs/poems/checkpoint.pt --threads 1 [--ct2-quantization int8]
 """
@@ -41,16 +41,24 @@ def faces_onnx(model_dir: str, provider: str, threads: int, quick: bool) -> list
     return rows
 
 
-def faces_torch(checkpoint: str, threads: int, quick: bool) -> list[dict]:
+def faces_torch(source: str, threads: int, quick: bool) -> list[dict]:
+    """source: a training checkpoint, or a fp32 faces model directory (its folded generator, benchmarks.peers)."""
     import torch
-    from trainers.faces import load_generator
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    G, cfg, _ = load_generator(checkpoint)
+    if Path(source).is_dir():
+        from benchmarks.peers import folded_faces_generator
+        folded, nz = folded_faces_generator(source)
+        G = lambda z: folded(z[:, :, 0, 0])                                  # noqa: E731 -- (n, nz, 1, 1) in
+        weights = f"{source} (BatchNorm folded)"
+    else:
+        from trainers.faces import load_generator
+        G, cfg, _ = load_generator(source)
+        nz, weights = cfg.nz, source
     load_s = time.perf_counter() - t0
     rows = []
     for n in FACE_BATCHES[:2] if quick else FACE_BATCHES:
-        z = torch.from_numpy(np.random.default_rng(0).standard_normal((n, cfg.nz, 1, 1), dtype=np.float32))
+        z = torch.from_numpy(np.random.default_rng(0).standard_normal((n, nz, 1, 1), dtype=np.float32))
 
         @torch.inference_mode()
         def run():  # same work as the graph: generator, then uint8 HWC
@@ -58,7 +66,7 @@ def faces_torch(checkpoint: str, threads: int, quick: bool) -> list[dict]:
         stats = time_ms(run, repeats=3 if quick else max(5, 200 // n))
         rows.append({"model": "faces", "engine": "torch-eager", "provider": "cpu", "threads": threads,
                      "precision": "fp32", "n": n, **stats, "images_per_s": n / stats["median_ms"] * 1e3,
-                     "load_s": load_s})
+                     "load_s": load_s, "weights": weights})
     return rows
 
 

@@ -22,3 +22,19 @@ def time_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> dict[str
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# CPU features that decide which onnxruntime / CTranslate2 kernels run (int8 dot products, bf16, AMX)
+KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile",
+                "amx_int8", "amx_bf16")
+
+
+def cpu_info() -> dict:
+    """{'model': 'AMD EPYC ...', 'flags': [the KERNEL_FLAGS present]} from /proc/cpuinfo (empty off Linux)."""
+    import platform
+    from pathlib import Path
+    path = Path("/proc/cpuinfo")
+    lines = path.read_text().splitlines() if path.exists() else []
+    model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.processor())
+    flags = set(next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), []))
+    return {"model": model, "flags": [f for f in KERNEL_FLAGS if f in flags]}

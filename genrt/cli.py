@@ -226,6 +226,8 @@ RECOMMENDED = "[default: the model's recommended setting]"
 @click.option("--continue", "continue_line", is_flag=True,
               help="PROMPT is the first line of the poem: the model continues it (default: PROMPT is a title)")
 @click.option("--max-new-tokens", type=click.IntRange(1, MAX_NEW_TOKENS), default=None, help=RECOMMENDED)
+@click.option("--min-new-tokens", type=click.IntRange(0, MAX_NEW_TOKENS), default=None,
+              help="no end of poem before this many new characters (with --free-shape, no --form) [default: 0]")
 @click.option("--num-beams", type=click.IntRange(1, MAX_NUM_BEAMS), default=None, help="beam search [default: 1]")
 @click.option("--length-penalty", type=FiniteFloat(-10, 10), default=None, help=RECOMMENDED)
 @click.option("--do-sample/--greedy", default=None,
@@ -250,7 +252,11 @@ RECOMMENDED = "[default: the model's recommended setting]"
               help="seed for sampling [default: random, printed]")
 @click.option("--form", default=None, help="五言绝句/七言绝句/五言律诗/七言律诗 (or wujue, qijue, wulv, qilv)")
 @click.option("--acrostic", default=None, help="藏头诗: line i starts with the i-th character")
-@click.option("--rhyme", is_flag=True, default=None, help="even lines end on one rhyme group (needs --form or --acrostic)")
+@click.option("--rhyme", type=click.Choice(["modern", "pingshui"]), is_flag=False, flag_value="modern", default=None,
+              help="even lines end on one rhyme group: modern (中华新韵-like, the value of a bare --rhyme) or "
+                   "pingshui (平水韵); needs --form or --acrostic")
+@click.option("--tonal", is_flag=True, default=None,
+              help="with --form: the 平仄 of regulated verse (粘对, no 孤平/三平尾), rhyming in 平水韵")
 @click.option("--form-token/--no-form-token", default=None,
               help="with --form, also condition the model on the form's token [default: on]")
 @click.option("--stream", is_flag=True, help="print characters as they are decoded")

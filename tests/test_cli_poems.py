@@ -147,3 +147,13 @@ def test_score_prints_json_per_pair_and_reads_jsonl(tiny_poems_dir, tmp_path):
 def test_score_errors_are_one_line(tiny_poems_dir, args, message):
     result = score(tiny_poems_dir, *args)
     assert result.exit_code == 2 and message in result.stderr and len(result.stderr.splitlines()) == 1, result.output
+
+
+def test_tonal_and_pingshui_rhyme(tiny_poems_dir):
+    from genrt.text.tonal import pingshui_rhyme_problem, tonal_problem
+    result = run(tiny_poems_dir, "春江", "--form", "wujue", "--tonal", "--json")
+    assert result.exit_code == 0, result.output
+    assert tonal_problem(json.loads(result.output)[0][0]["text"], "wujue") is None
+    result = run(tiny_poems_dir, "春江", "--form", "wujue", "--rhyme", "pingshui", "--json")
+    assert pingshui_rhyme_problem(json.loads(result.output)[0][0]["text"], "wujue") is None
+    assert run(tiny_poems_dir, "春江", "--form", "wujue", "--rhyme").exit_code == 0     # bare --rhyme: modern

@@ -209,6 +209,33 @@ def test_forms_yield_the_shape_with_every_search(gen, form, lines, chars, kw):
     assert len(p.text) == lines * (chars + 1)
 
 
+@pytest.mark.parametrize("form", ["wujue", "qijue", "wulv", "qilv"])
+@pytest.mark.parametrize("kw", [{}, {"num_beams": 3}, {"do_sample": True, "seed": 1, "num_return_sequences": 2}])
+def test_tonal_poems_follow_a_pattern_with_every_search(gen, form, kw):
+    from genrt.text.tonal import tonal_problem
+    for p in gen.generate("春江", form=form, tonal=True, **kw):
+        assert p.finished and tonal_problem(p.text, form) is None, p.text
+
+
+def test_pingshui_rhyme_and_a_continued_line_under_tones(gen):
+    from genrt.text.tonal import pingshui_rhyme_problem, tonal_problem
+    p = gen.generate("春江", form="wulv", rhyme="pingshui")[0]
+    assert pingshui_rhyme_problem(p.text, "wulv") is None, p.text
+    q = gen.generate("春风花草香", mode="continue", form="wujue", tonal=True)[0]   # 平平平仄平: a B variant
+    assert q.text.startswith("春风花草香，") and tonal_problem(q.text, "wujue") is None, q.text
+    with pytest.raises(ValueError, match="does not fit the tonal pattern"):
+        gen.generate("春风花香光", mode="continue", form="wujue", tonal=True)     # 2nd and 4th both 平
+
+
+@pytest.mark.parametrize("kw", [{}, {"num_beams": 2}, {"do_sample": True, "seed": 0}])
+def test_min_new_tokens_gives_at_least_that_many_characters(gen, kw):
+    from genrt.text.tokenizer import CharTokenizer
+    for p in gen.generate(["春江", "明月"], min_new_tokens=30, max_new_tokens=30, regular_shape=False, **kw):
+        assert len(CharTokenizer(gen.tokenizer.vocab).encode_text(p[0].text)) == 30 and not p[0].finished
+    with pytest.raises(ValueError, match="does not fit"):
+        gen.generate("春江", min_new_tokens=4000, max_new_tokens=4000, regular_shape=False)
+
+
 def test_acrostic_and_continue_mode(gen):
     from genrt.text.forms import well_formed
     p = gen.generate("春夏秋冬", acrostic="春夏秋冬")[0]

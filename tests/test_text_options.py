@@ -154,3 +154,15 @@ if st is not None:
 else:
     def test_property_tests_need_hypothesis():
         pytest.skip("hypothesis is not installed (pip install -e '.[dev]')")
+
+
+def test_min_new_tokens_bounds_and_conflicts():
+    assert GenerationOptions(min_new_tokens=10).validate().min_new_tokens == 10
+    with pytest.raises(ValueError, match="cannot exceed max_new_tokens"):
+        GenerationOptions(min_new_tokens=20, max_new_tokens=10).validate()
+    with pytest.raises(ValueError, match="--free-shape"):
+        GenerationOptions(min_new_tokens=5, regular_shape=True).validate()
+    with pytest.raises(ValueError, match="a form"):
+        GenerationOptions(min_new_tokens=5, form="wujue").validate()
+    with pytest.raises(ValueError, match="min_new_tokens must be"):
+        GenerationOptions(min_new_tokens=-1).validate()

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from genrt.text.processors import (
+    MinNewTokens,
     NoRepeatNGram, RepetitionPenalty, SuppressTokens, apply_top_k, apply_top_p, log_softmax, logsumexp, make_sampler,
     pick_greedy, softmax, top_ids,
 )
@@ -125,3 +126,10 @@ def test_a_verse_never_copies_an_earlier_one():
     assert out[0, tok.index["夜"]] == -np.inf and np.isfinite(out[0, tok.index["明"]])
     tok, out = verse_block_case("春江，明月光，春江", max_char_repeats=0, no_repeat_verse=True)
     assert out[0, tok.index["，"]] == -np.inf and out[0, tok.index["。"]] == -np.inf
+
+
+def test_min_new_tokens_holds_off_eos_after_the_prefix():
+    proc = MinNewTokens(3, eos_id=2, prefix_len=2)                  # <sos> + one forced id
+    for t, banned in ((2, True), (4, True), (5, False), (9, False)):
+        out = proc(np.zeros((2, t), np.int64), np.zeros((2, 6), np.float32))
+        assert np.isinf(out[:, 2]).all() == banned and np.isfinite(np.delete(out, 2, axis=1)).all()

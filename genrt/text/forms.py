@@ -76,8 +76,21 @@ def resolve_form(name: str) -> FormSpec:
     return spec
 
 
-def check_request(form: str | None, acrostic: str | None, rhyme: bool) -> None:
-    """Raise ValueError (one line, every problem) for a form/acrostic/rhyme request that cannot be met."""
+RHYME_SCHEMES = ("modern", "pingshui")    # modern: the 14 groups below (pypinyin); pingshui: 平水韵 (genrt.text.tonal)
+
+
+def rhyme_scheme(rhyme: bool | str | None, tonal: bool = False) -> str | None:
+    """The rhyme a request asks for: None, 'modern' (rhyme=True or 'modern') or 'pingshui' (also implied by
+    tonal: regulated verse rhymes in 平水韵)."""
+    if rhyme is True or rhyme == "modern":
+        return "modern"
+    if rhyme == "pingshui" or (tonal and not rhyme):
+        return "pingshui"
+    return None
+
+
+def check_request(form: str | None, acrostic: str | None, rhyme: bool | str | None, tonal: bool = False) -> None:
+    """Raise ValueError (one line, every problem) for a form/acrostic/rhyme/tonal request that cannot be met."""
     problems, spec = [], None
     if form is not None:
         try:
@@ -86,10 +99,23 @@ def check_request(form: str | None, acrostic: str | None, rhyme: bool) -> None:
             problems.append(str(e))
     if acrostic is not None:
         problems += _acrostic_problems(acrostic, spec, form is not None)
-    if rhyme and form is None and acrostic is None:
+    if not (isinstance(rhyme, bool) or rhyme is None or rhyme in RHYME_SCHEMES):
+        problems.append(f"rhyme must be one of {', '.join(RHYME_SCHEMES)} (or True/False), got {rhyme!r:.40}")
+    scheme = rhyme_scheme(rhyme, tonal)
+    if tonal and form is None:
+        problems.append("tonal (平仄) needs a form: --form 五言绝句/七言绝句/五言律诗/七言律诗")
+    if tonal and scheme == "modern":
+        problems.append("tonal verse rhymes in 平水韵: use rhyme 'pingshui' (or leave rhyme out), not 'modern'")
+    if scheme and form is None and acrostic is None and not tonal:
         problems.append("rhyme needs a form or an acrostic")
-    if rhyme and not _pypinyin_installed():
+    if scheme == "modern" and not _pypinyin_installed():
         problems.append("rhyme needs the pypinyin package: pip install 'genrt[forms]'")
+    if tonal and not problems:
+        from genrt.text.tonal import VerseRules   # checks that an acrostic fits some tonal pattern
+        try:
+            VerseRules(form, acrostic, True)
+        except ValueError as e:
+            problems.append(str(e))
     if problems:
         raise ValueError("; ".join(problems))
 
@@ -125,6 +151,8 @@ class Rules:
 
     @classmethod
     def of(cls, form: str | None, acrostic: str | None, rhyme: bool) -> "Rules":
+        """rhyme: the modern rhyme groups (True/'modern'); 平水韵 rhyme and tones are genrt.text.tonal's."""
+        rhyme = rhyme_scheme(rhyme) == "modern"
         check_request(form, acrostic, rhyme)
         if form is None and acrostic is None:
             raise ValueError("a form constraint needs a form or an acrostic")

@@ -11,7 +11,7 @@ from genrt.contract import VERSE_BREAKS
 from genrt.text.model import PoemModel
 from genrt.text.options import GenerationOptions
 from genrt.text.processors import (
-    LogitsProcessor, NoRepeatNGram, RepetitionPenalty, SuppressTokens, VerseRepetitionBlock, logsumexp,
+    LogitsProcessor, MinNewTokens, NoRepeatNGram, RepetitionPenalty, SuppressTokens, VerseRepetitionBlock, logsumexp,
     make_sampler, pick_greedy,
 )
 from genrt.text.search import beam_search, generate_tokens, iter_tokens
@@ -234,6 +234,9 @@ class PoemGenerator:
             raise ValueError(f"the forced line leaves no room: the model decodes at most {self.manifest.max_len} "
                              f"characters")
         max_new = min(opts.max_new_tokens, room)
+        if opts.min_new_tokens > max_new:
+            raise ValueError(f"min_new_tokens={opts.min_new_tokens} does not fit: the model decodes at most "
+                             f"{max_new} new tokens here (model limit {self.manifest.max_len})")
         if opts.form or opts.acrostic:
             from genrt.text.forms import poem_token_budget
             needed = poem_token_budget(opts.form, opts.acrostic) - (prefix.shape[1] - 1)
@@ -245,6 +248,8 @@ class PoemGenerator:
     def _processors(self, opts: GenerationOptions, forced: list[list[int]]) -> list[LogitsProcessor]:
         tok = self.tokenizer
         processors: list[LogitsProcessor] = [SuppressTokens(tok.never_generated_ids)]
+        if opts.min_new_tokens:
+            processors.append(MinNewTokens(opts.min_new_tokens, tok.eos_id, 1 + len(forced[0]) if forced else 1))
         if opts.repetition_penalty != 1.0:
             punctuation = tok.ids_of(LINE_PUNCTUATION) + [tok.eos_id]
             processors.append(RepetitionPenalty(opts.repetition_penalty, ignore_ids=punctuation))
@@ -256,12 +261,16 @@ class PoemGenerator:
         if opts.regular_shape and not (opts.form or opts.acrostic):
             from genrt.text.shape import RegularShape
             processors.append(RegularShape(tok))           # last: it decides what remains allowed
-        if opts.form or opts.acrostic or opts.rhyme:
+        if opts.form or opts.acrostic:
             from genrt.text.forms import FormConstraint
-            constraint = FormConstraint(tok, opts.form, opts.acrostic, opts.rhyme)
-            for line in forced:  # a continued first line must already fit the form
-                constraint.check_prefix(line)
-            processors.append(constraint)  # last: it decides what remains allowed
+            constraints = [FormConstraint(tok, opts.form, opts.acrostic, opts.rhyme_scheme == "modern")]
+            if opts.tonal or opts.rhyme_scheme == "pingshui":
+                from genrt.text.tonal import TonalConstraint
+                constraints.append(TonalConstraint(tok, opts.form, opts.acrostic, opts.tonal))
+            for constraint in constraints:
+                for line in forced:  # a continued first line must already fit the form
+                    constraint.check_prefix(line)
+            processors += constraints  # last: they decide what remains allowed
         return processors
 
     @staticmethod

@@ -25,6 +25,7 @@ class GenerationOptions:
     """Names follow transformers' generate() where one exists."""
     mode: str = "title"                  # "title": prompt is a title/theme; "continue": prompt is the first line
     max_new_tokens: int = 128
+    min_new_tokens: int = 0              # no <eos> before this many new tokens (transformers' name); 0 = off
     num_beams: int = 1
     length_penalty: float = 1.0
     do_sample: bool = False
@@ -41,7 +42,8 @@ class GenerationOptions:
     seed: int | None = None
     form: str | None = None              # 七言绝句 / qijue ... (genrt.text.forms)
     acrostic: str | None = None          # line i starts with acrostic[i]
-    rhyme: bool = False                  # even lines end on one rhyme group
+    rhyme: bool | str = False            # even lines end on one rhyme group: True/'modern' or 'pingshui' (平水韵)
+    tonal: bool = False                  # with `form`: 平仄 of 近体诗, rhyme in 平水韵 (genrt.text.tonal)
     form_token: bool = True              # with `form`, also tell the model (its form token) if it knows them
 
     @classmethod
@@ -66,6 +68,7 @@ class GenerationOptions:
             problems.append(f"mode must be 'title' or 'continue', got {_show(self.mode)}")
         problems += [p for p in (
             _int_problem("max_new_tokens", self.max_new_tokens, 1, MAX_NEW_TOKENS),
+            _int_problem("min_new_tokens", self.min_new_tokens, 0, MAX_NEW_TOKENS),
             _int_problem("num_beams", self.num_beams, 1, MAX_NUM_BEAMS),
             _int_problem("top_k", self.top_k, 0),
             _int_problem("no_repeat_ngram_size", self.no_repeat_ngram_size, 0),
@@ -79,7 +82,7 @@ class GenerationOptions:
         ) if p]
         if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):
             problems.append(f"seed must be a non-negative integer, got {_show(self.seed)}")
-        for name in ("do_sample", "rhyme", "form_token", "no_repeat_verse", "regular_shape"):
+        for name in ("do_sample", "tonal", "form_token", "no_repeat_verse", "regular_shape"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name} must be True or False, got {_show(getattr(self, name))}")
         problems += self._contradictions()
@@ -109,19 +112,33 @@ class GenerationOptions:
                 and self.num_return_sequences > self.num_beams):
             problems.append(f"num_return_sequences ({self.num_return_sequences}) cannot exceed num_beams "
                             f"({self.num_beams}) without sampling")
+        if (_is_int(self.min_new_tokens) and _is_int(self.max_new_tokens)
+                and self.min_new_tokens > self.max_new_tokens):
+            problems.append(f"min_new_tokens ({self.min_new_tokens}) cannot exceed max_new_tokens "
+                            f"({self.max_new_tokens})")
+        if _is_int(self.min_new_tokens) and self.min_new_tokens and (self.form or self.acrostic or
+                                                                      self.regular_shape is True):
+            problems.append("min_new_tokens cannot be combined with a form, an acrostic or the regular shape, which "
+                            "end the poem themselves: add regular_shape=False (--free-shape)")
         if self.length_penalty != 1.0 and _is_int(self.num_beams) and self.num_beams == 1:
             problems.append("length_penalty only applies to beam search (num_beams > 1)")
         return problems
 
     def _form_problems(self) -> list[str]:
-        if self.form is None and self.acrostic is None and not self.rhyme:
+        if self.form is None and self.acrostic is None and not self.rhyme and not self.tonal:
             return []
         from genrt.text.forms import check_request  # imported lazily: forms are optional machinery
         try:
-            check_request(self.form, self.acrostic, self.rhyme)
+            check_request(self.form, self.acrostic, self.rhyme, self.tonal)
         except ValueError as e:
             return [str(e)]
         return []
+
+    @property
+    def rhyme_scheme(self) -> str | None:
+        """None, 'modern' or 'pingshui' (tonal verse rhymes in 平水韵)."""
+        from genrt.text.forms import rhyme_scheme
+        return rhyme_scheme(self.rhyme, self.tonal)
 
     @property
     def is_beam(self) -> bool:

@@ -28,6 +28,18 @@ class SuppressTokens:
         return logits
 
 
+class MinNewTokens:
+    """transformers' min_new_tokens: no <eos> before `min_new` tokens follow the first `prefix_len` ids of a row."""
+
+    def __init__(self, min_new: int, eos_id: int, prefix_len: int):
+        self.min_new, self.eos_id, self.prefix_len = int(min_new), int(eos_id), int(prefix_len)
+
+    def __call__(self, tokens: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        if tokens.shape[1] - self.prefix_len < self.min_new:
+            logits[:, self.eos_id] = NEG
+        return logits
+
+
 class RepetitionPenalty:
     """CTRL-style: divide positive logits (multiply negative ones) of already generated tokens by `penalty`."""
 
