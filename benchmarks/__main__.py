@@ -3,9 +3,11 @@
     python -m benchmarks                  # full run: writes benchmarks/results/latest.{json,md,png}
     python -m benchmarks --quick          # smoke run (a few repeats, fewer cases)
 
-Each measurement runs in its own process (clean load time and peak RSS). Torch baselines need the training
-checkpoints (runs/faces/checkpoint.pt, runs/poems/checkpoint.pt) and torch; they are skipped when absent. With the
-`bench` extra (ctranslate2) the poems checkpoint is also converted to CTranslate2 and measured (fp32 and int8).
+Each measurement runs in its own process (clean load time and peak RSS). The peers are built from the bundled fp32
+model directories, so a fresh clone measures every row (benchmarks.peers): torch eager runs the exact poem model
+recovered from its graphs, and the faces generator with its BatchNorms folded as exported; with the `bench` extra
+(ctranslate2) the same poem weights are converted to CTranslate2 (fp32 and int8, tokens checked against torch).
+--faces-checkpoint / --poems-checkpoint measure training checkpoints instead. Needs torch (the train extra).
 """
 from __future__ import annotations
 
@@ -43,7 +45,8 @@ def machine_info() -> dict:
     import onnxruntime as ort
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "numpy": _version("numpy"),
+    from benchmarks.timing import cpu_info
+    info = {"cpu": cpu, "cpu_flags": cpu_info()["flags"], "cores": os.cpu_count(), "python": platform.python_version(), "numpy": _version("numpy"),
             "onnxruntime": ort.__version__, "providers": ort.get_available_providers(), "torch": _version("torch"),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     return info
@@ -69,8 +72,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default="latest", help="file stem of the outputs")
     parser.add_argument("--faces-model", action="append", default=[], help="faces model dir (default: bundled)")
     parser.add_argument("--poems-model", action="append", default=[], help="poems model dir (default: bundled)")
-    parser.add_argument("--faces-checkpoint", default=str(ROOT / "runs" / "faces" / "checkpoint.pt"))
-    parser.add_argument("--poems-checkpoint", default=str(ROOT / "runs" / "poems" / "checkpoint.pt"))
+    parser.add_argument("--faces-checkpoint", default=str(MODELS / "faces"),
+                        help="torch peer: a training checkpoint or a fp32 faces model directory [default: bundled]")
+    parser.add_argument("--poems-checkpoint", default=None,
+                        help="torch/CTranslate2 peer: a training checkpoint [default: the bundled fp32 model's "
+                             "weights, recovered by benchmarks.peers]")
     parser.add_argument("--threads", type=int, nargs="*", default=None, help="default: 1 and all physical cores")
     parser.add_argument("--skip-torch", action="store_true")
     args = parser.parse_args(argv)
@@ -86,22 +92,7 @@ def main(argv: list[str] | None = None) -> None:
                     rows += run_task(f"{kind}-onnx", "--model", str(model), "--provider", provider,
                                      "--threads", str(t), *quick)
     if not args.skip_torch:
-        for kind, ckpt in (("faces", args.faces_checkpoint), ("poems", args.poems_checkpoint)):
-            if Path(ckpt).is_file():
-                for t in threads:
-                    print(f"{kind} torch eager threads={t}", file=sys.stderr)
-                    rows += run_task(f"{kind}-torch", "--checkpoint", ckpt, "--threads", str(t), *quick)
-            else:
-                print(f"  no {kind} checkpoint at {ckpt}: torch baseline skipped", file=sys.stderr)
-        if not _has_module("ctranslate2"):
-            print("  ctranslate2 not installed (pip install genrt[bench]): CTranslate2 baseline skipped",
-                  file=sys.stderr)
-        elif not Path(args.poems_checkpoint).is_file():
-            print(f"  no poems checkpoint at {args.poems_checkpoint}: CTranslate2 baseline skipped", file=sys.stderr)
-        else:
-            for t in threads:
-                print(f"poems ctranslate2 threads={t}", file=sys.stderr)
-                rows += run_task("poems-ct2", "--checkpoint", args.poems_checkpoint, "--threads", str(t), *quick)
+        rows += peer_rows(args, threads, quick)
 
     result = {"machine": machine_info(), "quick": args.quick, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -110,6 +101,42 @@ def main(argv: list[str] | None = None) -> None:
     write_markdown(result, stem.with_suffix(".md"))
     write_png(result, stem.with_suffix(".png"))
     print(f"wrote {stem}.json, .md, .png ({len(rows)} measurements)")
+
+
+def peer_rows(args, threads: list[int], quick: list[str]) -> list[dict]:
+    """torch eager (faces, poems) and CTranslate2 (poems) on the bundled weights, or on the checkpoints given."""
+    import tempfile
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.poems_checkpoint is None:
+            args.poems_checkpoint = str(Path(tmp) / "poems_weights.pt")
+            done = subprocess.run([sys.executable, "-m", "benchmarks.peers", "poems", str(MODELS / "poems"),
+                                   args.poems_checkpoint], capture_output=True, text=True, cwd=ROOT)
+            if done.returncode != 0:
+                print(f"  poems peer weights not recovered: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        rows += _peer_runs(args, threads, quick)
+    return rows
+
+
+def _peer_runs(args, threads: list[int], quick: list[str]) -> list[dict]:
+    rows: list[dict] = []
+    for kind, ckpt in (("faces", args.faces_checkpoint), ("poems", args.poems_checkpoint)):
+        if Path(ckpt).exists():
+            for t in threads:
+                print(f"{kind} torch eager threads={t}", file=sys.stderr)
+                rows += run_task(f"{kind}-torch", "--checkpoint", ckpt, "--threads", str(t), *quick)
+        else:
+            print(f"  no {kind} checkpoint at {ckpt}: torch baseline skipped", file=sys.stderr)
+    if not _has_module("ctranslate2"):
+        print("  ctranslate2 not installed (pip install genrt[bench]): CTranslate2 baseline skipped",
+              file=sys.stderr)
+    elif not Path(args.poems_checkpoint).is_file():
+        print(f"  no poems checkpoint at {args.poems_checkpoint}: CTranslate2 baseline skipped", file=sys.stderr)
+    else:
+        for t in threads:
+            print(f"poems ctranslate2 threads={t}", file=sys.stderr)
+            rows += run_task("poems-ct2", "--checkpoint", args.poems_checkpoint, "--threads", str(t), *quick)
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,0 +1,127 @@
+"""genrt against CTranslate2, head to head: the same weights, the same prompt, interleaved rounds.
+
+    python -m benchmarks.versus [--rounds 15] [--threads 1 2] [--out benchmarks/results/versus.json]
+
+Separate-process tables (python -m benchmarks) measure each engine minutes apart; on a shared or throttled machine
+that alone moves a ratio by 30 %. Here both engines decode in one process, alternating every round: greedy, batch
+1, exactly 64 new characters (<eos> held off: genrt's min_new_tokens, CTranslate2's min_decoding_length), the same
+suppressed tokens, on the bundled fp32 weights (CTranslate2 gets them through benchmarks.peers and
+export.ctranslate2, token-checked against torch) and the bundled int8 directory vs CTranslate2 int8. Reports the
+median ms per new token of each engine and their ratio per precision and thread count, with the CPU and its flags.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.timing import cpu_info
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "genrt" / "models"
+NEW_TOKENS = 64
+PROMPT = "春江花月夜"
+PAIRS = (("fp32", "poems", "float32"), ("int8", "poems_int8", "int8"))   # precision, bundled dir, CT2 type
+
+
+def convert(checkpoint: Path, out: Path, quantization: str) -> None:
+    cmd = [sys.executable, "-m", "export.ctranslate2", "--checkpoint", str(checkpoint), "--out", str(out),
+           "--quantization", quantization, "--check-prompts", "4", "--no-beam-check"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"CTranslate2 conversion failed: {done.stderr.strip()[-1500:]}")
+
+
+def genrt_runner(model_dir: Path, threads: int):
+    from genrt.text.generator import PoemGenerator
+    gen = PoemGenerator.load(model_dir, provider="cpu", threads=threads)
+    opts = gen.options(do_sample=False, min_new_tokens=NEW_TOKENS, max_new_tokens=NEW_TOKENS, regular_shape=False,
+                       max_char_repeats=0, no_repeat_verse=False, repetition_penalty=1.0)
+
+    def run() -> int:
+        return len(gen.generate(PROMPT, opts)[0].text)
+    return run
+
+
+def ct2_runner(ct2_dir: Path, compute_type: str, threads: int):
+    import ctranslate2
+    from export.ctranslate2 import decode_options
+    from genrt.text.tokenizer import CharTokenizer
+    translator = ctranslate2.Translator(str(ct2_dir), device="cpu", compute_type=compute_type,
+                                        intra_threads=threads, inter_threads=1)
+    vocab = json.loads((ct2_dir / "shared_vocabulary.json").read_text(encoding="utf-8"))
+    src = [[vocab[i] for i in CharTokenizer(vocab).encode_prompt(PROMPT, "title", 200)]]
+    options = {"beam_size": 1, "min_decoding_length": NEW_TOKENS, "max_decoding_length": NEW_TOKENS,
+               **decode_options(vocab)}
+
+    def run() -> int:
+        return len(translator.translate_batch(src, **options)[0].hypotheses[0])
+    return run
+
+
+def head_to_head(runners: dict, rounds: int) -> dict[str, float]:
+    """Median ms per new token of each runner, alternating the order every round after one warm-up each."""
+    for run in runners.values():
+        run()
+    samples = {name: [] for name in runners}
+    names = list(runners)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            t0 = time.perf_counter()
+            n = runners[name]()
+            samples[name].append((time.perf_counter() - t0) * 1e3 / NEW_TOKENS)
+            assert n == NEW_TOKENS, f"{name} decoded {n} tokens, not {NEW_TOKENS}"
+    return {name: float(np.median(s)) for name, s in samples.items()}
+
+
+def markdown(report: dict) -> str:
+    cpu = report["cpu"]
+    lines = [f"{cpu['model']} ({', '.join(cpu['flags'])}), {report['rounds']} interleaved rounds, greedy, batch 1, "
+             f"{NEW_TOKENS} new characters, prompt {PROMPT}; onnxruntime {report['onnxruntime']}, CTranslate2 "
+             f"{report['ctranslate2']}.", "",
+             "| precision | threads | genrt ms/token | CTranslate2 ms/token | genrt speed vs CTranslate2 |",
+             "|---|---:|---:|---:|---:|"]
+    for r in report["rows"]:
+        lines.append(f"| {r['precision']} | {r['threads']} | {r['genrt_ms']:.3f} | {r['ct2_ms']:.3f} | "
+                     f"{r['ct2_ms'] / r['genrt_ms']:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import ctranslate2
+    import onnxruntime
+    from benchmarks.peers import poems_checkpoint
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "versus.json")
+    args = parser.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = poems_checkpoint(MODELS / "poems", Path(tmp) / "weights.pt")
+        for precision, bundled, ct2_type in PAIRS:
+            ct2_dir = Path(tmp) / ct2_type
+            convert(checkpoint, ct2_dir, ct2_type)
+            for threads in args.threads:
+                medians = head_to_head({"genrt": genrt_runner(MODELS / bundled, threads),
+                                        "ct2": ct2_runner(ct2_dir, ct2_type, threads)}, args.rounds)
+                rows.append({"precision": precision, "threads": threads, "genrt_ms": medians["genrt"],
+                             "ct2_ms": medians["ct2"], "model_dir": bundled})
+                print(rows[-1], file=sys.stderr)
+    report = {"cpu": cpu_info(), "rounds": args.rounds, "onnxruntime": onnxruntime.__version__,
+              "ctranslate2": ctranslate2.__version__, "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    args.out.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
+    print(markdown(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()
