@@ -1,4 +1,4 @@
-"""Benchmark of constrained decoding (genrt.text.forms): does the constraint give well-formed poems, what does it
+"""Benchmark of constrained decoding (genrt.poems.forms): does the constraint give well-formed poems, what does it
 cost in model likelihood, and what does it cost in time?
 
     python -m benchmarks.forms --model genrt/models/poems --prompts-per-form 200
@@ -8,7 +8,7 @@ For each form, N title prompts are decoded greedily twice: without the constrain
 SuppressTokens only) and with FormConstraint; when the model was trained with form tokens (<qijue> ...), both
 runs are repeated with the form's token in the source, to see whether the token alone gets the shape right and
 whether the constraint then has less to fight (lower NLL). Reported per form and token setting:
-  * well_formed: share of outputs that fit the form (genrt.text.forms.well_formed), unconstrained vs constrained;
+  * well_formed: share of outputs that fit the form (genrt.poems.forms.well_formed), unconstrained vs constrained;
   * nll_per_token: mean negative log-likelihood of the chosen tokens (<eos> included) under the model's raw
     logits, i.e. how far the constraint pushes the model off its own preferences;
   * constraint_changed_output: share of prompts whose constrained poem differs from the free one (how often the
@@ -27,10 +27,10 @@ from typing import Sequence
 import numpy as np
 
 from genrt.contract import SPECIAL_TOKENS
-from genrt.text.forms import FORMS, FormConstraint, resolve_form, well_formed
-from genrt.text.processors import SuppressTokens, log_softmax, pick_greedy
-from genrt.text.search import iter_tokens
-from genrt.text.tokenizer import CharTokenizer
+from genrt.poems.forms import FORMS, FormConstraint, resolve_form, well_formed
+from genrt.poems.processors import SuppressTokens, log_softmax, pick_greedy
+from genrt.poems.search import iter_tokens
+from genrt.poems.tokenizer import CharTokenizer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 THEMES = ("春 夏 秋 冬 山 水 江 河 月 风 雪 雨 花 柳 松 竹 梅 菊 云 夜 晓 晚 归 别 思 送 登 望 游 怀 "
@@ -151,14 +151,14 @@ def micro_benchmark(vocab_size: int = 8000, rows: Sequence[int] = (1, 32), repea
 
 
 def load_model(model_dir: str, threads: int | None):
-    from genrt.text.model import PoemModel
+    from genrt.poems.model import PoemModel
     return PoemModel.load(model_dir, provider="cpu", threads=threads)
 
 
 def write_results(results: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "forms.json").write_text(json.dumps(results, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    lines = ["# Constrained decoding (genrt.text.forms)", ""]
+    lines = ["# Constrained decoding (genrt.poems.forms)", ""]
     if results.get("forms"):
         lines += [f"Model: `{results['model']}`, greedy, batch {results['batch']}.", "",
                   "| form | rhyme | form token in source | prompts | well-formed free | well-formed constrained | "

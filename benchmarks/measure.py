@@ -76,8 +76,8 @@ def _poem_sources(tokenizer, batch: int) -> list[list[int]]:
 
 def _decode_cases(model, tokenizer, quick: bool):
     """(name, batch, function decoding exactly NEW_TOKENS per sequence). <eos> is banned so lengths are equal."""
-    from genrt.text.processors import SuppressTokens, make_sampler, pick_greedy
-    from genrt.text.search import beam_search, generate_tokens
+    from genrt.poems.processors import SuppressTokens, make_sampler, pick_greedy
+    from genrt.poems.search import beam_search, generate_tokens
     banned = [SuppressTokens(sorted(tokenizer.control_ids))]
     eos = tokenizer.eos_id
 
@@ -104,7 +104,7 @@ def _decode_cases(model, tokenizer, quick: bool):
 
 
 def _time_to_first_token(model, tokenizer, repeats: int) -> dict:
-    from genrt.text.processors import pick_greedy
+    from genrt.poems.processors import pick_greedy
     src = _poem_sources(tokenizer, 1)
 
     def first():
@@ -114,8 +114,8 @@ def _time_to_first_token(model, tokenizer, repeats: int) -> dict:
 
 
 def poems_onnx(model_dir: str, provider: str, threads: int, quick: bool) -> list[dict]:
-    from genrt.text.model import PoemModel, RecomputeModel
-    from genrt.text.tokenizer import CharTokenizer
+    from genrt.poems.model import PoemModel, RecomputeModel
+    from genrt.poems.tokenizer import CharTokenizer
     t0 = time.perf_counter()
     model = PoemModel.load(model_dir, provider=provider, threads=threads)
     load_s = time.perf_counter() - t0
@@ -137,9 +137,9 @@ def poems_onnx(model_dir: str, provider: str, threads: int, quick: bool) -> list
 def _cache_vs_recompute(model, tok, base: dict, repeats: int, quick: bool) -> list[dict]:
     """Greedy batch 1 with the KV cache vs re-running the decoder over the whole prefix every step, at 64 new
     characters and (full run) at a long-poem length too."""
-    from genrt.text.model import RecomputeModel
-    from genrt.text.processors import SuppressTokens, pick_greedy
-    from genrt.text.search import generate_tokens
+    from genrt.poems.model import RecomputeModel
+    from genrt.poems.processors import SuppressTokens, pick_greedy
+    from genrt.poems.search import generate_tokens
     src, banned = _poem_sources(tok, 1), [SuppressTokens(sorted(tok.control_ids))]
     rows = []
     for new_tokens in (NEW_TOKENS,) if quick else (NEW_TOKENS, LONG_TOKENS):
@@ -157,9 +157,9 @@ def poems_torch(checkpoint: str, threads: int, quick: bool) -> list[dict]:
     """Plain torch eager greedy loop without a cache (the model re-run over the prefix each step)."""
     import torch
     from export.poems_reference import TorchNoCacheModel
-    from genrt.text.processors import SuppressTokens, pick_greedy
-    from genrt.text.search import generate_tokens
-    from genrt.text.tokenizer import CharTokenizer
+    from genrt.poems.processors import SuppressTokens, pick_greedy
+    from genrt.poems.search import generate_tokens
+    from genrt.poems.tokenizer import CharTokenizer
     from trainers.poems import load_model
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
@@ -185,7 +185,7 @@ def poems_ct2(checkpoint: str, threads: int, quick: bool, quantization: str = "b
     export.ctranslate2 in a child process, so this process's load time and peak RSS are CTranslate2's alone."""
     import ctranslate2
     from export.ctranslate2 import decode_options
-    from genrt.text.tokenizer import CharTokenizer
+    from genrt.poems.tokenizer import CharTokenizer
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for quant in CT2_PRECISIONS if quantization == "both" else [quantization]:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from genrt.contract import PROMPT_TITLE, VERSE_BREAKS
-from genrt.text.forms import FORMS, well_formed
+from genrt.poems.forms import FORMS, well_formed
 
 OFF = dict(do_sample=False, repetition_penalty=1.0, max_char_repeats=0, no_repeat_verse=False, regular_shape=False)
 RULES = dict(max_char_repeats=2, no_repeat_verse=True, regular_shape=True)
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", default=None, help="candidate names to run (substring match)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/poem_decoding.json"))
     args = parser.parse_args(argv)
-    from genrt.text.generator import PoemGenerator
+    from genrt.poems.generator import PoemGenerator
     generator = PoemGenerator.load(args.model, provider="cpu", threads=1)
     titles, real, train_verses = load_split(args.cache, args.titles, args.seed)
     rows = [{"candidate": "real poems of the same titles", "options": None, **poem_stats(real, train_verses),

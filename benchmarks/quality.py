@@ -75,7 +75,7 @@ def validation_pairs(corpus: str, count: int) -> tuple[list[list[int]], list[lis
 
 def sequence_nll(model, sources: list[list[int]], targets: list[list[int]], batch: int = 16) -> tuple[float, int]:
     """Total NLL (nats) and token count of targets + <eos>, teacher-forced through the KV-cache decoder."""
-    from genrt.text.processors import log_softmax
+    from genrt.poems.processors import log_softmax
     m = model.manifest
     total, count = 0.0, 0
     for start in range(0, len(sources), batch):
@@ -97,9 +97,9 @@ def sequence_nll(model, sources: list[list[int]], targets: list[list[int]], batc
 
 
 def poems_quality(reference_dir: str, variant_dir: str, corpus: str, count: int = 200) -> dict:
-    from genrt.text.model import PoemModel
-    from genrt.text.processors import SuppressTokens, pick_greedy
-    from genrt.text.search import generate_tokens
+    from genrt.poems.model import PoemModel
+    from genrt.poems.processors import SuppressTokens, pick_greedy
+    from genrt.poems.search import generate_tokens
     ref, var = PoemModel.load(reference_dir, provider="cpu"), PoemModel.load(variant_dir, provider="cpu")
     sources, targets, vocab = validation_pairs(corpus, count)
     if tuple(vocab) != ref.manifest.vocab:

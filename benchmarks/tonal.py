@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.poem_decoding import load_split
-from genrt.text.forms import FORMS, well_formed
-from genrt.text.pingshui import PingshuiTable
-from genrt.text.tonal import matching_patterns, pingshui_rhyme_problem, tonal_problem
+from genrt.poems.forms import FORMS, well_formed
+from genrt.poems.pingshui import PingshuiTable
+from genrt.poems.tonal import matching_patterns, pingshui_rhyme_problem, tonal_problem
 
 SEARCHES = {"defaults (no options)": {}, "defaults --num-beams 4": {"num_beams": 4}}
 
@@ -104,7 +104,7 @@ def time_tonal(generator, titles: list[str], repeats: int = 5) -> list[dict]:
 
 def replay_us(tokenizer, form: str, poems: list[str]) -> tuple[float, float]:
     """µs per call of TonalConstraint over the prefixes of each poem (one row), cold then warm."""
-    from genrt.text import tonal
+    from genrt.poems import tonal
     out = []
     for cold in (True, False):
         calls, seconds = 0, 0.0
@@ -157,7 +157,7 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     from benchmarks.timing import cpu_info
-    from genrt.text.generator import PoemGenerator
+    from genrt.poems.generator import PoemGenerator
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--model", default=None)

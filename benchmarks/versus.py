@@ -39,7 +39,7 @@ def convert(checkpoint: Path, out: Path, quantization: str) -> None:
 
 
 def genrt_runner(model_dir: Path, threads: int):
-    from genrt.text.generator import PoemGenerator
+    from genrt.poems.generator import PoemGenerator
     gen = PoemGenerator.load(model_dir, provider="cpu", threads=threads)
     opts = gen.options(do_sample=False, min_new_tokens=NEW_TOKENS, max_new_tokens=NEW_TOKENS, regular_shape=False,
                        max_char_repeats=0, no_repeat_verse=False, repetition_penalty=1.0)
@@ -52,7 +52,7 @@ def genrt_runner(model_dir: Path, threads: int):
 def ct2_runner(ct2_dir: Path, compute_type: str, threads: int):
     import ctranslate2
     from export.ctranslate2 import decode_options
-    from genrt.text.tokenizer import CharTokenizer
+    from genrt.poems.tokenizer import CharTokenizer
     translator = ctranslate2.Translator(str(ct2_dir), device="cpu", compute_type=compute_type,
                                         intra_threads=threads, inter_threads=1)
     vocab = json.loads((ct2_dir / "shared_vocabulary.json").read_text(encoding="utf-8"))

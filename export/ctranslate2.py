@@ -151,8 +151,8 @@ def check_ctranslate2(model: PoemTransformer, vocab: Sequence[str], model_dir: P
     """Compare the CTranslate2 model at `model_dir` with genrt decoding of the torch model. Returns counts."""
     import ctranslate2
     from export.poems_reference import TorchNoCacheModel, random_sources
-    from genrt.text.processors import SuppressTokens, pick_greedy
-    from genrt.text.search import beam_search, generate_tokens
+    from genrt.poems.processors import SuppressTokens, pick_greedy
+    from genrt.poems.search import beam_search, generate_tokens
 
     index = {t: i for i, t in enumerate(vocab)}
     translator = ctranslate2.Translator(str(model_dir), device="cpu", intra_threads=threads, inter_threads=1)

@@ -123,7 +123,7 @@ def export_poems(checkpoint: str | Path, out_dir: str | Path, check_prompts: int
 
 def check_export(model: PoemTransformer, out: Path, manifest: PoemsManifest, prompts: int) -> dict:
     """Contract I/O, step-logit parity and identical greedy/beam tokens. Raises ExportError on failure."""
-    from genrt.text.model import PoemModel
+    from genrt.poems.model import PoemModel
     from export.poems_reference import TorchNoCacheModel, compare_decoding, step_logit_parity
 
     onnx_model = PoemModel.load(out, provider="cpu")

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from genrt.contract import EOS_ID, NEVER_GENERATED_SPECIAL_IDS, PAD_ID, SOS_ID
-from genrt.text.model import pad_batch
-from genrt.text.processors import SuppressTokens, pick_greedy
-from genrt.text.search import beam_search, generate_tokens
+from genrt.poems.model import pad_batch
+from genrt.poems.processors import SuppressTokens, pick_greedy
+from genrt.poems.search import beam_search, generate_tokens
 from trainers.poems_model import PoemTransformer
 
 

@@ -1,7 +1,7 @@
 """genrt: on-device generation with onnxruntime (no PyTorch at run time)."""
 from genrt.faces import FaceGenerator
-from genrt.text.generator import Poem, PoemGenerator
-from genrt.text.options import GenerationOptions
+from genrt.poems.generator import Poem, PoemGenerator
+from genrt.poems.options import GenerationOptions
 
 __version__ = "0.1.0"
 

@@ -23,8 +23,8 @@ import numpy as np
 
 from genrt.faces import FaceGenerator, own_files, save_grid, save_images
 from genrt.runtime import PRECISIONS, PROVIDERS, ProviderError
-from genrt.text.generator import PoemGenerator
-from genrt.text.options import MAX_NEW_TOKENS, MAX_NUM_BEAMS, MAX_NUM_RETURN_SEQUENCES
+from genrt.poems.generator import PoemGenerator
+from genrt.poems.options import MAX_NEW_TOKENS, MAX_NUM_BEAMS, MAX_NUM_RETURN_SEQUENCES
 
 GRID_MAX_IMAGES = 64          # grid.png shows the first 64 images, so a huge --n never builds a huge grid
 DEFAULT_FACES = 16

@@ -32,6 +32,13 @@ PROMPT_KIND_TOKENS = {"title": PROMPT_TITLE, "continue": PROMPT_FIRST_LINE}
 FORM_TOKENS = {"wujue": "<wujue>", "qijue": "<qijue>", "wulv": "<wulv>", "qilv": "<qilv>"}
 CONTROL_TOKENS = SPECIAL_TOKENS + tuple(FORM_TOKENS.values())
 VERSE_BREAKS = "，。？！；"   # the marks that end a verse in the corpus, in generation and in every evaluator
+# Han characters (CJK ideographs, Extension A, compatibility ideographs): what the corpus keeps as poem text and
+# what forms, rhymes and tones treat as a character
+HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def is_han(ch: str) -> bool:
+    return len(ch) == 1 and HAN.match(ch) is not None
 PAD_ID, SOS_ID, EOS_ID, UNK_ID = (SPECIAL_TOKENS.index(t) for t in (PAD, SOS, EOS, UNK))
 # ids a decoder must never emit among the special tokens: all but <eos>
 NEVER_GENERATED_SPECIAL_IDS = tuple(i for i, t in enumerate(SPECIAL_TOKENS) if t != EOS)

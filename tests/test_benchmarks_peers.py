@@ -26,7 +26,7 @@ def test_folded_faces_generator_refuses_another_precision(tiny_faces_model, tmp_
 
 
 def test_poem_peer_weights_reproduce_the_model(trained_looking, tmp_path):  # noqa: F811
-    from genrt.text.model import PoemModel
+    from genrt.poems.model import PoemModel
     from trainers.poems import load_model
     import torch
     _, (tiny_poems_dir, _) = trained_looking

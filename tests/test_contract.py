@@ -58,7 +58,7 @@ def test_a_missing_field_is_named(tmp_path):
 
 
 def test_form_token_names_match_the_forms_ascii_names():
-    from genrt.text.forms import FORMS
+    from genrt.poems.forms import FORMS
     assert set(FORM_TOKENS) == {f.aliases[0] for f in FORMS.values()}
 
 
@@ -151,7 +151,7 @@ def test_max_len_beyond_the_position_table_is_refused_at_load(tmp_path, tiny_poe
     folder = tampered_poems_copy(tmp_path, tiny_poems_dir, max_len=89)
     with pytest.raises(ManifestError, match=r"max_len 89 exceeds the position table of decoder.onnx \(88 positions\)"):
         read_manifest(folder)
-    from genrt.text.generator import PoemGenerator
+    from genrt.poems.generator import PoemGenerator
     with pytest.raises(ManifestError, match="max_len 89 exceeds"):
         PoemGenerator.load(folder, provider="cpu")
     (folder / "manifest.json").write_text(json.dumps({**json.loads((folder / "manifest.json").read_text(

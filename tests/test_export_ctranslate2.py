@@ -30,8 +30,8 @@ def test_conversion_report(ct2_dir):
 
 def test_greedy_tokens_match_torch(ct2_dir, tiny_poems_checkpoint):
     from export.poems_reference import TorchNoCacheModel, random_sources
-    from genrt.text.processors import SuppressTokens, pick_greedy
-    from genrt.text.search import generate_tokens
+    from genrt.poems.processors import SuppressTokens, pick_greedy
+    from genrt.poems.search import generate_tokens
     from trainers.poems import load_model
 
     model, vocab, _ = load_model(tiny_poems_checkpoint)

@@ -8,7 +8,7 @@ import pytest
 from export.fp16 import fp16_copy
 from genrt import FaceGenerator
 from genrt.contract import read_manifest
-from genrt.text.model import PoemModel
+from genrt.poems.model import PoemModel
 
 from .test_export_poems import lockstep_logits, random_sources
 

@@ -6,7 +6,7 @@ import onnx
 import pytest
 
 from genrt.contract import ManifestError, PoemsManifest, check_graph_io, read_manifest
-from genrt.text.model import PoemModel, RecomputeModel
+from genrt.poems.model import PoemModel, RecomputeModel
 
 torch = pytest.importorskip("torch")
 
@@ -129,8 +129,8 @@ def test_device_cache_path_matches_plain_path(exported_dir):
     tiny_poems_dir = exported_dir
     """The IOBinding path (the CUDA default, KV cache kept as OrtValues) gives the same logits and tokens;
     on CPU it binds host memory, so it runs everywhere."""
-    from genrt.text.processors import SuppressTokens, pick_greedy
-    from genrt.text.search import beam_search, generate_tokens
+    from genrt.poems.processors import SuppressTokens, pick_greedy
+    from genrt.poems.search import beam_search, generate_tokens
     plain = PoemModel.load(tiny_poems_dir, provider="cpu", threads=1)
     bound = PoemModel.load(tiny_poems_dir, provider="cpu", threads=1, device_cache=True)
     sources = random_sources(len(plain.manifest.vocab), 3, seed=9)
@@ -157,7 +157,7 @@ def test_runtime_score_equals_torch_nll(tiny_poems_checkpoint, exported_dir):
     """Teacher-forced NLL through the decoder's all_logits output = torch's, within 1e-4 per token."""
     import torch
     import torch.nn.functional as F
-    from genrt.text.generator import PoemGenerator
+    from genrt.poems.generator import PoemGenerator
     from trainers.poems import load_model
     model, vocab, _ = load_model(tiny_poems_checkpoint)
     gen = PoemGenerator.load(exported_dir, provider="cpu", threads=1)

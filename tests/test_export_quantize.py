@@ -10,7 +10,7 @@ import pytest
 
 from export.quantize import quantize_poems
 from genrt.contract import read_manifest
-from genrt.text.model import PoemModel
+from genrt.poems.model import PoemModel
 
 from .test_export_poems import lockstep_logits, random_sources
 

@@ -80,7 +80,7 @@ def test_bad_thread_counts_are_refused_before_any_file_is_opened(tmp_path, threa
         make_session(tmp_path / "missing.onnx", "cpu", threads)
     with pytest.raises(ValueError, match="threads must be a positive integer"):
         load_checked_session(tmp_path, FacesManifest(nz=3, image_size=16).graph(), "cpu", threads)
-    from genrt.text.model import PoemModel
+    from genrt.poems.model import PoemModel
     with pytest.raises(ValueError, match="threads must be a positive integer"):
         PoemModel.load(tmp_path / "nowhere", provider="cpu", threads=threads)
 

@@ -11,7 +11,6 @@ Each kept poem gives a training pair (source = prompt, target = body with its pu
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import zlib
@@ -22,12 +21,11 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from genrt.contract import FORM_TOKENS, PROMPT_FIRST_LINE, PROMPT_TITLE, SPECIAL_TOKENS, UNK, VERSE_BREAKS
+from genrt.contract import HAN, FORM_TOKENS, PROMPT_FIRST_LINE, PROMPT_TITLE, SPECIAL_TOKENS, UNK, VERSE_BREAKS
 
 LINE_END = VERSE_BREAKS
 BODY_PUNCT = set(LINE_END) | set("：、")
 _NOTES = re.compile(r"（[^（）]*）|\([^()]*\)|\{[^{}]*\}|\[[^\[\]]*\]|【[^【】]*】|〔[^〔〕]*〕|《[^《》]*》")
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _NO_TEXT = {"無正文。", "无正文。", "無正文", "无正文"}
 _ASCII_PUNCT = str.maketrans({",": "，", ".": "。", "?": "？", "!": "！", ";": "；", ":": "："})
 
@@ -66,18 +64,18 @@ def clean_body(paragraphs: list[str], stats: CorpusStats | None = None) -> tuple
         return None, "empty"
     if "□" in cleaned or "■" in cleaned or "�" in cleaned:
         return None, "missing characters (□)"
-    if any(not _HAN.match(ch) and ch not in BODY_PUNCT for ch in cleaned):
+    if any(not HAN.match(ch) and ch not in BODY_PUNCT for ch in cleaned):
         return None, "unexpected characters"
     if cleaned[-1] not in LINE_END:
         return None, "unterminated last line"
-    if sum(1 for ch in cleaned if _HAN.match(ch)) < 8:
+    if sum(1 for ch in cleaned if HAN.match(ch)) < 8:
         return None, "too short"
     return cleaned, ""
 
 
 def clean_title(title: str) -> str:
     title = _NOTES.sub("", title or "").translate(_ASCII_PUNCT)
-    return "".join(ch for ch in title if _HAN.match(ch))[:30]
+    return "".join(ch for ch in title if HAN.match(ch))[:30]
 
 
 def first_line(body: str) -> str:
@@ -128,8 +126,8 @@ def build_vocab(poems: Iterable[dict], min_freq: int, form_tokens: bool = False)
 
 
 def form_of(body: str) -> str | None:
-    """The ASCII name of the regular form a poem body has (genrt.text.forms decides), or None."""
-    from genrt.text.forms import FORMS, well_formed
+    """The ASCII name of the regular form a poem body has (genrt.poems.forms decides), or None."""
+    from genrt.poems.forms import FORMS, well_formed
     for spec in FORMS.values():
         if well_formed(body, spec.name):
             return spec.aliases[0]

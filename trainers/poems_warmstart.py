@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="bf16: compact, for warm starts; fp32: exact, for re-exporting the same model")
     args = parser.parse_args(argv)
     from export.poems_reference import step_logit_parity
-    from genrt.text.model import PoemModel
+    from genrt.poems.model import PoemModel
     from trainers.poems import save_weights
     tensors, cfg, vocab, training = state_from_model_dir(args.model)
     metrics = read_manifest(args.model).metrics

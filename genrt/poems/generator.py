@@ -8,14 +8,14 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from genrt.contract import VERSE_BREAKS
-from genrt.text.model import PoemModel
-from genrt.text.options import GenerationOptions
-from genrt.text.processors import (
+from genrt.poems.model import PoemModel
+from genrt.poems.options import GenerationOptions
+from genrt.poems.processors import (
     LogitsProcessor, MinNewTokens, NoRepeatNGram, RepetitionPenalty, SuppressTokens, VerseRepetitionBlock, logsumexp,
     make_sampler, pick_greedy,
 )
-from genrt.text.search import beam_search, generate_tokens, iter_tokens
-from genrt.text.tokenizer import CharTokenizer, load_t2s
+from genrt.poems.search import beam_search, generate_tokens, iter_tokens
+from genrt.poems.tokenizer import CharTokenizer, load_t2s
 
 LINE_PUNCTUATION = VERSE_BREAKS
 
@@ -211,7 +211,7 @@ class PoemGenerator:
         """ASCII name of the requested form, to put its token in the source (None: no form, or told not to)."""
         if not (opts.form and opts.form_token):
             return None
-        from genrt.text.forms import resolve_form
+        from genrt.poems.forms import resolve_form
         return resolve_form(opts.form).aliases[0]
 
     def _forced_line(self, line: str) -> list[int]:
@@ -238,7 +238,7 @@ class PoemGenerator:
             raise ValueError(f"min_new_tokens={opts.min_new_tokens} does not fit: the model decodes at most "
                              f"{max_new} new tokens here (model limit {self.manifest.max_len})")
         if opts.form or opts.acrostic:
-            from genrt.text.forms import poem_token_budget
+            from genrt.poems.forms import poem_token_budget
             needed = poem_token_budget(opts.form, opts.acrostic) - (prefix.shape[1] - 1)
             if needed > max_new:
                 raise ValueError(f"the requested form needs {needed} more tokens but only {max_new} are allowed "
@@ -259,13 +259,13 @@ class PoemGenerator:
             processors.append(VerseRepetitionBlock(tok.ids_of(LINE_PUNCTUATION), opts.max_char_repeats,
                                                    opts.no_repeat_verse))
         if opts.regular_shape and not (opts.form or opts.acrostic):
-            from genrt.text.shape import RegularShape
+            from genrt.poems.shape import RegularShape
             processors.append(RegularShape(tok))           # last: it decides what remains allowed
         if opts.form or opts.acrostic:
-            from genrt.text.forms import FormConstraint
+            from genrt.poems.forms import FormConstraint
             constraints = [FormConstraint(tok, opts.form, opts.acrostic, opts.rhyme_scheme == "modern")]
             if opts.tonal or opts.rhyme_scheme == "pingshui":
-                from genrt.text.tonal import TonalConstraint
+                from genrt.poems.tonal import TonalConstraint
                 constraints.append(TonalConstraint(tok, opts.form, opts.acrostic, opts.tonal))
             for constraint in constraints:
                 for line in forced:  # a continued first line must already fit the form

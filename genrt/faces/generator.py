@@ -1,18 +1,14 @@
-"""Face generation with onnxruntime only: latents in, uint8 images out, plus PNG and grid helpers."""
+"""Face generation with onnxruntime only: latents (B, nz) in, uint8 images (B, 64, 64, 3) out."""
 from __future__ import annotations
 
 import math
-import os
-import re
-import tempfile
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 import numpy as np
 import onnxruntime as ort
-from PIL import Image
 
-from genrt.contract import FACES_KIND, FacesManifest, ManifestError, read_manifest
+from genrt.contract import FACES_KIND, FacesManifest, read_manifest
 from genrt.runtime import check_precision, load_checked_session, model_dir_or_bundled, resolve_provider
 
 DEFAULT_BATCH_SIZE = 64
@@ -161,66 +157,3 @@ def interpolate_latents(start: np.ndarray, end: np.ndarray, k: int | None = None
 
 
 # ---------------------------------------------------------------- files and grids
-
-def image_names(count: int, prefix: str = "face", start: int = 0, total: int | None = None) -> list[str]:
-    """face_0000.png ...; at least 4 digits, more when `total` needs them, so names sort in order."""
-    digits = max(4, len(str(max((total or count) - 1, 0))))
-    return [f"{prefix}_{i:0{digits}d}.png" for i in range(start, start + count)]
-
-
-OWN_FILE = re.compile(r"^(?:(?:face|frame)_\d{4,}\.png|grid\.png)$")   # the names genrt faces writes
-
-
-def own_files(out_dir: str | Path) -> list[Path]:
-    """Files (or links) in out_dir whose names genrt faces writes: an earlier run's output."""
-    out_dir = Path(out_dir)
-    if not out_dir.is_dir():
-        return []
-    return sorted(p for p in out_dir.iterdir() if OWN_FILE.match(p.name) and (p.is_symlink() or p.is_file()))
-
-
-def save_png(image: np.ndarray, path: str | Path) -> Path:
-    """One (H, W, 3) uint8 image as PNG; the bytes depend only on the pixels. Written to a temporary file beside
-    `path`, then renamed over it: a crash never leaves half a PNG, and a link already at `path` is replaced, never
-    followed."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".genrt-", suffix=".png.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def save_images(images: np.ndarray | Sequence[np.ndarray], out_dir: str | Path, prefix: str = "face",
-                start: int = 0, total: int | None = None) -> list[Path]:
-    """Write images (N, H, W, 3) as out_dir/<prefix>_0000.png ...; `start` numbers a later batch."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    names = image_names(len(images), prefix, start, total)
-    return [save_png(image, out_dir / name) for image, name in zip(images, names)]
-
-
-def make_grid(images: np.ndarray, nrow: int | None = None, padding: int = 2) -> np.ndarray:
-    """Tile images (N, H, W, C) into one (rows*H + pads, nrow*W + pads, C) uint8 image, black gaps."""
-    images = np.asarray(images, dtype=np.uint8)
-    if images.ndim != 4 or len(images) == 0:
-        raise ValueError(f"images must have shape (N >= 1, H, W, C), got {images.shape}")
-    n, h, w, c = images.shape
-    nrow = nrow or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / nrow)
-    grid = np.zeros((rows * h + (rows + 1) * padding, nrow * w + (nrow + 1) * padding, c), dtype=np.uint8)
-    for i, image in enumerate(images):
-        r, col = divmod(i, nrow)
-        top, left = padding + r * (h + padding), padding + col * (w + padding)
-        grid[top:top + h, left:left + w] = image
-    return grid
-
-
-def save_grid(images: np.ndarray, path: str | Path, nrow: int | None = None, padding: int = 2) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return save_png(make_grid(images, nrow, padding), path)

@@ -1,8 +1,8 @@
-"""genrt.text.model helpers that need no exported model (the graphs themselves: test_export_poems.py)."""
+"""genrt.poems.model helpers that need no exported model (the graphs themselves: test_export_poems.py)."""
 import numpy as np
 import pytest
 
-from genrt.text.model import move_rows, pad_batch
+from genrt.poems.model import move_rows, pad_batch
 
 
 @pytest.mark.parametrize("rows", [[0, 1, 2, 3], [0, 0, 1, 2], [3, 2, 1, 0], [1, 1, 1, 1], [2, 0, 3, 0]])

@@ -1,4 +1,4 @@
-"""Regulated verse and acrostic constraints (genrt.text.forms): rules, the processor's allowed sets, decoding."""
+"""Regulated verse and acrostic constraints (genrt.poems.forms): rules, the processor's allowed sets, decoding."""
 from __future__ import annotations
 
 import subprocess
@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from genrt.contract import EOS, SPECIAL_TOKENS
-from genrt.text.forms import (
+from genrt.poems.forms import (
     FORMS, RHYME_GROUPS, FormConstraint, Rules, _walk, check_request, form_problem, poem_token_budget,
     resolve_form, rhyme_group, well_formed,
 )
-from genrt.text.options import GenerationOptions
-from genrt.text.processors import SuppressTokens, make_sampler, pick_greedy
-from genrt.text.tokenizer import CharTokenizer
+from genrt.poems.options import GenerationOptions
+from genrt.poems.processors import SuppressTokens, make_sampler, pick_greedy
+from genrt.poems.tokenizer import CharTokenizer
 
 # Common characters of poems, covering all 14 rhyme groups (duplicates removed below).
 HAN = "".join(dict.fromkeys(
@@ -214,7 +214,7 @@ def test_vocab_and_prefix_problems_are_named():
 
 
 def test_pypinyin_is_imported_only_for_rhyme():
-    script = ("import sys; from genrt.text.tokenizer import CharTokenizer; from genrt.text.forms import "
+    script = ("import sys; from genrt.poems.tokenizer import CharTokenizer; from genrt.poems.forms import "
               f"FormConstraint, well_formed; tok = CharTokenizer({VOCAB[:40]!r}); FormConstraint(tok, 'wujue', '春'); "
               f"well_formed({JINGYESI!r}, 'wujue'); assert 'pypinyin' not in sys.modules")
     repo = Path(__file__).resolve().parents[1]
@@ -224,7 +224,7 @@ def test_pypinyin_is_imported_only_for_rhyme():
 # ---------------------------------------------------------------- decoding with random logits
 
 class RandomModel:
-    """A StepModel (genrt.text.search) whose logits are noise: any structure in the output is the constraint's."""
+    """A StepModel (genrt.poems.search) whose logits are noise: any structure in the output is the constraint's."""
 
     def __init__(self, seed: int = 0):
         self.rng = np.random.default_rng(seed)
@@ -240,7 +240,7 @@ class RandomModel:
 
 
 def decode(constraint, prefix_body: str = "", rows: int = 3, beams: int = 1, sample: bool = False) -> list[str]:
-    from genrt.text.search import beam_search, generate_tokens
+    from genrt.poems.search import beam_search, generate_tokens
     suppress = SuppressTokens([TOK.pad_id, TOK.sos_id, TOK.unk_id, 4, 5])
     forced = TOK.encode_text(prefix_body)
     prefix = np.array([[TOK.sos_id] + forced] * rows * beams, np.int64)                       # (N, P)

@@ -4,8 +4,8 @@ import itertools
 import numpy as np
 import pytest
 
-from genrt.text.processors import log_softmax, pick_greedy
-from genrt.text.search import beam_search, generate_tokens, iter_tokens
+from genrt.poems.processors import log_softmax, pick_greedy
+from genrt.poems.search import beam_search, generate_tokens, iter_tokens
 
 EOS, V = 2, 6
 
@@ -61,7 +61,7 @@ def test_iter_tokens_stops_when_every_row_ended():
 
 
 def test_greedy_score_is_the_models_log_probability_of_the_chosen_tokens():
-    from genrt.text.processors import log_softmax
+    from genrt.poems.processors import log_softmax
     model = TableModel(3)
     prefix = np.ones((1, 1), np.int64)
     hyp = generate_tokens(model, model.start([[4]]), prefix, 6, EOS, [], pick_greedy)[0]

@@ -36,14 +36,14 @@ class GenerationOptions:
     no_repeat_ngram_size: int = 0        # 0 = off
     max_char_repeats: int = 0            # most times one character may appear in a verse; 0 = off (2 keeps 叠字)
     no_repeat_verse: bool = False        # never write a verse that repeats an earlier verse of the poem
-    regular_shape: bool = False          # without `form`: 4 or 8 verses of 5 or 7 characters (genrt.text.shape)
+    regular_shape: bool = False          # without `form`: 4 or 8 verses of 5 or 7 characters (genrt.poems.shape)
     num_return_sequences: int = 1
     best_of: int = 1                     # sampling: draw this many candidates per prompt, return the most likely
     seed: int | None = None
-    form: str | None = None              # 七言绝句 / qijue ... (genrt.text.forms)
+    form: str | None = None              # 七言绝句 / qijue ... (genrt.poems.forms)
     acrostic: str | None = None          # line i starts with acrostic[i]
     rhyme: bool | str = False            # even lines end on one rhyme group: True/'modern' or 'pingshui' (平水韵)
-    tonal: bool = False                  # with `form`: 平仄 of 近体诗, rhyme in 平水韵 (genrt.text.tonal)
+    tonal: bool = False                  # with `form`: 平仄 of 近体诗, rhyme in 平水韵 (genrt.poems.tonal)
     form_token: bool = True              # with `form`, also tell the model (its form token) if it knows them
 
     @classmethod
@@ -127,7 +127,7 @@ class GenerationOptions:
     def _form_problems(self) -> list[str]:
         if self.form is None and self.acrostic is None and not self.rhyme and not self.tonal:
             return []
-        from genrt.text.forms import check_request  # imported lazily: forms are optional machinery
+        from genrt.poems.forms import check_request  # imported lazily: forms are optional machinery
         try:
             check_request(self.form, self.acrostic, self.rhyme, self.tonal)
         except ValueError as e:
@@ -137,7 +137,7 @@ class GenerationOptions:
     @property
     def rhyme_scheme(self) -> str | None:
         """None, 'modern' or 'pingshui' (tonal verse rhymes in 平水韵)."""
-        from genrt.text.forms import rhyme_scheme
+        from genrt.poems.forms import rhyme_scheme
         return rhyme_scheme(self.rhyme, self.tonal)
 
     @property

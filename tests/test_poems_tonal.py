@@ -1,21 +1,21 @@
-"""平仄 and 平水韵 (genrt.text.tonal): line patterns, the checker on handcrafted and real lines, the processor's
+"""平仄 and 平水韵 (genrt.poems.tonal): line patterns, the checker on handcrafted and real lines, the processor's
 allowed sets, decoding every form with greedy, beam and sampling, and impossible requests."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from genrt.text.forms import FORMS, FormConstraint, check_request, well_formed
-from genrt.text.options import GenerationOptions
-from genrt.text.pingshui import PING, ZE, PingshuiTable
-from genrt.text.tonal import (
+from genrt.poems.forms import FORMS, FormConstraint, check_request, well_formed
+from genrt.poems.options import GenerationOptions
+from genrt.poems.pingshui import PING, ZE, PingshuiTable
+from genrt.poems.tonal import (
     TonalConstraint, VerseRules, line_fault, line_pattern, line_variants, matching_patterns, patterns,
     pingshui_rhyme_problem, tonal_problem,
 )
 from genrt.contract import SPECIAL_TOKENS
-from genrt.text.processors import SuppressTokens, make_sampler, pick_greedy
-from genrt.text.tokenizer import CharTokenizer
-from tests.test_forms import HAN as FORM_HAN
+from genrt.poems.processors import SuppressTokens, make_sampler, pick_greedy
+from genrt.poems.tokenizer import CharTokenizer
+from tests.test_poems_forms import HAN as FORM_HAN
 
 # test_forms' characters, the poems below, and a few without a reading (它 is not in 平水韵)
 HAN = "".join(dict.fromkeys(FORM_HAN + "白日依山尽黄河入海流欲穷千里目更上一层楼看它"))
@@ -211,7 +211,7 @@ class RandomModel:
 
 
 def decode(constraint, rows: int = 3, beams: int = 1, sample: bool = False) -> list[str]:
-    from genrt.text.search import beam_search, generate_tokens
+    from genrt.poems.search import beam_search, generate_tokens
     prefix = np.array([[TOK.sos_id]] * rows * beams, np.int64)                                # (N, 1)
     processors = [SuppressTokens([TOK.pad_id, TOK.sos_id, TOK.unk_id, 4, 5]), constraint]
     if beams > 1:

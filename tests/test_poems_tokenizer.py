@@ -1,8 +1,8 @@
-"""genrt.text.tokenizer: prompt encoding (mode and form tokens), decoding, ids a decoder must never emit."""
+"""genrt.poems.tokenizer: prompt encoding (mode and form tokens), decoding, ids a decoder must never emit."""
 import pytest
 
 from genrt.contract import FORM_TOKENS, SPECIAL_TOKENS
-from genrt.text.tokenizer import CharTokenizer
+from genrt.poems.tokenizer import CharTokenizer
 
 from .fixtures_poems import TINY_FORM_VOCAB, TINY_VOCAB
 

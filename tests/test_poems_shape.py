@@ -1,9 +1,9 @@
-"""genrt.text.shape.RegularShape: 5 or 7 characters a verse, '，'/'。' alternating, 4 or 8 verses."""
+"""genrt.poems.shape.RegularShape: 5 or 7 characters a verse, '，'/'。' alternating, 4 or 8 verses."""
 import numpy as np
 
-from genrt.text.forms import well_formed
-from genrt.text.shape import RegularShape
-from genrt.text.tokenizer import CharTokenizer
+from genrt.poems.forms import well_formed
+from genrt.poems.shape import RegularShape
+from genrt.poems.tokenizer import CharTokenizer
 from tests.fixtures_poems import TINY_VOCAB
 
 TOK = CharTokenizer(TINY_VOCAB)

@@ -25,8 +25,9 @@ from typing import Sequence
 
 import numpy as np
 
-from genrt.text.forms import COMMA, PERIOD, Rules, _vocab_tables, form_problem, is_han
-from genrt.text.pingshui import PING, ZE, PingshuiTable, vocab_tones
+from genrt.contract import is_han
+from genrt.poems.forms import COMMA, PERIOD, Rules, _vocab_tables, form_problem
+from genrt.poems.pingshui import PING, ZE, PingshuiTable, vocab_tones
 
 NEG = -np.inf
 P, Z = PING, ZE

@@ -5,7 +5,7 @@ from dataclasses import fields
 import numpy as np
 import pytest
 
-from genrt.text.options import (
+from genrt.poems.options import (
     LENGTH_PENALTY_RANGE, MAX_NEW_TOKENS, MAX_NUM_BEAMS, MAX_NUM_RETURN_SEQUENCES, REPETITION_PENALTY_RANGE,
     TEMPERATURE_RANGE, GenerationOptions,
 )

@@ -26,26 +26,18 @@ ValueError naming the problem (`check_prefix`, or `prefix_ids=` at construction,
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Sequence
 
 import numpy as np
 
-from genrt.contract import SPECIAL_TOKENS, UNK
+from genrt.contract import SPECIAL_TOKENS, UNK, is_han
 
 NEG = -np.inf
 COMMA, PERIOD = "，", "。"
 MAX_FREE_LINES = 16            # longest acrostic without a form (one line per character)
 FREE_LENGTHS = (5, 7)          # line lengths an acrostic without a form may take
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")   # same ranges as trainers.poems_corpus
-
-
-def is_han(ch: str) -> bool:
-    return len(ch) == 1 and _HAN.match(ch) is not None
-
-
 # ---------------------------------------------------------------- forms and requests
 
 @dataclass(frozen=True)
@@ -76,7 +68,7 @@ def resolve_form(name: str) -> FormSpec:
     return spec
 
 
-RHYME_SCHEMES = ("modern", "pingshui")    # modern: the 14 groups below (pypinyin); pingshui: 平水韵 (genrt.text.tonal)
+RHYME_SCHEMES = ("modern", "pingshui")    # modern: the 14 groups below (pypinyin); pingshui: 平水韵 (genrt.poems.tonal)
 
 
 def rhyme_scheme(rhyme: bool | str | None, tonal: bool = False) -> str | None:
@@ -111,7 +103,7 @@ def check_request(form: str | None, acrostic: str | None, rhyme: bool | str | No
     if scheme == "modern" and not _pypinyin_installed():
         problems.append("rhyme needs the pypinyin package: pip install 'genrt[forms]'")
     if tonal and not problems:
-        from genrt.text.tonal import VerseRules   # checks that an acrostic fits some tonal pattern
+        from genrt.poems.tonal import VerseRules   # checks that an acrostic fits some tonal pattern
         try:
             VerseRules(form, acrostic, True)
         except ValueError as e:
@@ -151,7 +143,7 @@ class Rules:
 
     @classmethod
     def of(cls, form: str | None, acrostic: str | None, rhyme: bool) -> "Rules":
-        """rhyme: the modern rhyme groups (True/'modern'); 平水韵 rhyme and tones are genrt.text.tonal's."""
+        """rhyme: the modern rhyme groups (True/'modern'); 平水韵 rhyme and tones are genrt.poems.tonal's."""
         rhyme = rhyme_scheme(rhyme) == "modern"
         check_request(form, acrostic, rhyme)
         if form is None and acrostic is None:
@@ -175,42 +167,7 @@ def poem_token_budget(form: str | None, acrostic: str | None) -> int:
     return Rules.of(form, acrostic, False).max_tokens
 
 
-# ---------------------------------------------------------------- rhyme groups
-
-RHYME_GROUPS = ("麻", "波", "皆", "开", "微", "豪", "尤", "寒", "文", "唐", "庚", "齐", "支", "姑")
-_FINALS = {
-    "麻": "a ia ua", "波": "o e uo io", "皆": "ie ve", "开": "ai uai", "微": "ei uei", "豪": "ao iao",
-    "尤": "ou iou", "寒": "an ian uan van", "文": "en in uen vn", "唐": "ang iang uang",
-    "庚": "eng ing ueng ong iong", "齐": "i v er", "姑": "u",
-}
-FINAL_TO_GROUP = {final: RHYME_GROUPS.index(g) for g, finals in _FINALS.items() for final in finals.split()}
-_ZHI_INITIALS = {"zh", "ch", "sh", "r", "z", "c", "s"}          # their 'i' is the 'empty' final of 支
-
-
-def rhyme_groups_of(chars: Sequence[str]) -> np.ndarray:
-    """Group index per character (-1 = none), from pypinyin's most common reading. (len(chars),) int64"""
-    from pypinyin import Style, lazy_pinyin  # lazily: only rhyme needs it
-    groups = np.full(len(chars), -1, np.int64)
-    han = [i for i, ch in enumerate(chars) if is_han(ch)]
-    words = [chars[i] for i in han]                  # a list: each character is read on its own, no phrases
-    none = lambda x: [""] * len(x)                   # noqa: E731 -- keep one entry per unreadable character
-    finals = lazy_pinyin(words, style=Style.FINALS, strict=True, errors=none)
-    initials = lazy_pinyin(words, style=Style.INITIALS, strict=True, errors=none)
-    if not len(finals) == len(initials) == len(words):  # never seen; be safe rather than misalign
-        finals = [lazy_pinyin(w, style=Style.FINALS, strict=True, errors=none)[0] for w in words]
-        initials = [lazy_pinyin(w, style=Style.INITIALS, strict=True, errors=none)[0] for w in words]
-    for i, final, initial in zip(han, finals, initials):
-        if final == "i" and initial in _ZHI_INITIALS:
-            groups[i] = RHYME_GROUPS.index("支")
-        else:
-            groups[i] = FINAL_TO_GROUP.get(final, -1)
-    return groups
-
-
-@lru_cache(maxsize=8192)
-def rhyme_group(ch: str) -> int:
-    """Rhyme group index of one character, -1 = none."""
-    return int(rhyme_groups_of([ch])[0])
+from genrt.poems.rhyme import RHYME_GROUPS, rhyme_group, rhyme_groups_of  # noqa: E402,F401 -- re-exported
 
 
 # ---------------------------------------------------------------- the reference rules, character by character

@@ -10,7 +10,7 @@ from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from genrt.text.processors import LogitsProcessor, logsumexp, top_ids
+from genrt.poems.processors import LogitsProcessor, logsumexp, top_ids
 
 
 class StepModel(Protocol):
