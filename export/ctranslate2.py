@@ -8,7 +8,7 @@ source and target, embeddings times sqrt(d_model), one embedding table shared by
 output projection (no bias), LayerNorm eps 1e-5. The source is exactly our ids (mode token + characters, no added
 bos/eos); the target starts with <sos> and ends at <eos>.
 
-Checks (raise AssertionError when broken): per-token log-probabilities from `score_batch` vs torch, and greedy
+Checks (raise ExportError when broken): per-token log-probabilities from `score_batch` vs torch, and greedy
 tokens identical to genrt's greedy decoding of the torch model (TorchNoCacheModel + generate_tokens) over random
 prompts. Beam search (size 4) is compared and reported, not asserted: CTranslate2 stops a beam search once
 `beam_size` hypotheses have finished and ranks them with its own length normalisation, so where scores are close
@@ -32,7 +32,8 @@ if TYPE_CHECKING:  # torch is imported lazily: `decode_options` and the benchmar
     import torch
     from trainers.poems_model import PoemTransformer
 
-from genrt.contract import EOS_ID, NEVER_GENERATED_SPECIAL_IDS, PAD_ID, SOS_ID, UNK_ID  # noqa: E402
+from export.model_dir import require  # noqa: E402
+from genrt.contract import EOS_ID, NEVER_GENERATED_SPECIAL_IDS, SOS_ID, UNK_ID  # noqa: E402
 
 SUPPRESSED_IDS = NEVER_GENERATED_SPECIAL_IDS   # what genrt bans: <pad> <sos> <unk> <title> <first>
 REPORT_NAME = "ct2_report.json"
@@ -80,10 +81,10 @@ def build_spec(model: PoemTransformer, vocab: Sequence[str]):
 
     c = model.config
     gelu = model.encoder_layers[0].ff[1]
-    assert isinstance(gelu, torch.nn.GELU) and gelu.approximate == "none", "expected exact (erf) GELU"
-    assert len(vocab) == c.vocab_size and len(set(vocab)) == len(vocab), "vocab must be unique, one per id"
+    require(isinstance(gelu, torch.nn.GELU) and gelu.approximate == "none", "expected exact (erf) GELU")
+    require(len(vocab) == c.vocab_size and len(set(vocab)) == len(vocab), "vocab must be unique, one per id")
     eps = {m.eps for m in model.modules() if isinstance(m, torch.nn.LayerNorm)}
-    assert len(eps) == 1, f"CTranslate2 takes one LayerNorm epsilon, the model has {sorted(eps)}"
+    require(len(eps) == 1, f"CTranslate2 takes one LayerNorm epsilon, the model has {sorted(eps)}")
     spec = TransformerSpec.from_config((c.num_encoder_layers, c.num_decoder_layers), c.num_heads, pre_norm=True,
                                        activation=Activation.GELU)
     embed, pos = _np(model.embed.weight), _np(model.pos.weight)
@@ -203,7 +204,7 @@ def check_ctranslate2(model: PoemTransformer, vocab: Sequence[str], model_dir: P
 def convert_to_ctranslate2(checkpoint: str | Path, out_dir: str | Path, quantization: str | None = None,
                            check_prompts: int = 20, check_beam: bool = True, threads: int = 1) -> Path:
     """Write a CTranslate2 model directory for the poem checkpoint (`quantization` None = float32, or "int8") and
-    its check report (ct2_report.json). Raises AssertionError when the float32 model's greedy tokens or
+    its check report (ct2_report.json). Raises ExportError when the float32 model's greedy tokens or
     log-probabilities differ from torch."""
     if quantization not in (None, "float32", "int8"):
         raise ValueError(f"quantization must be None, 'float32' or 'int8', not {quantization!r}")
@@ -227,9 +228,9 @@ def convert_to_ctranslate2(checkpoint: str | Path, out_dir: str | Path, quantiza
 
 
 def _assert_ok(report: dict) -> dict:
-    assert report["max_abs_logprob_diff"] <= MAX_LOGPROB_DIFF, \
-        f"CTranslate2 log-probs differ from torch by {report['max_abs_logprob_diff']:.2e} (> {MAX_LOGPROB_DIFF})"
-    assert report["greedy_identical"] == report["prompts"], f"CTranslate2 greedy tokens differ from torch: {report}"
+    require(report["max_abs_logprob_diff"] <= MAX_LOGPROB_DIFF,
+            f"CTranslate2 log-probs differ from torch by {report['max_abs_logprob_diff']:.2e} (> {MAX_LOGPROB_DIFF})")
+    require(report["greedy_identical"] == report["prompts"], f"CTranslate2 greedy tokens differ from torch: {report}")
     return report
 
 

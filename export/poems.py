@@ -60,9 +60,7 @@ def manifest_for(model: PoemTransformer, vocab: Sequence[str], state: dict, prec
     c = model.config
     history = state.get("history") or []
     return PoemsManifest(
-        vocab=tuple(vocab), d_model=c.d_model, num_heads=c.num_heads, num_encoder_layers=c.num_encoder_layers,
-        num_decoder_layers=c.num_decoder_layers, dim_feedforward=c.dim_feedforward, max_len=c.max_len,
-        precision=precision, scoring=True,
+        vocab=tuple(vocab), **c.architecture(), precision=precision, scoring=True,
         training={"steps": state.get("step"), "tokens_seen": state.get("tokens_seen"), "config": state.get("config"),
                   "corpus": state.get("corpus")},
         metrics=history[-1] if history else {}, data_licence=POEMS_LICENCE)

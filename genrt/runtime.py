@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from genrt.contract import GraphSpec, ManifestError, check_graph_io, contained_file, session_io
+from genrt.contract import (
+    FACES_KIND, POEMS_KIND, GraphSpec, ManifestError, check_graph_io, contained_file, read_manifest, session_io,
+)
 
 PROVIDERS = ("auto", "cpu", "cuda")
 _ORT_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -111,31 +114,77 @@ def bundled_model_dir(name: str) -> Path:
     return Path(__file__).resolve().parent / "models" / name
 
 
+USER_MODELS_ENV = "GENRT_MODELS"
+DEFAULT_USER_MODELS = "~/.genrt/models"
+
+
+def user_models_dir() -> Path:
+    """Where variants a user made live (e.g. poems_fp16), searched before the bundled ones: $GENRT_MODELS, else
+    ~/.genrt/models. Nothing inside the installed package needs editing."""
+    return Path(os.environ.get(USER_MODELS_ENV) or DEFAULT_USER_MODELS).expanduser()
+
+
 PRECISIONS = ("fp32", "int8", "fp16")
 # Bundled variant used when the caller names none, per provider: on CPU int8 where it is faster at equal quality
 # (benchmarks/results/quality.md and latest.md); on CUDA fp32, since the int8 graphs use CPU integer kernels.
-# A variant lives in genrt/models/<name>_<precision>.
+# A variant lives in <models folder>/<name>_<precision>.
 DEFAULT_PRECISION = {"cpu": {"faces": "int8", "poems": "int8"}, "cuda": {"faces": "fp32", "poems": "fp32"}}
 
 
 def model_dir_or_bundled(model_dir: str | Path | None, name: str, export_hint: str,
                          precision: str | None = None, provider: str = "cpu") -> Path:
-    """The given model directory, or the bundled one of the requested (or the provider's default) precision, with
-    a clear error when it is not installed."""
+    """The given model directory, or the one of the requested (or the provider's default) precision from the user
+    models folder, else the package, with a clear error when there is none."""
     if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if model_dir is not None:
         return Path(model_dir)
     chosen = precision or DEFAULT_PRECISION[provider][name]
-    bundled = bundled_model_dir(name if chosen == "fp32" else f"{name}_{chosen}")
-    if not bundled.is_dir() and precision is None and chosen != "fp32":
-        bundled = bundled_model_dir(name)  # default variant not shipped: fall back to fp32
-    if not bundled.is_dir():
-        if chosen == "fp16":  # not shipped: made from the fp32 directory, for GPUs
-            export_hint = f"python -m export.fp16 genrt/models/{name} genrt/models/{name}_fp16"
-        raise ManifestError(str(bundled), [f"the bundled {name} model ({chosen}) is not installed; export one with "
-                                           f"`{export_hint}` or pass a model directory"])
-    return bundled
+    names = [name if chosen == "fp32" else f"{name}_{chosen}"]
+    if precision is None and chosen != "fp32":
+        names.append(name)  # default variant not shipped: fall back to fp32
+    for variant in names:
+        user = user_models_dir() / variant
+        if (user / "manifest.json").is_file():
+            return user
+        if bundled_model_dir(variant).is_dir():
+            return bundled_model_dir(variant)
+    if chosen == "fp16":  # not shipped: made from the fp32 directory, for GPUs
+        export_hint = f"python -m export.fp16 genrt/models/{name} {DEFAULT_USER_MODELS}/{name}_fp16"
+    raise ManifestError(str(bundled_model_dir(names[0])), [
+        f"the {name} model ({chosen}) is neither in {user_models_dir()} (${USER_MODELS_ENV}) nor bundled; export one "
+        f"with `{export_hint}` or pass a model directory"])
+
+
+@dataclass(frozen=True)
+class OpenModel:
+    """A checked model directory: its manifest and one session per graph (manifest.graphs() names)."""
+    model_dir: Path
+    manifest: object
+    sessions: dict
+    provider: str
+
+
+EXPORT_HINTS = {
+    FACES_KIND: ("faces", "python -m export.faces --checkpoint runs/faces/checkpoint.pt --out genrt/models/faces"),
+    POEMS_KIND: ("poems", "python -m export.poems --checkpoint runs/poems/checkpoint.pt --out genrt/models/poems"),
+}
+
+
+def open_model_dir(model_dir: str | Path | None, kind: str, provider: str = "auto", threads: int | None = None,
+                   precision: str | None = None, default_threads: int | None = None) -> OpenModel:
+    """The one way every generator opens a model: check the arguments, pick the provider and the directory
+    (bundled / user variant of `precision` when None), read and check the manifest, then open and check every
+    graph it names. threads None = default_threads (None = physical cores)."""
+    threads = check_threads(threads)
+    chosen = resolve_provider(provider)
+    name, hint = EXPORT_HINTS[kind]
+    folder = model_dir_or_bundled(model_dir, name, hint, precision, chosen)
+    manifest = read_manifest(folder, expected_kind=kind)
+    check_precision(manifest.precision, precision, folder)
+    sessions = {graph: load_checked_session(folder, spec, chosen, threads or default_threads)
+                for graph, spec in manifest.graphs().items()}
+    return OpenModel(folder, manifest, sessions, chosen)
 
 
 def check_precision(manifest_precision: str, precision: str | None, model_dir: Path) -> None:

@@ -1,6 +1,8 @@
 """genrt.runtime: provider choice, sessions, contract checks on load."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -131,10 +133,11 @@ def test_bundled_precision_variants(tmp_path, monkeypatch):
     import genrt.runtime as rt
     from genrt.contract import ManifestError
     monkeypatch.setattr(rt, "bundled_model_dir", lambda name: tmp_path / name)
+    monkeypatch.setenv(rt.USER_MODELS_ENV, str(tmp_path / "user"))
     (tmp_path / "poems").mkdir()
     # default int8 variant not shipped -> falls back to fp32; an explicit int8 request is an error
     assert rt.model_dir_or_bundled(None, "poems", "hint") == tmp_path / "poems"
-    with pytest.raises(ManifestError, match="bundled poems model \\(int8\\) is not installed"):
+    with pytest.raises(ManifestError, match="poems model \\(int8\\) is neither in .*user"):
         rt.model_dir_or_bundled(None, "poems", "hint", precision="int8")
     (tmp_path / "poems_int8").mkdir()
     assert rt.model_dir_or_bundled(None, "poems", "hint") == tmp_path / "poems_int8"
@@ -144,6 +147,19 @@ def test_bundled_precision_variants(tmp_path, monkeypatch):
     assert rt.model_dir_or_bundled(None, "poems", "hint", precision="int8", provider="cuda") == tmp_path / "poems_int8"
     with pytest.raises(ValueError, match="unknown precision"):
         rt.model_dir_or_bundled(None, "poems", "hint", precision="fp8")
+    # a variant in the user models folder is found by precision, before the bundled one; a folder there without
+    # a manifest is not a model
+    (tmp_path / "user" / "poems_fp16").mkdir(parents=True)
+    with pytest.raises(ManifestError, match="fp16"):
+        rt.model_dir_or_bundled(None, "poems", "hint", precision="fp16")
+    (tmp_path / "user" / "poems_fp16" / "manifest.json").write_text("{}")
+    assert rt.model_dir_or_bundled(None, "poems", "hint", precision="fp16") == tmp_path / "user" / "poems_fp16"
+
+
+def test_default_user_models_folder(monkeypatch):
+    import genrt.runtime as rt
+    monkeypatch.delenv(rt.USER_MODELS_ENV, raising=False)
+    assert rt.user_models_dir() == Path("~/.genrt/models").expanduser()
 
 
 def test_precision_mismatch_is_reported(tiny_poems_dir):
@@ -153,9 +169,22 @@ def test_precision_mismatch_is_reported(tiny_poems_dir):
     assert result.exit_code == 2 and "precision is 'fp32', asked for 'int8'" in result.output
 
 
-def test_fp16_is_not_bundled_and_the_error_says_how_to_make_it():
+def test_fp16_is_not_bundled_and_the_error_says_how_to_make_it(monkeypatch, tmp_path):
     rt = runtime
+    monkeypatch.setenv(rt.USER_MODELS_ENV, str(tmp_path))
     if rt.bundled_model_dir("poems_fp16").is_dir():
         pytest.skip("an fp16 variant is installed")
-    with pytest.raises(ManifestError, match="python -m export.fp16 genrt/models/poems genrt/models/poems_fp16"):
+    with pytest.raises(ManifestError, match="python -m export.fp16 genrt/models/poems ~/.genrt/models/poems_fp16"):
         rt.model_dir_or_bundled(None, "poems", "hint", precision="fp16")
+
+
+def test_open_model_dir_serves_every_kind(tiny_poems_dir, tiny_faces_model):
+    from genrt.contract import FACES_KIND, POEMS_KIND
+    poems = runtime.open_model_dir(tiny_poems_dir, POEMS_KIND, "cpu", 1)
+    assert set(poems.sessions) == {"encoder", "decoder"} and poems.provider == "cpu"
+    faces = runtime.open_model_dir(tiny_faces_model, FACES_KIND, "cpu", 1)
+    assert set(faces.sessions) == {"generator"} and faces.manifest.nz > 0
+    with pytest.raises(ManifestError, match="kind"):
+        runtime.open_model_dir(tiny_faces_model, POEMS_KIND, "cpu", 1)
+    with pytest.raises(ValueError, match="threads"):
+        runtime.open_model_dir(tiny_faces_model, FACES_KIND, "cpu", 0)

@@ -197,3 +197,19 @@ def test_resume_with_nothing_to_resume_says_so(tmp_path):
     from trainers.poems import main
     with pytest.raises(SystemExit, match="no checkpoint"):
         main(["--dry-run", "--out", str(tmp_path / "run"), "--resume"])
+
+
+def test_load_model_rebuilds_from_the_saved_model_config(tmp_path):
+    """The network's own config travels with its weights; the training config is only a fallback."""
+    from dataclasses import asdict
+    from tests.fixtures_poems import save_tiny_checkpoint
+    from trainers.common import load_checkpoint, save_checkpoint
+    from trainers.poems import load_model
+    path = save_tiny_checkpoint(tmp_path / "c.pt")
+    model, _, _ = load_model(path)
+    state = load_checkpoint(path)
+    state["model_config"] = asdict(model.config)
+    state["config"] = {**state["config"], "d_model": 999}        # a training config that no longer matches
+    save_checkpoint(path, state)
+    again, _, _ = load_model(path)
+    assert again.config == model.config and again.config.architecture()["d_model"] == 32

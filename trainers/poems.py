@@ -57,8 +57,7 @@ class PoemsConfig:
     dry_run: bool = False
 
     def model_config(self, vocab_size: int) -> PoemModelConfig:
-        return PoemModelConfig(vocab_size, self.d_model, self.num_heads, self.num_encoder_layers,
-                               self.num_decoder_layers, self.dim_feedforward, self.dropout, self.max_len, PAD_ID)
+        return PoemModelConfig.of(vocab_size, self, self.dropout, PAD_ID)
 
 
 # ---------------------------------------------------------------- batches
@@ -321,8 +320,10 @@ def train(cfg: PoemsConfig) -> Path:
 def load_model(path: str | Path) -> tuple[PoemTransformer, list[str], dict]:
     """Rebuild the model from a checkpoint alone (config and vocab travel inside)."""
     state = load_checkpoint(path, expected_kind=("poems-transformer", WEIGHTS_KIND))
-    cfg = config_from_checkpoint(PoemsConfig, state)
-    model = PoemTransformer(cfg.model_config(len(state["vocab"])))
+    if "model_config" in state:          # the network's own config, as saved with it
+        model = PoemTransformer(PoemModelConfig(**state["model_config"]))
+    else:                                # older checkpoints: rebuilt from the training config
+        model = PoemTransformer(config_from_checkpoint(PoemsConfig, state).model_config(len(state["vocab"])))
     model.load_state_dict(state["model"])
     return model.eval(), state["vocab"], state
 

@@ -28,6 +28,20 @@ class PoemModelConfig:
     max_len: int = 200
     pad_id: int = 0
 
+    def architecture(self) -> dict:
+        """The shape of the network, by the names the trainer's config and the model manifest also use."""
+        return {name: getattr(self, name) for name in ARCHITECTURE}
+
+    @classmethod
+    def of(cls, vocab_size: int, settings: object, dropout: float = 0.1, pad_id: int = 0) -> "PoemModelConfig":
+        """From any object (trainer config, manifest) holding the ARCHITECTURE fields by name."""
+        return cls(vocab_size=vocab_size, dropout=dropout, pad_id=pad_id,
+                   **{name: getattr(settings, name) for name in ARCHITECTURE})
+
+
+# the fields that fix the network's shape: PoemsConfig, PoemModelConfig and PoemsManifest all carry them by name
+ARCHITECTURE = ("d_model", "num_heads", "num_encoder_layers", "num_decoder_layers", "dim_feedforward", "max_len")
+
 
 class Attention(nn.Module):
     def __init__(self, d_model: int, num_heads: int, dropout: float):

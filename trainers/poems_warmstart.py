@@ -45,9 +45,7 @@ def state_from_model_dir(model_dir: Path) -> tuple[dict[str, torch.Tensor], Poem
     manifest = read_manifest(model_dir)
     if manifest.precision != "fp32":
         raise SystemExit(f"{model_dir}: warm start needs the fp32 model directory, not {manifest.precision}")
-    cfg = PoemModelConfig(len(manifest.vocab), manifest.d_model, manifest.num_heads, manifest.num_encoder_layers,
-                          manifest.num_decoder_layers, manifest.dim_feedforward, 0.1, manifest.max_len,
-                          manifest.pad_id)
+    cfg = PoemModelConfig.of(len(manifest.vocab), manifest, pad_id=manifest.pad_id)
     enc_named, enc_mats = _initializers(model_dir / manifest.encoder_file)
     dec_named, dec_mats = _initializers(model_dir / manifest.decoder_file)
     d, unscale = cfg.d_model, math.sqrt(cfg.d_model // cfg.num_heads)

@@ -8,8 +8,8 @@ from typing import Callable, Iterator
 import numpy as np
 import onnxruntime as ort
 
-from genrt.contract import FACES_KIND, FacesManifest, read_manifest
-from genrt.runtime import check_precision, load_checked_session, model_dir_or_bundled, resolve_provider
+from genrt.contract import FACES_KIND, FacesManifest
+from genrt.runtime import open_model_dir
 
 DEFAULT_BATCH_SIZE = 64
 INTERPOLATION_MODES = ("slerp", "lerp")
@@ -48,18 +48,11 @@ class FaceGenerator:
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None,
-             quiet: bool = True, precision: str | None = None) -> FaceGenerator:
+             precision: str | None = None) -> FaceGenerator:
         """Open a model directory (None = the bundled model of `precision`; by default int8 on CPU, fp32 on
         CUDA), checking manifest and graph."""
-        chosen = resolve_provider(provider, quiet=quiet)
-        model_dir = model_dir_or_bundled(
-            model_dir, "faces", "python -m export.faces --checkpoint runs/faces/checkpoint.pt --out genrt/models/faces",
-            precision, chosen)
-        manifest = read_manifest(model_dir, expected_kind=FACES_KIND)
-        assert isinstance(manifest, FacesManifest)
-        check_precision(manifest.precision, precision, model_dir)
-        session = load_checked_session(model_dir, manifest.graph(), chosen, threads)
-        return cls(manifest, session, model_dir, chosen)
+        opened = open_model_dir(model_dir, FACES_KIND, provider, threads, precision)
+        return cls(opened.manifest, opened.sessions["generator"], opened.model_dir, opened.provider)
 
     @property
     def nz(self) -> int:

@@ -12,10 +12,8 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from genrt.contract import ALL_LOGITS, POEMS_KIND, PoemsManifest, cross_key, cross_value, past_key, past_value, read_manifest
-from genrt.runtime import (
-    check_precision, check_threads, load_checked_session, model_dir_or_bundled, resolve_provider,
-)
+from genrt.contract import ALL_LOGITS, POEMS_KIND, PoemsManifest, cross_key, cross_value, past_key, past_value
+from genrt.runtime import open_model_dir
 
 
 # One decoder step is a handful of small matmuls: handing them to a second thread costs more than it saves.
@@ -94,17 +92,9 @@ class PoemModel:
              precision: str | None = None, device_cache: bool | None = None) -> "PoemModel":
         """Open a model directory (None = the bundled model of `precision`; by default int8 on CPU, fp32 on
         CUDA)."""
-        threads = check_threads(threads)
-        chosen = resolve_provider(provider)
-        model_dir = model_dir_or_bundled(
-            model_dir, "poems", "python -m export.poems --checkpoint runs/poems/checkpoint.pt --out genrt/models/poems",
-            precision, chosen)
-        manifest = read_manifest(model_dir, expected_kind=POEMS_KIND)
-        check_precision(manifest.precision, precision, model_dir)
-        threads = threads or DEFAULT_DECODE_THREADS
-        encoder = load_checked_session(model_dir, manifest.encoder(), chosen, threads)
-        decoder = load_checked_session(model_dir, manifest.decoder(), chosen, threads)
-        return cls(manifest, encoder, decoder, chosen, model_dir, device_cache)
+        opened = open_model_dir(model_dir, POEMS_KIND, provider, threads, precision, DEFAULT_DECODE_THREADS)
+        return cls(opened.manifest, opened.sessions["encoder"], opened.sessions["decoder"], opened.provider,
+                   opened.model_dir, device_cache)
 
     def start(self, sources: Sequence[Sequence[int]], copies: int = 1) -> DecoderCache | GroupedCache:
         """Encode each source once, then repeat its rows `copies` times (beams / return sequences).
