@@ -15,14 +15,13 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import onnx
 import torch
 import torch.nn as nn
 
 from export.model_dir import ExportError, check_target, require, staged_model_dir
 from export.poem_extras import with_extras
-from export.poems_fused import MHA_DOMAIN, FusedDecoderGraph, insert_unused_inputs
+from export.poems_fused import MHA_DOMAIN, insert_unused_inputs
 from genrt.contract import GraphSpec, PoemsManifest, check_graph_io, session_io, write_manifest
 from trainers.poems import load_model
 from trainers.poems_model import PoemTransformer
@@ -104,7 +103,7 @@ def export_poems(checkpoint: str | Path, out_dir: str | Path, check_prompts: int
     lean = copy.deepcopy(model).fold_for_inference()   # the graphs; `model` stays the untouched reference
     manifest = manifest_for(model, vocab, state)
     enc_args, dec_args = example_inputs(lean)
-    decoder = FusedDecoderGraph(lean) if fused_attention else DecoderGraph(lean)
+    decoder = DecoderGraph(lean.use_fused_attention() if fused_attention else lean)
     with staged_model_dir(final_dir, force) as out:
         with torch.no_grad():
             export_graph(EncoderGraph(lean), enc_args, manifest.encoder(), out / manifest.encoder_file)

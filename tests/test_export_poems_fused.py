@@ -1,4 +1,5 @@
-"""export.poems_fused: the fused-attention decoder computes what the training model's decoder computes."""
+"""export.poems_fused and the fused attention form (PoemTransformer.use_fused_attention): the fused decoder computes
+what the training model's decoder computes, and its nodes are completed after export."""
 import copy
 
 import pytest
@@ -6,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from export.poems import DecoderGraph, example_inputs  # noqa: E402
-from export.poems_fused import FusedDecoderGraph, insert_unused_inputs  # noqa: E402
+from export.poems_fused import insert_unused_inputs  # noqa: E402
 from trainers.poems_model import PoemModelConfig, PoemTransformer  # noqa: E402
 
 
@@ -23,7 +24,7 @@ def test_torch_forward_matches_unfused_decoder(batch, past, new):
     _, args = example_inputs(folded, batch=batch, past_len=past, new_len=new)
     with torch.no_grad():
         want = DecoderGraph(model)(*args)
-        got = FusedDecoderGraph(folded)(*args)
+        got = DecoderGraph(folded.use_fused_attention())(*args)
     assert len(got) == len(want)
     for g, w in zip(got, want):
         assert g.shape == w.shape
@@ -32,7 +33,7 @@ def test_torch_forward_matches_unfused_decoder(batch, past, new):
 
 def test_refuses_an_unfolded_model():
     with pytest.raises(ValueError, match="fold_for_inference"):
-        FusedDecoderGraph(tiny_model())
+        tiny_model().use_fused_attention()
 
 
 def test_insert_unused_inputs_places_empty_names():

@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from trainers.poems_attention import CrossAttention, SelfAttentionWithCache
+
 NEG_INF = -1e9  # additive mask value; finite so fully masked rows stay NaN-free
 
 
@@ -54,6 +56,7 @@ class Attention(nn.Module):
         self.dropout = dropout
         self.scale = 1.0 / math.sqrt(self.dh)   # 1.0 once folded into the query weights
         self.qkv: nn.Linear | None = None        # set by fold_for_inference()
+        self.fused = False                       # decoder attention as onnxruntime MultiHeadAttention (export)
 
     @torch.no_grad()
     def fold_for_inference(self) -> None:
@@ -84,7 +87,21 @@ class Attention(nn.Module):
 
     def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x (B, N, D) queries; k, v (B, H, T, Dh); mask additive, broadcastable to (B, H, N, T)."""
+        if self.fused:
+            bias = mask.expand(-1, -1, x.shape[1], -1)                                  # (B, 1, N, T)
+            return self.out(CrossAttention.apply(self.q(x), k, v, bias, self.h, self.dh))
         return self.attend_q(self.split(self.q(x)), k, v, mask)
+
+    def attend_cached(self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, mask: torch.Tensor):
+        """Self-attention of new positions x (B, N, D) over the cache past_k/v (B, H, T, Dh) and themselves.
+        -> y (B, N, D), present_k/v (B, H, T+N, Dh)."""
+        if self.fused:
+            q, k, v = self.qkv(x).split(self.h * self.dh, dim=-1)                       # 3 x (B, N, D)
+            y, k, v = SelfAttentionWithCache.apply(q, k, v, mask, past_k, past_v, self.h, self.dh)
+            return self.out(y), k, v
+        q, k, v = self.project_qkv(x)
+        k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+        return self.attend_q(q, k, v, mask), k, v
 
     def attend_q(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """q (B, H, N, Dh) projected queries -> (B, N, D)."""
@@ -130,9 +147,8 @@ class DecoderLayer(nn.Module):
     def forward(self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, self_mask: torch.Tensor,
                 cross_k: torch.Tensor, cross_v: torch.Tensor, src_mask_add: torch.Tensor):
         """x (B, N, D); past_k/v (B, H, T, Dh) -> x (B, N, D), present_k/v (B, H, T+N, Dh)."""
-        q, k, v = self.self_attn.project_qkv(self.ln1(x))
-        k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
-        x = x + self.drop(self.self_attn.attend_q(q, k, v, self_mask))
+        y, k, v = self.self_attn.attend_cached(self.ln1(x), past_k, past_v, self_mask)
+        x = x + self.drop(y)
         x = x + self.drop(self.cross_attn.attend(self.ln2(x), cross_k, cross_v, src_mask_add))
         return x + self.drop(self.ff(self.ln3(x))), k, v
 
@@ -176,6 +192,15 @@ class PoemTransformer(nn.Module):
             if isinstance(m, Attention):
                 m.fold_for_inference()
         return self.eval()
+
+    def use_fused_attention(self) -> "PoemTransformer":
+        """Decoder attention as onnxruntime's MultiHeadAttention nodes when exported (the same function in torch).
+        Needs a folded model (one QKV projection, scale in the queries). Export only: returns self."""
+        for layer in self.decoder_layers:
+            if layer.self_attn.qkv is None or layer.self_attn.scale != 1.0:
+                raise ValueError("fused attention needs a folded model: call fold_for_inference() first")
+            layer.self_attn.fused = layer.cross_attn.fused = True
+        return self
 
     def embed_tokens(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         x = self.embed(ids) * math.sqrt(self.config.d_model) + self.pos(positions)
