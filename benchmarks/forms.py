@@ -150,7 +150,7 @@ def micro_benchmark(vocab_size: int = 8000, rows: Sequence[int] = (1, 32), repea
     return out
 
 
-def load_model(model_dir: str, threads: int | None):
+def open_model(model_dir: str, threads: int | None):
     from genrt.poems.model import PoemModel
     return PoemModel.load(model_dir, provider="cpu", threads=threads)
 
@@ -192,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     results: dict = {"micro": micro_benchmark()}
     if not args.micro_only:
-        model = load_model(args.model, args.threads)
+        model = open_model(args.model, args.threads)
         tokenizer = CharTokenizer(model.manifest.vocab)
         prompts = make_prompts(tokenizer, args.prompts_per_form)
         results.update(model=args.model, batch=args.batch, forms=[

@@ -199,7 +199,7 @@ def exported_generator(G_ema: nn.Module, cfg: "FacesConfig") -> nn.Module:
 
 # ---------------------------------------------------------------- training
 
-def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
+def save_sample_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
     """images (N, 3, H, W) in [-1, 1] -> one PNG grid."""
     x = ((images.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
     n, h, w, _ = x.shape
@@ -349,7 +349,7 @@ def train(cfg: FacesConfig) -> Path:
                         D_G_z=f"{torch.sigmoid(logit_fake).mean().item():.2f}")
         if dist_info.is_main and (done % sample_every == 0 or done == cfg.steps):
             with torch.no_grad():   # the EMA copy, not the DDP wrapper (its forward would wait for other ranks)
-                save_grid(exported_generator(G_ema, cfg)(fixed_noise), out / "samples" / f"step_{done:06d}.png")
+                save_sample_grid(exported_generator(G_ema, cfg)(fixed_noise), out / "samples" / f"step_{done:06d}.png")
         if cfg.snapshot_every and (done % cfg.snapshot_every == 0 or done == cfg.steps):
             snapshot(done)
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
