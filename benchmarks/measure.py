@@ -114,7 +114,7 @@ def _time_to_first_token(model, tokenizer, repeats: int) -> dict:
 
 
 def poems_onnx(model_dir: str, provider: str, threads: int, quick: bool) -> list[dict]:
-    from genrt.poems.model import PoemModel, RecomputeModel
+    from genrt.poems.model import PoemModel
     from genrt.poems.tokenizer import CharTokenizer
     t0 = time.perf_counter()
     model = PoemModel.load(model_dir, provider=provider, threads=threads)

@@ -22,6 +22,7 @@ import numpy as np
 
 from genrt.contract import PROMPT_TITLE, VERSE_BREAKS
 from genrt.poems.forms import FORMS, well_formed
+from genrt.poems.tokenizer import CharTokenizer
 
 OFF = dict(do_sample=False, repetition_penalty=1.0, max_char_repeats=0, no_repeat_verse=False, regular_shape=False)
 RULES = dict(max_char_repeats=2, no_repeat_verse=True, regular_shape=True)
@@ -118,7 +119,8 @@ def load_split(cache: Path, count: int, seed: int) -> tuple[list[str], list[str]
     titles = list(pairs)
     rng = np.random.default_rng(seed)
     titles = [titles[i] for i in rng.permutation(len(titles))[:count]]
-    text = "".join(vocab[j] if j > 5 else "。" for j in arrays["train_tgt"])   # control ids split verses too
+    control = CharTokenizer(vocab).control_ids
+    text = "".join("。" if j in control else vocab[j] for j in arrays["train_tgt"])   # control ids split verses too
     return titles, [pairs[t] for t in titles], set(verses(text))
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from benchmarks.poem_decoding import load_split
 from genrt.poems.forms import FORMS, well_formed
 from genrt.poems.pingshui import PingshuiTable
+from genrt.poems.tokenizer import CharTokenizer
 from genrt.poems.tonal import matching_patterns, pingshui_rhyme_problem, tonal_problem
 
 SEARCHES = {"defaults (no options)": {}, "defaults --num-beams 4": {"num_beams": 4}}
@@ -36,7 +37,8 @@ def validation_poems(cache: Path) -> list[str]:
     with np.load(cache / "corpus.npz") as z:
         tgt, off = z["val_tgt"], z["val_tgt_offsets"]
     vocab = json.loads((cache / "vocab.json").read_text(encoding="utf-8"))
-    poems = {"".join(vocab[j] for j in tgt[off[i]:off[i + 1]] if j > 5) for i in range(len(off) - 1)}
+    control = CharTokenizer(vocab).control_ids
+    poems = {"".join(vocab[j] for j in tgt[off[i]:off[i + 1]] if j not in control) for i in range(len(off) - 1)}
     return sorted(poems)
 
 

@@ -231,8 +231,8 @@ def constrained(form: str, acrostic: str | None = None, tonal: bool = True):
 class Both:
     """FormConstraint then TonalConstraint, as GenerationOptions builds them."""
 
-    def __init__(self, form, acrostic=None, tonal=True):
-        self.parts = constrained(form, acrostic, tonal)
+    def __init__(self, form, acrostic=None, tonal=True, only=None):
+        self.parts = [FormConstraint(TOK, form, acrostic), TonalConstraint(TOK, form, acrostic, tonal, only=only)]
         self.max_tokens = self.parts[0].max_tokens
 
     def __call__(self, tokens, logits):
@@ -250,6 +250,24 @@ def test_every_form_and_search_gives_conforming_poems(form, search):
         assert tonal_problem(poem, form) is None, poem
     if search == "sample":                                  # random logits reach more than one pattern
         assert len({name for p in poems for name in matching_patterns(p, form)}) >= 2
+
+
+PATTERN_NAMES = ["仄起首句不入韵", "仄起首句入韵", "平起首句不入韵", "平起首句入韵"]
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+@pytest.mark.parametrize("pattern", PATTERN_NAMES)
+@pytest.mark.parametrize("search", ["greedy", "beam", "sample"])
+def test_every_form_pattern_and_search_conforms(form, pattern, search):
+    poems = decode(Both(form, only=[pattern]), rows=2, beams=2 if search == "beam" else 1, sample=search == "sample")
+    for poem in poems:
+        assert tonal_problem(poem, form) is None, poem
+        assert pattern in matching_patterns(poem, form), (pattern, poem, matching_patterns(poem, form))
+
+
+def test_unknown_pattern_is_refused():
+    with pytest.raises(ValueError, match="unknown tonal pattern"):
+        TonalConstraint(TOK, "wujue", only=["平起"])
 
 
 def test_acrostic_with_tones_and_rhyme_only_decoding():

@@ -21,7 +21,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from genrt.contract import HAN, FORM_TOKENS, PROMPT_FIRST_LINE, PROMPT_TITLE, SPECIAL_TOKENS, UNK, VERSE_BREAKS
+from genrt.contract import HAN, FORM_TOKENS, PROMPT_FIRST_LINE, PROMPT_TITLE, SPECIAL_TOKENS, VERSE_BREAKS
+from genrt.poems.tokenizer import CharTokenizer
 
 LINE_END = VERSE_BREAKS
 BODY_PUNCT = set(LINE_END) | set("：、")
@@ -134,9 +135,8 @@ def form_of(body: str) -> str | None:
     return None
 
 
-def encode(text: str, index: dict[str, int]) -> list[int]:
-    unk = index[UNK]
-    return [index.get(ch, unk) for ch in text]
+def tokenizer_of(index: dict[str, int]) -> CharTokenizer:
+    return CharTokenizer(sorted(index, key=index.get))
 
 
 def make_pairs(poems: list[dict], index: dict[str, int], continue_share: float, seed: int, form_share: float = 0.0
@@ -149,12 +149,13 @@ def make_pairs(poems: list[dict], index: dict[str, int], continue_share: float, 
     with_forms = all(t in index for t in FORM_TOKENS.values()) and form_share > 0
     sources, targets = [], []
 
+    tok = tokenizer_of(index)
+
     def source(kind: str, text: str, form: str | None) -> list[int]:
-        tag = [index[FORM_TOKENS[form]]] if form and form_rng.random() < form_share else []
-        return [index[kind]] + tag + encode(text, index)
+        return tok.prompt_ids(kind, text, form if form and form_rng.random() < form_share else None)
 
     for p in poems:
-        body = encode(p["body"], index)
+        body = tok.encode_text(p["body"])
         form = form_of(p["body"]) if with_forms else None
         if p["title"]:
             sources.append(source(PROMPT_TITLE, p["title"], form))

@@ -69,7 +69,14 @@ class CharTokenizer:
         unknown = self.unknown_chars(text)
         if len(unknown) == len(set(text)):
             raise ValueError(f"no character of the prompt is in the model's vocabulary: {''.join(unknown)}")
-        return [self.index[PROMPT_KIND_TOKENS[mode]]] + tag + self.encode_text(text)
+        return self.prompt_ids(PROMPT_KIND_TOKENS[mode], text, form if tag else None)
+
+    def prompt_ids(self, kind_token: str, text: str, form: str | None = None) -> list[int]:
+        """The source layout the model is trained on, and nothing else (no checks): the prompt-kind token
+        (<title> / <first>), the form token when `form` (an ASCII form name) is given, then the characters.
+        trainers.poems_corpus builds its pairs with it too."""
+        tag = [self.form_ids[form]] if form else []
+        return [self.index[kind_token]] + tag + self.encode_text(text)
 
     def decode(self, ids: Iterable[int]) -> str:
         """Characters of the ids, skipping control tokens and stopping at <eos>."""

@@ -119,20 +119,29 @@ class State:
 class VerseRules:
     """The tonal/rhyme rules of one request, shared by the checker and the processor."""
 
-    def __init__(self, form: str | None, acrostic: str | None, tonal: bool, table: PingshuiTable | None = None):
+    def __init__(self, form: str | None, acrostic: str | None, tonal: bool, table: PingshuiTable | None = None,
+                 only: Sequence[str] | None = None):
+        """only: pattern names to keep (e.g. ['平起首句入韵']); None = all four."""
         self.rules = Rules.of(form, acrostic, False)
         self.tonal = tonal
         self.table = table or PingshuiTable.load()
         if tonal and self.rules.length is None:
             raise ValueError("tonal needs a form (五言/七言 绝句/律诗)")
         self.patterns = patterns(self.rules.lines, self.rules.length) if tonal else ()
+        if only is not None:
+            unknown = sorted(set(only) - {p.name for p in self.patterns})
+            if unknown or not only:
+                raise ValueError(f"unknown tonal pattern(s) {unknown}; choose from "
+                                 f"{', '.join(p.name for p in self.patterns)}")
         self.variants = {}                    # (pattern, line) -> tuple of concrete tone strings
         if tonal:
-            self._plan_acrostic()
+            self._plan_acrostic(only)
 
-    def _plan_acrostic(self) -> None:
+    def _plan_acrostic(self, only: Sequence[str] | None = None) -> None:
         alive, reasons = [], []
         for i, pat in enumerate(self.patterns):
+            if only is not None and pat.name not in only:
+                continue
             ok = True
             for line, kind in enumerate(pat.sequence):
                 options = line_variants(kind, pat.length)
@@ -261,9 +270,9 @@ class TonalConstraint:
     a memo of the previous step, so a step costs one character per row)."""
 
     def __init__(self, tokenizer, form: str | None = None, acrostic: str | None = None, tonal: bool = True,
-                 prefix_ids: Sequence[int] = ()):
+                 prefix_ids: Sequence[int] = (), only: Sequence[str] | None = None):
         self.tokenizer = tokenizer
-        self.verse = VerseRules(form, acrostic, tonal)
+        self.verse = VerseRules(form, acrostic, tonal, only=only)
         vocab = tuple(tokenizer.vocab)
         tones = vocab_tones(vocab, tuple(_vocab_tables(vocab).han.tolist()))
         self._can = {P: tones.can_ping, Z: tones.can_ze, None: None}
@@ -277,7 +286,7 @@ class TonalConstraint:
         self._memo: dict[tuple[int, ...], State | None] = {}     # row prefix -> state, the previous step's rows
         # shared by every constraint on this vocabulary and request: states are values, so what one poem
         # worked out (next states, banned ids) serves the next poems too
-        self._steps, self._banned = _shared_tables(vocab, form, acrostic, tonal)
+        self._steps, self._banned = _shared_tables(vocab, form, acrostic, tonal, tuple(only or ()))
         self.dead_rows = 0
         if len(prefix_ids):
             self.check_prefix(prefix_ids)
@@ -375,7 +384,7 @@ MAX_CACHED_STATES = 200_000            # per shared table; beyond it, states are
 
 
 @lru_cache(maxsize=8)
-def _shared_tables(vocab: tuple[str, ...], form, acrostic, tonal) -> tuple[dict, dict]:
+def _shared_tables(vocab: tuple[str, ...], form, acrostic, tonal, only) -> tuple[dict, dict]:
     return {}, {}
 
 
