@@ -128,8 +128,9 @@ class PoemModel:
 
     def _step_one(self, tokens: np.ndarray, cache: DecoderCache) -> tuple[np.ndarray, DecoderCache]:
         n, k = tokens.shape
-        positions = np.ascontiguousarray(
-            np.broadcast_to(np.arange(cache.length, cache.length + k, dtype=np.int64), (n, k)))
+        positions = (np.full((n, 1), cache.length, np.int64) if k == 1 else                 # (N, k)
+                     np.ascontiguousarray(np.broadcast_to(np.arange(cache.length, cache.length + k,
+                                                                    dtype=np.int64), (n, k))))
         if self.device_cache:
             logits, present = self._run_bound(tokens, positions, cache)
         else:
@@ -137,7 +138,7 @@ class PoemModel:
             feeds.update(zip(self._past_names, cache.self_kv))
             feeds.update(zip(self._cross_names, cache.cross_kv))
             logits, *present = self.decoder.run(self._decoder_outputs, feeds)
-        return logits, replace(cache, self_kv=tuple(present), length=cache.length + k)
+        return logits, DecoderCache(tuple(present), cache.cross_kv, cache.src_mask, cache.length + k, cache.prefix)
 
     def _run_bound(self, tokens: np.ndarray, positions: np.ndarray, cache: DecoderCache):
         """One decoder call with IOBinding: cache tensors in and out stay in the provider's memory."""

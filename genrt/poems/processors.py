@@ -117,7 +117,9 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 def logsumexp(logits: np.ndarray) -> np.ndarray:
     """(N, V) -> (N, 1) log of each row's softmax denominator; rows need at least one finite value."""
     top = logits.max(axis=1, keepdims=True)
-    return top + np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
+    shifted = np.subtract(logits, top)                 # one temporary, exponentiated in place
+    np.exp(shifted, out=shifted)
+    return top + np.log(shifted.sum(axis=1, keepdims=True))
 
 
 def top_ids(x: np.ndarray, m: int) -> np.ndarray:

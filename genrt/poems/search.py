@@ -56,11 +56,13 @@ def iter_tokens(model: StepModel, cache, prefix: np.ndarray, max_new: int, eos_i
     alive = np.ones(len(prefix), bool)
     rows = np.arange(len(prefix))
     for _ in range(max_new):
-        log_norm = logsumexp(logits.astype(np.float64))[:, 0]                  # (N,) before processors write
+        log_norm = logsumexp(logits)[:, 0]                                     # (N,) before processors write
         raw = logits.copy()
         logits = apply_processors(processors, tokens, logits, eos_id)
-        new = np.where(alive, pick(logits), eos_id).astype(np.int64)           # (N,)
-        logprob = np.where(alive, raw[rows, new] - log_norm, 0.0)              # (N,)
+        new = pick(logits).astype(np.int64, copy=False)                          # (N,)
+        logprob = raw[rows, new] - log_norm                                      # (N,)
+        if not alive.all():
+            new[~alive], logprob[~alive] = eos_id, 0.0
         tokens = np.concatenate([tokens, new[:, None]], axis=1)
         alive &= new != eos_id
         yield new, alive.copy(), logprob
