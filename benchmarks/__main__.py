@@ -52,6 +52,24 @@ def machine_info() -> dict:
     return info
 
 
+def graph_ops(model_dirs: list[Path]) -> dict[str, dict[str, dict[str, int]]]:
+    """{model dir name: {graph: {op type: count}}}: which onnxruntime kernels each measured graph runs
+    (MatMulNBits = int8 blocks, MultiHeadAttention = fused attention, ...). Needs onnx; {} without it."""
+    try:
+        import onnx
+    except ImportError:
+        return {}
+    from collections import Counter
+    from genrt.contract import read_manifest
+    out = {}
+    for d in model_dirs:
+        manifest = read_manifest(d)
+        out[d.name] = {name: dict(Counter(f"{n.domain + '.' if n.domain else ''}{n.op_type}" for n in onnx.load(
+            str(d / spec.file), load_external_data=False).graph.node).most_common())
+            for name, spec in manifest.graphs().items()}
+    return out
+
+
 def _has_module(module: str) -> bool:
     import importlib.util
     return importlib.util.find_spec(module) is not None
@@ -94,7 +112,9 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_torch:
         rows += peer_rows(args, threads, quick)
 
-    result = {"machine": machine_info(), "quick": args.quick, "rows": rows}
+    dirs = [d for kind, extra in (("faces", args.faces_model), ("poems", args.poems_model))
+            for d in model_dirs(kind, extra)]
+    result = {"machine": machine_info(), "quick": args.quick, "graph_ops": graph_ops(dirs), "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / args.name
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

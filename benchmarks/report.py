@@ -96,9 +96,15 @@ def target_lines(rows: list[dict]) -> list[str]:
 
 def write_markdown(result: dict, path: Path) -> None:
     m = result["machine"]
-    lines = [f"Measured {m['date']} on {m['cpu']} ({m['cores']} logical cores), onnxruntime {m['onnxruntime']}, "
-             f"torch {m['torch']}, numpy {m['numpy']}; median and p90 over repeated runs after warm-up, fixed seeds"
-             + (" (quick run: few repeats)" if result["quick"] else "") + ".", ""]
+    flags = ", ".join(m.get("cpu_flags") or []) or "none of the listed kernel flags"
+    lines = [f"Measured {m['date']} on {m['cpu']} ({m['cores']} logical cores; {flags}), onnxruntime "
+             f"{m['onnxruntime']}, torch {m['torch']}, numpy {m['numpy']}; median and p90 over repeated runs after "
+             f"warm-up, fixed seeds" + (" (quick run: few repeats)" if result["quick"] else "") + ".", ""]
+    ops = result.get("graph_ops") or {}
+    if ops:
+        lines += ["Graphs measured (onnxruntime kernels by op type): " + "; ".join(
+            f"{d} " + ", ".join(f"{g}: " + " ".join(f"{op} x{n}" for op, n in list(counts.items())[:4])
+                               for g, counts in graphs.items()) for d, graphs in ops.items()) + ".", ""]
     if faces_table(result["rows"]):
         lines += ["### Faces (latency per call of n images)", ""] + faces_table(result["rows"]) + [""]
     if poems_table(result["rows"]):

@@ -3,7 +3,9 @@
     python -m benchmarks.versus [--rounds 15] [--threads 1 2] [--out benchmarks/results/versus.json]
 
 Separate-process tables (python -m benchmarks) measure each engine minutes apart; on a shared or throttled machine
-that alone moves a ratio by 30 %. Here both engines decode in one process, alternating every round: greedy, batch
+that alone moves a ratio by 30 %. Here each engine runs in a worker process of its own (so neither engine's
+thread pool spins beside the other's) and the two alternate in blocks (each block re-warms the caches the other
+engine evicted and is timed after its first run): greedy, batch
 1, exactly 64 new characters (<eos> held off: genrt's min_new_tokens, CTranslate2's min_decoding_length), the same
 suppressed tokens, on the bundled fp32 weights (CTranslate2 gets them through benchmarks.peers and
 export.ctranslate2, token-checked against torch) and the bundled int8 directory vs CTranslate2 int8. Reports the
@@ -65,24 +67,53 @@ def ct2_runner(ct2_dir: Path, compute_type: str, threads: int):
     return run
 
 
-def head_to_head(runners: dict, rounds: int) -> dict[str, float]:
-    """Median ms per new token of each runner, alternating the order every round after one warm-up each."""
-    for run in runners.values():
-        run()
-    samples = {name: [] for name in runners}
-    names = list(runners)
-    for r in range(rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
-            t0 = time.perf_counter()
-            n = runners[name]()
-            samples[name].append((time.perf_counter() - t0) * 1e3 / NEW_TOKENS)
-            assert n == NEW_TOKENS, f"{name} decoded {n} tokens, not {NEW_TOKENS}"
+def _worker(conn, kind: str, args: tuple) -> None:
+    """One engine in a process of its own (no thread pool of the other engine spinning beside it): builds its
+    runner, then answers every "run" with the milliseconds per new token it just took."""
+    run = genrt_runner(*args) if kind == "genrt" else ct2_runner(*args)
+    run()                                                                   # warm-up
+    while conn.recv() == "run":
+        t0 = time.perf_counter()
+        n = run()
+        conn.send(((time.perf_counter() - t0) * 1e3 / NEW_TOKENS, n))
+
+
+def head_to_head(engines: dict[str, tuple[str, tuple]], rounds: int, block: int = 5) -> dict[str, float]:
+    """Median ms per new token of each engine, each in its own worker process. Every round runs each engine
+    `block` times in a row and keeps all but the first (caches warm again after the other engine, as for a user
+    decoding poem after poem), alternating which engine goes first, so both see the same machine state."""
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    workers = {}
+    for name, (kind, args) in engines.items():
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_worker, args=(child, kind, args), daemon=True)
+        proc.start()
+        workers[name] = (parent, proc)
+    samples = {name: [] for name in engines}
+    names = list(engines)
+    try:
+        for r in range(rounds):
+            for name in names if r % 2 == 0 else names[::-1]:
+                conn = workers[name][0]
+                for i in range(block):
+                    conn.send("run")
+                    ms, n = conn.recv()
+                    if n != NEW_TOKENS:
+                        raise RuntimeError(f"{name} decoded {n} tokens, not {NEW_TOKENS}")
+                    if i:
+                        samples[name].append(ms)
+    finally:
+        for conn, proc in workers.values():
+            conn.send("stop")
+            proc.join(timeout=30)
     return {name: float(np.median(s)) for name, s in samples.items()}
 
 
 def markdown(report: dict) -> str:
     cpu = report["cpu"]
-    lines = [f"{cpu['model']} ({', '.join(cpu['flags'])}), {report['rounds']} interleaved rounds, greedy, batch 1, "
+    lines = [f"{cpu['model']} ({', '.join(cpu['flags'])}), {report['rounds']} rounds of {report['block']} runs per "
+             f"engine (the first of each block untimed), greedy, batch 1, "
              f"{NEW_TOKENS} new characters, prompt {PROMPT}; onnxruntime {report['onnxruntime']}, CTranslate2 "
              f"{report['ctranslate2']}.", "",
              "| precision | threads | genrt ms/token | CTranslate2 ms/token | genrt speed vs CTranslate2 |",
@@ -98,7 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
     import onnxruntime
     from benchmarks.peers import poems_checkpoint
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--block", type=int, default=5, help="runs per engine per round (the first is not timed)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "versus.json")
     args = parser.parse_args(argv)
@@ -109,12 +141,12 @@ def main(argv: list[str] | None = None) -> dict:
             ct2_dir = Path(tmp) / ct2_type
             convert(checkpoint, ct2_dir, ct2_type)
             for threads in args.threads:
-                medians = head_to_head({"genrt": genrt_runner(MODELS / bundled, threads),
-                                        "ct2": ct2_runner(ct2_dir, ct2_type, threads)}, args.rounds)
+                medians = head_to_head({"genrt": ("genrt", (MODELS / bundled, threads)),
+                                        "ct2": ("ct2", (ct2_dir, ct2_type, threads))}, args.rounds, args.block)
                 rows.append({"precision": precision, "threads": threads, "genrt_ms": medians["genrt"],
                              "ct2_ms": medians["ct2"], "model_dir": bundled})
                 print(rows[-1], file=sys.stderr)
-    report = {"cpu": cpu_info(), "rounds": args.rounds, "onnxruntime": onnxruntime.__version__,
+    report = {"cpu": cpu_info(), "rounds": args.rounds, "block": args.block, "onnxruntime": onnxruntime.__version__,
               "ctranslate2": ctranslate2.__version__, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

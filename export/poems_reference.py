@@ -12,7 +12,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from genrt.contract import EOS_ID, NEVER_GENERATED_SPECIAL_IDS, PAD_ID, SOS_ID
+from genrt.contract import (
+    EOS_ID, NEVER_GENERATED_SPECIAL_IDS, PAD_ID, PROMPT_FIRST_LINE, PROMPT_TITLE, SOS_ID, SPECIAL_TOKENS,
+)
+
+PROMPT_KIND_IDS = (SPECIAL_TOKENS.index(PROMPT_TITLE), SPECIAL_TOKENS.index(PROMPT_FIRST_LINE))
 from genrt.poems.model import pad_batch
 from genrt.poems.processors import SuppressTokens, pick_greedy
 from genrt.poems.search import beam_search, generate_tokens
@@ -48,10 +52,10 @@ class TorchNoCacheModel:
 
 
 def random_sources(vocab_size: int, count: int, seed: int = 0) -> list[list[int]]:
-    """Prompts of varied lengths: a mode token (4 or 5) then ordinary characters."""
+    """Prompts of varied lengths: a prompt-kind token (<title> or <first>) then ordinary (non-special) ids."""
     rng = np.random.default_rng(seed)
-    return [[int(rng.integers(4, 6))] + rng.integers(6, vocab_size, int(rng.integers(2, 9))).tolist()
-            for _ in range(count)]
+    return [[PROMPT_KIND_IDS[int(rng.integers(0, 2))]]
+            + rng.integers(len(SPECIAL_TOKENS), vocab_size, int(rng.integers(2, 9))).tolist() for _ in range(count)]
 
 
 def lockstep_logits(a, b, sources: Sequence[Sequence[int]], steps: int):
