@@ -8,12 +8,12 @@ torch = pytest.importorskip("torch")
 
 from export.poems import DecoderGraph, example_inputs  # noqa: E402
 from export.poems_fused import insert_unused_inputs  # noqa: E402
-from trainers.poems_model import PoemModelConfig, PoemTransformer  # noqa: E402
+from trainers.poems_model import PoemTransformerConfig, PoemTransformer  # noqa: E402
 
 
 def tiny_model(seed=0):
     torch.manual_seed(seed)
-    return PoemTransformer(PoemModelConfig(vocab_size=40, d_model=32, num_heads=4, num_encoder_layers=1,
+    return PoemTransformer(PoemTransformerConfig(vocab_size=40, d_model=32, num_heads=4, num_encoder_layers=1,
                                            num_decoder_layers=2, dim_feedforward=64, max_len=40)).eval()
 
 

@@ -23,7 +23,7 @@ from trainers.common import (
     pick_device, save_checkpoint, seed_everything, setup_distributed, teardown_distributed, unwrap,
 )
 from trainers.poems_corpus import load_corpus
-from trainers.poems_model import PoemModelConfig, PoemTransformer
+from trainers.poems_model import PoemTransformerConfig, PoemTransformer
 
 
 
@@ -56,8 +56,8 @@ class PoemsConfig:
     init_from: str = ""            # weights-only checkpoint (save_weights) to warm-start from; fresh optimizer
     dry_run: bool = False
 
-    def model_config(self, vocab_size: int) -> PoemModelConfig:
-        return PoemModelConfig.of(vocab_size, self, self.dropout, PAD_ID)
+    def model_config(self, vocab_size: int) -> PoemTransformerConfig:
+        return PoemTransformerConfig.of(vocab_size, self, self.dropout, PAD_ID)
 
 
 # ---------------------------------------------------------------- batches
@@ -321,7 +321,7 @@ def load_model(path: str | Path) -> tuple[PoemTransformer, list[str], dict]:
     """Rebuild the model from a checkpoint alone (config and vocab travel inside)."""
     state = load_checkpoint(path, expected_kind=("poems-transformer", WEIGHTS_KIND))
     if "model_config" in state:          # the network's own config, as saved with it
-        model = PoemTransformer(PoemModelConfig(**state["model_config"]))
+        model = PoemTransformer(PoemTransformerConfig(**state["model_config"]))
     else:                                # older checkpoints: rebuilt from the training config
         model = PoemTransformer(config_from_checkpoint(PoemsConfig, state).model_config(len(state["vocab"])))
     model.load_state_dict(state["model"])

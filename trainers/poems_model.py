@@ -19,7 +19,7 @@ NEG_INF = -1e9  # additive mask value; finite so fully masked rows stay NaN-free
 
 
 @dataclass
-class PoemModelConfig:
+class PoemTransformerConfig:
     vocab_size: int
     d_model: int = 256
     num_heads: int = 4
@@ -35,13 +35,13 @@ class PoemModelConfig:
         return {name: getattr(self, name) for name in ARCHITECTURE}
 
     @classmethod
-    def of(cls, vocab_size: int, settings: object, dropout: float = 0.1, pad_id: int = 0) -> "PoemModelConfig":
+    def of(cls, vocab_size: int, settings: object, dropout: float = 0.1, pad_id: int = 0) -> "PoemTransformerConfig":
         """From any object (trainer config, manifest) holding the ARCHITECTURE fields by name."""
         return cls(vocab_size=vocab_size, dropout=dropout, pad_id=pad_id,
                    **{name: getattr(settings, name) for name in ARCHITECTURE})
 
 
-# the fields that fix the network's shape: PoemsConfig, PoemModelConfig and PoemsManifest all carry them by name
+# the fields that fix the network's shape: PoemsConfig, PoemTransformerConfig and PoemsManifest all carry them by name
 ARCHITECTURE = ("d_model", "num_heads", "num_encoder_layers", "num_decoder_layers", "dim_feedforward", "max_len")
 
 
@@ -122,7 +122,7 @@ class FeedForward(nn.Sequential):
 
 
 class EncoderLayer(nn.Module):
-    def __init__(self, c: PoemModelConfig):
+    def __init__(self, c: PoemTransformerConfig):
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(c.d_model), nn.LayerNorm(c.d_model)
         self.attn = Attention(c.d_model, c.num_heads, c.dropout)
@@ -136,7 +136,7 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, c: PoemModelConfig):
+    def __init__(self, c: PoemTransformerConfig):
         super().__init__()
         self.ln1, self.ln2, self.ln3 = (nn.LayerNorm(c.d_model) for _ in range(3))
         self.self_attn = Attention(c.d_model, c.num_heads, c.dropout)
@@ -168,7 +168,7 @@ def causal_mask(position_ids: torch.Tensor, past_k: torch.Tensor) -> torch.Tenso
 
 
 class PoemTransformer(nn.Module):
-    def __init__(self, c: PoemModelConfig):
+    def __init__(self, c: PoemTransformerConfig):
         super().__init__()
         self.config = c
         self.embed = nn.Embedding(c.vocab_size, c.d_model, padding_idx=c.pad_id)

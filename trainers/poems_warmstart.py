@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from genrt.contract import read_manifest
-from trainers.poems_model import PoemModelConfig, PoemTransformer
+from trainers.poems_model import PoemTransformerConfig, PoemTransformer
 
 PREFIX = "model."
 
@@ -41,11 +41,11 @@ def _initializers(path: Path) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
     return named, anonymous
 
 
-def state_from_model_dir(model_dir: Path) -> tuple[dict[str, torch.Tensor], PoemModelConfig, list[str], dict]:
+def state_from_model_dir(model_dir: Path) -> tuple[dict[str, torch.Tensor], PoemTransformerConfig, list[str], dict]:
     manifest = read_manifest(model_dir)
     if manifest.precision != "fp32":
         raise SystemExit(f"{model_dir}: warm start needs the fp32 model directory, not {manifest.precision}")
-    cfg = PoemModelConfig.of(len(manifest.vocab), manifest, pad_id=manifest.pad_id)
+    cfg = PoemTransformerConfig.of(len(manifest.vocab), manifest, pad_id=manifest.pad_id)
     enc_named, enc_mats = _initializers(model_dir / manifest.encoder_file)
     dec_named, dec_mats = _initializers(model_dir / manifest.decoder_file)
     d, unscale = cfg.d_model, math.sqrt(cfg.d_model // cfg.num_heads)
