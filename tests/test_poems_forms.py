@@ -226,32 +226,34 @@ def test_pypinyin_is_imported_only_for_rhyme():
 class RandomModel:
     """A StepModel (genrt.poems.search) whose logits are noise: any structure in the output is the constraint's."""
 
-    def __init__(self, seed: int = 0):
-        self.rng = np.random.default_rng(seed)
+    def __init__(self, seed: int = 0, vocab_size: int = len(VOCAB)):
+        self.rng, self.vocab_size = np.random.default_rng(seed), vocab_size
 
     def start(self, sources, copies: int = 1):
         return None
 
     def step(self, tokens: np.ndarray, cache):
-        return (3 * self.rng.standard_normal((tokens.shape[0], len(VOCAB)))).astype(np.float32), cache
+        return (3 * self.rng.standard_normal((tokens.shape[0], self.vocab_size))).astype(np.float32), cache
 
     def reorder(self, cache, rows):
         return cache
 
 
-def decode(constraint, prefix_body: str = "", rows: int = 3, beams: int = 1, sample: bool = False) -> list[str]:
+def decode(constraint, prefix_body: str = "", rows: int = 3, beams: int = 1, sample: bool = False,
+           tok: CharTokenizer = TOK) -> list[str]:
+    """Decode with random logits under `constraint` (the vocabulary of `tok`); every row must finish."""
     from genrt.poems.search import beam_search, generate_tokens
-    suppress = SuppressTokens([TOK.pad_id, TOK.sos_id, TOK.unk_id, 4, 5])
-    forced = TOK.encode_text(prefix_body)
-    prefix = np.array([[TOK.sos_id] + forced] * rows * beams, np.int64)                       # (N, P)
-    processors, max_new = [suppress, constraint], constraint.max_tokens
+    suppress = SuppressTokens([tok.pad_id, tok.sos_id, tok.unk_id, 4, 5])
+    forced = tok.encode_text(prefix_body)
+    prefix = np.array([[tok.sos_id] + forced] * rows * beams, np.int64)                       # (N, P)
+    processors, max_new, model = [suppress, constraint], constraint.max_tokens, RandomModel(1, len(tok))
     if beams > 1:
-        hyps = [h[0] for h in beam_search(RandomModel(1), None, prefix, beams, max_new, TOK.eos_id, processors)]
+        hyps = [h[0] for h in beam_search(model, None, prefix, beams, max_new, tok.eos_id, processors)]
     else:
         pick = make_sampler(np.random.default_rng(2), 1.0, 0, 1.0) if sample else pick_greedy
-        hyps = generate_tokens(RandomModel(1), None, prefix, max_new, TOK.eos_id, processors, pick)
+        hyps = generate_tokens(model, None, prefix, max_new, tok.eos_id, processors, pick)
     assert all(h.finished for h in hyps)
-    return [TOK.decode(forced + h.tokens) for h in hyps]
+    return [tok.decode(forced + h.tokens) for h in hyps]
 
 
 @pytest.mark.parametrize("form", ALL_FORMS)

@@ -13,9 +13,9 @@ from genrt.poems.tonal import (
     pingshui_rhyme_problem, tonal_problem,
 )
 from genrt.contract import SPECIAL_TOKENS
-from genrt.poems.processors import SuppressTokens, make_sampler, pick_greedy
 from genrt.poems.tokenizer import CharTokenizer
 from tests.test_poems_forms import HAN as FORM_HAN
+from tests.test_poems_forms import decode as decode_with_random_logits
 
 # test_forms' characters, the poems below, and a few without a reading (它 is not in 平水韵)
 HAN = "".join(dict.fromkeys(FORM_HAN + "白日依山尽黄河入海流欲穷千里目更上一层楼看它"))
@@ -194,38 +194,8 @@ def test_a_forced_first_line_must_fit_a_pattern():
         c.check_prefix(TOK.encode_text("白日依目"))                   # 2nd and 4th of one tone
 
 
-class RandomModel:
-    """Logits are noise: any structure in the output is the constraints'."""
-
-    def __init__(self, seed: int = 0):
-        self.rng = np.random.default_rng(seed)
-
-    def start(self, sources, copies: int = 1):
-        return None
-
-    def step(self, tokens: np.ndarray, cache):
-        return (3 * self.rng.standard_normal((tokens.shape[0], len(VOCAB)))).astype(np.float32), cache
-
-    def reorder(self, cache, rows):
-        return cache
-
-
 def decode(constraint, rows: int = 3, beams: int = 1, sample: bool = False) -> list[str]:
-    from genrt.poems.search import beam_search, generate_tokens
-    prefix = np.array([[TOK.sos_id]] * rows * beams, np.int64)                                # (N, 1)
-    processors = [SuppressTokens([TOK.pad_id, TOK.sos_id, TOK.unk_id, 4, 5]), constraint]
-    if beams > 1:
-        hyps = [h[0] for h in beam_search(RandomModel(1), None, prefix, beams, constraint.max_tokens, TOK.eos_id,
-                                          processors)]
-    else:
-        pick = make_sampler(np.random.default_rng(2), 1.0, 0, 1.0) if sample else pick_greedy
-        hyps = generate_tokens(RandomModel(1), None, prefix, constraint.max_tokens, TOK.eos_id, processors, pick)
-    assert all(h.finished for h in hyps)
-    return [TOK.decode(h.tokens) for h in hyps]
-
-
-def constrained(form: str, acrostic: str | None = None, tonal: bool = True):
-    return [FormConstraint(TOK, form, acrostic), TonalConstraint(TOK, form, acrostic, tonal)]
+    return decode_with_random_logits(constraint, rows=rows, beams=beams, sample=sample, tok=TOK)
 
 
 class Both:

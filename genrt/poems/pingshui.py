@@ -15,6 +15,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from genrt.contract import is_han
+
 TABLE_PATH = Path(__file__).with_name("pingshui.json")
 PING, ZE = "平", "仄"
 
@@ -74,16 +76,27 @@ class PingshuiTable:
 
 @dataclass(frozen=True)
 class VocabTones:
-    """Per token of one vocabulary. can_ping/can_ze: (V,) bool; ping_mask: (V,) int64 平-group bitmask."""
+    """Per token of one vocabulary. can_ping/can_ze: (V,) bool; ping_mask: (V,) int64 平-group bitmask;
+    group_sizes: how many of the vocabulary's characters each 平 group holds (30 ints)."""
     can_ping: np.ndarray
     can_ze: np.ndarray
     ping_mask: np.ndarray
+    group_sizes: tuple[int, ...]
+
+
+def vocab_tones(vocab: Sequence[str], han: Sequence[bool] | None = None) -> VocabTones:
+    """Tones of every token; tokens that are not single Han characters (han False; by default contract.is_han)
+    have none. Computed once per vocabulary."""
+    vocab = tuple(vocab)
+    return _vocab_tones(vocab, tuple(han) if han is not None else None)
 
 
 @lru_cache(maxsize=4)
-def vocab_tones(vocab: tuple[str, ...], han: tuple[bool, ...]) -> VocabTones:
-    """Tones of every token; tokens that are not single Han characters (han False) have none."""
+def _vocab_tones(vocab: tuple[str, ...], han: tuple[bool, ...] | None) -> VocabTones:
     table = PingshuiTable.load()
-    tones = [table.tones(tok) if is_han else frozenset() for tok, is_han in zip(vocab, han)]
+    han = han if han is not None else tuple(is_han(tok) for tok in vocab)
+    tones = [table.tones(tok) if h else frozenset() for tok, h in zip(vocab, han)]
+    masks = [table.ping_mask(tok) if h else 0 for tok, h in zip(vocab, han)]
+    sizes = tuple(sum(mask >> g & 1 for mask in masks) for g in range(len(table.ping_names)))
     return VocabTones(np.array([PING in t for t in tones]), np.array([ZE in t for t in tones]),
-                      np.array([table.ping_mask(tok) if is_han else 0 for tok, is_han in zip(vocab, han)], np.int64))
+                      np.array(masks, np.int64), sizes)

@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from genrt.contract import is_han
-from genrt.poems.forms import COMMA, PERIOD, Rules, _vocab_tables, form_problem
+from genrt.poems.forms import COMMA, PERIOD, Rules, form_problem
 from genrt.poems.pingshui import PING, ZE, PingshuiTable, vocab_tones
 
 NEG = -np.inf
@@ -274,10 +274,10 @@ class TonalConstraint:
         self.tokenizer = tokenizer
         self.verse = VerseRules(form, acrostic, tonal, only=only)
         vocab = tuple(tokenizer.vocab)
-        tones = vocab_tones(vocab, tuple(_vocab_tables(vocab).han.tolist()))
+        tones = vocab_tones(vocab)
         self._can = {P: tones.can_ping, Z: tones.can_ze, None: None}
         self._ping_mask = tones.ping_mask                                      # (V,) int64
-        self._viable = _viable_groups(tones.ping_mask, tones.can_ping)
+        self._viable = viable_groups(tones.group_sizes)
         missing = [ch for ch in self.verse.rules.acrostic if not self.verse.table.tones(ch)]
         if tonal and missing:
             raise ValueError(f"acrostic characters without a 平水韵 reading: {''.join(missing)}")
@@ -388,15 +388,8 @@ def _shared_tables(vocab: tuple[str, ...], form, acrostic, tonal, only) -> tuple
     return {}, {}
 
 
-@lru_cache(maxsize=4)
-def _viable_groups_cached(masks: bytes, can: bytes, n: int) -> int:
-    ping_mask = np.frombuffer(masks, np.int64)[:n]
-    can_ping = np.frombuffer(can, bool)[:n]
-    sizes = [int(((ping_mask >> g) & 1)[can_ping].sum()) for g in range(30)]
-    need = min(MIN_GROUP_CHARS, max(sizes))           # a small vocabulary: its largest groups
-    return sum(1 << g for g, size in enumerate(sizes) if size >= need > 0)
-
-
-def _viable_groups(ping_mask: np.ndarray, can_ping: np.ndarray) -> int:
-    """Bitmask of the 平 groups with at least MIN_GROUP_CHARS characters in the vocabulary."""
-    return _viable_groups_cached(ping_mask.tobytes(), can_ping.tobytes(), len(ping_mask))
+def viable_groups(group_sizes: Sequence[int]) -> int:
+    """Bitmask of the 平 groups a first rhyme foot may bind: at least MIN_GROUP_CHARS characters in the
+    vocabulary (fewer in a small vocabulary: its largest groups)."""
+    need = min(MIN_GROUP_CHARS, max(group_sizes))
+    return sum(1 << g for g, size in enumerate(group_sizes) if size >= need > 0)
