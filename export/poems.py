@@ -22,7 +22,8 @@ import torch.nn as nn
 from export.model_dir import ExportError, check_target, require, staged_model_dir
 from export.poem_extras import with_extras
 from export.poems_fused import MHA_DOMAIN, insert_unused_inputs
-from genrt.contract import GraphSpec, PoemsManifest, check_graph_io, session_io, write_manifest
+from genrt.contract import GraphSpec, PoemsManifest, write_manifest
+from genrt.graph_io import check_graph_io, session_io
 from trainers.poems import load_model
 from trainers.poems_model import PoemTransformer
 

@@ -3,7 +3,7 @@
 A model directory holds `manifest.json` plus the ONNX graphs it names. The manifest carries a `format_version`,
 the model kind, its dimensions, special token ids and vocab (poems), and the graph I/O names. Every tensor name,
 dtype and (symbolic) shape below is the contract: export builds graphs to it, the runtime checks graphs against it
-when loading, and a test checks every exported graph against it.
+when loading, and a test checks every exported graph against it (genrt.graph_io compares a graph with its spec).
 
 Loading never stops at the first problem: `ManifestError` lists every missing or mismatched piece at once.
 """
@@ -13,10 +13,11 @@ import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
-from genrt.onnx_file import position_table_rows  # noqa: F401 -- re-exported: part of what load checks
+from genrt.contract_checks import field_type_problems, file_fields, file_name_problem
+from genrt.onnx_file import position_table_rows
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -277,9 +278,9 @@ def read_manifest(model_dir: str | Path, expected_kind: str | None = None) -> Ma
 
     cls = _KINDS[kind]
     fields_ = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-    problems += _check_types(cls, fields_)
-    problems += [f"field {name!r} {problem}" for name, file in _file_fields(data)
-                 if isinstance(file, str) and (problem := _file_name_problem(model_dir, file))]
+    problems += field_type_problems(cls, fields_)
+    problems += [f"field {name!r} {problem}" for name, file in file_fields(data)
+                 if isinstance(file, str) and (problem := file_name_problem(model_dir, file))]
     if problems:
         raise ManifestError(where, problems)
     fields_["vocab"] = tuple(fields_["vocab"]) if "vocab" in fields_ else None
@@ -300,35 +301,10 @@ def read_manifest(model_dir: str | Path, expected_kind: str | None = None) -> Ma
     return manifest
 
 
-OPTIONAL_FILES = ("t2s_file",)   # "" = the directory has none
-
-
-def _file_fields(data: dict[str, Any]) -> list[tuple[str, Any]]:
-    """Every file name a manifest holds: the `*_file` fields and the informative graphs.<name>.file entries."""
-    named = [(k, v) for k, v in data.items() if k.endswith("_file") and not (k in OPTIONAL_FILES and v == "")]
-    graphs = data.get("graphs") if isinstance(data.get("graphs"), dict) else {}
-    return named + [(f"graphs.{k}.file", g["file"]) for k, g in graphs.items() if isinstance(g, dict) and "file" in g]
-
-
-def _file_name_problem(model_dir: Path, name: Any) -> str | None:
-    """Why `name` is not a file inside `model_dir` (relative, no '..', not leaving it through a symlink), or None."""
-    if not isinstance(name, str) or not name.strip():
-        return f"must be a file name, got {name!r:.60}"
-    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).anchor:
-        return f"is an absolute path ({name!r:.60}); file names are relative to the model directory"
-    if ".." in re.split(r"[\\/]", name):
-        return f"contains '..' ({name!r:.60}); files must lie inside the model directory"
-    try:
-        inside = (model_dir / name).resolve().is_relative_to(model_dir.resolve())
-    except (OSError, RuntimeError, ValueError) as e:  # a symlink loop, a NUL byte
-        return f"is not a usable file name ({name!r:.60}: {e})"
-    return None if inside else f"resolves outside the model directory ({name!r:.60}, through a symlink)"
-
-
 def contained_file(model_dir: str | Path, name: str, label: str = "graph file") -> Path:
     """model_dir/name, or ManifestError when `name` would reach outside model_dir (for code that opens a file a
     manifest names)."""
-    problem = _file_name_problem(Path(model_dir), name)
+    problem = file_name_problem(Path(model_dir), name)
     if problem:
         raise ManifestError(str(model_dir), [f"{label} {problem}"])
     return Path(model_dir) / name
@@ -340,25 +316,6 @@ def _position_table_problems(model_dir: Path, m: PoemsManifest) -> list[str]:
     if rows is not None and m.max_len > rows:
         return [f"max_len {m.max_len} exceeds the position table of {m.decoder_file} ({rows} positions)"]
     return []
-
-
-_FIELD_TYPES = {"int": int, "str": str, "dict[str, Any]": dict, "tuple[str, ...]": list, "bool": bool}
-
-
-def _check_types(cls: type, values: dict[str, Any]) -> list[str]:
-    """JSON types of the manifest fields (bool is not an int here)."""
-    problems = []
-    for name, value in values.items():
-        expected = _FIELD_TYPES.get(str(cls.__dataclass_fields__[name].type))
-        if expected is None:
-            continue
-        ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
-        if expected is list:
-            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-        if not ok:
-            problems.append(f"field {name!r} must be {'a list of strings' if expected is list else expected.__name__}"
-                            f", got {value!r:.40}")
-    return problems
 
 
 # The manifest's `generation` section: recommended decoding settings (like transformers' generation_config.json).
@@ -417,38 +374,3 @@ def _check_values(m: Manifest) -> list[str]:
             problems.append(f"vocab has only some form tokens ({', '.join(forms)}); a model has all of "
                             f"{list(FORM_TOKENS.values())} or none")
     return problems
-
-
-# ---------------------------------------------------------------- graph checks
-
-def check_graph_io(spec: GraphSpec, inputs: Iterable[tuple[str, str, Sequence[Any]]],
-                   outputs: Iterable[tuple[str, str, Sequence[Any]]], where: str = "") -> list[str]:
-    """Compare a graph's actual (name, dtype, shape) lists with the spec. A symbolic (dynamic) dim of the spec must
-    be symbolic in the graph too (any name, or None); fixed dims must match exactly. Returns every problem (empty list = conforms)."""
-    problems: list[str] = []
-    for label, expected, actual in (("input", spec.inputs, list(inputs)), ("output", spec.outputs, list(outputs))):
-        actual_by_name = {name: (dtype, shape) for name, dtype, shape in actual}
-        for t in expected:
-            if t.name not in actual_by_name:
-                problems.append(f"{where}{spec.file}: missing {label} {t.name!r}")
-                continue
-            dtype, shape = actual_by_name.pop(t.name)
-            if dtype != t.dtype:
-                problems.append(f"{where}{spec.file}: {label} {t.name!r} has dtype {dtype}, expected {t.dtype}")
-            if len(shape) != len(t.shape) or any(
-                    (a != e) if isinstance(e, int) else isinstance(a, int) for e, a in zip(t.shape, shape)):
-                problems.append(f"{where}{spec.file}: {label} {t.name!r} has shape {list(shape)}, "
-                                f"expected {list(t.shape)}")
-        problems += [f"{where}{spec.file}: unexpected {label} {name!r}" for name in actual_by_name]
-    return problems
-
-
-_ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(uint8)": "uint8",
-              "tensor(bool)": "bool", "tensor(float16)": "float16", "tensor(int32)": "int32"}
-
-
-def session_io(session: Any) -> tuple[list[tuple[str, str, list]], list[tuple[str, str, list]]]:
-    """(name, dtype, shape) of an onnxruntime.InferenceSession's inputs and outputs."""
-    def describe(args: Any) -> list[tuple[str, str, list]]:
-        return [(a.name, _ORT_TYPES.get(a.type, a.type), list(a.shape)) for a in args]
-    return describe(session.get_inputs()), describe(session.get_outputs())

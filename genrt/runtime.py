@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from genrt.contract import (
-    FACES_KIND, POEMS_KIND, GraphSpec, ManifestError, check_graph_io, contained_file, read_manifest, session_io,
-)
+from genrt.contract import FACES_KIND, POEMS_KIND, GraphSpec, ManifestError, contained_file, read_manifest
+from genrt.graph_io import check_graph_io, session_io
 
 PROVIDERS = ("auto", "cpu", "cuda")
 _ORT_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}

@@ -14,7 +14,8 @@ from export.faces import (
     CELEBA_LICENCE, FLOAT_TOLERANCE, ExportError, FacesGraph, check_parity, export_graph,
     random_latents, reference_output,
 )
-from genrt.contract import FacesManifest, check_graph_io, read_manifest, session_io
+from genrt.contract import FacesManifest, read_manifest
+from genrt.graph_io import check_graph_io, session_io
 from trainers.faces import load_generator
 
 torch.set_num_threads(1)

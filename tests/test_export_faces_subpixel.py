@@ -13,7 +13,8 @@ import torch.nn as nn
 from export.faces import FacesGraph, export_int8, fold_batchnorm, build_manifest, export_checked
 from export.faces_subpixel import LatentProjection, SubPixelUp, shifted_conv, subpixel_net
 from trainers.common import config_dict
-from trainers.faces import Generator, load_generator
+from trainers.faces import load_generator
+from trainers.faces_model import Generator
 
 torch.set_num_threads(1)
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from trainers.common import load_checkpoint
-from trainers.faces import FacesConfig, load_faces, load_generator, main, train
+from trainers import faces
+from trainers.faces import FacesConfig, load_faces, load_generator, lr_at, main, train
 
 torch.set_num_threads(1)
 TINY = dict(nz=16, ngf=8, ndf=8, threads=1, device="cpu", seed=3, holdout=0, snapshot_every=0)
@@ -116,3 +117,41 @@ def test_weights_only_copy_warm_starts_training(synthetic_faces_dir, tmp_path):
     assert "opt_g" not in weights_state and weights_state["generator"]["net.0.weight"].dtype == torch.float16
     second = load_checkpoint(train(FacesConfig(out=str(tmp_path / "b"), steps=4, init_from=str(compact), **common)))
     assert second["step"] == 4
+
+
+def test_lr_decay_is_constant_then_linear_to_zero():
+    cfg = FacesConfig(lr=2e-4, steps=10, lr_decay_start=6)
+    assert [lr_at(cfg, s) for s in (0, 5, 6)] == [2e-4, 2e-4, 2e-4]
+    assert lr_at(cfg, 8) == pytest.approx(1e-4) and lr_at(cfg, 9) == pytest.approx(0.5e-4)
+    assert lr_at(FacesConfig(lr=2e-4, steps=10), 9) == 2e-4          # 0 = off
+
+
+def test_resume_inside_the_lr_decay_reproduces_an_uninterrupted_run(synthetic_faces_dir, tmp_path, monkeypatch):
+    common = dict(data=str(synthetic_faces_dir), batch_size=4, checkpoint_every=2, sample_every=1000, steps=5,
+                  lr_decay_start=1, **TINY)
+    straight = train(FacesConfig(out=str(tmp_path / "straight"), **common))
+    real_step = faces.train_step
+
+    def interrupted(state, *args):
+        if state.step == 3:
+            raise KeyboardInterrupt   # killed during step 4; the checkpoint of step 2 survives
+        return real_step(state, *args)
+
+    monkeypatch.setattr(faces, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(FacesConfig(out=str(tmp_path / "resumed"), **common))
+    assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["step"] == 2
+    monkeypatch.setattr(faces, "train_step", real_step)
+    resumed = train(FacesConfig(out=str(tmp_path / "resumed"), resume=True, **common))
+    for key in ("generator", "generator_ema", "discriminator"):
+        a, b = weights(straight, key), weights(resumed, key)
+        assert all(torch.equal(a[k], b[k]) for k in a), key
+    assert load_checkpoint(resumed)["opt_g"]["param_groups"][0]["lr"] == pytest.approx(lr_at(FacesConfig(**common), 4))
+    constant = train(FacesConfig(out=str(tmp_path / "constant"), **common | {"lr_decay_start": 0}))
+    assert not torch.equal(weights(straight)["net.0.weight"], weights(constant)["net.0.weight"])
+
+
+def test_lr_decay_start_beyond_the_run_is_refused(synthetic_faces_dir, tmp_path):
+    with pytest.raises(SystemExit, match="lr-decay-start"):
+        main(["--data", str(synthetic_faces_dir), "--out", str(tmp_path / "run"), "--holdout", "0",
+              "--steps", "5", "--lr-decay-start", "5"])

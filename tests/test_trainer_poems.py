@@ -213,3 +213,44 @@ def test_load_model_rebuilds_from_the_saved_model_config(tmp_path):
     save_checkpoint(path, state)
     again, _, _ = load_model(path)
     assert again.config == model.config and again.config.architecture()["d_model"] == 32
+
+
+def test_cooldown_scales_the_last_steps_linearly_to_zero():
+    from trainers.poems import PoemsConfig, lr_at
+    cfg, plain = PoemsConfig(lr=1e-3, warmup=10, steps=100, cooldown=20), PoemsConfig(lr=1e-3, warmup=10, steps=100)
+    assert all(lr_at(cfg, s) == lr_at(plain, s) for s in (1, 10, 50, 80))
+    assert lr_at(cfg, 91) == pytest.approx(lr_at(plain, 91) * 0.5)
+    assert lr_at(cfg, 100) == pytest.approx(lr_at(plain, 100) / 20)
+    assert lr_at(cfg, 90, restart=85) == pytest.approx(lr_at(plain, 90, restart=85) * 11 / 20)  # they multiply
+
+
+def test_cooldown_longer_than_the_run_is_refused(tmp_path):
+    from trainers.poems import main
+    with pytest.raises(SystemExit, match="--cooldown"):
+        main(["--dry-run", "--out", str(tmp_path / "run"), "--steps", "3", "--cooldown", "4"])
+
+
+def test_warm_start_from_weights_goes_on_from_their_step_and_resumes_exactly(tmp_path):
+    """--init-from: the weights-only copy's step and history carry over, the learning rate ramps up again from
+    there (fresh AdamW moments), and a run stopped inside that ramp resumes to the same weights."""
+    from trainers.poems import WEIGHTS_KIND, lr_at, save_weights, synthetic_cache
+    model, vocab, state = load_model(train(tiny_cfg(tmp_path / "src", steps=4)))
+    weights = tmp_path / "w.pt"
+    save_weights(weights, model, vocab, state["config"], state["step"], state["tokens_seen"], state["history"])
+    assert load_checkpoint(weights, expected_kind=WEIGHTS_KIND)["model"]["embed.weight"].dtype == torch.bfloat16
+    cache = str(synthetic_cache(tmp_path / "corpus"))
+
+    def run(folder, steps, **kw):
+        return load_checkpoint(train(tiny_cfg(tmp_path / folder, dry_run=False, cache=cache, steps=steps,
+                                              tokens_per_batch=256, eval_every=2, eval_batches=2,
+                                              init_from=str(weights), **kw)))
+    straight = run("a", 8, checkpoint_every=100)
+    assert straight["step"] == 8 and straight["restart"] == 4
+    assert straight["tokens_seen"] > state["tokens_seen"] and len(straight["history"]) > len(state["history"])
+    cfg = tiny_cfg(tmp_path, steps=8, warmup=400)
+    assert lr_at(cfg, 5, restart=4) == pytest.approx(lr_at(cfg, 5) / 400)         # ramped from the warm start
+    assert run("b", 6, checkpoint_every=2)["step"] == 6
+    resumed = run("b", 8, checkpoint_every=2, resume=True)
+    assert resumed["restart"] == 4
+    for name in straight["model"]:
+        torch.testing.assert_close(straight["model"][name], resumed["model"][name], rtol=0, atol=0, msg=name)

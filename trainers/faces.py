@@ -23,6 +23,7 @@ from trainers.common import (
     save_checkpoint, seed_everything, setup_distributed, teardown_distributed, unwrap,
 )
 from trainers.diffaugment import diff_augment, parse_policy
+from trainers.faces_model import Discriminator, Generator, init_weights, recalibrate_batchnorm, update_ema
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -38,6 +39,7 @@ class FacesConfig:
     batch_size: int = 64          # per process
     steps: int = 20000
     lr: float = 2e-4
+    lr_decay_start: int = 0       # from this step on, both learning rates fall linearly to 0 at `steps`; 0 = constant
     beta1: float = 0.5
     beta2: float = 0.999
     seed: int = 1234
@@ -105,91 +107,8 @@ def to_unit_range(batch_u8: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------- models
 
-class Generator(nn.Module):
-    """z (B, nz, 1, 1) -> image (B, 3, 64, 64) in [-1, 1]."""
-
-    def __init__(self, nz: int = 100, ngf: int = 64):
-        super().__init__()
-
-        def up(cin: int, cout: int, stride: int = 2, pad: int = 1) -> list[nn.Module]:
-            return [nn.ConvTranspose2d(cin, cout, 4, stride, pad, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
-
-        self.net = nn.Sequential(
-            *up(nz, ngf * 8, 1, 0),          # (B, 8ngf, 4, 4)
-            *up(ngf * 8, ngf * 4),           # (B, 4ngf, 8, 8)
-            *up(ngf * 4, ngf * 2),           # (B, 2ngf, 16, 16)
-            *up(ngf * 2, ngf),               # (B, ngf, 32, 32)
-            nn.ConvTranspose2d(ngf, 3, 4, 2, 1, bias=False),
-            nn.Tanh(),                       # (B, 3, 64, 64)
-        )
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
-
-
-class Discriminator(nn.Module):
-    """image (B, 3, 64, 64) -> real/fake logit (B,)."""
-
-    def __init__(self, ndf: int = 64):
-        super().__init__()
-
-        def down(cin: int, cout: int, norm: bool = True) -> list[nn.Module]:
-            layers: list[nn.Module] = [nn.Conv2d(cin, cout, 4, 2, 1, bias=False)]
-            if norm:
-                layers.append(nn.BatchNorm2d(cout))
-            return layers + [nn.LeakyReLU(0.2, inplace=True)]
-
-        self.net = nn.Sequential(
-            *down(3, ndf, norm=False),        # (B, ndf, 32, 32)
-            *down(ndf, ndf * 2),              # (B, 2ndf, 16, 16)
-            *down(ndf * 2, ndf * 4),          # (B, 4ndf, 8, 8)
-            *down(ndf * 4, ndf * 8),          # (B, 8ndf, 4, 4)
-            nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).flatten()
-
-
-def init_weights(m: nn.Module) -> None:
-    """DCGAN init: conv weights N(0, 0.02), BatchNorm gamma N(1, 0.02), beta 0."""
-    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-        nn.init.normal_(m.weight, 0.0, 0.02)
-    elif isinstance(m, nn.BatchNorm2d):
-        nn.init.normal_(m.weight, 1.0, 0.02)
-        nn.init.zeros_(m.bias)
-
-
 def build_generator(cfg: FacesConfig) -> Generator:
     return Generator(cfg.nz, cfg.ngf)
-
-
-@torch.no_grad()
-def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    """ema <- decay * ema + (1 - decay) * model for parameters; buffers (BatchNorm statistics) are copied."""
-    for p_ema, p in zip(ema.parameters(), model.parameters()):
-        p_ema.lerp_(p.detach(), 1.0 - decay)
-    for b_ema, b in zip(ema.buffers(), model.buffers()):
-        b_ema.copy_(b)
-
-
-@torch.no_grad()
-def recalibrate_batchnorm(G: nn.Module, nz: int, seed: int, batches: int = 16, batch_size: int = 64) -> nn.Module:
-    """Recompute BatchNorm running statistics for G's own (EMA) weights: the copied statistics belong to the raw
-    generator. Cumulative average over `batches` seeded noise batches; returns G in eval mode."""
-    norms = [m for m in G.modules() if isinstance(m, nn.BatchNorm2d)]
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    G.train()
-    gen = torch.Generator().manual_seed(seed)
-    device = next(G.parameters()).device
-    for _ in range(batches):
-        G(torch.randn(batch_size, nz, 1, 1, generator=gen).to(device))
-    for m, momentum in zip(norms, saved):
-        m.momentum = momentum
-    return G.eval()
 
 
 def exported_generator(G_ema: nn.Module, cfg: "FacesConfig") -> nn.Module:
@@ -233,6 +152,106 @@ def batch_at(cfg: FacesConfig, data_u8: torch.Tensor, step: int, dist_info: Dist
     return to_unit_range(batch)
 
 
+def lr_at(cfg: FacesConfig, step: int) -> float:
+    """Learning rate of step `step` (0-based): constant, then linear to 0 at cfg.steps from cfg.lr_decay_start."""
+    if not cfg.lr_decay_start or step < cfg.lr_decay_start:
+        return cfg.lr
+    return cfg.lr * max(0.0, (cfg.steps - step) / max(1, cfg.steps - cfg.lr_decay_start))
+
+
+def check_config(cfg: FacesConfig) -> None:
+    for name in ("batch_size", "steps", "checkpoint_every"):
+        if getattr(cfg, name) < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise SystemExit(f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
+    if cfg.lr_decay_start < 0 or (cfg.lr_decay_start and cfg.lr_decay_start >= cfg.steps):
+        raise SystemExit(f"--lr-decay-start must be 0 (off) or below --steps ({cfg.steps}), got {cfg.lr_decay_start}")
+
+
+@dataclass
+class TrainState:
+    """Everything a step changes: the two networks, G's moving average, both optimizers, the step reached."""
+    G: nn.Module
+    D: nn.Module
+    G_ema: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    step: int = 0
+
+    def checkpoint(self, cfg: FacesConfig) -> dict:
+        return {"config": config_dict(cfg), "step": self.step, "kind": "faces-dcgan",
+                "generator": unwrap(self.G).state_dict(), "generator_ema": self.G_ema.state_dict(),
+                "discriminator": unwrap(self.D).state_dict(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
+
+
+def build_state(cfg: FacesConfig, device: torch.device, dist_info: DistInfo, ckpt_path: Path) -> TrainState:
+    """Fresh DCGAN-initialised networks, then --resume (everything) or --init-from (weights, fresh Adam)."""
+    G, D = build_generator(cfg).to(device), Discriminator(cfg.ndf).to(device)
+    G.apply(init_weights)
+    D.apply(init_weights)
+    state = TrainState(G, D, copy.deepcopy(G).eval().requires_grad_(False),
+                       torch.optim.Adam(G.parameters(), cfg.lr, betas=(cfg.beta1, cfg.beta2)),
+                       torch.optim.Adam(D.parameters(), cfg.lr, betas=(cfg.beta1, cfg.beta2)))
+    if cfg.resume and not ckpt_path.exists():
+        raise SystemExit(f"--resume: no checkpoint at {ckpt_path}")
+    if cfg.resume:
+        saved = load_checkpoint(ckpt_path, device, expected_kind="faces-dcgan")
+        G.load_state_dict(saved["generator"])
+        state.G_ema.load_state_dict(saved.get("generator_ema", saved["generator"]))
+        D.load_state_dict(saved["discriminator"])
+        state.opt_g.load_state_dict(saved["opt_g"])
+        state.opt_d.load_state_dict(saved["opt_d"])
+        state.step = saved["step"]
+        if dist_info.is_main:
+            print(f"resumed from {ckpt_path} at step {state.step}")
+    elif cfg.init_from:
+        saved = load_checkpoint(cfg.init_from, device, expected_kind=WEIGHTS_KIND)
+        for module, key in ((G, "generator"), (state.G_ema, "generator_ema"), (D, "discriminator")):
+            module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in saved[key].items()})
+        state.step = saved["step"]
+        if dist_info.is_main:
+            print(f"warm start from {cfg.init_from} at step {state.step} (fresh Adam moments)")
+    if dist_info.world_size > 1:
+        state.G = nn.parallel.DistributedDataParallel(G)
+        state.D = nn.parallel.DistributedDataParallel(D)
+    if device.type == "cpu":
+        state.G, state.D = state.G.to(memory_format=torch.channels_last), state.D.to(memory_format=torch.channels_last)
+    return state
+
+
+def train_step(state: TrainState, cfg: FacesConfig, real: torch.Tensor, noise: torch.Tensor,
+               policy: list[str], aug_gen: torch.Generator, autocast) -> dict[str, float]:
+    """One D update then one G update at lr_at(step). real (B, 3, 64, 64) in [-1, 1], noise (B, nz, 1, 1)."""
+    for opt in (state.opt_g, state.opt_d):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(cfg, state.step)
+    G, D = state.G, state.D
+    # (1) Update D: maximise log D(x) + log(1 - D(G(z))), both seen through the same kind of augmentation
+    with autocast:
+        fake = G(noise)
+        logit_real = D(diff_augment(real, policy, aug_gen)).float()
+        logit_fake = D(diff_augment(fake.detach(), policy, aug_gen)).float()
+    loss_d = (F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
+              + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
+    state.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    state.opt_d.step()
+
+    # (2) Update G: maximise log D(G(z))
+    with autocast:
+        logit_gen = D(diff_augment(fake, policy, aug_gen)).float()
+    loss_g = F.binary_cross_entropy_with_logits(logit_gen, torch.ones_like(logit_gen))
+    state.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    state.opt_g.step()
+    update_ema(state.G_ema, unwrap(G), cfg.ema_decay)
+    state.step += 1
+    return {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
+            "D_x": torch.sigmoid(logit_real).mean().item(), "D_G_z": torch.sigmoid(logit_fake).mean().item()}
+
+
 def train(cfg: FacesConfig) -> Path:
     dist_info = setup_distributed()
     if cfg.threads:
@@ -246,70 +265,19 @@ def train(cfg: FacesConfig) -> Path:
     ckpt_path = out / "checkpoint.pt"
 
     policy = parse_policy(cfg.augment)
-    for name in ("batch_size", "steps", "checkpoint_every"):
-        if getattr(cfg, name) < 1:
-            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
-    if not 0.0 <= cfg.ema_decay < 1.0:
-        raise SystemExit(f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
+    check_config(cfg)
     data_u8, skipped = load_faces(cfg.data, cfg.image_size, cfg.max_images, "train",
                                   0 if cfg.dry_run else cfg.holdout)
     if dist_info.is_main:
         print(f"faces: {len(data_u8)} training images from {cfg.data} ({skipped} unreadable, skipped); "
               f"last {0 if cfg.dry_run else cfg.holdout} by name held out; augment {','.join(policy) or 'off'}; "
               f"EMA {cfg.ema_decay or 'off'}")
-
-    G, D = build_generator(cfg).to(device), Discriminator(cfg.ndf).to(device)
-    G.apply(init_weights)
-    D.apply(init_weights)
-    opt_g = torch.optim.Adam(G.parameters(), cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(D.parameters(), cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    start = 0
-    if cfg.resume and not ckpt_path.exists():
-        raise SystemExit(f"--resume: no checkpoint at {ckpt_path}")
-    if cfg.resume:
-        state = load_checkpoint(ckpt_path, device, expected_kind="faces-dcgan")
-        G.load_state_dict(state["generator"])
-        G_ema.load_state_dict(state.get("generator_ema", state["generator"]))
-        D.load_state_dict(state["discriminator"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        start = state["step"]
-        if dist_info.is_main:
-            print(f"resumed from {ckpt_path} at step {start}")
-    elif cfg.init_from:
-        state = load_checkpoint(cfg.init_from, device, expected_kind=WEIGHTS_KIND)
-        for module, key in ((G, "generator"), (G_ema, "generator_ema"), (D, "discriminator")):
-            module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state[key].items()})
-        start = state["step"]
-        if dist_info.is_main:
-            print(f"warm start from {cfg.init_from} at step {start} (fresh Adam moments)")
-    if dist_info.world_size > 1:
-        G = nn.parallel.DistributedDataParallel(G)
-        D = nn.parallel.DistributedDataParallel(D)
-    if device.type == "cpu":
-        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    state = build_state(cfg, device, dist_info, ckpt_path)
+    start = state.step
 
     fixed_noise = torch.randn(64, cfg.nz, 1, 1, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
     steps_per_epoch = max(1, len(data_u8) // dist_info.world_size // cfg.batch_size)
     sample_every = cfg.sample_every or steps_per_epoch
-
-    def snapshot(step: int) -> None:
-        """The EMA generator alone (BatchNorm recalibrated), for scoring SWD against steps."""
-        if dist_info.is_main:
-            save_checkpoint(out / "snapshots" / f"step_{step:06d}.pt", {
-                "config": config_dict(cfg), "step": step, "kind": "faces-dcgan",
-                "generator": exported_generator(G_ema, cfg).state_dict()})
-
-    def save(step: int) -> None:
-        if dist_info.is_main:
-            save_checkpoint(ckpt_path, {
-                "config": config_dict(cfg), "step": step, "kind": "faces-dcgan",
-                "generator": unwrap(G).state_dict(), "generator_ema": G_ema.state_dict(),
-                "discriminator": unwrap(D).state_dict(),
-                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-            })
-
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp)
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not dist_info.is_main,
                dynamic_ncols=True, desc="faces")
@@ -320,40 +288,21 @@ def train(cfg: FacesConfig) -> Path:
                             generator=step_generator(cfg, step + 10**9, dist_info.rank)).to(device)
         if device.type == "cpu":
             real = real.contiguous(memory_format=torch.channels_last)
-
         aug_gen = step_generator(cfg, step + 2 * 10**9, dist_info.rank)   # DiffAugment draws, replayed on resume
+        stats = train_step(state, cfg, real, noise, policy, aug_gen, autocast)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()}, lr=f"{lr_at(cfg, step):.1e}")
 
-        # (1) Update D: maximise log D(x) + log(1 - D(G(z))), both seen through the same kind of augmentation
-        with autocast:
-            fake = G(noise)
-            logit_real = D(diff_augment(real, policy, aug_gen)).float()
-            logit_fake = D(diff_augment(fake.detach(), policy, aug_gen)).float()
-        loss_d = (F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
-                  + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-
-        # (2) Update G: maximise log D(G(z))
-        with autocast:
-            logit_gen = D(diff_augment(fake, policy, aug_gen)).float()
-        loss_g = F.binary_cross_entropy_with_logits(logit_gen, torch.ones_like(logit_gen))
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        update_ema(G_ema, unwrap(G), cfg.ema_decay)
-
-        done = step + 1
-        bar.set_postfix(loss_d=f"{loss_d.item():.3f}", loss_g=f"{loss_g.item():.3f}",
-                        D_x=f"{torch.sigmoid(logit_real).mean().item():.2f}",
-                        D_G_z=f"{torch.sigmoid(logit_fake).mean().item():.2f}")
+        done = state.step
         if dist_info.is_main and (done % sample_every == 0 or done == cfg.steps):
             with torch.no_grad():   # the EMA copy, not the DDP wrapper (its forward would wait for other ranks)
-                save_sample_grid(exported_generator(G_ema, cfg)(fixed_noise), out / "samples" / f"step_{done:06d}.png")
-        if cfg.snapshot_every and (done % cfg.snapshot_every == 0 or done == cfg.steps):
-            snapshot(done)
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            save(done)
+                save_sample_grid(exported_generator(state.G_ema, cfg)(fixed_noise),
+                                 out / "samples" / f"step_{done:06d}.png")
+        if dist_info.is_main and cfg.snapshot_every and (done % cfg.snapshot_every == 0 or done == cfg.steps):
+            save_checkpoint(out / "snapshots" / f"step_{done:06d}.pt", {   # the EMA generator alone, for SWD
+                "config": config_dict(cfg), "step": done, "kind": "faces-dcgan",
+                "generator": exported_generator(state.G_ema, cfg).state_dict()})
+        if dist_info.is_main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+            save_checkpoint(ckpt_path, state.checkpoint(cfg))
     if dist_info.is_main:
         print(f"faces: {cfg.steps - start} steps in {time.time() - t0:.0f}s; checkpoint {ckpt_path}")
     teardown_distributed()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from tqdm import tqdm
 from genrt.contract import EOS_ID, PAD_ID, SOS_ID
 from trainers.common import (
     DistInfo, config_dict, config_from_checkpoint, load_checkpoint, main_process_first, one_line_errors, parse_config,
-    pick_device, save_checkpoint, seed_everything, setup_distributed, teardown_distributed, unwrap,
+    pick_device, save_checkpoint, seed_everything, setup_distributed, teardown_distributed,
 )
 from trainers.poems_corpus import load_corpus
 from trainers.poems_model import PoemTransformerConfig, PoemTransformer
@@ -42,6 +42,7 @@ class PoemsConfig:
     steps: int = 20000
     lr: float = 7e-4
     warmup: int = 400
+    cooldown: int = 0              # the last N steps fall linearly to lr 0 (warm-up, inverse sqrt, cool-down); 0 = off
     weight_decay: float = 0.01
     label_smoothing: float = 0.1
     clip: float = 1.0
@@ -155,10 +156,12 @@ def evaluate(model: PoemTransformer, pairs: PairSet, batches: list[np.ndarray], 
 
 def lr_at(cfg: PoemsConfig, step: int, restart: int = 0) -> float:
     """Linear warm-up, then inverse square-root decay. After a warm start at step `restart` (fresh Adam moments)
-    the schedule goes on from there, ramped up again over `warmup` steps."""
+    the schedule goes on from there, ramped up again over `warmup` steps. With `cooldown`, the last `cooldown`
+    steps before `steps` scale it linearly down to 0. `step` counts from 1."""
     step = max(1, step)
     ramp = min(1.0, (step - restart) / cfg.warmup) if restart else 1.0
-    return cfg.lr * min(step / cfg.warmup, math.sqrt(cfg.warmup / step)) * ramp
+    cool = min(1.0, (cfg.steps - step + 1) / cfg.cooldown) if cfg.cooldown else 1.0
+    return cfg.lr * min(step / cfg.warmup, math.sqrt(cfg.warmup / step)) * ramp * cool
 
 
 WEIGHTS_KIND = "poems-transformer-weights"
@@ -211,10 +214,91 @@ def grow_vocab(state: dict, vocab: list[str], model: PoemTransformer, params: li
     return state
 
 
-def train(cfg: PoemsConfig) -> Path:
+def check_config(cfg: PoemsConfig) -> None:
     for name in ("tokens_per_batch", "steps", "checkpoint_every", "eval_every", "eval_batches", "warmup"):
         if getattr(cfg, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    if not 0 <= cfg.cooldown <= cfg.steps:
+        raise SystemExit(f"--cooldown must be between 0 and --steps ({cfg.steps}), got {cfg.cooldown}")
+
+
+@dataclass
+class TrainState:
+    """Everything a step changes: the model, its optimizer, the step reached, tokens seen, the eval history, and
+    the step of the last warm start (`restart`, where the learning rate ramps up again)."""
+    model: PoemTransformer
+    opt: torch.optim.Optimizer
+    params: list[nn.Parameter]          # in the optimizer's order (decay group, then no-decay group)
+    step: int = 0
+    tokens_seen: int = 0
+    history: list[dict] = field(default_factory=list)
+    restart: int = 0
+
+    def checkpoint(self, cfg: PoemsConfig, vocab: list[str], corpus_stats: dict) -> dict:
+        return {"config": config_dict(cfg), "model_config": asdict(self.model.config), "kind": "poems-transformer",
+                "vocab": vocab, "corpus": corpus_stats, "step": self.step, "tokens_seen": self.tokens_seen,
+                "history": self.history, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "restart": self.restart,
+                "torch_rng": torch.get_rng_state()}   # dropout masks: resuming replays them exactly
+
+
+def build_state(cfg: PoemsConfig, vocab: list[str], device: torch.device, dist_info: DistInfo,
+                ckpt_path: Path) -> TrainState:
+    """A fresh model and AdamW, then --resume (everything) or --init-from (weights, fresh moments)."""
+    model = PoemTransformer(cfg.model_config(len(vocab))).to(device)
+    with_decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n and "pos" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n and "pos" not in n)]
+    opt = torch.optim.AdamW([{"params": with_decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9)
+    state = TrainState(model, opt, [*with_decay, *no_decay])
+    if cfg.resume and not ckpt_path.exists() and not cfg.init_from:
+        raise SystemExit(f"--resume: no checkpoint at {ckpt_path}")
+    if cfg.init_from and not (cfg.resume and ckpt_path.exists()):
+        saved = load_checkpoint(cfg.init_from, device, expected_kind=(WEIGHTS_KIND, "poems-transformer"))
+        if list(saved["vocab"]) != list(vocab):
+            raise SystemExit(f"--init-from {cfg.init_from}: its vocab ({len(saved['vocab'])} tokens) differs from "
+                             f"the corpus's ({len(vocab)}); build the corpus with the settings it was trained on")
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in saved["model"].items()})
+        state.step, state.tokens_seen, state.history = saved["step"], saved["tokens_seen"], list(saved["history"])
+        state.restart = state.step
+        if dist_info.is_main:
+            print(f"warm start from {cfg.init_from} at step {state.step} ({state.tokens_seen / 1e6:.1f}M tokens seen)")
+    elif cfg.resume and ckpt_path.exists():
+        saved = grow_vocab(load_checkpoint(ckpt_path, device, expected_kind="poems-transformer"), vocab, model,
+                           state.params)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        state.step, state.tokens_seen, state.history = saved["step"], saved["tokens_seen"], saved["history"]
+        state.restart = saved.get("restart", 0)
+        if "torch_rng" in saved and dist_info.world_size == 1:
+            torch.set_rng_state(saved["torch_rng"].cpu())
+        if dist_info.is_main:
+            print(f"resumed from {ckpt_path} at step {state.step}")
+    return state
+
+
+def train_step(state: TrainState, cfg: PoemsConfig, ddp_model: nn.Module, batch: tuple[torch.Tensor, ...],
+               autocast, world_size: int) -> float:
+    """One AdamW update at lr_at(step + 1). batch: src (B, S) int64, src_mask (B, S) bool, tgt_in and tgt_out
+    (B, N) int64 (tgt_out is tgt_in shifted left, PAD_ID where ignored). Returns the loss."""
+    src, src_mask, tgt_in, tgt_out = batch
+    for group in state.opt.param_groups:
+        group["lr"] = lr_at(cfg, state.step + 1, state.restart)
+    with autocast:
+        logits = ddp_model(src, src_mask, tgt_in)                                # (B, N, V)
+    loss = F.cross_entropy(logits.float().flatten(0, 1), tgt_out.flatten(), ignore_index=PAD_ID,
+                           label_smoothing=cfg.label_smoothing)
+    state.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.clip)
+    state.opt.step()
+    state.tokens_seen += int((tgt_out != PAD_ID).sum()) * world_size
+    state.step += 1
+    return loss.item()
+
+
+def train(cfg: PoemsConfig) -> Path:
+    check_config(cfg)
     dist_info = setup_distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -230,89 +314,45 @@ def train(cfg: PoemsConfig) -> Path:
     train_pairs, val_pairs = PairSet(arrays, "train", cfg.max_len), PairSet(arrays, "val", cfg.max_len)
     val_batches = make_batches(val_pairs.tgt_lens, cfg.tokens_per_batch, seed=0)[: cfg.eval_batches]
     schedule = BatchSchedule(train_pairs, cfg.tokens_per_batch, cfg.seed, dist_info)
-
-    model = PoemTransformer(cfg.model_config(len(vocab))).to(device)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n and "pos" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n and "pos" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9)
     ckpt_path = out / "checkpoint.pt"
-    start, tokens_seen, history, restart = 0, 0, [], 0
-    if cfg.resume and not ckpt_path.exists() and not cfg.init_from:
-        raise SystemExit(f"--resume: no checkpoint at {ckpt_path}")
-    if cfg.init_from and not (cfg.resume and ckpt_path.exists()):
-        state = load_checkpoint(cfg.init_from, device, expected_kind=(WEIGHTS_KIND, "poems-transformer"))
-        if list(state["vocab"]) != list(vocab):
-            raise SystemExit(f"--init-from {cfg.init_from}: its vocab ({len(state['vocab'])} tokens) differs from "
-                             f"the corpus's ({len(vocab)}); build the corpus with the settings it was trained on")
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
-        start, tokens_seen, history = state["step"], state["tokens_seen"], list(state["history"])
-        restart = start
-        if dist_info.is_main:
-            print(f"warm start from {cfg.init_from} at step {start} ({tokens_seen / 1e6:.1f}M tokens seen)")
-    elif cfg.resume and ckpt_path.exists():
-        state = grow_vocab(load_checkpoint(ckpt_path, device, expected_kind="poems-transformer"), vocab, model, [*decay, *no_decay])
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start, tokens_seen, history = state["step"], state["tokens_seen"], state["history"]
-        restart = state.get("restart", 0)
-        if "torch_rng" in state and dist_info.world_size == 1:
-            torch.set_rng_state(state["torch_rng"].cpu())
-        if dist_info.is_main:
-            print(f"resumed from {ckpt_path} at step {start}")
+    state = build_state(cfg, vocab, device, dist_info, ckpt_path)
     if dist_info.is_main:
-        n_params = sum(p.numel() for p in model.parameters())
+        n_params = sum(p.numel() for p in state.model.parameters())
         print(f"poems: vocab {len(vocab)}, {len(train_pairs)} train pairs, {n_params / 1e6:.1f}M parameters, "
               f"{schedule.steps_per_epoch} steps/epoch")
-    ddp_model = nn.parallel.DistributedDataParallel(model) if dist_info.world_size > 1 else model
+    ddp_model = nn.parallel.DistributedDataParallel(state.model) if dist_info.world_size > 1 else state.model
 
-    def save(step: int) -> None:
+    def evaluate_and_save(loss: float | None, save: bool) -> None:
+        with autocast:
+            metrics = evaluate(state.model, val_pairs, val_batches, device)
+        state.history.append({"step": state.step, "tokens_seen": state.tokens_seen,
+                              **({} if loss is None else {"train_loss": loss}), **metrics})
         if dist_info.is_main:
-            save_checkpoint(ckpt_path, {
-                "config": config_dict(cfg), "model_config": asdict(model.config), "kind": "poems-transformer",
-                "vocab": vocab, "corpus": corpus_stats, "step": step, "tokens_seen": tokens_seen,
-                "history": history, "model": unwrap(ddp_model).state_dict(), "optimizer": opt.state_dict(),
-                "restart": restart,
-                "torch_rng": torch.get_rng_state(),  # dropout masks: resuming replays them exactly
-            })
+            tqdm.write(f"step {state.step}: val nll {metrics['nll']:.3f} ppl {metrics['ppl']:.1f} "
+                       f"KL {metrics['kl']:.4f} JS {metrics['js']:.4f} ({state.tokens_seen / 1e6:.2f}M tokens seen)")
+        if save and dist_info.is_main:
+            save_checkpoint(ckpt_path, state.checkpoint(cfg, vocab, corpus_stats))
 
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp)
+    start = state.step
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not dist_info.is_main,
                dynamic_ncols=True, desc="poems")
-    t0, tokens_at_t0 = time.time(), tokens_seen
+    t0, tokens_at_t0 = time.time(), state.tokens_seen
     for step in bar:
-        src, src_mask, tin, tout = (t.to(device) for t in train_pairs.collate(schedule.indices(step)))
-        for group in opt.param_groups:
-            group["lr"] = lr_at(cfg, step + 1, restart)
-        with autocast:
-            logits = ddp_model(src, src_mask, tin)                               # (B, N, V)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), tout.flatten(), ignore_index=PAD_ID,
-                               label_smoothing=cfg.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-        opt.step()
-        tokens_seen += int((tout != PAD_ID).sum()) * dist_info.world_size
-        done = step + 1
-        rate = (tokens_seen - tokens_at_t0) / max(1e-9, time.time() - t0)
-        bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{rate:.0f}", lr=f"{lr_at(cfg, done, restart):.1e}")
+        batch = tuple(t.to(device) for t in train_pairs.collate(schedule.indices(step)))
+        loss = train_step(state, cfg, ddp_model, batch, autocast, dist_info.world_size)
+        done = state.step
+        rate = (state.tokens_seen - tokens_at_t0) / max(1e-9, time.time() - t0)
+        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:.0f}",
+                        lr=f"{lr_at(cfg, done, state.restart):.1e}")
         if done % cfg.eval_every == 0 or done == cfg.steps:
-            with autocast:
-                metrics = evaluate(model, val_pairs, val_batches, device)
-            history.append({"step": done, "tokens_seen": tokens_seen, "train_loss": loss.item(), **metrics})
-            if dist_info.is_main:
-                tqdm.write(f"step {done}: val nll {metrics['nll']:.3f} ppl {metrics['ppl']:.1f} "
-                           f"KL {metrics['kl']:.4f} JS {metrics['js']:.4f} ({tokens_seen / 1e6:.2f}M tokens seen)")
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            save(done)
-    final = max(start, cfg.steps)
-    if not history or history[-1]["step"] != final:  # e.g. `--resume --steps N` on a run stopped at step N
-        with autocast:
-            history.append({"step": final, "tokens_seen": tokens_seen, **evaluate(model, val_pairs, val_batches,
-                                                                               device)})
-        if dist_info.is_main:
-            print(f"step {final}: val " + " ".join(f"{k} {v:.4g}" for k, v in history[-1].items() if k != "step"))
-        save(final)
+            evaluate_and_save(loss, save=False)
+        if (done % cfg.checkpoint_every == 0 or done == cfg.steps) and dist_info.is_main:
+            save_checkpoint(ckpt_path, state.checkpoint(cfg, vocab, corpus_stats))
+    if not state.history or state.history[-1]["step"] != state.step:  # `--resume --steps N` on a run stopped at N
+        evaluate_and_save(None, save=True)
+    elif dist_info.is_main and not ckpt_path.exists():                # e.g. a warm start with no steps left
+        save_checkpoint(ckpt_path, state.checkpoint(cfg, vocab, corpus_stats))
     teardown_distributed()
     return ckpt_path
 
