@@ -31,11 +31,6 @@ def test_torch_forward_matches_unfused_decoder(batch, past, new):
         torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-5)
 
 
-def test_refuses_an_unfolded_model():
-    with pytest.raises(ValueError, match="fold_for_inference"):
-        tiny_model().use_fused_attention()
-
-
 def test_insert_unused_inputs_places_empty_names():
     import onnx
     from onnx import helper

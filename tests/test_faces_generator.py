@@ -1,4 +1,4 @@
-"""genrt.faces: the onnxruntime-only API, PNG/grid helpers and manifest validation."""
+"""genrt.faces.generator: the onnxruntime-only API and manifest validation."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from genrt.contract import MANIFEST_NAME, ManifestError
-from genrt.faces import FaceGenerator, image_names, interpolate_latents, make_grid, save_grid, save_images
+from genrt.faces import FaceGenerator, interpolate_latents
 
 
 @pytest.fixture(scope="module")
@@ -129,33 +129,6 @@ def test_slerp_keeps_latent_norm_between_equal_norm_ends():
     assert np.allclose(interpolate_latents(a, a, 3, "slerp"), a)      # parallel ends do not divide by zero
     with pytest.raises(ValueError, match="unknown interpolation mode"):
         interpolate_latents(a, b, 3, "cubic")
-
-
-# ---------------------------------------------------------------- files and grids
-
-def test_saved_pngs_are_byte_identical_for_the_same_seed(faces, tmp_path):
-    first = save_images(faces.generate(3, seed=4), tmp_path / "a")
-    second = save_images(faces.generate(3, seed=4), tmp_path / "b")
-    assert [p.name for p in first] == ["face_0000.png", "face_0001.png", "face_0002.png"]
-    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
-
-
-def test_image_names_widen_for_large_counts():
-    assert image_names(2) == ["face_0000.png", "face_0001.png"]
-    assert image_names(1, start=12345, total=20000) == ["face_12345.png"]
-    assert image_names(1, prefix="frame", start=3, total=100000) == ["frame_00003.png"]
-
-
-def test_make_grid_layout(tmp_path):
-    images = np.stack([np.full((4, 4, 3), i * 40, np.uint8) for i in range(1, 6)])  # (5, 4, 4, 3)
-    grid = make_grid(images, padding=1)                                 # 3 columns, 2 rows
-    assert grid.shape == (2 * 4 + 3, 3 * 4 + 4, 3)
-    assert grid[1, 1, 0] == 40 and grid[6, 1, 0] == 160 and grid[6, 11, 0] == 0  # last cell is empty
-    assert make_grid(images, nrow=5, padding=0).shape == (4, 20, 3)
-    path = save_grid(images, tmp_path / "sub" / "grid.png")
-    assert path.is_file()
-    with pytest.raises(ValueError):
-        make_grid(np.zeros((0, 4, 4, 3), np.uint8))
 
 
 # ---------------------------------------------------------------- manifest and graph validation

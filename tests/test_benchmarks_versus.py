@@ -1,0 +1,48 @@
+"""benchmarks.versus: the conversion command, the worker protocol and the head-to-head report."""
+import subprocess
+from multiprocessing import Pipe
+from pathlib import Path
+
+import pytest
+
+from benchmarks import versus
+
+
+def test_markdown_gives_each_engine_and_genrts_speed_ratio():
+    report = {"cpu": {"model": "Test CPU", "flags": ["avx2", "fma"]}, "rounds": 8, "block": 5,
+              "onnxruntime": "1.22.0", "ctranslate2": "4.5.0",
+              "rows": [{"precision": "fp32", "threads": 1, "genrt_ms": 0.5, "ct2_ms": 0.75},
+                       {"precision": "int8", "threads": 2, "genrt_ms": 0.4, "ct2_ms": 0.2}]}
+    lines = versus.markdown(report).splitlines()
+    assert lines[0].startswith("Test CPU (avx2, fma), 8 rounds of 5 runs per engine")
+    assert f"{versus.NEW_TOKENS} new characters, prompt {versus.PROMPT}" in lines[0]
+    assert "onnxruntime 1.22.0, CTranslate2 4.5.0." in lines[0]
+    assert lines[-2:] == ["| fp32 | 1 | 0.500 | 0.750 | 1.50x |", "| int8 | 2 | 0.400 | 0.200 | 0.50x |"]
+
+
+def test_convert_runs_the_exporter_and_names_its_failure(monkeypatch):
+    seen = []
+
+    def fake_run(cmd, **kwargs):
+        seen.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1 if "int8" in cmd else 0, "", "Traceback ...\nValueError: boom")
+    monkeypatch.setattr(versus.subprocess, "run", fake_run)
+    versus.convert(Path("w.pt"), Path("out"), "float32")
+    assert seen[0][1:] == ["-m", "export.ctranslate2", "--checkpoint", "w.pt", "--out", "out", "--quantization",
+                           "float32", "--check-prompts", "4", "--no-beam-check"]
+    with pytest.raises(RuntimeError, match="(?s)CTranslate2 conversion failed: .*ValueError: boom"):
+        versus.convert(Path("w.pt"), Path("out"), "int8")
+
+
+def test_worker_answers_each_run_until_told_to_stop(monkeypatch):
+    runs = []
+    monkeypatch.setattr(versus, "genrt_runner", lambda *args: lambda: runs.append(args) or versus.NEW_TOKENS)
+    parent, child = Pipe()
+    for message in ("run", "run", "stop"):
+        parent.send(message)
+    versus._worker(child, "genrt", ("model", 1))
+    answers = [parent.recv(), parent.recv()]
+    assert not parent.poll()
+    assert len(runs) == 3                                               # the warm-up, then one per "run"
+    assert all(n == versus.NEW_TOKENS and ms >= 0 for ms, n in answers)
+

@@ -1,0 +1,51 @@
+"""trainers.poems_attention: the attention the fused MultiHeadAttention nodes stand for, computed in torch."""
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import torch.nn.functional as F  # noqa: E402
+
+from trainers.poems_attention import CrossAttention, SelfAttentionWithCache, attend, heads  # noqa: E402
+
+B, H, DH = 2, 3, 4
+
+
+def test_heads_splits_the_model_dimension_into_consecutive_slices():
+    x = torch.randn(B, 5, H * DH)
+    split = heads(x, H)                                                      # (B, H, N, Dh)
+    assert split.shape == (B, H, 5, DH)
+    for i in range(H):
+        assert torch.equal(split[:, i], x[..., i * DH:(i + 1) * DH])
+
+
+def test_attend_is_scaled_dot_product_attention_with_an_additive_bias():
+    torch.manual_seed(0)
+    q, k, v = torch.randn(B, H, 2, DH), torch.randn(B, H, 6, DH), torch.randn(B, H, 6, DH)
+    bias = torch.zeros(B, 1, 2, 6)
+    bias[..., 4:] = -1e9                                                     # the last two keys are masked
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)   # (B, H, N, Dh)
+    got = attend(q, k, v, bias)
+    assert got.shape == (B, 2, H * DH)
+    torch.testing.assert_close(got, want.transpose(1, 2).reshape(B, 2, H * DH))
+    torch.testing.assert_close(attend(q, k[:, :, :4], v[:, :, :4], bias[..., :4]), got)
+
+
+def test_self_attention_grows_the_cache_by_the_new_positions():
+    torch.manual_seed(1)
+    q, k, v = (torch.randn(B, 2, H * DH) for _ in range(3))                  # two new positions
+    past_k, past_v = torch.randn(B, H, 3, DH), torch.randn(B, H, 3, DH)
+    bias = torch.zeros(B, 1, 2, 5)
+    y, present_k, present_v = SelfAttentionWithCache.apply(q, k, v, bias, past_k, past_v, H, DH)
+    assert present_k.shape == present_v.shape == (B, H, 5, DH)
+    assert torch.equal(present_k[:, :, :3], past_k) and torch.equal(present_k[:, :, 3:], heads(k, H))
+    assert torch.equal(present_v[:, :, 3:], heads(v, H))
+    torch.testing.assert_close(y, attend(heads(q, H), present_k, present_v, bias))
+
+
+def test_cross_attention_reads_the_encoder_keys_and_values():
+    torch.manual_seed(2)
+    q, k, v = torch.randn(B, 1, H * DH), torch.randn(B, H, 7, DH), torch.randn(B, H, 7, DH)
+    bias = torch.zeros(B, 1, 1, 7)
+    y = CrossAttention.apply(q, k, v, bias, H, DH)
+    assert y.shape == (B, 1, H * DH)
+    torch.testing.assert_close(y, attend(heads(q, H), k, v, bias))
