@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from genrt.poems.model import move_rows, pad_batch
+from genrt.poems.model import changed_rows, move_rows, pad_batch
 
 
 @pytest.mark.parametrize("rows", [[0, 1, 2, 3], [0, 0, 1, 2], [3, 2, 1, 0], [1, 1, 1, 1], [2, 0, 3, 0]])
@@ -13,6 +13,9 @@ def test_move_rows_equals_fancy_indexing(rows):
     got = move_rows(x, rows)
     np.testing.assert_array_equal(got, want)
     assert got is x, "a writable cache array is rearranged in place"
+    y = np.random.default_rng(1).standard_normal((4, 3)).astype(np.float32)
+    np.testing.assert_array_equal(move_rows(y.copy(), rows, changed_rows(rows)), y[rows])
+    assert changed_rows(rows).tolist() == [i for i in range(4) if rows[i] != i]
 
 
 def test_move_rows_copies_a_read_only_array():

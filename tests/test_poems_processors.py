@@ -102,6 +102,23 @@ def test_top_ids_are_the_m_largest(m):
         assert (x[row, got[row]] >= kth).all()  # nothing smaller than the m-th largest was picked
 
 
+@pytest.mark.parametrize("v, m", [(10, 8), (48, 16), (130, 8), (8763, 16)])
+def test_top_ids_finds_the_largest_in_a_short_last_block(v, m):
+    """The block path (m <= 16): the largest values sit in the vocab's short last block, vocabs smaller than a
+    block, and a row whose finite values are fewer than m."""
+    rng = np.random.default_rng(v)
+    x = rng.standard_normal((3, v)).astype(np.float32)
+    x[0, -3:] = [10.0, 11.0, 12.0]
+    x[1, : v // 2] = -np.inf
+    x[2] = -np.inf
+    x[2, [0, v - 1]] = [1.0, 2.0]
+    got = top_ids(x, m)
+    for row in range(3):
+        assert len(set(got[row].tolist())) == m and (got[row] < v).all()
+        assert sorted(x[row, got[row]].tolist()) == sorted(np.sort(x[row])[-m:].tolist())
+    assert {v - 3, v - 2, v - 1} <= set(got[0].tolist()) and {0, v - 1} <= set(got[2].tolist())
+
+
 # ---------------------------------------------------------------- verse-aware repetition control
 
 def verse_block_case(text: str, **kwargs):

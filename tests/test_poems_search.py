@@ -60,6 +60,14 @@ def test_iter_tokens_stops_when_every_row_ended():
     assert not alive.any() or len(steps) == 50
 
 
+@pytest.mark.parametrize("max_new", [1, 3, 7])
+def test_one_decoder_call_per_token_and_none_after_the_last(max_new):
+    model = TableModel(4)
+    steps = list(iter_tokens(model, model.start([[4]]), np.ones((1, 1), np.int64), max_new, EOS,
+                             [lambda tokens, logits: np.where(np.arange(V) == EOS, -np.inf, logits)], pick_greedy))
+    assert len(steps) == max_new and model.calls == max_new       # the prefix call gives the first token
+
+
 def test_greedy_score_is_the_models_log_probability_of_the_chosen_tokens():
     from genrt.poems.processors import log_softmax
     model = TableModel(3)

@@ -56,15 +56,22 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, n
     return ids, mask
 
 
-def move_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def move_rows(x: np.ndarray, rows: np.ndarray, changed: np.ndarray | None = None) -> np.ndarray:
     """x[rows] for a square reordering, done in place when x is writable: only changed rows are copied (beam
-    search keeps most beams where they are from one step to the next)."""
+    search keeps most beams where they are from one step to the next). `changed` = changed_rows(rows), when
+    the caller moves several arrays the same way."""
     if not x.flags.writeable:
         return x[rows]
-    changed = np.flatnonzero(rows != np.arange(len(rows)))
+    if changed is None:
+        changed = changed_rows(rows)
     if changed.size:
         x[changed] = x[rows[changed]]          # the right side is gathered into a temporary first
     return x
+
+
+def changed_rows(rows: np.ndarray) -> np.ndarray:
+    """The positions i with rows[i] != i."""
+    return np.flatnonzero(rows != np.arange(len(rows)))
 
 
 class PoemModel:
@@ -194,7 +201,8 @@ class PoemModel:
         if self.device_cache:
             moved = tuple(self._upload(x.numpy()[rows]) for x in cache.self_kv)
         else:
-            moved = tuple(move_rows(x, rows) for x in cache.self_kv)
+            changed = changed_rows(rows)
+            moved = tuple(move_rows(x, rows, changed) for x in cache.self_kv)
         return replace(cache, self_kv=moved, prefix=prefix)
 
 

@@ -55,7 +55,7 @@ def iter_tokens(model: StepModel, cache, prefix: np.ndarray, max_new: int, eos_i
     logits, cache = model.step(prefix, cache)                                  # (N, V)
     alive = np.ones(len(prefix), bool)
     rows = np.arange(len(prefix))
-    for _ in range(max_new):
+    for step in range(max_new):
         log_norm = logsumexp(logits)[:, 0]                                     # (N,) before processors write
         raw = logits.copy()
         logits = apply_processors(processors, tokens, logits, eos_id)
@@ -66,7 +66,7 @@ def iter_tokens(model: StepModel, cache, prefix: np.ndarray, max_new: int, eos_i
         tokens = np.concatenate([tokens, new[:, None]], axis=1)
         alive &= new != eos_id
         yield new, alive.copy(), logprob
-        if not alive.any():
+        if not alive.any() or step == max_new - 1:       # no decoder call for logits nobody will read
             return
         logits, cache = model.step(new[:, None], cache)
 
