@@ -17,8 +17,8 @@ from genrt.runtime import open_model_dir
 
 
 # One decoder step is a handful of small matmuls: handing them to a second thread costs more than it saves.
-# Measured on the 2-core CI machine (benchmarks/results/latest.md), greedy batch 1 int8: 0.42 ms/token with
-# 1 thread vs 0.70 with 2; fp32 1.19 vs 1.50. Pass `threads` to override (batch-8 fp32 gains from 2).
+# Measured on a 2-core AMD EPYC (benchmarks/results/latest.md), greedy batch 1 int8: 0.25 ms/token with
+# 1 thread vs 0.31 with 2; fp32 0.75 vs 1.32. Pass `threads` to override (batch-8 fp32 gains from 2).
 DEFAULT_DECODE_THREADS = 1
 
 
