@@ -322,7 +322,11 @@ def train(cfg: PoemsConfig) -> Path:
               f"{schedule.steps_per_epoch} steps/epoch")
     ddp_model = nn.parallel.DistributedDataParallel(state.model) if dist_info.world_size > 1 else state.model
 
-    def evaluate_and_save(loss: float | None, save: bool) -> None:
+    def save() -> None:
+        if dist_info.is_main:
+            save_checkpoint(ckpt_path, state.checkpoint(cfg, vocab, corpus_stats))
+
+    def record_eval(loss: float | None) -> None:
         with autocast:
             metrics = evaluate(state.model, val_pairs, val_batches, device)
         state.history.append({"step": state.step, "tokens_seen": state.tokens_seen,
@@ -330,8 +334,6 @@ def train(cfg: PoemsConfig) -> Path:
         if dist_info.is_main:
             tqdm.write(f"step {state.step}: val nll {metrics['nll']:.3f} ppl {metrics['ppl']:.1f} "
                        f"KL {metrics['kl']:.4f} JS {metrics['js']:.4f} ({state.tokens_seen / 1e6:.2f}M tokens seen)")
-        if save and dist_info.is_main:
-            save_checkpoint(ckpt_path, state.checkpoint(cfg, vocab, corpus_stats))
 
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp)
     start = state.step
@@ -346,13 +348,14 @@ def train(cfg: PoemsConfig) -> Path:
         bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:.0f}",
                         lr=f"{lr_at(cfg, done, state.restart):.1e}")
         if done % cfg.eval_every == 0 or done == cfg.steps:
-            evaluate_and_save(loss, save=False)
-        if (done % cfg.checkpoint_every == 0 or done == cfg.steps) and dist_info.is_main:
-            save_checkpoint(ckpt_path, state.checkpoint(cfg, vocab, corpus_stats))
+            record_eval(loss)
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            save()
     if not state.history or state.history[-1]["step"] != state.step:  # `--resume --steps N` on a run stopped at N
-        evaluate_and_save(None, save=True)
-    elif dist_info.is_main and not ckpt_path.exists():                # e.g. a warm start with no steps left
-        save_checkpoint(ckpt_path, state.checkpoint(cfg, vocab, corpus_stats))
+        record_eval(None)
+        save()
+    elif not ckpt_path.exists():                                       # e.g. a warm start with no steps left
+        save()
     teardown_distributed()
     return ckpt_path
 
