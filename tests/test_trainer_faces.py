@@ -95,12 +95,43 @@ def test_snapshots_hold_the_ema_generator_with_its_own_batchnorm_stats(synthetic
 
 
 @pytest.mark.parametrize("flag, value", [("--batch-size", "0"), ("--checkpoint-every", "0"), ("--steps", "0"),
-                                         ("--ema-decay", "1.0"), ("--augment", "rotate")])
+                                         ("--ema-decay", "1.0"), ("--augment", "rotate"),
+                                         ("--d-batch", "mixed")])
 def test_bad_settings_stop_with_one_line(synthetic_faces_dir, tmp_path, flag, value):
     with pytest.raises((SystemExit, ValueError), match=flag.lstrip("-").split("-")[0] if flag != "--augment"
                        else "rotate"):
         main(["--data", str(synthetic_faces_dir), "--out", str(tmp_path / "run"), "--holdout", "0", flag, value])
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_joint_d_batch_lets_the_fake_batch_statistics_reach_the_real_logits():
+    from trainers.faces import discriminate
+    from trainers.faces_model import Discriminator
+    torch.manual_seed(0)
+    D = Discriminator(8).train()
+    real = torch.rand(6, 3, 64, 64) * 2 - 1
+    fake = torch.rand(6, 3, 64, 64) * 2 - 1
+    gen = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    with torch.no_grad():
+        sep = discriminate(D, real, fake, (), gen(), joint=False)
+        sep_washed = discriminate(D, real, fake * 0.3, (), gen(), joint=False)
+        joint = discriminate(D, real, fake, (), gen(), joint=True)
+        joint_washed = discriminate(D, real, fake * 0.3, (), gen(), joint=True)
+    assert sep[0].shape == joint[0].shape == (6,) and joint[1].shape == (6,)
+    assert torch.equal(sep[0], sep_washed[0])            # separate batches: real logits blind to the fakes
+    assert not torch.allclose(joint[0], joint_washed[0])  # joint: a washed-out fake batch moves them
+
+
+def test_joint_d_batch_trains_and_resumes_exactly(synthetic_faces_dir, tmp_path):
+    common = dict(data=str(synthetic_faces_dir), batch_size=4, checkpoint_every=2, sample_every=1000, d_batch="joint",
+                  augment="translation", **TINY)
+    straight = train(FacesConfig(out=str(tmp_path / "straight"), steps=4, **common))
+    train(FacesConfig(out=str(tmp_path / "resumed"), steps=2, **common))
+    resumed = train(FacesConfig(out=str(tmp_path / "resumed"), steps=4, resume=True, **common))
+    assert load_checkpoint(straight)["config"]["d_batch"] == "joint"
+    for key in ("generator", "discriminator"):
+        a, b = weights(straight, key), weights(resumed, key)
+        assert all(torch.equal(a[k], b[k]) for k in a), key
 
 
 def test_resume_with_nothing_to_resume_says_so(synthetic_faces_dir, tmp_path):

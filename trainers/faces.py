@@ -47,6 +47,9 @@ class FacesConfig:
     holdout: int = 1000           # the last N images by name never train: benchmarks.faces_swd scores against them
     ema_decay: float = 0.999      # exponential moving average of G's weights (what export uses); 0 = off
     augment: str = "color,translation,cutout"   # DiffAugment policy for every image D sees; "" = off
+    d_batch: str = "separate"     # "joint": real and fake go through D as one batch, so D's BatchNorm statistics mix
+                                  # both and D sees a fake batch's contrast and spread against the real one;
+                                  # "separate": one batch each (pytorch/examples), blind to batch-level statistics
     snapshot_every: int = 1000    # write the EMA generator to snapshots/ every N steps (for SWD vs steps); 0 = off
     sample_every: int = 0         # 0 = once per epoch
     checkpoint_every: int = 250
@@ -163,10 +166,25 @@ def check_config(cfg: FacesConfig) -> None:
     for name in ("batch_size", "steps", "checkpoint_every"):
         if getattr(cfg, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.d_batch not in D_BATCH_MODES:
+        raise SystemExit(f"--d-batch must be one of {', '.join(D_BATCH_MODES)}, got {cfg.d_batch!r}")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise SystemExit(f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
     if cfg.lr_decay_start < 0 or (cfg.lr_decay_start and cfg.lr_decay_start >= cfg.steps):
         raise SystemExit(f"--lr-decay-start must be 0 (off) or below --steps ({cfg.steps}), got {cfg.lr_decay_start}")
+
+
+D_BATCH_MODES = ("separate", "joint")
+
+
+def discriminate(D: nn.Module, real: torch.Tensor, fake: torch.Tensor, policy, aug_gen: torch.Generator,
+                 joint: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """D's logits for real (B, 3, H, W) and fake (B', 3, H, W), each seen through DiffAugment: in one call when
+    `joint` (BatchNorm statistics over both), else one call each. -> (logits_real (B,), logits_fake (B',)) float32."""
+    if joint:
+        logits = D(diff_augment(torch.cat([real, fake]), policy, aug_gen)).float()
+        return logits[:len(real)], logits[len(real):]
+    return (D(diff_augment(real, policy, aug_gen)).float(), D(diff_augment(fake, policy, aug_gen)).float())
 
 
 @dataclass
@@ -228,20 +246,23 @@ def train_step(state: TrainState, cfg: FacesConfig, real: torch.Tensor, noise: t
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, state.step)
     G, D = state.G, state.D
+    joint = cfg.d_batch == "joint"
     # (1) Update D: maximise log D(x) + log(1 - D(G(z))), both seen through the same kind of augmentation
     with autocast:
         fake = G(noise)
-        logit_real = D(diff_augment(real, policy, aug_gen)).float()
-        logit_fake = D(diff_augment(fake.detach(), policy, aug_gen)).float()
+        logit_real, logit_fake = discriminate(D, real, fake.detach(), policy, aug_gen, joint)
     loss_d = (F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
               + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
     state.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     state.opt_d.step()
 
-    # (2) Update G: maximise log D(G(z))
+    # (2) Update G: maximise log D(G(z)) (joint: judged in a batch with real faces, as D was trained)
     with autocast:
-        logit_gen = D(diff_augment(fake, policy, aug_gen)).float()
+        if joint:
+            _, logit_gen = discriminate(D, real, fake, policy, aug_gen, joint)
+        else:
+            logit_gen = D(diff_augment(fake, policy, aug_gen)).float()
     loss_g = F.binary_cross_entropy_with_logits(logit_gen, torch.ones_like(logit_gen))
     state.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
@@ -271,7 +292,7 @@ def train(cfg: FacesConfig) -> Path:
     if dist_info.is_main:
         print(f"faces: {len(data_u8)} training images from {cfg.data} ({skipped} unreadable, skipped); "
               f"last {0 if cfg.dry_run else cfg.holdout} by name held out; augment {','.join(policy) or 'off'}; "
-              f"EMA {cfg.ema_decay or 'off'}")
+              f"EMA {cfg.ema_decay or 'off'}; D batches {cfg.d_batch}")
     state = build_state(cfg, device, dist_info, ckpt_path)
     start = state.step
 
