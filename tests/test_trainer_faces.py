@@ -96,7 +96,7 @@ def test_snapshots_hold_the_ema_generator_with_its_own_batchnorm_stats(synthetic
 
 @pytest.mark.parametrize("flag, value", [("--batch-size", "0"), ("--checkpoint-every", "0"), ("--steps", "0"),
                                          ("--ema-decay", "1.0"), ("--augment", "rotate"),
-                                         ("--d-batch", "mixed")])
+                                         ("--d-batch", "mixed"), ("--moment-match", "-1")])
 def test_bad_settings_stop_with_one_line(synthetic_faces_dir, tmp_path, flag, value):
     with pytest.raises((SystemExit, ValueError), match=flag.lstrip("-").split("-")[0] if flag != "--augment"
                        else "rotate"):
@@ -132,6 +132,37 @@ def test_joint_d_batch_trains_and_resumes_exactly(synthetic_faces_dir, tmp_path)
     for key in ("generator", "discriminator"):
         a, b = weights(straight, key), weights(resumed, key)
         assert all(torch.equal(a[k], b[k]) for k in a), key
+
+
+def test_dataset_moments_match_the_whole_set_at_once():
+    from trainers.faces import channel_moments, dataset_moments, to_unit_range
+    data = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    data[:, 2] //= 4                                             # a dark blue channel: moments differ per channel
+    expected = channel_moments(to_unit_range(data))              # (2, 3)
+    assert torch.allclose(dataset_moments(data, chunk=3), expected, atol=1e-5)
+    assert expected[1, 2] < expected[1, 0] and expected[0, 2] < expected[0, 0]
+
+
+def moment_gap_after_training(weight: float, target: torch.Tensor, steps: int = 20) -> float:
+    from trainers.common import DistInfo
+    from trainers.faces import build_state, channel_moments, train_step
+    cfg = FacesConfig(batch_size=8, moment_match=weight, augment="", lr=1e-3, **TINY)
+    torch.manual_seed(0)
+    state = build_state(cfg, torch.device("cpu"), DistInfo(), Path("/nonexistent/checkpoint.pt"))
+    gen = torch.Generator().manual_seed(1)
+    real = torch.rand(8, 3, 64, 64, generator=gen) * 2 - 1
+    noise = torch.randn(8, cfg.nz, 1, 1, generator=gen)
+    autocast = torch.autocast("cpu", enabled=False)
+    for step in range(steps):
+        stats = train_step(state, cfg, real, noise, [], torch.Generator().manual_seed(step), autocast, target)
+        assert ("std_gap" in stats) == (weight > 0)
+    with torch.no_grad():
+        return float((channel_moments(state.G(noise)) - target).abs().sum())
+
+
+def test_moment_match_pulls_the_fake_batch_toward_the_target_moments():
+    target = torch.tensor([[0.2, -0.1, -0.3], [0.6, 0.55, 0.55]])  # (2, 3) far from a fresh G's ~0 mean, small std
+    assert moment_gap_after_training(50.0, target) < 0.7 * moment_gap_after_training(0.0, target)
 
 
 def test_resume_with_nothing_to_resume_says_so(synthetic_faces_dir, tmp_path):

@@ -50,6 +50,8 @@ class FacesConfig:
     d_batch: str = "separate"     # "joint": real and fake go through D as one batch, so D's BatchNorm statistics mix
                                   # both and D sees a fake batch's contrast and spread against the real one;
                                   # "separate": one batch each (pytorch/examples), blind to batch-level statistics
+    moment_match: float = 0.0     # weight of a G loss term pulling the fake batch's per-channel mean and std toward the
+                                  # training set's (squared error, summed over 2x3 moments); 0 = off
     snapshot_every: int = 1000    # write the EMA generator to snapshots/ every N steps (for SWD vs steps); 0 = off
     sample_every: int = 0         # 0 = once per epoch
     checkpoint_every: int = 250
@@ -106,6 +108,26 @@ def load_faces(folder: str | Path, size: int, limit: int = 0, split: str = "all"
 
 def to_unit_range(batch_u8: torch.Tensor) -> torch.Tensor:
     return batch_u8.float().div_(127.5).sub_(1.0)  # (B, 3, H, W) in [-1, 1]
+
+
+def channel_moments(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) in [-1, 1] -> (2, 3) float32: per-channel mean (row 0) and std (row 1) over batch and pixels."""
+    x = images.float()
+    return torch.stack([x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3))])
+
+
+def dataset_moments(data_u8: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """Per-channel mean and std (2, 3) of a whole uint8 image set (N, 3, H, W) in the [-1, 1] scale, in chunks."""
+    total = torch.zeros(3, dtype=torch.float64)
+    squares = torch.zeros(3, dtype=torch.float64)
+    for i in range(0, len(data_u8), chunk):
+        x = to_unit_range(data_u8[i:i + chunk]).double()
+        total += x.sum(dim=(0, 2, 3))
+        squares += x.square().sum(dim=(0, 2, 3))
+    count = data_u8.numel() // 3
+    mean = total / count
+    std = (squares / count - mean.square()).clamp_min(0).mul(count / max(1, count - 1)).sqrt()
+    return torch.stack([mean, std]).float()
 
 
 # ---------------------------------------------------------------- models
@@ -168,6 +190,8 @@ def check_config(cfg: FacesConfig) -> None:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     if cfg.d_batch not in D_BATCH_MODES:
         raise SystemExit(f"--d-batch must be one of {', '.join(D_BATCH_MODES)}, got {cfg.d_batch!r}")
+    if cfg.moment_match < 0:
+        raise SystemExit(f"--moment-match must be >= 0, got {cfg.moment_match}")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise SystemExit(f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
     if cfg.lr_decay_start < 0 or (cfg.lr_decay_start and cfg.lr_decay_start >= cfg.steps):
@@ -240,8 +264,10 @@ def build_state(cfg: FacesConfig, device: torch.device, dist_info: DistInfo, ckp
 
 
 def train_step(state: TrainState, cfg: FacesConfig, real: torch.Tensor, noise: torch.Tensor,
-               policy: list[str], aug_gen: torch.Generator, autocast) -> dict[str, float]:
-    """One D update then one G update at lr_at(step). real (B, 3, 64, 64) in [-1, 1], noise (B, nz, 1, 1)."""
+               policy: list[str], aug_gen: torch.Generator, autocast,
+               target_moments: torch.Tensor | None = None) -> dict[str, float]:
+    """One D update then one G update at lr_at(step). real (B, 3, 64, 64) in [-1, 1], noise (B, nz, 1, 1);
+    target_moments (2, 3): the training set's channel_moments, pulled on by cfg.moment_match."""
     for opt in (state.opt_g, state.opt_d):
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, state.step)
@@ -264,13 +290,18 @@ def train_step(state: TrainState, cfg: FacesConfig, real: torch.Tensor, noise: t
         else:
             logit_gen = D(diff_augment(fake, policy, aug_gen)).float()
     loss_g = F.binary_cross_entropy_with_logits(logit_gen, torch.ones_like(logit_gen))
+    stats = {}
+    if cfg.moment_match and target_moments is not None:
+        gap = channel_moments(fake) - target_moments                                      # (2, 3)
+        loss_g = loss_g + cfg.moment_match * gap.square().sum()
+        stats["std_gap"] = gap[1].mean().item()
     state.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     state.opt_g.step()
     update_ema(state.G_ema, unwrap(G), cfg.ema_decay)
     state.step += 1
     return {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
-            "D_x": torch.sigmoid(logit_real).mean().item(), "D_G_z": torch.sigmoid(logit_fake).mean().item()}
+            "D_x": torch.sigmoid(logit_real).mean().item(), "D_G_z": torch.sigmoid(logit_fake).mean().item(), **stats}
 
 
 def train(cfg: FacesConfig) -> Path:
@@ -292,9 +323,11 @@ def train(cfg: FacesConfig) -> Path:
     if dist_info.is_main:
         print(f"faces: {len(data_u8)} training images from {cfg.data} ({skipped} unreadable, skipped); "
               f"last {0 if cfg.dry_run else cfg.holdout} by name held out; augment {','.join(policy) or 'off'}; "
-              f"EMA {cfg.ema_decay or 'off'}; D batches {cfg.d_batch}")
+              f"EMA {cfg.ema_decay or 'off'}; D batches {cfg.d_batch}"
+              + (f"; moment match {cfg.moment_match}" if cfg.moment_match else ""))
     state = build_state(cfg, device, dist_info, ckpt_path)
     start = state.step
+    target_moments = dataset_moments(data_u8).to(device) if cfg.moment_match else None  # (2, 3)
 
     fixed_noise = torch.randn(64, cfg.nz, 1, 1, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
     steps_per_epoch = max(1, len(data_u8) // dist_info.world_size // cfg.batch_size)
@@ -310,7 +343,7 @@ def train(cfg: FacesConfig) -> Path:
         if device.type == "cpu":
             real = real.contiguous(memory_format=torch.channels_last)
         aug_gen = step_generator(cfg, step + 2 * 10**9, dist_info.rank)   # DiffAugment draws, replayed on resume
-        stats = train_step(state, cfg, real, noise, policy, aug_gen, autocast)
+        stats = train_step(state, cfg, real, noise, policy, aug_gen, autocast, target_moments)
         bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()}, lr=f"{lr_at(cfg, step):.1e}")
 
         done = state.step
