@@ -1,6 +1,9 @@
 """genrt.faces.images: image file names, atomic link-safe PNGs, earlier outputs and grids."""
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -78,3 +81,12 @@ def test_own_files_are_the_names_genrt_faces_writes(tmp_path):
 def test_grid_refuses_images_of_the_wrong_rank():
     with pytest.raises(ValueError, match=r"images must have shape \(N >= 1, H, W, C\), got \(4, 4, 3\)"):
         make_grid(np.zeros((4, 4, 3), np.uint8))
+
+
+def test_saved_pngs_get_ordinary_file_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = save_png(np.zeros((4, 4, 3), np.uint8), tmp_path / "face_0000.png")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644        # readable by others, as `cp` or PIL would leave it

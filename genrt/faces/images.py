@@ -29,13 +29,27 @@ def own_files(out_dir: str | Path) -> list[Path]:
     return sorted(p for p in out_dir.iterdir() if OWN_FILE.match(p.name) and (p.is_symlink() or p.is_file()))
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux shows it (os.umask would, for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_png(image: np.ndarray, path: str | Path) -> Path:
     """One (H, W, 3) uint8 image as PNG; the bytes depend only on the pixels. Written to a temporary file beside
     `path`, then renamed over it: a crash never leaves half a PNG, and a link already at `path` is replaced, never
-    followed."""
+    followed. Permissions are those of an ordinary new file (0666 less the umask), not mkstemp's 0600."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=".genrt-", suffix=".png.tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(f, format="PNG")
         os.replace(tmp, path)
