@@ -27,7 +27,8 @@ from genrt.poems.tokenizer import CharTokenizer
 OFF = dict(do_sample=False, repetition_penalty=1.0, max_char_repeats=0, no_repeat_verse=False, regular_shape=False)
 RULES = dict(max_char_repeats=2, no_repeat_verse=True, regular_shape=True)
 
-# name -> generate() keyword arguments; "defaults" rows add nothing to what the model directory recommends
+# name -> generate() keyword arguments; "defaults" rows add nothing to what the model directory recommends; the
+# others name do_sample, so none of the recommended sampling settings leaks into them
 REP = dict(repetition_penalty=1.2)
 SAMPLE = dict(do_sample=True, temperature=0.8, top_k=40, top_p=0.95)
 CANDIDATES: dict[str, dict[str, Any]] = {
@@ -39,10 +40,18 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "greedy, verse rules + shape + repetition_penalty 1.2 + no_repeat_ngram 2": dict(RULES, **REP, do_sample=False,
                                                                                       no_repeat_ngram_size=2),
     "beam 4, no repetition control": dict(OFF, num_beams=4),
-    "beam 4, verse rules + shape": dict(RULES, repetition_penalty=1.0, num_beams=4),
-    "beam 4, verse rules + shape + repetition_penalty 1.2": dict(RULES, **REP, num_beams=4),
-    "beam 4, verse rules + shape + repetition_penalty 1.2 + no_repeat_ngram 2": dict(RULES, **REP, num_beams=4,
-                                                                                      no_repeat_ngram_size=2),
+    "beam 4, verse rules + shape": dict(RULES, repetition_penalty=1.0, num_beams=4, do_sample=False),
+    "beam 4, verse rules + shape + repetition_penalty 1.2": dict(RULES, **REP, num_beams=4, do_sample=False),
+    "beam 4, verse rules + shape + repetition_penalty 1.2 + no_repeat_ngram 2": dict(
+        RULES, **REP, num_beams=4, do_sample=False, no_repeat_ngram_size=2),
+    "beam 4 sampled (t 0.8, top-k 40, top-p 0.95) + verse rules + shape": dict(
+        RULES, num_beams=4, do_sample=True, temperature=0.8, top_k=40, top_p=0.95, repetition_penalty=1.0),
+    "beam 4 sampled (t 1.0, top-k 40, top-p 0.95) + verse rules + shape": dict(
+        RULES, num_beams=4, do_sample=True, temperature=1.0, top_k=40, top_p=0.95, repetition_penalty=1.0),
+    "beam 4 sampled (t 1.0, top-k 40, top-p 0.95) + verse rules + shape + repetition_penalty 1.2": dict(
+        RULES, **REP, num_beams=4, do_sample=True, temperature=1.0, top_k=40, top_p=0.95),
+    "beam 4 sampled (t 1.5, top-k 40, top-p 0.95) + verse rules + shape": dict(
+        RULES, num_beams=4, do_sample=True, temperature=1.5, top_k=40, top_p=0.95, repetition_penalty=1.0),
     "sample, whole vocabulary, no control": dict(OFF, do_sample=True, temperature=1.0, top_k=0, top_p=1.0),
     "sample, t 0.8 top-k 40 top-p 0.95, no control": dict(OFF, **SAMPLE),
     "sample, t 0.8 top-k 40 top-p 0.95 + verse rules + shape": dict(RULES, **SAMPLE, repetition_penalty=1.0),
@@ -64,6 +73,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "defaults --num-beams 4": dict(num_beams=4),
     "defaults --do-sample": dict(do_sample=True),
     "defaults --greedy": dict(do_sample=False),
+    "defaults --num-beams 4 --greedy": dict(num_beams=4, do_sample=False),
 }
 
 

@@ -7,12 +7,14 @@
    share of their characters the table has a reading for. A check of the checker: real regulated verse passes
    often, but not always (拗救, licensed deviations, and old poems that predate the rules).
 2. Generation on validation titles, per form: `--form F` vs `--form F --tonal` with the model's recommended
-   settings (no options: best of 4 sampled; and --num-beams 4): share following a tonal pattern, share rhyming
+   settings (no options: best of 4 sampled; --num-beams 4: beam sampling; and best-first beams, --num-beams 4
+   --greedy): share following a tonal pattern, share rhyming
    in 平水韵, the model's NLL per character of its own output (PoemGenerator.score, title source), which
    patterns occur, examples with their marks.
 3. Cost: greedy, batch 1, `--form F` vs `--form F --tonal`, the same titles interleaved, best of 5: ms per new
    token; and the tonal processor alone, replayed over those poems, as a share of the step. Run it on an
-   otherwise idle machine (`--only-timing` skips parts 1 and 2).
+   otherwise idle machine (`--only-timing` skips parts 1 and 2; `--skip-timing` keeps part 3 of the report already
+   at --out).
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ from genrt.poems.pingshui import PingshuiTable
 from genrt.poems.tokenizer import CharTokenizer
 from genrt.poems.tonal import matching_patterns, pingshui_rhyme_problem, tonal_problem
 
-SEARCHES = {"defaults (no options)": {}, "defaults --num-beams 4": {"num_beams": 4}}
+SEARCHES = {"defaults (no options)": {}, "defaults --num-beams 4": {"num_beams": 4},
+            "--num-beams 4 --greedy (best-first)": {"num_beams": 4, "do_sample": False}}
 
 
 def validation_poems(cache: Path) -> list[str]:
@@ -177,7 +180,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/tonal.json"))
     parser.add_argument("--only-timing", action="store_true", help="rerun part 3 into an existing report")
+    parser.add_argument("--skip-timing", action="store_true",
+                        help="rerun parts 1 and 2 only, keeping part 3 of the existing report (for a busy machine)")
     args = parser.parse_args(argv)
+    if args.only_timing and args.skip_timing:
+        parser.error("--only-timing and --skip-timing exclude each other")
     generator = PoemGenerator.load(args.model, provider="cpu", threads=args.threads, precision=args.precision)
     titles, _, _ = load_split(args.cache, args.titles, args.seed)
     cpu = cpu_info()
@@ -189,7 +196,11 @@ def main(argv: list[str] | None = None) -> None:
     else:
         report["real"] = check_real(validation_poems(args.cache))
         report["generated"], report["examples"] = generate_rows(generator, titles, args.batch)
-    report["timing"] = time_tonal(generator, titles[:args.timing_titles])
+    if args.skip_timing:
+        kept = json.loads(args.out.read_text(encoding="utf-8"))
+        report["timing"], report["timing_machine"] = kept["timing"], kept.get("timing_machine", kept["machine"])
+    else:
+        report["timing"] = time_tonal(generator, titles[:args.timing_titles])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
     args.out.with_suffix(".md").write_text(markdown(report), encoding="utf-8")

@@ -228,11 +228,14 @@ RECOMMENDED = "[default: the model's recommended setting]"
 @click.option("--max-new-tokens", type=click.IntRange(1, MAX_NEW_TOKENS), default=None, help=RECOMMENDED)
 @click.option("--min-new-tokens", type=click.IntRange(0, MAX_NEW_TOKENS), default=None,
               help="no end of poem before this many new characters (with --free-shape, no --form) [default: 0]")
-@click.option("--num-beams", type=click.IntRange(1, MAX_NUM_BEAMS), default=None, help="beam search [default: 1]")
+@click.option("--num-beams", type=click.IntRange(1, MAX_NUM_BEAMS), default=None,
+              help="beam search, with the model's recommended beam settings (the bundled model samples each step's "
+                   "candidates, seeded; add --greedy for best-first beams) [default: 1]")
 @click.option("--length-penalty", type=FiniteFloat(-10, 10), default=None, help=RECOMMENDED)
 @click.option("--do-sample/--greedy", default=None,
-              help="sample (with the model's recommended sampling settings), or greedy search [default: the "
-                   "model's recommended mode; --stream decodes greedily unless --do-sample]")
+              help="sample (with the model's recommended sampling settings), or never sample: greedy search, or "
+                   "best-first beam search with --num-beams [default: the model's recommended mode; --stream "
+                   "decodes greedily unless --do-sample]")
 @click.option("--temperature", type=FiniteFloat(1e-3, 1e3), default=None, help=RECOMMENDED)
 @click.option("--top-k", type=click.IntRange(min=0), default=None, help="0 = off " + RECOMMENDED)
 @click.option("--top-p", type=FiniteFloat(0, 1, min_open=True), default=None, help="1.0 = off " + RECOMMENDED)

@@ -39,7 +39,7 @@ POEM_CASES = [
     (["春江", "--num-return-sequences", "65"], "--num-return-sequences"), (["春江", "--best-of", "0"], "--best-of"),
     (["春江", "--seed", "-5", "--do-sample"], "--seed"), (["春江", "--greedy", "--best-of", "2"], "best_of"),
     (["春江", "--num-beams", "2", "--num-return-sequences", "3"], "num_return_sequences"),
-    (["春江", "--do-sample", "--num-beams", "2"], "cannot be combined"),
+    (["春江", "--do-sample", "--num-beams", "2", "--best-of", "2"], "use one or the other"),
     (["春江", "--form", "sonnet"], "sonnet"), (["春江", "--rhyme"], "rhyme"),
     (["春江", "--tonal"], "needs a form"), (["春江", "--form", "wujue", "--rhyme", "tang"], "--rhyme"),
     (["春江", "--form", "wujue", "--tonal", "--rhyme", "modern"], "平水韵"),

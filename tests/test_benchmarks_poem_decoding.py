@@ -47,6 +47,8 @@ def test_every_candidate_is_a_valid_set_of_options():
     for kwargs in CANDIDATES.values():
         GenerationOptions.from_kwargs(**kwargs)                            # raises naming the problem
     assert CANDIDATES["defaults (no options)"] == {}
+    for name, kwargs in CANDIDATES.items():             # a candidate that names no mode would inherit the model's
+        assert name.startswith("defaults") or "do_sample" in kwargs, name      # recommended sampling settings
 
 
 def write_cache(folder, vocab, val_pairs, train_targets):

@@ -1,5 +1,7 @@
 """benchmarks.tonal: the validation poems of a corpus cache, the checker's pass rates on real poems, the report."""
 
+import pytest
+
 from benchmarks.tonal import check_real, markdown, validation_poems
 from genrt.contract import PROMPT_TITLE, SPECIAL_TOKENS
 from tests.test_benchmarks_poem_decoding import write_cache
@@ -59,3 +61,37 @@ def test_a_timing_rerun_names_its_own_machine():
               "timing": [], "examples": []}
     assert "the --form step; first CPU):" in markdown(report)
     assert "the --form step; second CPU):" in markdown({**report, "timing_machine": "second CPU"})
+
+
+def test_skip_timing_keeps_the_timing_of_the_existing_report(tmp_path, monkeypatch):
+    import json
+
+    import benchmarks.tonal as tonal
+    from genrt.poems import generator as generator_module
+
+    class FakeGenerator:
+        class model:
+            class manifest:
+                precision = "int8"
+
+    monkeypatch.setattr(generator_module.PoemGenerator, "load", classmethod(lambda cls, *a, **k: FakeGenerator()))
+    monkeypatch.setattr(tonal, "load_split", lambda cache, n, seed: (["春江"], ["x"], set()))
+    monkeypatch.setattr(tonal, "validation_poems", lambda cache: [])
+    monkeypatch.setattr(tonal, "check_real", lambda poems: [])
+    monkeypatch.setattr(tonal, "generate_rows", lambda gen, titles, batch: ([], []))
+    def row(ms):
+        return {"form": "wujue", "ms_per_token_form": ms, "ms_per_token_tonal": ms, "overhead": 0.0,
+                "processor_us_cold": 1.0, "processor_us_warm": 1.0, "processor_share_cold": 0.01,
+                "processor_share_warm": 0.01}
+    timed = []
+    monkeypatch.setattr(tonal, "time_tonal", lambda gen, titles: timed.append(titles) or [row(0.987)])
+    out = tmp_path / "tonal.json"
+    out.write_text(json.dumps({"machine": "quiet CPU", "timing": [row(0.123)]}), encoding="utf-8")
+    tonal.main(["--cache", str(tmp_path), "--out", str(out), "--skip-timing"])
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["timing"] == [row(0.123)] and report["timing_machine"] == "quiet CPU" and not timed
+    assert "| 0.123 |" in out.with_suffix(".md").read_text(encoding="utf-8")
+    tonal.main(["--cache", str(tmp_path), "--out", str(out)])
+    assert json.loads(out.read_text(encoding="utf-8"))["timing"] == [row(0.987)] and timed
+    with pytest.raises(SystemExit):
+        tonal.main(["--cache", str(tmp_path), "--out", str(out), "--skip-timing", "--only-timing"])

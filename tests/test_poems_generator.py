@@ -99,6 +99,29 @@ def test_manifest_defaults_apply_and_explicit_options_win(gen_with_defaults):
     assert "".join(g.stream("春江")) == g.generate("春江", do_sample=False)[0].text   # stream: greedy
 
 
+def test_recommended_beam_sampling_and_greedy_beams(gen_with_defaults, tiny_poems_dir, tmp_path):
+    import json
+    import shutil
+    model = Path(shutil.copytree(tiny_poems_dir, tmp_path / "beam_model"))
+    manifest = json.loads((model / "manifest.json").read_text(encoding="utf-8"))
+    manifest["generation"] = {"default": {"repetition_penalty": 1.2},
+                              "beam": {"do_sample": True, "temperature": 1.0, "top_k": 40, "seed": 0}}
+    (model / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    g = PoemGenerator.load(model, provider="cpu", threads=1)
+    beam = g.options(num_beams=4)
+    assert (beam.do_sample, beam.top_k, beam.seed, beam.repetition_penalty) == (True, 40, 0, 1.2)
+    best_first = g.options(num_beams=4, do_sample=False)     # no recommended sampling setting survives
+    assert (best_first.do_sample, best_first.top_k, best_first.seed, best_first.temperature) == (False, 0, None, 1.0)
+    assert best_first.repetition_penalty == 1.2
+    assert g.options(num_beams=4, do_sample=True).seed is None          # asking to sample: a fresh seed
+    assert g.options(num_beams=4, seed=7).seed == 7
+    poems = {g.generate("春江", num_beams=4, seed=s, max_new_tokens=12)[0].text for s in range(6)}
+    assert len(poems) > 1                                     # the seed matters
+    assert g.generate("春江", num_beams=4, max_new_tokens=12) == g.generate("春江", num_beams=4, max_new_tokens=12)
+    explicit = GenerationOptions(num_beams=4, repetition_penalty=1.2, max_new_tokens=12).validate()
+    assert g.generate("春江", num_beams=4, do_sample=False, max_new_tokens=12) == g.generate("春江", explicit)
+
+
 def test_a_bad_generation_section_is_named_at_load(tiny_poems_dir, tmp_path):
     import json
     import shutil
@@ -118,7 +141,8 @@ def test_options_must_be_an_options_object(gen):
         gen.generate(None)
 
 
-@pytest.mark.parametrize("kwargs", [dict(), dict(num_beams=3), dict(do_sample=True, seed=4, num_return_sequences=2)])
+@pytest.mark.parametrize("kwargs", [dict(), dict(num_beams=3), dict(do_sample=True, seed=4, num_return_sequences=2),
+                                    dict(num_beams=3, do_sample=True, seed=5, top_k=20, num_return_sequences=2)])
 def test_a_prompt_decodes_the_same_alone_or_in_a_batch(gen, kwargs):
     alone = [p.text for p in gen.generate("明月光", max_new_tokens=12, **kwargs)]
     for batch in (["春江", "明月光"], ["明月光", "明月光", "山水清风"]):
@@ -173,7 +197,7 @@ def test_max_length_is_capped_by_the_model(gen):
     ("春江", {"num_beams": 0}, "num_beams must be >= 1"),
     ("春江", {"do_sample": True, "top_p": 1.5}, "top_p"),
     ("春江", {"do_sample": True, "temperature": 0}, "temperature must be > 0"),
-    ("春江", {"do_sample": True, "num_beams": 2}, "cannot be combined"),
+    ("春江", {"do_sample": True, "num_beams": 2, "best_of": 3}, "use one or the other"),
     ("春江x", {"mode": "continue"}, "unknown: x"),
     ("春江", {"beams": 2}, "unknown generation option"),
 ])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from genrt.poems.processors import log_softmax, pick_greedy
-from genrt.poems.search import beam_search, generate_tokens, iter_tokens
+from genrt.poems.search import BeamSampling, beam_search, generate_tokens, iter_tokens
 
 EOS, V = 2, 6
 
@@ -112,3 +112,50 @@ def test_beam_one_equals_greedy():
     beam = beam_search(model, model.start([[4]], 1), np.array([[1]]), 1, 12, EOS, [])[0][0]
     if greedy.finished:
         assert beam.tokens == greedy.tokens
+
+
+def _beams(model, prefixes, k, max_new, sampling=None, num_return=1):
+    prefix = np.repeat(np.asarray(prefixes, np.int64), k, axis=0)                       # (B*K, P)
+    return beam_search(model, model.start(prefixes, k), prefix, k, max_new, EOS, [], num_return=num_return,
+                       sampling=sampling)
+
+
+def _sampling(seeds, temperature=1.0, top_k=0, top_p=1.0):
+    return BeamSampling([np.random.default_rng(s) for s in seeds], temperature, top_k, top_p)
+
+
+def test_beam_sampling_near_zero_temperature_is_beam_search():
+    for seed in range(6):
+        model = TableModel(seed)
+        exact = _beams(model, [[1], [3]], 3, 8, num_return=3)
+        cold = _beams(model, [[1], [3]], 3, 8, _sampling([seed, seed + 1], temperature=1e-4), num_return=3)
+        assert [[h.tokens for h in hs] for hs in cold] == [[h.tokens for h in hs] for hs in exact]
+
+
+def test_beam_sampling_with_top_k_one_is_greedy():
+    model = TableModel(4)
+    greedy = generate_tokens(model, model.start([[4]]), np.array([[1]]), 12, EOS, [], pick_greedy)[0]
+    sampled = _beams(model, [[1]], 3, 12, _sampling([0], top_k=1))[0][0]
+    assert sampled.tokens == greedy.tokens and sampled.finished == greedy.finished
+
+
+def test_beam_sampling_scores_are_the_models_log_probs_and_seeds_matter():
+    model = TableModel(5)
+    outputs = set()
+    for seed in range(12):
+        hyp = _beams(model, [[1]], 2, 6, _sampling([seed], temperature=2.0))[0][0]
+        if hyp.finished:
+            np.testing.assert_allclose(hyp.score, sequence_logprob(model, hyp.tokens + [EOS]), rtol=1e-5)
+        outputs.add(tuple(hyp.tokens))
+        again = _beams(model, [[1]], 2, 6, _sampling([seed], temperature=2.0))[0][0]
+        assert again == hyp                                                   # same stream, same beams
+    assert len(outputs) > 2
+
+
+def test_beam_sampling_prompt_draws_from_its_own_stream():
+    model = TableModel(6)
+    alone = _beams(model, [[3]], 3, 10, _sampling([11], temperature=1.5))[0]
+    batch = _beams(model, [[1], [3], [5]], 3, 10, _sampling([2, 11, 4], temperature=1.5))[1]
+    assert [h.tokens for h in batch] == [h.tokens for h in alone]
+    with pytest.raises(ValueError, match="2 random streams for 3 prompts"):
+        _beams(model, [[1], [3], [5]], 3, 10, _sampling([2, 11]))

@@ -14,10 +14,12 @@ from genrt.poems.processors import (
     LogitsProcessor, MinNewTokens, NoRepeatNGram, RepetitionPenalty, SuppressTokens, VerseRepetitionBlock, logsumexp,
     make_sampler, pick_greedy,
 )
-from genrt.poems.search import beam_search, generate_tokens, iter_tokens
+from genrt.poems.search import BeamSampling, beam_search, generate_tokens, iter_tokens
 from genrt.poems.tokenizer import CharTokenizer, load_t2s
 
 LINE_PUNCTUATION = VERSE_BREAKS
+# settings that mean something only when sampling: a caller's do_sample=False drops the recommended ones
+SAMPLING_ONLY = ("do_sample", "temperature", "top_k", "top_p", "best_of", "seed")
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,9 @@ class PoemGenerator:
         Given keyword arguments alone, the model directory's recommended settings (manifest `generation`: its
         "default" section, then "beam" when num_beams > 1, "sample" when do_sample, or "no_options" when the
         call names neither) under them: what the caller names explicitly always wins. Asking for do_sample
-        without a seed always draws a fresh one (a recommended seed belongs to the no-options mode only)."""
+        without a seed always draws a fresh one (a recommended seed belongs to the modes that did not ask to
+        sample); asking for do_sample=False drops every recommended sampling setting (num_beams=4,
+        do_sample=False is best-first beam search even where the model recommends beam sampling)."""
         if options is not None and not isinstance(options, GenerationOptions):
             raise ValueError(f"options must be a GenerationOptions, got {type(options).__name__}; pass settings "
                              f"as keyword arguments (generate(prompt, num_beams=4))")
@@ -79,9 +83,13 @@ class PoemGenerator:
             merged.update(recommended.get("beam", {}))
         elif kwargs.get("do_sample") is True:
             merged.update(recommended.get("sample", {}))
-            merged.pop("seed", None)
         elif "do_sample" not in kwargs and "num_beams" not in kwargs:
             merged.update(recommended.get("no_options", {}))
+        if kwargs.get("do_sample") is True:
+            merged.pop("seed", None)                         # asked to sample: a fresh seed unless given
+        elif kwargs.get("do_sample") is False:               # asked not to: no recommended sampling setting stays
+            for key in SAMPLING_ONLY:
+                merged.pop(key, None)
         merged.update(kwargs)
         wanted, best_of = merged.get("num_return_sequences", 1), merged.get("best_of", 1)
         if "best_of" not in kwargs and isinstance(wanted, int) and isinstance(best_of, int) and wanted > best_of > 1:
@@ -158,7 +166,8 @@ class PoemGenerator:
         cache = self.model.start(sources, copies)
         if opts.is_beam:
             hyps = beam_search(self.model, cache, prefix, opts.num_beams, max_new, self.tokenizer.eos_id,
-                               processors, opts.length_penalty, opts.num_return_sequences)
+                               processors, opts.length_penalty, opts.num_return_sequences,
+                               self._beam_sampling(opts, len(prompts)))
         else:
             flat = generate_tokens(self.model, cache, prefix, max_new, self.tokenizer.eos_id, processors,
                                    self._picker(opts, len(prompts), copies))
@@ -274,14 +283,27 @@ class PoemGenerator:
         return processors
 
     @staticmethod
-    def _picker(opts: GenerationOptions, prompts: int, copies: int):
+    def _root_seed(opts: GenerationOptions) -> int:
+        return np.random.SeedSequence(opts.seed).entropy if opts.seed is None else opts.seed
+
+    @classmethod
+    def _picker(cls, opts: GenerationOptions, prompts: int, copies: int):
         """Greedy, or sampling with one random stream per output row: return sequence j of any prompt draws from
         stream (seed, j), so a prompt samples the same poems alone or in a batch."""
         if not opts.do_sample:
             return pick_greedy
-        root = np.random.SeedSequence(opts.seed).entropy if opts.seed is None else opts.seed
+        root = cls._root_seed(opts)
         streams = [np.random.default_rng([root, j]) for _ in range(prompts) for j in range(copies)]
         return make_sampler(streams, opts.temperature, opts.top_k, opts.top_p)
+
+    @classmethod
+    def _beam_sampling(cls, opts: GenerationOptions, prompts: int) -> BeamSampling | None:
+        """Beam search with do_sample: one stream (seed, 0) per prompt, the same alone or in a batch."""
+        if not opts.do_sample:
+            return None
+        root = cls._root_seed(opts)
+        return BeamSampling([np.random.default_rng([root, 0]) for _ in range(prompts)], opts.temperature,
+                            opts.top_k, opts.top_p)
 
     def _poem(self, prompt: str, forced: list[int], hyp) -> Poem:
         return Poem(prompt, self.tokenizer.decode(forced + hyp.tokens), hyp.score, hyp.finished)

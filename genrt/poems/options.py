@@ -106,12 +106,14 @@ class GenerationOptions:
                 and self.num_return_sequences > self.best_of):
             problems.append(f"num_return_sequences ({self.num_return_sequences}) cannot exceed best_of "
                             f"({self.best_of})")
-        if self.do_sample and _is_int(self.num_beams) and self.num_beams > 1:
-            problems.append("do_sample and num_beams > 1 cannot be combined: choose sampling or beam search")
-        if (not self.do_sample and _is_int(self.num_beams) and _is_int(self.num_return_sequences)
-                and self.num_return_sequences > self.num_beams):
+        if (_is_int(self.best_of) and self.best_of > 1 and _is_int(self.num_beams) and self.num_beams > 1):
+            problems.append("best_of ranks independently sampled poems; beam search (num_beams > 1) ranks its own "
+                            "beams: use one or the other")
+        if (_is_int(self.num_beams) and _is_int(self.num_return_sequences) and (self.num_beams > 1 or not
+                self.do_sample) and self.num_return_sequences > self.num_beams):
             problems.append(f"num_return_sequences ({self.num_return_sequences}) cannot exceed num_beams "
-                            f"({self.num_beams}) without sampling")
+                            f"({self.num_beams}) "
+                            + ("in beam search" if self.num_beams > 1 else "without sampling"))
         if (_is_int(self.min_new_tokens) and _is_int(self.max_new_tokens)
                 and self.min_new_tokens > self.max_new_tokens):
             problems.append(f"min_new_tokens ({self.min_new_tokens}) cannot exceed max_new_tokens "

@@ -10,7 +10,7 @@ from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from genrt.poems.processors import LogitsProcessor, logsumexp, top_ids
+from genrt.poems.processors import LogitsProcessor, logsumexp, top_candidates, top_ids
 
 
 class StepModel(Protocol):
@@ -90,6 +90,19 @@ def _hypothesis(generated: np.ndarray, eos_id: int, score: float) -> Hypothesis:
     return Hypothesis(ids, score, False)
 
 
+@dataclass(frozen=True)
+class BeamSampling:
+    """Beam search that samples its candidates (transformers' "beam-search multinomial sampling"): each step
+    keeps, per beam, the tokens temperature + top-k + top-p leave (as sampling would), then draws the prompt's 2K
+    candidates without replacement (Gumbel top-k) in proportion to exp(cumulative log-prob / temperature).
+    Hypotheses keep their true cumulative log-probs, so finished poems are ranked exactly as in beam search.
+    `rngs` holds one stream per prompt: a prompt draws the same numbers alone or in a batch."""
+    rngs: Sequence[np.random.Generator]
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+
 class _Finished:
     """The best finished hypotheses of one prompt, ranked by score / length ** length_penalty."""
 
@@ -109,9 +122,10 @@ class _Finished:
 
 def beam_search(model: StepModel, cache, prefix: np.ndarray, num_beams: int, max_new: int, eos_id: int,
                 processors: Sequence[LogitsProcessor], length_penalty: float = 1.0,
-                num_return: int = 1) -> list[list[Hypothesis]]:
+                num_return: int = 1, sampling: BeamSampling | None = None) -> list[list[Hypothesis]]:
     """prefix (B*K, P): K identical rows per prompt, grouped. Returns, per prompt, the best `num_return`
-    hypotheses (score = sum of log-probs; ranked by score / length ** length_penalty)."""
+    hypotheses (score = sum of log-probs; ranked by score / length ** length_penalty). With `sampling`, the
+    candidates of each step are drawn (BeamSampling) instead of taken best-first."""
     k = num_beams
     b = len(prefix) // k
     scores = np.full((b, k), -np.inf)
@@ -121,16 +135,21 @@ def beam_search(model: StepModel, cache, prefix: np.ndarray, num_beams: int, max
     done = np.zeros(b, bool)
     logits, cache = model.step(prefix, cache)               # (B*K, V)
     p = prefix.shape[1]
-    cand_beam = np.repeat(np.arange(k), min(2 * k, logits.shape[1]))                          # (K*2K,)
+    if sampling is not None and len(sampling.rngs) != b:
+        raise ValueError(f"{len(sampling.rngs)} random streams for {b} prompts")
     for t in range(1, max_new + 1):
         logits = apply_processors(processors, tokens, logits, eos_id)                        # (B*K, V)
-        # the best 2K continuations of a prompt are among the best 2K of each of its beams; log-probs are
-        # needed only for those, so the (B*K, V) log-softmax is never materialised
-        row_top = top_ids(logits, 2 * k)                                                     # (B*K, 2K)
-        top_logprobs = np.take_along_axis(logits, row_top, axis=1) - logsumexp(logits)       # (B*K, 2K)
-        cand = scores.reshape(-1, 1) + top_logprobs                                          # (B*K, 2K)
-        rows, new_tok, new_scores = _select(cand.reshape(b, -1), row_top.reshape(b, -1), cand_beam, k, tokens, p,
-                                            t, eos_id, finished, done)
+        if sampling is None:
+            # the best 2K continuations of a prompt are among the best 2K of each of its beams; log-probs are
+            # needed only for those, so the (B*K, V) log-softmax is never materialised
+            row_top = top_ids(logits, 2 * k)                                                 # (B*K, 2K)
+            cand = scores.reshape(-1, 1) + np.take_along_axis(logits, row_top, axis=1) - logsumexp(logits)
+            rank = cand                                                                      # (B*K, 2K)
+        else:
+            row_top, cand, rank = _sampled_candidates(logits, scores, sampling)             # (B*K, C) each
+        cand_beam = np.repeat(np.arange(k), row_top.shape[1])                                # (K*C,)
+        rows, new_tok, new_scores = _select(cand.reshape(b, -1), row_top.reshape(b, -1), rank.reshape(b, -1),
+                                            cand_beam, k, tokens, p, t, eos_id, finished, done)
         for i in range(b):
             done[i] = done[i] or finished[i].is_done(float(new_scores[i].max()), t)
         if done.all() or t == max_new:
@@ -151,19 +170,46 @@ def beam_search(model: StepModel, cache, prefix: np.ndarray, num_beams: int, max
     return [[h for _, h in f.items[:num_return]] for f in finished]
 
 
-def _select(cand, cand_tok, cand_beam, k, tokens, p, t, eos_id, finished, done):
-    """Pick the next K live beams per prompt from its candidates (B, C) (scores, token ids, and source beam per
-    column); candidates ending in <eos> go to `finished`. Returns source rows (B*K,), new tokens (B*K,),
-    new scores (B, K)."""
+def _sampled_candidates(logits: np.ndarray, scores: np.ndarray, sampling: BeamSampling
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """logits (B*K, V) after the processors, scores (B, K) -> candidate ids, their cumulative log-probs and
+    their sampling keys, each (B*K, C): key = cumulative log-prob / temperature + Gumbel noise, -inf outside
+    the beam's top-k/top-p set. The noise of a prompt's rows comes from that prompt's stream."""
+    ids, probs = top_candidates(logits, sampling.temperature, sampling.top_k, sampling.top_p)
+    ids = np.ascontiguousarray(ids)
+    cand = scores.reshape(-1, 1) + np.take_along_axis(logits, ids, axis=1) - logsumexp(logits)
+    # the beam's set: what top-p leaves (probs > 0), or without top-p every top-k (or vocab) token the processors
+    # allow, even one whose tempered probability underflows (a low temperature must not shrink the set)
+    kept = (probs > 0) if sampling.top_p < 1.0 else np.isfinite(cand)
+    keys = np.where(kept, cand / sampling.temperature, -np.inf)
+    k = scores.shape[1]
+    for r in range(len(keys)):               # a row's set is a prefix (best first) or, with no top-k/top-p, vocab order
+        keys[r, kept[r]] += sampling.rngs[r // k].gumbel(size=int(kept[r].sum()))
+    return ids, cand, keys
+
+
+def _best_first(keys: np.ndarray, m: int) -> np.ndarray:
+    """Indices of the m largest keys, largest first (ties in index order)."""
+    if len(keys) > 4 * m:
+        part = np.argpartition(-keys, m)[:m]
+        part.sort()
+        return part[np.argsort(-keys[part], kind="stable")]
+    return np.argsort(-keys, kind="stable")[:m]
+
+
+def _select(cand, cand_tok, rank, cand_beam, k, tokens, p, t, eos_id, finished, done):
+    """Pick the next K live beams per prompt from its candidates (B, C) (scores, token ids, ranking keys, and
+    source beam per column), best key first; candidates ending in <eos> go to `finished`. Returns source rows
+    (B*K,), new tokens (B*K,), new scores (B, K)."""
     b = cand.shape[0]
     rows = np.zeros(b * k, np.int64)
     new_tok = np.full(b * k, eos_id, np.int64)
     new_scores = np.full((b, k), -np.inf)
     for i in range(b):
         slot = 0
-        for c in np.argsort(-cand[i], kind="stable")[:2 * k]:
+        for c in _best_first(rank[i], 2 * k):
             score = float(cand[i, c])
-            if not np.isfinite(score):
+            if not np.isfinite(rank[i, c]) or not np.isfinite(score):
                 break
             src, tok = i * k + int(cand_beam[c]), int(cand_tok[i, c])
             if tok == eos_id:
