@@ -102,6 +102,18 @@ def test_top_ids_are_the_m_largest(m):
         assert (x[row, got[row]] >= kth).all()  # nothing smaller than the m-th largest was picked
 
 
+@pytest.mark.parametrize("m", [17, 40, 100])
+def test_top_ids_of_rows_narrowed_by_a_processor(m):
+    """Rows with few finite values, fewer or more than m, all off the strided sample: the finite ids first."""
+    x = np.full((2, 8763), -np.inf, np.float32)
+    few, many = np.arange(1, 9) * 997 + 1, np.arange(1, 151) * 53 + 5      # never on a multiple of the stride
+    x[0, few] = np.arange(len(few))
+    x[1, many] = np.arange(len(many))
+    got = top_ids(x, m)
+    assert set(few.tolist()) <= set(got[0].tolist()) and len(set(got[0].tolist())) == m
+    assert sorted(got[1].tolist()) == sorted(many[-m:].tolist())
+
+
 @pytest.mark.parametrize("v, m", [(10, 8), (48, 16), (130, 8), (8763, 16)])
 def test_top_ids_finds_the_largest_in_a_short_last_block(v, m):
     """The block path (m <= 16): the largest values sit in the vocab's short last block, vocabs smaller than a

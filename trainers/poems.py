@@ -31,13 +31,14 @@ from trainers.poems_model import PoemTransformerConfig, PoemTransformer
 class PoemsConfig:
     cache: str = "cache/poems"
     out: str = "runs/poems"
-    d_model: int = 256
-    num_heads: int = 4
-    num_encoder_layers: int = 4
-    num_decoder_layers: int = 4
-    dim_feedforward: int = 1024
-    dropout: float = 0.1
-    max_len: int = 200
+    # the architecture's defaults have one home, PoemTransformerConfig; here they are only overridable
+    d_model: int = PoemTransformerConfig.d_model
+    num_heads: int = PoemTransformerConfig.num_heads
+    num_encoder_layers: int = PoemTransformerConfig.num_encoder_layers
+    num_decoder_layers: int = PoemTransformerConfig.num_decoder_layers
+    dim_feedforward: int = PoemTransformerConfig.dim_feedforward
+    dropout: float = PoemTransformerConfig.dropout
+    max_len: int = PoemTransformerConfig.max_len
     tokens_per_batch: int = 4096   # target tokens per step and process (batches are length-bucketed)
     steps: int = 20000
     lr: float = 7e-4

@@ -138,8 +138,14 @@ def top_ids(x: np.ndarray, m: int) -> np.ndarray:
     threshold = np.partition(sample, -m, axis=1)[:, -m]                         # (N,)
     out = np.empty((n, m), np.int64)
     for row in range(n):
-        cand = np.flatnonzero(x[row] >= threshold[row])                         # >= m ids
-        out[row] = cand[np.argpartition(x[row, cand], -m)[-m:]] if len(cand) > m else cand
+        values = x[row]
+        if threshold[row] == -np.inf:   # a row a processor narrowed to a few tokens: its finite ids, padded with
+            cand = np.flatnonzero(values > -np.inf)                             # banned ones, not the whole vocab
+            if len(cand) < m:
+                cand = np.concatenate([cand, np.flatnonzero(values == -np.inf)[:m - len(cand)]])
+        else:
+            cand = np.flatnonzero(values >= threshold[row])                     # >= m ids
+        out[row] = cand[np.argpartition(values[cand], -m)[-m:]] if len(cand) > m else cand
     return out
 
 

@@ -14,8 +14,8 @@ import numpy as np
 
 from genrt.contract import VERSE_BREAKS
 from genrt.poems.forms import COMMA, FREE_LENGTHS, PERIOD, _vocab_tables
+from genrt.poems.processors import NEG  # a banned token's logit
 
-NEG = -np.inf
 POEM_LINES = (4, 8)
 
 

@@ -28,8 +28,8 @@ import numpy as np
 from genrt.contract import is_han
 from genrt.poems.forms import COMMA, PERIOD, Rules, form_problem
 from genrt.poems.pingshui import PING, ZE, PingshuiTable, vocab_tones
+from genrt.poems.processors import NEG  # a banned token's logit
 
-NEG = -np.inf
 P, Z = PING, ZE
 BASE_LINES = {"A": "仄仄平平仄", "B": "平平仄仄平", "C": "平平平仄仄", "D": "仄仄仄平平"}
 POEM_SEQUENCES = ("ABCD", "DBCD", "CDAB", "BDAB")
