@@ -77,7 +77,7 @@ def _poem_sources(tokenizer, batch: int) -> list[list[int]]:
 def _decode_cases(model, tokenizer, quick: bool):
     """(name, batch, function decoding exactly NEW_TOKENS per sequence). <eos> is banned so lengths are equal."""
     from genrt.poems.processors import SuppressTokens, make_sampler, pick_greedy
-    from genrt.poems.search import beam_search, generate_tokens
+    from genrt.poems.search import BeamSampling, beam_search, generate_tokens
     banned = [SuppressTokens(sorted(tokenizer.control_ids))]
     eos = tokenizer.eos_id
 
@@ -91,12 +91,18 @@ def _decode_cases(model, tokenizer, quick: bool):
         return lambda: generate_tokens(model, model.start(src), np.ones((batch, 1), np.int64), NEW_TOKENS, eos,
                                        banned, make_sampler(np.random.default_rng(0), 0.8, 40, 0.95))
 
-    def beam(batch, k):
+    def beam(batch, k, sampled=False):
         src = _poem_sources(tokenizer, batch)
-        return lambda: beam_search(model, model.start(src, k), np.ones((batch * k, 1), np.int64), k, NEW_TOKENS,
-                                   eos, banned)
 
-    cases = [("greedy", 1, greedy(1)), ("sample", 1, sample(1)), ("beam4", 1, beam(1, 4))]
+        def run():
+            sampling = BeamSampling([np.random.default_rng(0) for _ in range(batch)], 1.0, 40, 0.95) if sampled \
+                else None                                      # the bundled poem models' recommended --num-beams
+            return beam_search(model, model.start(src, k), np.ones((batch * k, 1), np.int64), k, NEW_TOKENS, eos,
+                               banned, sampling=sampling)
+        return run
+
+    cases = [("greedy", 1, greedy(1)), ("sample", 1, sample(1)), ("beam4", 1, beam(1, 4)),
+             ("beam4-sampled", 1, beam(1, 4, sampled=True))]
     if not quick:
         cases += [("greedy", 8, greedy(8)), ("sample", 8, sample(8)), ("beam8", 1, beam(1, 8)),
                   ("beam4", 8, beam(8, 4))]

@@ -80,10 +80,11 @@ def target_lines(rows: list[dict]) -> list[str]:
         if ct2:
             out.append(f"- poems, {label}: {r['tokens_per_s']:.0f} tokens/s vs CTranslate2 {ct2['tokens_per_s']:.0f} "
                        f"({r['tokens_per_s'] / ct2['tokens_per_s']:.2f}x)")
-        beam = _lookup(rows, model="poems", engine="genrt", search="beam4", batch=1, **key)
-        if beam:
-            out.append(f"- poems, {label}: beam 4 costs {beam['ms_per_token'] / r['ms_per_token']:.2f}x greedy "
-                       f"per token")
+        for search, what in (("beam4", "beam 4"), ("beam4-sampled", "sampled beam 4 (the recommended --num-beams)")):
+            beam = _lookup(rows, model="poems", engine="genrt", search=search, batch=1, **key)
+            if beam:
+                out.append(f"- poems, {label}: {what} costs {beam['ms_per_token'] / r['ms_per_token']:.2f}x greedy "
+                           f"per token")
     for r in rows:
         if r["model"] == "faces" and r["engine"] == "genrt" and r["n"] in (1, 16):
             torch_row = _lookup(rows, model="faces", engine="torch-eager", threads=r["threads"], n=r["n"])

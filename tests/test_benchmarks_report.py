@@ -13,15 +13,17 @@ def test_target_ratios_are_computed_per_model_directory():
                 "model_dir": model_dir, "search": search, "batch": 1, "cache": cache, "new_tokens": 64,
                 "ms_per_token": ms, "p90_ms": ms * 64, "tokens_per_s": 1e3 / ms, "peak_rss_mb": 100}
     rows = [row("m/poems_int8", "greedy", "kv", 0.4), row("m/poems_int8", "greedy", "recompute", 2.8),
-            row("m/poems_int8", "beam4", "kv", 1.0),
+            row("m/poems_int8", "beam4", "kv", 1.0), row("m/poems_int8", "beam4-sampled", "kv", 1.2),
             row("x/poems_int8_dynamic", "greedy", "kv", 0.5), row("x/poems_int8_dynamic", "greedy", "recompute", 2.0),
             row("x/poems_int8_dynamic", "beam4", "kv", 0.9)]
     text = "\n".join(target_lines(rows))
     assert "poems_int8 (cpu int8) 1 thread(s), 64 new characters: KV cache 7.0x" in text
     assert "poems_int8 (cpu int8) 1 thread(s), 64 new characters: beam 4 costs 2.50x" in text
+    assert "64 new characters: sampled beam 4 (the recommended --num-beams) costs 3.00x greedy" in text
     assert "poems_int8_dynamic (cpu int8) 1 thread(s), 64 new characters: KV cache 4.0x" in text
     assert "poems_int8_dynamic (cpu int8) 1 thread(s), 64 new characters: beam 4 costs 1.80x" in text
     assert sum("| poems_int8_dynamic |" in line for line in poems_table(rows)) == 3
+    assert "sampled" not in text.split("poems_int8_dynamic (cpu int8)", 1)[1]     # that directory has no such row
 
 
 
