@@ -171,7 +171,7 @@ def top_candidates(logits: np.ndarray, temperature: float, top_k: int, top_p: fl
     short candidate list instead of sorting the whole vocab. -> ids (N, C), probs (N, C) (0 where dropped).
     Keeps exactly the set apply_top_p(apply_top_k(apply_temperature(...))) keeps, up to ties.
     Without top-k and top-p every token is a candidate, in vocab order (no sorting at all)."""
-    x = apply_temperature(logits.astype(np.float32), temperature)
+    x = apply_temperature(logits.astype(np.float32, copy=False), temperature)     # read only: no copy needed
     n, v = x.shape
     width = top_k if 0 < top_k < v else v
     if width == v and top_p >= 1.0:
