@@ -189,7 +189,7 @@ def _sampled_candidates(logits: np.ndarray, scores: np.ndarray, sampling: BeamSa
 
 
 def _best_first(keys: np.ndarray, m: int) -> np.ndarray:
-    """Indices of the m largest keys, largest first (ties in index order)."""
+    """Indices of the m largest keys, largest first (equal keys among those taken in index order)."""
     if len(keys) > 4 * m:
         part = np.argpartition(-keys, m)[:m]
         part.sort()
