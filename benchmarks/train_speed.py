@@ -3,9 +3,10 @@
     python -m benchmarks.train_speed --cache cache/poems [--modes fp32 bf16 compile] [--steps 45] [--threads 2]
 
 Each mode runs in a process of its own (a compiled graph or a thread pool must not leak into the next mode) the
-trainer's own step on the same real batches (length-bucketed, 4,096 target tokens each, the same seed): forward
-(the Transformer of trainers.poems_model, under autocast for bf16/compile), label-smoothed cross-entropy,
-backward, AdamW. Reported: steady-state tokens/s and median seconds per step over the steps after `--warmup`, and
+trainer's step on the same real batches (length-bucketed, 4,096 target tokens each, the same seed): forward (the
+Transformer of trainers.poems_model, under autocast for bf16/compile), label-smoothed cross-entropy, backward,
+AdamW, as trainers.poems.train_step does them (without its lr schedule and gradient clipping, which cost the same
+in every mode). Reported: steady-state tokens/s and median seconds per step over the steps after `--warmup`, and
 the wall time of the whole run, which is where torch.compile pays for compiling (the first step and every new
 batch shape that breaks its guards). Run it with no trainer running: it is a measurement of the machine. Writes
 benchmarks/results/train_speed.{json,md}. Needs torch (the train extra).
