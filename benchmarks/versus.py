@@ -133,20 +133,24 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--block", type=int, default=5, help="runs per engine per round (the first is not timed)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "versus.json")
+    parser.add_argument("--models", type=Path, default=MODELS,
+                        help="folder holding poems/ and poems_int8/ (default: the bundled models), e.g. a re-export "
+                             "to compare before bundling; CTranslate2 gets that folder's fp32 weights")
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = poems_checkpoint(MODELS / "poems", Path(tmp) / "weights.pt")
+        checkpoint = poems_checkpoint(args.models / "poems", Path(tmp) / "weights.pt")
         for precision, bundled, ct2_type in PAIRS:
             ct2_dir = Path(tmp) / ct2_type
             convert(checkpoint, ct2_dir, ct2_type)
             for threads in args.threads:
-                medians = head_to_head({"genrt": ("genrt", (MODELS / bundled, threads)),
+                medians = head_to_head({"genrt": ("genrt", (args.models / bundled, threads)),
                                         "ct2": ("ct2", (ct2_dir, ct2_type, threads))}, args.rounds, args.block)
                 rows.append({"precision": precision, "threads": threads, "genrt_ms": medians["genrt"],
-                             "ct2_ms": medians["ct2"], "model_dir": bundled})
+                             "ct2_ms": medians["ct2"], "model_dir": bundled if args.models == MODELS else str(args.models / bundled)})
                 print(rows[-1], file=sys.stderr)
-    report = {"cpu": cpu_info(), "rounds": args.rounds, "block": args.block, "onnxruntime": onnxruntime.__version__,
+    report = {"cpu": cpu_info(), "models": "bundled" if args.models == MODELS else str(args.models),
+              "rounds": args.rounds, "block": args.block, "onnxruntime": onnxruntime.__version__,
               "ctranslate2": ctranslate2.__version__, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

@@ -4,8 +4,8 @@
 
 The decoder's attention blocks are onnxruntime's fused MultiHeadAttention nodes (export/poems_fused.py; genrt runs on
 onnxruntime only); `--plain-attention` writes them as standard ONNX ops instead, for other runtimes.
-Checks: onnx.checker; graph I/O against genrt.contract; per-step decoder logits vs torch (<= 1e-4) at several
-batch sizes and cache lengths; greedy and beam outputs identical to torch decoding without a cache.
+Checks: onnx.checker; graph I/O against genrt.contract; per-step decoder logits and log_norm vs torch (<= 1e-4) at
+several batch sizes and cache lengths; greedy and beam outputs identical to torch decoding without a cache.
 """
 from __future__ import annotations
 
@@ -52,7 +52,10 @@ class DecoderGraph(nn.Module):
         past = [(kv[2 * i], kv[2 * i + 1]) for i in range(self.layers)]
         cross = [(kv[2 * (self.layers + i)], kv[2 * (self.layers + i) + 1]) for i in range(self.layers)]
         all_logits, present = self.model.decode(input_ids, position_ids, src_mask, past, cross, last_only=False)
-        return (all_logits[:, -1], *[t for kv_ in present for t in kv_], all_logits)    # (B, V), ..., (B, N, V)
+        logits = all_logits[:, -1]                                                          # (B, V)
+        # log-sum-exp through LogSoftmax: onnxruntime's ReduceLogSumExp is slower than numpy, its LogSoftmax is not
+        log_norm = logits[:, 0] - torch.log_softmax(logits, dim=-1)[:, 0]                   # (B,)
+        return (logits, *[t for kv_ in present for t in kv_], all_logits, log_norm)        # ..., (B, N, V), (B,)
 
 
 def manifest_for(model: PoemTransformer, vocab: Sequence[str], state: dict, precision: str = "fp32"
@@ -60,7 +63,7 @@ def manifest_for(model: PoemTransformer, vocab: Sequence[str], state: dict, prec
     c = model.config
     history = state.get("history") or []
     return PoemsManifest(
-        vocab=tuple(vocab), **c.architecture(), precision=precision, scoring=True,
+        vocab=tuple(vocab), **c.architecture(), precision=precision, scoring=True, log_norm=True,
         training={"steps": state.get("step"), "tokens_seen": state.get("tokens_seen"), "config": state.get("config"),
                   "corpus": state.get("corpus")},
         metrics=history[-1] if history else {}, data_licence=POEMS_LICENCE)

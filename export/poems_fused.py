@@ -16,18 +16,20 @@ from trainers.poems_attention import MHA_DOMAIN, MHA_OP
 __all__ = ["MHA_DOMAIN", "MHA_OP", "insert_unused_inputs"]
 
 # MultiHeadAttention's inputs: query, key, value, bias, key_padding_mask, attention_bias, past_key, past_value.
-# Our nodes are emitted without the two unused ones; `insert_unused_inputs` puts empty names in their place.
-_UNUSED_SLOTS = (3, 4)
+# Our nodes are emitted without the unused ones; `insert_unused_inputs` puts empty names in their place. Self-attention
+# (3 outputs: y, present K, present V) uses query, key, value, past_key, past_value; cross-attention (1 output) uses
+# query, key, value, key_padding_mask.
+_UNUSED_SLOTS = {3: (3, 4, 5), 1: (3,)}         # by output count: the slots to leave empty, in insertion order
 
 
 def insert_unused_inputs(model: onnx.ModelProto) -> int:
-    """Give our MultiHeadAttention nodes their full input list (empty names for bias and key_padding_mask).
+    """Give our MultiHeadAttention nodes their full input list (empty names for the inputs they do not use).
     Returns how many nodes were fused attention."""
     count = 0
     for node in model.graph.node:
         if node.op_type == MHA_OP and node.domain == MHA_DOMAIN:
             inputs = list(node.input)
-            for slot in _UNUSED_SLOTS:
+            for slot in _UNUSED_SLOTS[len(node.output)]:
                 inputs.insert(slot, "")
             del node.input[:]
             node.input.extend(inputs)

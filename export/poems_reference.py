@@ -73,7 +73,8 @@ def lockstep_logits(a, b, sources: Sequence[Sequence[int]], steps: int):
 @torch.no_grad()
 def step_logit_parity(model: PoemTransformer, onnx_model, batches: Sequence[int] = (1, 3), steps: int = 6) -> float:
     """Max |logit difference| between the ONNX decoder stepping with its KV cache (after a multi-token prefill)
-    and the torch model over the full prefix, at several batch sizes and cache lengths."""
+    and the torch model over the full prefix, at several batch sizes and cache lengths; the decoder's log_norm
+    output (when it has one) against the torch logits' log-sum-exp counts too."""
     worst = 0.0
     for b in batches:
         sources = random_sources(model.config.vocab_size, b, seed=b)
@@ -85,6 +86,9 @@ def step_logit_parity(model: PoemTransformer, onnx_model, batches: Sequence[int]
             got, cache = onnx_model.step(tokens, cache)
             want, state = ref.step(tokens, state)
             worst = max(worst, float(np.abs(got - want).max()))
+            if getattr(cache, "log_norm", None) is not None:
+                want_norm = torch.logsumexp(torch.from_numpy(want).double(), dim=-1).numpy()
+                worst = max(worst, float(np.abs(cache.log_norm - want_norm).max()))
             tokens = rng.integers(6, model.config.vocab_size, (b, 1))
     return worst
 

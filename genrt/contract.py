@@ -103,6 +103,7 @@ class FacesManifest:
 # ---------------------------------------------------------------- poems
 
 ALL_LOGITS = "all_logits"
+LOG_NORM = "log_norm"
 
 
 def past_key(layer: int) -> str:
@@ -147,6 +148,7 @@ class PoemsManifest:
     generation: dict[str, Any] = field(default_factory=dict)  # recommended settings, see GENERATION_SECTIONS
     t2s_file: str = ""               # JSON {traditional: simplified} for prompt characters outside the vocab
     scoring: bool = False            # the decoder also returns `all_logits` (every new position): score()
+    log_norm: bool = False           # the decoder also returns `log_norm` (B,): log-sum-exp of `logits`
     kind: str = POEMS_KIND
     format_version: int = FORMAT_VERSION
 
@@ -207,6 +209,8 @@ class PoemsManifest:
                        TensorSpec(cross_value(i), "float32", self.kv_shape("src_len"))]
         if self.scoring:   # teacher-forced scoring: logits of every new position, (B, N, V)
             outputs.append(TensorSpec(ALL_LOGITS, "float32", ("batch", "new_len", len(self.vocab))))
+        if self.log_norm:  # log of the softmax denominator of `logits`: a step's log-probs without a numpy pass
+            outputs.append(TensorSpec(LOG_NORM, "float32", ("batch",)))
         return GraphSpec(self.decoder_file, inputs=tuple(inputs), outputs=tuple(outputs))
 
     def graphs(self) -> dict[str, GraphSpec]:

@@ -158,3 +158,13 @@ def test_bundled_poem_models_fit_their_position_tables(name):
     if not folder.is_dir():
         pytest.skip(f"{name} is not bundled")
     assert position_table_rows(folder / "decoder.onnx") >= read_manifest(folder).max_len
+
+
+def test_the_decoder_declares_log_norm_only_when_the_manifest_says_so():
+    from dataclasses import replace
+
+    from genrt.contract import LOG_NORM
+    base = manifest(TINY_VOCAB)
+    assert LOG_NORM not in [t.name for t in base.decoder().outputs]
+    outputs = {t.name: t for t in replace(base, log_norm=True).decoder().outputs}
+    assert outputs[LOG_NORM].shape == ("batch",) and outputs[LOG_NORM].dtype == "float32"

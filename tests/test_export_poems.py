@@ -76,6 +76,59 @@ def test_cache_equals_recompute(exported_dir):
     assert c1.self_kv[0].shape[2] == 10
 
 
+def test_log_norm_output_is_each_steps_log_sum_exp(exported_dir):
+    """The decoder's log_norm output is the log-sum-exp of the logits it returns, at any batch size, after a
+    multi-token prefill and per step, through the recompute path and per-prompt groups; a reorder drops it."""
+    from genrt.poems.model import GroupedCache
+    from genrt.poems.processors import logsumexp
+    model = PoemModel.load(exported_dir, provider="cpu", threads=1)
+    assert model.manifest.log_norm
+    sources = random_sources(len(model.manifest.vocab), 3, seed=7)
+    for step_model in (model, RecomputeModel(model)):
+        cache = step_model.start(sources)
+        tokens = np.tile(np.array([[1, 9, 12]], np.int64), (3, 1))                   # <sos> + two ids
+        for _ in range(4):
+            logits, cache = step_model.step(tokens, cache)
+            assert cache.log_norm.shape == (3,)
+            np.testing.assert_allclose(cache.log_norm, logsumexp(logits.astype(np.float64))[:, 0], atol=1e-5)
+            tokens = logits.argmax(1)[:, None]
+    grouped = GroupedCache((model.start_batched(sources[:1]), model.start_batched(sources[1:2])), 1)
+    logits, grouped = model.step(np.ones((2, 1), np.int64), grouped)
+    np.testing.assert_allclose(grouped.log_norm, logsumexp(logits.astype(np.float64))[:, 0], atol=1e-5)
+    _, cache = model.step(np.ones((3, 1), np.int64), model.start(sources))
+    assert cache.log_norm is not None and model.reorder(cache, np.array([2, 1, 0])).log_norm is None
+
+
+def test_scores_are_the_same_with_or_without_the_log_norm_output(exported_dir):
+    """Greedy and sampled Poem scores come from the graph's log_norm when there is one, else from numpy."""
+    from dataclasses import replace
+
+    from genrt.poems.processors import SuppressTokens, make_sampler, pick_greedy
+    from genrt.poems.search import generate_tokens
+
+    model = PoemModel.load(exported_dir, provider="cpu", threads=1)
+
+    class WithoutLogNorm:
+        def start(self, sources, copies=1):
+            return model.start(sources, copies)
+
+        def step(self, tokens, cache):
+            logits, cache = model.step(tokens, cache)
+            return logits, replace(cache, log_norm=None)
+
+    sources = random_sources(len(model.manifest.vocab), 2, seed=8)
+    prefix = np.ones((2, 1), np.int64)
+    suppress = [SuppressTokens([0, 1, 3, 4, 5])]
+    for pick in (pick_greedy, None):
+        runs = []
+        for m in (model, WithoutLogNorm()):
+            picker = pick or make_sampler([np.random.default_rng(s) for s in (1, 2)], 1.0, 0, 1.0)
+            runs.append(generate_tokens(m, m.start(sources), prefix, 12, 2, suppress, picker))
+        assert [h.tokens for h in runs[0]] == [h.tokens for h in runs[1]]
+        np.testing.assert_allclose([h.score for h in runs[0]], [h.score for h in runs[1]], atol=1e-4)
+        assert all(h.score < 0 for h in runs[0])
+
+
 def test_greedy_and_beam_identical_to_torch_without_cache(tiny_poems_checkpoint, exported_dir):
     model, _, _ = load_model(tiny_poems_checkpoint)
     onnx_model = PoemModel.load(exported_dir, provider="cpu", threads=1)
@@ -92,6 +145,23 @@ def test_fused_decoder_is_smaller_and_says_so(tiny_poems_dir, tiny_poems_plain_d
     assert len(fused) < len(plain)
     for d, kind in ((tiny_poems_dir, "fused"), (tiny_poems_plain_dir, "plain")):
         assert json.loads((d / "export_report.json").read_text())["attention"] == kind
+
+
+def test_fused_decoder_builds_no_mask_nodes(tiny_poems_dir):
+    """The masks live inside the fused nodes: self-attention is unidirectional and cross-attention reads the
+    source's keep-mask as key_padding_mask, so no comparison/Where/Expand chain is built per call or per layer."""
+    nodes = onnx.load(str(tiny_poems_dir / "decoder.onnx")).graph.node
+    attention = [n for n in nodes if n.op_type == "MultiHeadAttention"]
+    self_attn = [n for n in attention if len(n.output) == 3]
+    cross = [n for n in attention if len(n.output) == 1]
+    assert len(self_attn) == len(cross) == read_manifest(tiny_poems_dir).num_decoder_layers
+    for n in self_attn:
+        assert {a.name: a.i for a in n.attribute if a.name == "unidirectional"} == {"unidirectional": 1}
+        assert n.input[3:6] == ["", "", ""]                      # no bias, key_padding_mask, attention_bias
+    keep_masks = {n.input[4] for n in cross}
+    assert len(keep_masks) == 1 and "" not in keep_masks          # one int32 keep-mask shared by every layer
+    assert all(n.input[5:] == [] or n.input[5] == "" for n in cross)
+    assert not [n.op_type for n in nodes if n.op_type in ("Where", "Expand", "LessOrEqual", "CumSum", "Equal")]
 
 
 def test_loading_names_every_problem(tiny_poems_dir, tmp_path):
@@ -116,9 +186,9 @@ def test_loading_names_every_problem(tiny_poems_dir, tmp_path):
 
 
 def test_device_cache_path_matches_plain_path(exported_dir):
+    """The IOBinding path (the CUDA default, KV cache kept as OrtValues) gives the same logits, log_norm and
+    tokens; on CPU it binds host memory, so it runs everywhere."""
     tiny_poems_dir = exported_dir
-    """The IOBinding path (the CUDA default, KV cache kept as OrtValues) gives the same logits and tokens;
-    on CPU it binds host memory, so it runs everywhere."""
     from genrt.poems.processors import SuppressTokens, pick_greedy
     from genrt.poems.search import beam_search, generate_tokens
     plain = PoemModel.load(tiny_poems_dir, provider="cpu", threads=1)
@@ -130,6 +200,8 @@ def test_device_cache_path_matches_plain_path(exported_dir):
         l1, c1 = plain.step(tokens, c1)
         l2, c2 = bound.step(tokens, c2)
         np.testing.assert_allclose(l1, l2, atol=1e-6)
+        assert isinstance(c2.log_norm, np.ndarray)
+        np.testing.assert_allclose(c1.log_norm, c2.log_norm, atol=1e-6)
         tokens = l1.argmax(1)[:, None]
     suppress = [SuppressTokens([0, 1, 3, 4, 5])]
     for m in (plain, bound):

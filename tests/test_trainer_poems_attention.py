@@ -5,7 +5,9 @@ torch = pytest.importorskip("torch")
 
 import torch.nn.functional as F  # noqa: E402
 
-from trainers.poems_attention import CrossAttention, SelfAttentionWithCache, attend, heads  # noqa: E402
+from trainers.poems_attention import (  # noqa: E402
+    NEG_INF, CrossAttention, SelfAttentionWithCache, attend, causal_bias, heads, padding_bias,
+)
 
 B, H, DH = 2, 3, 4
 
@@ -34,18 +36,37 @@ def test_self_attention_grows_the_cache_by_the_new_positions():
     torch.manual_seed(1)
     q, k, v = (torch.randn(B, 2, H * DH) for _ in range(3))                  # two new positions
     past_k, past_v = torch.randn(B, H, 3, DH), torch.randn(B, H, 3, DH)
-    bias = torch.zeros(B, 1, 2, 5)
-    y, present_k, present_v = SelfAttentionWithCache.apply(q, k, v, bias, past_k, past_v, H, DH)
+    y, present_k, present_v = SelfAttentionWithCache.apply(q, k, v, past_k, past_v, H, DH)
     assert present_k.shape == present_v.shape == (B, H, 5, DH)
     assert torch.equal(present_k[:, :, :3], past_k) and torch.equal(present_k[:, :, 3:], heads(k, H))
     assert torch.equal(present_v[:, :, 3:], heads(v, H))
+    bias = torch.zeros(B, 1, 2, 5)
+    bias[:, :, 0, 4] = NEG_INF                       # the first new position does not see the second
     torch.testing.assert_close(y, attend(heads(q, H), present_k, present_v, bias))
+
+
+def test_causal_bias_lets_each_new_position_see_the_cache_and_itself():
+    bias = causal_bias(new=3, past=2, like=torch.zeros(1))
+    assert bias.shape == (1, 1, 3, 5)
+    assert (bias[0, 0] == 0).tolist() == [[True, True, True, False, False],
+                                          [True, True, True, True, False],
+                                          [True, True, True, True, True]]
+    assert bias[0, 0, 0, 4].item() == NEG_INF
 
 
 def test_cross_attention_reads_the_encoder_keys_and_values():
     torch.manual_seed(2)
     q, k, v = torch.randn(B, 1, H * DH), torch.randn(B, H, 7, DH), torch.randn(B, H, 7, DH)
-    bias = torch.zeros(B, 1, 1, 7)
-    y = CrossAttention.apply(q, k, v, bias, H, DH)
+    keep = torch.ones(B, 7, dtype=torch.int32)
+    keep[1, 5:] = 0                                                          # the second source is 5 long
+    y = CrossAttention.apply(q, k, v, keep, H, DH)
     assert y.shape == (B, 1, H * DH)
-    torch.testing.assert_close(y, attend(heads(q, H), k, v, bias))
+    torch.testing.assert_close(y[1], attend(heads(q, H), k[:, :, :5], v[:, :, :5], 0.0)[1])
+    torch.testing.assert_close(y, attend(heads(q, H), k, v, padding_bias(keep, torch.float32)))
+
+
+def test_padding_bias_masks_the_padding_of_float_and_int_masks():
+    for keep in (torch.tensor([[1.0, 1.0, 0.0]]), torch.tensor([[1, 1, 0]], dtype=torch.int32)):
+        bias = padding_bias(keep, torch.float32)
+        assert bias.shape == (1, 1, 1, 3) and bias.dtype == torch.float32
+        assert bias.flatten().tolist() == [0.0, 0.0, NEG_INF]

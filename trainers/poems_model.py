@@ -13,9 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from trainers.poems_attention import CrossAttention, SelfAttentionWithCache
-
-NEG_INF = -1e9  # additive mask value; finite so fully masked rows stay NaN-free
+from trainers.poems_attention import NEG_INF, CrossAttention, SelfAttentionWithCache, padding_bias
 
 
 @dataclass
@@ -86,18 +84,19 @@ class Attention(nn.Module):
         return qkv[0], qkv[1], qkv[2]
 
     def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (B, N, D) queries; k, v (B, H, T, Dh); mask additive, broadcastable to (B, H, N, T)."""
+        """x (B, N, D) queries; k, v (B, H, T, Dh); mask additive, broadcastable to (B, H, N, T), or when fused
+        the (B, T) int32 keep-mask (see PoemTransformer.decoder_masks)."""
         if self.fused:
-            bias = mask.expand(-1, -1, x.shape[1], -1)                                  # (B, 1, N, T)
-            return self.out(CrossAttention.apply(self.q(x), k, v, bias, self.h, self.dh))
+            return self.out(CrossAttention.apply(self.q(x), k, v, mask, self.h, self.dh))
         return self.attend_q(self.split(self.q(x)), k, v, mask)
 
-    def attend_cached(self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, mask: torch.Tensor):
+    def attend_cached(self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, mask: torch.Tensor | None):
         """Self-attention of new positions x (B, N, D) over the cache past_k/v (B, H, T, Dh) and themselves.
+        mask: additive causal mask (B, 1, N, T+N), or None when fused (causal inside the op).
         -> y (B, N, D), present_k/v (B, H, T+N, Dh)."""
         if self.fused:
             q, k, v = self.qkv(x).split(self.h * self.dh, dim=-1)                       # 3 x (B, N, D)
-            y, k, v = SelfAttentionWithCache.apply(q, k, v, mask, past_k, past_v, self.h, self.dh)
+            y, k, v = SelfAttentionWithCache.apply(q, k, v, past_k, past_v, self.h, self.dh)
             return self.out(y), k, v
         q, k, v = self.project_qkv(x)
         k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
@@ -155,7 +154,7 @@ class DecoderLayer(nn.Module):
 
 def padding_mask(src_mask: torch.Tensor) -> torch.Tensor:
     """src_mask (B, S), 1 = token -> additive (B, 1, 1, S)."""
-    return ((1.0 - src_mask) * NEG_INF)[:, None, None, :]
+    return padding_bias(src_mask, src_mask.dtype)
 
 
 def causal_mask(position_ids: torch.Tensor, past_k: torch.Tensor) -> torch.Tensor:
@@ -222,14 +221,21 @@ class PoemTransformer(nn.Module):
         """input_ids, position_ids (B, N); past: per layer (K, V) (B, H, T, Dh).
         -> logits (B, V) of the last position (or (B, N, V) when last_only=False), present per layer."""
         x = self.embed_tokens(input_ids, position_ids)
-        self_mask = causal_mask(position_ids, past[0][0])
-        src_add = padding_mask(src_mask)
+        self_mask, src_add = self.decoder_masks(position_ids, past[0][0], src_mask)
         present = []
         for layer, (pk, pv), (ck, cv) in zip(self.decoder_layers, past, cross):
             x, k, v = layer(x, pk, pv, self_mask, ck, cv, src_add)
             present.append((k, v))
         h = self.dec_norm(x[:, -1] if last_only else x)
         return F.linear(h, self.embed.weight), present  # tied output projection
+
+    def decoder_masks(self, position_ids: torch.Tensor, past_k: torch.Tensor, src_mask: torch.Tensor):
+        """The masks every decoder layer reads, built once per call: plain attention gets additive ones (causal
+        (B, 1, N, T+N), padding (B, 1, 1, S)); fused attention gets no causal mask (its nodes are unidirectional,
+        which assumes positions T..T+N-1, as every caller passes) and the source keep-mask as int32 (B, S)."""
+        if self.decoder_layers[0].self_attn.fused:
+            return None, src_mask.to(torch.int32)
+        return causal_mask(position_ids, past_k), padding_mask(src_mask)
 
     def empty_cache(self, batch: int, device: torch.device | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         c = self.config

@@ -12,7 +12,9 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from genrt.contract import ALL_LOGITS, POEMS_KIND, PoemsManifest, cross_key, cross_value, past_key, past_value
+from genrt.contract import (
+    ALL_LOGITS, LOG_NORM, POEMS_KIND, PoemsManifest, cross_key, cross_value, past_key, past_value,
+)
 from genrt.runtime import open_model_dir
 
 
@@ -31,6 +33,8 @@ class DecoderCache:
     src_mask: np.ndarray               # (N, S) float32, 1 = token
     length: int                        # T: target positions already in the cache
     prefix: np.ndarray | None = None   # (N, T) ids so far; kept only by RecomputeModel
+    log_norm: np.ndarray | None = None  # (N,) log-sum-exp of the logits the step that made this cache returned,
+                                        # when the decoder graph has a log_norm output; None after a reorder
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,11 @@ class GroupedCache:
     @property
     def length(self) -> int:
         return self.groups[0].length
+
+    @property
+    def log_norm(self) -> np.ndarray | None:
+        norms = [g.log_norm for g in self.groups]
+        return None if any(n is None for n in norms) else np.concatenate(norms)
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,8 +95,10 @@ class PoemModel:
         layers = range(manifest.num_decoder_layers)
         self._cross_names = [n for i in layers for n in (cross_key(i), cross_value(i))]
         self._past_names = [n for i in layers for n in (past_key(i), past_value(i))]
-        # logits, then present K/V per layer (not the scoring output: a step needs only the last position)
+        # logits, present K/V per layer, then log_norm if the graph has it (not the scoring output: a step needs
+        # only the last position)
         self._decoder_outputs = [t.name for t in manifest.decoder().outputs if t.name != ALL_LOGITS]
+        self._present_count = 2 * manifest.num_decoder_layers
         self.device_cache = provider == "cuda" if device_cache is None else device_cache
         self._device = "cuda" if provider == "cuda" else "cpu"
         # int8 kernels (MatMulNBits, dynamic quantization) give a row numbers that depend on the other rows of
@@ -139,13 +150,15 @@ class PoemModel:
                      np.ascontiguousarray(np.broadcast_to(np.arange(cache.length, cache.length + k,
                                                                     dtype=np.int64), (n, k))))
         if self.device_cache:
-            logits, present = self._run_bound(tokens, positions, cache)
+            logits, *outs = self._run_bound(tokens, positions, cache)
         else:
             feeds = {"input_ids": tokens, "position_ids": positions, "src_mask": cache.src_mask}
             feeds.update(zip(self._past_names, cache.self_kv))
             feeds.update(zip(self._cross_names, cache.cross_kv))
-            logits, *present = self.decoder.run(self._decoder_outputs, feeds)
-        return logits, DecoderCache(tuple(present), cache.cross_kv, cache.src_mask, cache.length + k, cache.prefix)
+            logits, *outs = self.decoder.run(self._decoder_outputs, feeds)
+        present, log_norm = outs[:self._present_count], (outs[-1] if self.manifest.log_norm else None)
+        return logits, DecoderCache(tuple(present), cache.cross_kv, cache.src_mask, cache.length + k, cache.prefix,
+                                    log_norm)
 
     def _run_bound(self, tokens: np.ndarray, positions: np.ndarray, cache: DecoderCache):
         """One decoder call with IOBinding: cache tensors in and out stay in the provider's memory."""
@@ -155,12 +168,13 @@ class PoemModel:
         binding.bind_ortvalue_input("src_mask", cache.src_mask)
         for name, value in zip(self._past_names + self._cross_names, cache.self_kv + cache.cross_kv):
             binding.bind_ortvalue_input(name, value)
-        binding.bind_output(self._decoder_outputs[0], "cpu")
-        for name in self._decoder_outputs[1:]:
-            binding.bind_output(name, self._device)
+        for name in self._decoder_outputs:      # logits and log_norm to the host, the cache stays on the device
+            binding.bind_output(name, "cpu" if name in ("logits", LOG_NORM) else self._device)
         self.decoder.run_with_iobinding(binding)
-        logits, *present = binding.get_outputs()
-        return logits.numpy(), present
+        logits, *outs = binding.get_outputs()
+        if self.manifest.log_norm:
+            outs[-1] = outs[-1].numpy()
+        return (logits.numpy(), *outs)
 
     def teacher_forced_logits(self, sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]
                               ) -> list[np.ndarray]:
@@ -203,7 +217,7 @@ class PoemModel:
         else:
             changed = changed_rows(rows)
             moved = tuple(move_rows(x, rows, changed) for x in cache.self_kv)
-        return replace(cache, self_kv=moved, prefix=prefix)
+        return replace(cache, self_kv=moved, prefix=prefix, log_norm=None)
 
 
 def _host(x) -> np.ndarray:
@@ -223,8 +237,8 @@ class RecomputeModel:
     def step(self, tokens: np.ndarray, cache: DecoderCache) -> tuple[np.ndarray, DecoderCache]:
         prefix = np.concatenate([cache.prefix, tokens], axis=1)                     # (N, T+k)
         fresh = replace(cache, self_kv=self.model.empty_self_kv(len(prefix)), length=0)
-        logits, _ = self.model.step(prefix, fresh)
-        return logits, replace(cache, prefix=prefix, length=prefix.shape[1])
+        logits, stepped = self.model.step(prefix, fresh)
+        return logits, replace(cache, prefix=prefix, length=prefix.shape[1], log_norm=stepped.log_norm)
 
     def reorder(self, cache: DecoderCache, rows: np.ndarray) -> DecoderCache:
         return replace(cache, prefix=cache.prefix[rows])

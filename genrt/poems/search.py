@@ -45,6 +45,13 @@ def reorder_processors(processors: Sequence[LogitsProcessor], rows: np.ndarray) 
             p.reorder(rows)
 
 
+def step_log_norm(cache, logits: np.ndarray) -> np.ndarray:
+    """(N,) log-sum-exp of the logits (N, V) a step just returned with `cache`: computed by the decoder graph when
+    it has a log_norm output (a vectorised LogSoftmax, cheaper than a numpy pass over the vocabulary), else here."""
+    given = getattr(cache, "log_norm", None)
+    return given if given is not None else logsumexp(logits)[:, 0]
+
+
 def iter_tokens(model: StepModel, cache, prefix: np.ndarray, max_new: int, eos_id: int,
                 processors: Sequence[LogitsProcessor], pick: Callable[[np.ndarray], np.ndarray]
                 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -56,7 +63,7 @@ def iter_tokens(model: StepModel, cache, prefix: np.ndarray, max_new: int, eos_i
     alive = np.ones(len(prefix), bool)
     rows = np.arange(len(prefix))
     for step in range(max_new):
-        log_norm = logsumexp(logits)[:, 0]                                     # (N,) before processors write
+        log_norm = step_log_norm(cache, logits)                                # (N,) before processors write
         raw = logits.copy()
         logits = apply_processors(processors, tokens, logits, eos_id)
         new = pick(logits).astype(np.int64, copy=False)                          # (N,)
