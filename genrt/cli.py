@@ -66,7 +66,7 @@ def provider_option(f):
 
 def threads_option(f):
     return click.option("--threads", type=click.IntRange(min=1), default=None,
-                        help="CPU threads for onnxruntime [default: physical cores for faces, 1 for poems]")(f)
+                        help="CPU threads for onnxruntime [default: physical cores]")(f)
 
 
 def precision_option(f):

@@ -178,6 +178,26 @@ def test_fp16_is_not_bundled_and_the_error_says_how_to_make_it(monkeypatch, tmp_
         rt.model_dir_or_bundled(None, "poems", "hint", precision="fp16")
 
 
+def test_only_graphs_run_in_a_loop_keep_spinning_threads(tiny_poems_dir, tiny_faces_model):
+    """The poem encoder runs once per call, right before the decoder's per-character loop: its idle threads must
+    sleep, not spin on the cores the decoder's pool needs. The decoder and the faces generator keep spinning."""
+    from genrt.contract import FACES_KIND, POEMS_KIND
+    spinning = "session.intra_op.allow_spinning"
+    poems = runtime.open_model_dir(tiny_poems_dir, POEMS_KIND, "cpu", 2)
+    assert poems.sessions["encoder"].get_session_options().get_session_config_entry(spinning) == "0"
+    assert poems.sessions["decoder"].get_session_options().get_session_config_entry(spinning) == "1"
+    faces = runtime.open_model_dir(tiny_faces_model, FACES_KIND, "cpu", 2)
+    assert faces.sessions["generator"].get_session_options().get_session_config_entry(spinning) == "1"
+    assert poems.sessions["decoder"].get_session_options().intra_op_num_threads == 2
+
+
+def test_poem_models_default_to_one_thread_per_physical_core(tiny_poems_dir):
+    from genrt.poems.model import PoemModel
+    model = PoemModel.load(tiny_poems_dir, provider="cpu")
+    for session in (model.encoder, model.decoder):
+        assert session.get_session_options().intra_op_num_threads == runtime.physical_cores()
+
+
 def test_open_model_dir_serves_every_kind(tiny_poems_dir, tiny_faces_model):
     from genrt.contract import FACES_KIND, POEMS_KIND
     poems = runtime.open_model_dir(tiny_poems_dir, POEMS_KIND, "cpu", 1)

@@ -18,10 +18,12 @@ from genrt.contract import (
 from genrt.runtime import open_model_dir
 
 
-# One decoder step is a handful of small matmuls: handing them to a second thread costs more than it saves.
-# Measured on a 2-core AMD EPYC (benchmarks/results/latest.md), greedy batch 1 int8: 0.25 ms/token with
-# 1 thread vs 0.31 with 2; fp32 0.75 vs 1.32. Pass `threads` to override (batch-8 fp32 gains from 2).
-DEFAULT_DECODE_THREADS = 1
+# Threads when the caller names none: None = one per physical core, as for every genrt session. (Until 2026-12-06
+# this was 1: a second thread looked slower only because the encoder's idle pool kept spinning on the core the
+# decoder's pool needed; see genrt.runtime.NON_SPINNING_GRAPHS.) Measured since, 2-core AMD EPYC, 64 characters,
+# interleaved worker processes: fp32 greedy 0.94 -> 0.62 ms/token with 2 threads, int8 greedy level (0.318 both),
+# int8 beam 4 0.91-1.09 -> 0.81-0.84.
+DEFAULT_DECODE_THREADS = None
 
 
 @dataclass(frozen=True)
