@@ -45,3 +45,13 @@ def test_bundled_poems_were_trained_with_form_tokens():
     from genrt.poems.forms import well_formed
     poem = gen.generate("春江", form="qijue")[0]
     assert well_formed(poem.text, form="qijue")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_bundled_poems_do_not_depend_on_the_thread_count(precision):
+    """Poem models now default to one thread per physical core: the poems and their scores must be the same as
+    with one thread (onnxruntime splits the work by rows and columns, never inside a sum)."""
+    one, two = (PoemGenerator.load(precision=precision, provider="cpu", threads=t) for t in (1, 2))
+    for options in ({"do_sample": False}, {"num_beams": 4, "do_sample": False}, {"do_sample": True, "seed": 3}):
+        a, b = one.generate(["登高", "春江花月夜"], **options), two.generate(["登高", "春江花月夜"], **options)
+        assert [(p[0].text, p[0].score) for p in a] == [(p[0].text, p[0].score) for p in b]
