@@ -1,0 +1,52 @@
+"""Is the poem model over- or under-fitting? Its NLL per character on training pairs and on validation pairs.
+
+    python -m benchmarks.poem_fit --checkpoint ~/genrt-runs/poems/checkpoint.pt --cache cache/poems [--batches 40]
+
+Both splits are scored the same way the trainer scores validation (trainers.poems.evaluate: eval mode, so no
+dropout, fp32, no label smoothing) on the first `--batches` length-bucketed batches of seed 0 (for validation, the
+very batches the trainer reports). Training NLL well below validation NLL means the model memorises (more epochs or
+less regularisation would hurt); training NLL at or above validation NLL means it underfits (dropout only slows it
+down). Needs torch (the train extra). Prints one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def fit_report(checkpoint: str, cache: str, batches: int = 40, threads: int = 1) -> dict:
+    """-> {"step", "train": evaluate(...) on training pairs, "val": the same on validation pairs, "gap": val nll -
+    train nll} (gap > 0: validation is harder than what the model has seen)."""
+    import torch
+
+    from trainers.poems import PairSet, evaluate, load_model, make_batches
+    from trainers.poems_corpus import load_corpus
+    torch.set_num_threads(threads)
+    model, vocab, state = load_model(checkpoint)
+    arrays, corpus_vocab, _ = load_corpus(cache)
+    if list(corpus_vocab) != list(vocab):
+        raise SystemExit(f"{checkpoint} was trained on another vocabulary than the corpus in {cache}")
+    report = {"checkpoint": str(checkpoint), "step": state.get("step"), "batches": batches}
+    for split in ("train", "val"):
+        pairs = PairSet(arrays, split, model.config.max_len)
+        tokens_per_batch = (state.get("config") or {}).get("tokens_per_batch", 4096)
+        report[split] = evaluate(model, pairs, make_batches(pairs.tgt_lens, tokens_per_batch, seed=0)[:batches],
+                                 torch.device("cpu"))
+    report["gap"] = report["val"]["nll"] - report["train"]["nll"]
+    return report
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--cache", required=True, help="the corpus cache the model was trained on")
+    parser.add_argument("--batches", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    report = fit_report(args.checkpoint, args.cache, args.batches, args.threads)
+    print(json.dumps(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()
