@@ -2,8 +2,8 @@
 
     python -m export.poems --checkpoint runs/poems/checkpoint.pt --out genrt/models/poems [--int8]
 
-The decoder's attention blocks are onnxruntime's fused MultiHeadAttention nodes (export/poems_fused.py; genrt runs on
-onnxruntime only); `--plain-attention` writes them as standard ONNX ops instead, for other runtimes.
+Every attention block (encoder and decoder) is one onnxruntime fused MultiHeadAttention node (export/poems_fused.py;
+genrt runs on onnxruntime only); `--plain-attention` writes them as standard ONNX ops instead, for other runtimes.
 Checks: onnx.checker; graph I/O against genrt.contract; per-step decoder logits and log_norm vs torch (<= 1e-4) at
 several batch sizes and cache lengths; greedy and beam outputs identical to torch decoding without a cache.
 """
@@ -110,7 +110,8 @@ def export_poems(checkpoint: str | Path, out_dir: str | Path, check_prompts: int
     decoder = DecoderGraph(lean.use_fused_attention() if fused_attention else lean)
     with staged_model_dir(final_dir, force) as out:
         with torch.no_grad():
-            export_graph(EncoderGraph(lean), enc_args, manifest.encoder(), out / manifest.encoder_file)
+            export_graph(EncoderGraph(lean), enc_args, manifest.encoder(), out / manifest.encoder_file,
+                         fused_attention)
             export_graph(decoder, dec_args, manifest.decoder(), out / manifest.decoder_file, fused_attention)
         manifest = with_extras(out, manifest)
         write_manifest(out, manifest)

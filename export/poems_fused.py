@@ -1,11 +1,11 @@
-"""The decoder graph with onnxruntime's fused attention: the ONNX side.
+"""The poem graphs with onnxruntime's fused attention: the ONNX side.
 
-`PoemTransformer.use_fused_attention()` (trainers.poems_model, ops in trainers.poems_attention) makes each self- and
-cross-attention block of the decoder export as one `com.microsoft.MultiHeadAttention` node; export.poems then
-exports the usual `DecoderGraph`, so the graph's inputs and outputs are exactly the contract's and the exported
-graph is checked against the unfused training model like every export (logit parity, identical greedy/beam
-tokens). Fewer nodes means less fixed cost per decoder call, which is most of a one-token step on a small model.
-This module only completes the nodes after export.
+`PoemTransformer.use_fused_attention()` (trainers.poems_model, ops in trainers.poems_attention) makes every attention
+block (the encoder's self-attention, the decoder's self- and cross-attention) export as one
+`com.microsoft.MultiHeadAttention` node; export.poems then exports the usual `EncoderGraph` and `DecoderGraph`, so
+the graphs' inputs and outputs are exactly the contract's and they are checked against the unfused training model
+like every export (logit parity, identical greedy/beam tokens). Fewer nodes means less fixed cost per call, which is
+most of a one-token step on a small model. This module only completes the nodes after export.
 """
 from __future__ import annotations
 

@@ -164,6 +164,14 @@ def test_fused_decoder_builds_no_mask_nodes(tiny_poems_dir):
     assert not [n.op_type for n in nodes if n.op_type in ("Where", "Expand", "LessOrEqual", "CumSum", "Equal")]
 
 
+def test_fused_encoder_attends_in_one_node_per_layer(tiny_poems_dir):
+    nodes = onnx.load(str(tiny_poems_dir / "encoder.onnx")).graph.node
+    attention = [n for n in nodes if n.op_type == "MultiHeadAttention"]
+    assert len(attention) == read_manifest(tiny_poems_dir).num_encoder_layers
+    assert all(len(n.output) == 1 and n.input[4] for n in attention)   # the source keep-mask as key_padding_mask
+    assert not [n.op_type for n in nodes if n.op_type in ("Softmax", "Where")]   # no attention written out
+
+
 def test_loading_names_every_problem(tiny_poems_dir, tmp_path):
     data = json.loads((tiny_poems_dir / "manifest.json").read_text())
     data["format_version"] = 99

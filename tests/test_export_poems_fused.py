@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from export.poems import DecoderGraph, example_inputs  # noqa: E402
+from export.poems import DecoderGraph, EncoderGraph, example_inputs  # noqa: E402
 from export.poems_fused import insert_unused_inputs  # noqa: E402
 from trainers.poems_model import PoemTransformerConfig, PoemTransformer  # noqa: E402
 
@@ -29,6 +29,17 @@ def test_torch_forward_matches_unfused_decoder(batch, past, new):
     for g, w in zip(got, want):
         assert g.shape == w.shape
         torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_torch_forward_matches_unfused_encoder(batch):
+    model = tiny_model()
+    folded = copy.deepcopy(model).fold_for_inference().use_fused_attention()
+    (src, mask), _ = example_inputs(model, batch=batch, src_len=6)
+    mask[-1, 3:] = 0.0                                                   # a shorter source in the batch
+    with torch.no_grad():
+        for got, want in zip(EncoderGraph(folded)(src, mask), EncoderGraph(model)(src, mask)):
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
 def test_insert_unused_inputs_places_empty_names():

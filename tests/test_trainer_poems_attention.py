@@ -6,7 +6,7 @@ torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
 from trainers.poems_attention import (  # noqa: E402
-    NEG_INF, CrossAttention, SelfAttentionWithCache, attend, causal_bias, heads, padding_bias,
+    NEG_INF, PaddedAttention, SelfAttentionWithCache, attend, causal_bias, heads, padding_bias,
 )
 
 B, H, DH = 2, 3, 4
@@ -59,7 +59,7 @@ def test_cross_attention_reads_the_encoder_keys_and_values():
     q, k, v = torch.randn(B, 1, H * DH), torch.randn(B, H, 7, DH), torch.randn(B, H, 7, DH)
     keep = torch.ones(B, 7, dtype=torch.int32)
     keep[1, 5:] = 0                                                          # the second source is 5 long
-    y = CrossAttention.apply(q, k, v, keep, H, DH)
+    y = PaddedAttention.apply(q, k, v, keep, H, DH)
     assert y.shape == (B, 1, H * DH)
     torch.testing.assert_close(y[1], attend(heads(q, H), k[:, :, :5], v[:, :, :5], 0.0)[1])
     torch.testing.assert_close(y, attend(heads(q, H), k, v, padding_bias(keep, torch.float32)))
@@ -70,3 +70,13 @@ def test_padding_bias_masks_the_padding_of_float_and_int_masks():
         bias = padding_bias(keep, torch.float32)
         assert bias.shape == (1, 1, 1, 3) and bias.dtype == torch.float32
         assert bias.flatten().tolist() == [0.0, 0.0, NEG_INF]
+
+
+def test_padded_attention_splits_three_dimensional_keys_into_heads():
+    """The encoder's self-attention passes its projections (B, S, D) as they are: the op splits them into heads."""
+    torch.manual_seed(3)
+    q, k, v = (torch.randn(B, 6, H * DH) for _ in range(3))
+    keep = torch.ones(B, 6, dtype=torch.int32)
+    keep[0, 4:] = 0
+    y = PaddedAttention.apply(q, k, v, keep, H, DH)
+    torch.testing.assert_close(y, PaddedAttention.apply(q, heads(k, H), heads(v, H), keep, H, DH))

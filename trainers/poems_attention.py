@@ -1,12 +1,12 @@
 """onnxruntime's fused attention for the poem decoder: torch autograd Functions that compute the plain attention
 in torch and export as one `com.microsoft.MultiHeadAttention` node each (instead of ~20 reshapes, transposes,
 matmuls and a softmax). The node takes the contract's past K/V as `past_key` / `past_value` and returns the grown
-cache, both (B, H, T, Dh); cross-attention reads the encoder's K/V (B, H, S, Dh). `Attention(fused=True)` in
-trainers.poems_model uses them; export.poems chooses the form (`--plain-attention` keeps standard ONNX ops).
+cache, both (B, H, T, Dh); cross-attention reads the encoder's K/V (B, H, S, Dh), and the encoder's self-attention
+is the same padded attention over its own projections. `Attention(fused=True)` in trainers.poems_model uses them; export.poems chooses the form (`--plain-attention` keeps standard ONNX ops).
 
 The masks live inside the nodes rather than as graph-built additive biases (which cost ~50 small nodes per decoder
-call): self-attention is `unidirectional` (query i of the N new positions sees the T cached keys and new keys up
-to itself, the decoder's positions being T..T+N-1), and cross-attention takes the source's (B, S) int32 keep-mask
+call): the decoder's self-attention is `unidirectional` (query i of the N new positions sees the T cached keys and new keys up
+to itself, the decoder's positions being T..T+N-1), and attention over the source takes its (B, S) int32 keep-mask
 as `key_padding_mask` (0 = padding, scored `mask_filter_value` = -10000 by onnxruntime: exp underflows to 0 in
 fp32 exactly as with the training model's -1e9).
 """
@@ -70,11 +70,15 @@ class SelfAttentionWithCache(torch.autograd.Function):
         return y, k, v
 
 
-class CrossAttention(torch.autograd.Function):
-    """q (B, N, D); k, v (B, H, S, Dh) from the encoder; key_keep (B, S) int32, 1 = token -> y (B, N, D)."""
+class PaddedAttention(torch.autograd.Function):
+    """Attention over a padded source: q (B, N, D); k, v either (B, H, S, Dh) (the decoder's cross-attention, K/V
+    from the encoder) or (B, S, D) (the encoder's self-attention, split into heads by the op); key_keep (B, S)
+    int32, 1 = token -> y (B, N, D)."""
 
     @staticmethod
     def forward(ctx, q, k, v, key_keep, num_heads: int, head_dim: int):
+        if k.dim() == 3:
+            k, v = heads(k, num_heads), heads(v, num_heads)
         return attend(heads(q, num_heads), k, v, padding_bias(key_keep, q.dtype))
 
     @staticmethod

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from trainers.poems_attention import NEG_INF, CrossAttention, SelfAttentionWithCache, padding_bias
+from trainers.poems_attention import NEG_INF, PaddedAttention, SelfAttentionWithCache, padding_bias
 
 
 @dataclass
@@ -54,7 +54,7 @@ class Attention(nn.Module):
         self.dropout = dropout
         self.scale = 1.0 / math.sqrt(self.dh)   # 1.0 once folded into the query weights
         self.qkv: nn.Linear | None = None        # set by fold_for_inference()
-        self.fused = False                       # decoder attention as onnxruntime MultiHeadAttention (export)
+        self.fused = False                       # as onnxruntime MultiHeadAttention when exported
 
     @torch.no_grad()
     def fold_for_inference(self) -> None:
@@ -87,8 +87,16 @@ class Attention(nn.Module):
         """x (B, N, D) queries; k, v (B, H, T, Dh); mask additive, broadcastable to (B, H, N, T), or when fused
         the (B, T) int32 keep-mask (see PoemTransformer.decoder_masks)."""
         if self.fused:
-            return self.out(CrossAttention.apply(self.q(x), k, v, mask, self.h, self.dh))
+            return self.out(PaddedAttention.apply(self.q(x), k, v, mask, self.h, self.dh))
         return self.attend_q(self.split(self.q(x)), k, v, mask)
+
+    def attend_self(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The encoder's self-attention over x (B, S, D): mask additive (B, 1, 1, S), or when fused the (B, S) int32
+        keep-mask. -> (B, S, D)."""
+        if self.fused:
+            q, k, v = self.qkv(x).split(self.h * self.dh, dim=-1)                       # 3 x (B, S, D)
+            return self.out(PaddedAttention.apply(q, k, v, mask, self.h, self.dh))
+        return self.attend_q(*self.project_qkv(x), mask)
 
     def attend_cached(self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, mask: torch.Tensor | None):
         """Self-attention of new positions x (B, N, D) over the cache past_k/v (B, H, T, Dh) and themselves.
@@ -129,8 +137,7 @@ class EncoderLayer(nn.Module):
         self.drop = nn.Dropout(c.dropout)
 
     def forward(self, x: torch.Tensor, src_mask_add: torch.Tensor) -> torch.Tensor:
-        q, k, v = self.attn.project_qkv(self.ln1(x))
-        x = x + self.drop(self.attn.attend_q(q, k, v, src_mask_add))
+        x = x + self.drop(self.attn.attend_self(self.ln1(x), src_mask_add))
         return x + self.drop(self.ff(self.ln2(x)))
 
 
@@ -193,12 +200,15 @@ class PoemTransformer(nn.Module):
         return self.eval()
 
     def use_fused_attention(self) -> "PoemTransformer":
-        """Decoder attention as onnxruntime's MultiHeadAttention nodes when exported (the same function in torch).
-        Needs a folded model (one QKV projection, scale in the queries). Export only: returns self."""
-        for layer in self.decoder_layers:
-            if layer.self_attn.qkv is None or layer.self_attn.scale != 1.0:
-                raise ValueError("fused attention needs a folded model: call fold_for_inference() first")
-            layer.self_attn.fused = layer.cross_attn.fused = True
+        """Every attention block (encoder self-attention, decoder self- and cross-attention) as one onnxruntime
+        MultiHeadAttention node when exported (the same function in torch). Needs a folded model (one QKV
+        projection, scale in the queries). Export only: returns self."""
+        blocks = [layer.attn for layer in self.encoder_layers]
+        blocks += [a for layer in self.decoder_layers for a in (layer.self_attn, layer.cross_attn)]
+        if any(a.qkv is None or a.scale != 1.0 for a in blocks):
+            raise ValueError("fused attention needs a folded model: call fold_for_inference() first")
+        for a in blocks:
+            a.fused = True
         return self
 
     def embed_tokens(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -209,7 +219,7 @@ class PoemTransformer(nn.Module):
         """src_ids (B, S), src_mask (B, S) -> cross-attention (K, V) per decoder layer, each (B, H, S, Dh)."""
         positions = torch.cumsum(torch.ones_like(src_ids), dim=1) - 1
         x = self.embed_tokens(src_ids, positions)
-        mask = padding_mask(src_mask)
+        mask = src_mask.to(torch.int32) if self.encoder_layers[0].attn.fused else padding_mask(src_mask)
         for layer in self.encoder_layers:
             x = layer(x, mask)
         memory = self.enc_norm(x)                                                # (B, S, D)
