@@ -96,3 +96,28 @@ def test_the_output_layer_shares_the_embedding_table():
         again, _ = model.decode(torch.ones(2, 1, dtype=torch.long), torch.zeros(2, 1, dtype=torch.long), mask,
                                 model.empty_cache(2), model.encode(src, mask))
     assert logits.shape == (2, 40) and (again[:, 7] == 0).all() and not (logits[:, 7] == 0).all()
+
+
+def test_training_on_cpu_differentiates_attention_through_the_math_kernel():
+    """The flash kernel's CPU backward is the slow one for poem-length sequences: training must not dispatch to it,
+    and the loss is the one the eval-mode attention computes."""
+    from torch.profiler import ProfilerActivity, profile
+    model = tiny_model()
+    src = torch.randint(6, 40, (2, 5))
+    tgt = torch.randint(6, 40, (2, 7))
+    with torch.no_grad():
+        want = model(src, torch.ones(2, 5), tgt)
+    model.train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    for m in model.modules():
+        if hasattr(m, "dropout") and isinstance(m.dropout, float):
+            m.dropout = 0.0
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        got = model(src, torch.ones(2, 5), tgt)
+        got.sum().backward()
+    ops = {e.key for e in prof.key_averages()}
+    assert not [op for op in ops if "flash" in op]
+    assert any("scaled_dot_product_attention" in op for op in ops)
+    torch.testing.assert_close(got.detach(), want, atol=1e-5, rtol=1e-5)
