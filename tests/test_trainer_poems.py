@@ -37,6 +37,14 @@ def test_resume_continues_identically(tmp_path):
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
 
 
+def test_resume_names_every_setting_the_command_line_changes(tmp_path, capsys):
+    train(tiny_cfg(tmp_path, steps=2))
+    capsys.readouterr()
+    train(tiny_cfg(tmp_path, steps=3, resume=True, dropout=0.0, threads=2))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("resuming with")]
+    assert lines == ["resuming with dropout 0.1 -> 0.0", "resuming with steps 2 -> 3"]
+
+
 def test_evaluate_metrics_are_consistent(tmp_path):
     ckpt = train(tiny_cfg(tmp_path))
     model, _, state = load_model(ckpt)

@@ -275,7 +275,22 @@ def build_state(cfg: PoemsConfig, vocab: list[str], device: torch.device, dist_i
             torch.set_rng_state(saved["torch_rng"].cpu())
         if dist_info.is_main:
             print(f"resumed from {ckpt_path} at step {state.step}")
+            for line in changed_settings(saved.get("config") or {}, cfg):
+                print(line)
     return state
+
+
+# where a run's files are and how it runs on this machine: changing them on resume changes nothing it learns
+_PLACE_SETTINGS = {"cache", "out", "resume", "init_from", "dry_run", "threads", "device"}
+
+
+def changed_settings(saved: dict, cfg: PoemsConfig) -> list[str]:
+    """One line per training setting of the resumed checkpoint that this invocation changes (e.g. --dropout, or
+    --steps and --cooldown to move the cool-down): a resume takes its settings from the command line, so one left
+    out falls back to its default, and saying so keeps that from passing unnoticed."""
+    now = config_dict(cfg)
+    return [f"resuming with {name.replace('_', '-')} {saved[name]!r} -> {now[name]!r}"
+            for name in now if name in saved and name not in _PLACE_SETTINGS and saved[name] != now[name]]
 
 
 def train_step(state: TrainState, cfg: PoemsConfig, ddp_model: nn.Module, batch: tuple[torch.Tensor, ...],
