@@ -74,9 +74,8 @@ def check_threads(threads: object) -> int | None:
 
 
 # Graphs run once per call before another graph's tight loop (the poem encoder, then the decoder once per new
-# character): their worker threads must not spin after the call, or they hold the core the decoder's pool needs.
-# Measured on a 2-core AMD EPYC, fp32 poems with 2 threads: 1.51-1.70 ms/token with a spinning encoder pool,
-# 0.70-0.79 without it (and 0.97-1.42 with one thread).
+# character): their worker threads must not spin after the call, or they hold the core the decoder's pool needs
+# (with a spinning encoder pool a 2-thread fp32 decoder ran slower than a 1-thread one; README, "fp32 and threads").
 NON_SPINNING_GRAPHS = frozenset({"encoder"})
 
 

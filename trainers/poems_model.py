@@ -18,9 +18,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from trainers.poems_attention import NEG_INF, PaddedAttention, SelfAttentionWithCache, padding_bias
 
 # Training on CPU: scaled_dot_product_attention's flash kernel is slow to differentiate for poem-length sequences
-# (its backward took 4x its forward, 19 % of a whole step); the math kernel (matmuls and a softmax, computed in fp32
-# under bf16 autocast) makes a step 12 % faster, 1.11 vs 1.27 s on a 2-core AMD EPYC with 2 threads, same batches
-# interleaved, for the same loss (1e-5 relative) and gradients (0.6 % relative, bf16 rounding).
+# (its backward took 4x its forward); the math kernel (matmuls and a softmax, in fp32 under bf16 autocast) computes
+# the same loss in a shorter step (README, "Training speed").
 CPU_TRAINING_ATTENTION = [SDPBackend.MATH]
 
 

@@ -18,11 +18,9 @@ from genrt.contract import (
 from genrt.runtime import open_model_dir
 
 
-# Threads when the caller names none: None = one per physical core, as for every genrt session. (Until 2026-12-06
-# this was 1: a second thread looked slower only because the encoder's idle pool kept spinning on the core the
-# decoder's pool needed; see genrt.runtime.NON_SPINNING_GRAPHS.) Measured since, 2-core AMD EPYC, 64 characters,
-# interleaved worker processes: fp32 greedy 0.94 -> 0.62 ms/token with 2 threads, int8 greedy level (0.318 both),
-# int8 beam 4 0.91-1.09 -> 0.81-0.84.
+# Threads when the caller names none: None = one per physical core, as for every genrt session. A second thread
+# speeds up fp32 and several-row (beam, batch) steps and leaves int8 greedy level, once the encoder's idle pool no
+# longer spins on the decoder's core (genrt.runtime.NON_SPINNING_GRAPHS; figures in README, "fp32 and threads").
 DEFAULT_DECODE_THREADS = None
 
 
