@@ -6,12 +6,13 @@ Both splits are scored the same way the trainer scores validation (trainers.poem
 dropout, fp32, no label smoothing) on the first `--batches` length-bucketed batches of seed 0 (for validation, the
 very batches the trainer reports). Training NLL well below validation NLL means the model memorises (more epochs or
 less regularisation would hurt); training NLL at or above validation NLL means it underfits (dropout only slows it
-down). Needs torch (the train extra). Prints one JSON object.
+down). Needs torch (the train extra). Prints one JSON object (`--out F` also appends it to F, one line per run).
 """
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def fit_report(checkpoint: str, cache: str, batches: int = 40, threads: int = 1) -> dict:
@@ -42,9 +43,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cache", required=True, help="the corpus cache the model was trained on")
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None, help="also append the report to this JSON-lines file")
     args = parser.parse_args(argv)
     report = fit_report(args.checkpoint, args.cache, args.batches, args.threads)
     print(json.dumps(report))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with args.out.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(report) + "\n")
     return report
 
 

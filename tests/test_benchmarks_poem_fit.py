@@ -42,7 +42,10 @@ def test_validation_matches_what_the_trainer_recorded(trained):
     assert report["val"]["nll"] == pytest.approx(recorded["nll"], rel=1e-5)
 
 
-def test_cli_prints_json(trained, capsys):
+def test_cli_prints_json_and_appends_it(trained, capsys, tmp_path):
     checkpoint, cache = trained
-    main(["--checkpoint", str(checkpoint), "--cache", str(cache), "--batches", "1"])
-    assert json.loads(capsys.readouterr().out)["batches"] == 1
+    out = tmp_path / "fit.jsonl"
+    for _ in range(2):
+        main(["--checkpoint", str(checkpoint), "--cache", str(cache), "--batches", "1", "--out", str(out)])
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["batches"] == 1
+    assert [json.loads(line)["step"] for line in out.read_text().splitlines()] == [4, 4]
