@@ -1,6 +1,6 @@
 """Poem checkpoint -> encoder.onnx + decoder.onnx (KV cache) + manifest.json, checked against torch.
 
-    python -m export.poems --checkpoint runs/poems/checkpoint.pt --out genrt/models/poems [--int8]
+    python -m export.poems --checkpoint runs/poems/checkpoint.pt --out genrt/models/poems [--int8] [--calibrate cache/poems]
 
 Every attention block (encoder and decoder) is one onnxruntime fused MultiHeadAttention node (export/poems_fused.py;
 genrt runs on onnxruntime only); `--plain-attention` writes them as standard ONNX ops instead, for other runtimes.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Sequence
@@ -98,14 +99,36 @@ def export_graph(module: nn.Module, args: tuple, spec: GraphSpec, path: Path, co
     onnx.checker.check_model(model)
 
 
+def calibrate(model: PoemTransformer, vocab: Sequence[str], state: dict, cache: str | Path, batches: int) -> dict:
+    """Fit the logit temperature on `batches` batches of the corpus's *training* pairs and fold it into `model`
+    (trainers.poems_calibration). -> what the manifest records of it."""
+    from trainers.poems import PairSet, make_batches
+    from trainers.poems_calibration import fit_temperature, fold_temperature
+    from trainers.poems_corpus import load_corpus
+    arrays, corpus_vocab, _ = load_corpus(cache)
+    require(list(corpus_vocab) == list(vocab), f"--calibrate {cache}: the corpus vocabulary differs from the model's")
+    pairs = PairSet(arrays, "train", model.config.max_len)
+    tokens_per_batch = (state.get("config") or {}).get("tokens_per_batch", 4096)
+    temperature, nll = fit_temperature(model, pairs, make_batches(pairs.tgt_lens, tokens_per_batch, seed=0)[:batches])
+    fold_temperature(model, temperature)
+    return {"temperature": temperature, "fitted_on": f"{batches} batches of training pairs",
+            "train_nll_uncalibrated": nll[1.0], "train_nll_at_best_grid_temperature": min(nll.values())}
+
+
 def export_poems(checkpoint: str | Path, out_dir: str | Path, check_prompts: int = 20,
-                 fused_attention: bool = True, force: bool = False) -> Path:
+                 fused_attention: bool = True, force: bool = False, calibrate_on: str | Path | None = None,
+                 calibration_batches: int = 40) -> Path:
     """Both graphs, the manifest and the export report, written and checked in a temporary directory that is
-    renamed to `out_dir` only when every check passed. A non-empty `out_dir` is refused unless `force`."""
+    renamed to `out_dir` only when every check passed. A non-empty `out_dir` is refused unless `force`.
+    `calibrate_on` (a corpus cache): fold a logit temperature fitted on its training pairs into the model first;
+    the checks then hold the graphs to the calibrated model."""
     final_dir = check_target(out_dir, force)
     model, vocab, state = load_model(checkpoint)
+    calibration = calibrate(model, vocab, state, calibrate_on, calibration_batches) if calibrate_on else None
     lean = copy.deepcopy(model).fold_for_inference()   # the graphs; `model` stays the untouched reference
     manifest = manifest_for(model, vocab, state)
+    if calibration:
+        manifest = dataclasses.replace(manifest, training={**manifest.training, "calibration": calibration})
     enc_args, dec_args = example_inputs(lean)
     decoder = DecoderGraph(lean.use_fused_attention() if fused_attention else lean)
     with staged_model_dir(final_dir, force) as out:
@@ -149,6 +172,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plain-attention", action="store_true",
                         help="standard ONNX ops for attention instead of onnxruntime's fused MultiHeadAttention")
     parser.add_argument("--int8", action="store_true", help="also write <out>_int8 with 8-bit block-quantized MatMuls (export/quantize.py)")
+    parser.add_argument("--calibrate", metavar="CACHE", default=None,
+                        help="fold a logit temperature fitted on this corpus cache's training pairs into the model "
+                             "(trainers/poems_calibration.py)")
+    parser.add_argument("--calibration-batches", type=int, default=40)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     from trainers.common import CheckpointError
@@ -156,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.int8:
             check_target(str(Path(args.out)) + "_int8", args.force)
         out = export_poems(args.checkpoint, args.out, args.check_prompts, fused_attention=not args.plain_attention,
-                           force=args.force)
+                           force=args.force, calibrate_on=args.calibrate, calibration_batches=args.calibration_batches)
         print(f"wrote {out}: " + (out / "export_report.json").read_text(encoding="utf-8"))
         if args.int8:
             from export.quantize import quantize_poems

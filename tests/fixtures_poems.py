@@ -66,3 +66,23 @@ def tiny_form_poems_dir(tmp_path_factory) -> Path:
     torch.set_num_threads(1)
     ckpt = save_tiny_checkpoint(tmp_path_factory.mktemp("form_ckpt") / "checkpoint.pt", seed=1, vocab=TINY_FORM_VOCAB)
     return export_poems(ckpt, tmp_path_factory.mktemp("form_model"), check_prompts=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_calibrated_poems(tmp_path_factory):
+    """A tiny model trained a little on the synthetic corpus, exported plain and with --calibrate on that corpus.
+    -> (checkpoint, corpus cache, plain model dir, calibrated model dir)."""
+    import torch
+    from export.poems import export_poems
+    from trainers.poems import PoemsConfig, synthetic_cache, train
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("calibrated")
+    cache = synthetic_cache(folder / "data")
+    checkpoint = train(PoemsConfig(out=str(folder / "run"), cache=str(cache), d_model=32, num_heads=2,
+                                   num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=64, max_len=40,
+                                   tokens_per_batch=256, steps=20, lr=3e-3, warmup=5, eval_every=20,
+                                   eval_batches=1, checkpoint_every=20, threads=1, device="cpu"))
+    plain = export_poems(checkpoint, folder / "plain", check_prompts=2)
+    calibrated = export_poems(checkpoint, folder / "calibrated", check_prompts=2, calibrate_on=cache,
+                              calibration_batches=2)
+    return checkpoint, cache, plain, calibrated

@@ -241,3 +241,17 @@ def test_runtime_score_equals_torch_nll(tiny_poems_checkpoint, exported_dir):
         want = -F.cross_entropy(logits[0].double(), torch.tensor(tgt), reduction="sum").item()
         assert score.tokens == len(tgt)
         assert abs(score.logprob - want) <= 1e-4 * len(tgt), (score.logprob, want)
+
+
+def test_a_calibrated_export_divides_every_logit_by_its_recorded_temperature(tiny_calibrated_poems):
+    _, _, plain_dir, calibrated_dir = tiny_calibrated_poems
+    calibration = read_manifest(calibrated_dir).training["calibration"]
+    assert "calibration" not in read_manifest(plain_dir).training
+    t = calibration["temperature"]
+    assert 0 < t and calibration["train_nll_at_best_grid_temperature"] <= calibration["train_nll_uncalibrated"]
+    plain, calibrated = (PoemModel.load(d, provider="cpu", threads=1) for d in (plain_dir, calibrated_dir))
+    sources = random_sources(len(plain.manifest.vocab), 2, seed=4)
+    tokens = np.ones((2, 1), np.int64)
+    (l1, c1), (l2, c2) = plain.step(tokens, plain.start(sources)), calibrated.step(tokens, calibrated.start(sources))
+    np.testing.assert_allclose(l2, l1 / t, rtol=1e-4, atol=1e-4)
+    assert json.loads((calibrated_dir / "export_report.json").read_text())["max_abs_logit_diff"] <= 1e-4

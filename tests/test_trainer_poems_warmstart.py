@@ -53,3 +53,13 @@ def test_the_command_checks_parity_before_writing(trained_looking, tmp_path, cap
     main(["--model", str(trained_looking[1][0]), "--out", str(tmp_path / "w.pt"), "--dtype", "fp32"])
     assert "max |logit diff| vs ONNX" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / "w.pt", expected_kind="poems-transformer-weights")["model"]
+
+
+def test_a_calibrated_directory_gives_back_the_trained_weights(tiny_calibrated_poems, tmp_path, capsys):
+    checkpoint, _, _, calibrated_dir = tiny_calibrated_poems
+    main(["--model", str(calibrated_dir), "--out", str(tmp_path / "w.pt"), "--dtype", "fp32"])
+    assert "took the calibration temperature" in capsys.readouterr().out
+    got = load_checkpoint(tmp_path / "w.pt", expected_kind="poems-transformer-weights")["model"]
+    want, _, _ = load_model(checkpoint)
+    for name, value in want.state_dict().items():
+        torch.testing.assert_close(got[name].float(), value, atol=1e-5, rtol=1e-5, msg=name)

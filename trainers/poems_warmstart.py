@@ -6,7 +6,8 @@ The exported graphs hold every parameter: named initializers for biases/norms/em
 weights (stored transposed, in the order the model applies them) and attention scales folded into the query
 weights (`Attention.fold_for_inference`). This undoes both, rebuilds `PoemTransformer` and checks it against the
 ONNX decoder with the KV cache (logits within 1e-3) before writing anything, so a wrong mapping never trains.
-The result feeds `python -m trainers.poems --init-from`.
+A directory exported with `--calibrate` has its logit temperature taken back out, so the result is the weights as
+trained. The result feeds `python -m trainers.poems --init-from`.
 """
 from __future__ import annotations
 
@@ -103,6 +104,11 @@ def main(argv: list[str] | None = None) -> None:
     diff = step_logit_parity(model.eval(), PoemModel.load(args.model, provider="cpu", precision="fp32"))
     if diff > 1e-3:
         raise SystemExit(f"recovered weights disagree with {args.model}: max |logit diff| {diff:.2e}")
+    temperature = (training.get("calibration") or {}).get("temperature")
+    if temperature:                  # an export with --calibrate folded 1/T into the last LayerNorm: take it out
+        from trainers.poems_calibration import fold_temperature
+        fold_temperature(model, 1.0 / temperature)
+        print(f"took the calibration temperature {temperature} back out: these are the trained weights")
     save_weights(args.out, model, vocab, training.get("config", {}), int(training.get("steps", 0)),
                  int(training.get("tokens_seen", 0)), [metrics] if metrics else [],
                  torch.float32 if args.dtype == "fp32" else torch.bfloat16, training.get("corpus"))
