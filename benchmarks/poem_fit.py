@@ -15,9 +15,11 @@ import json
 from pathlib import Path
 
 
-def fit_report(checkpoint: str, cache: str, batches: int = 40, threads: int = 1) -> dict:
+def fit_report(checkpoint: str, cache: str, batches: int = 40, threads: int = 1,
+               temperatures: tuple[float, ...] = ()) -> dict:
     """-> {"step", "train": evaluate(...) on training pairs, "val": the same on validation pairs, "gap": val nll -
-    train nll} (gap > 0: validation is harder than what the model has seen)."""
+    train nll} (gap > 0: validation is harder than what the model has seen). With `temperatures`, each split also
+    gets "nll_at_temperature": {T: NLL with logits / T} (what export.poems --calibrate would make of the model)."""
     import torch
 
     from trainers.poems import PairSet, evaluate, load_model, make_batches
@@ -31,8 +33,11 @@ def fit_report(checkpoint: str, cache: str, batches: int = 40, threads: int = 1)
     for split in ("train", "val"):
         pairs = PairSet(arrays, split, model.config.max_len)
         tokens_per_batch = (state.get("config") or {}).get("tokens_per_batch", 4096)
-        report[split] = evaluate(model, pairs, make_batches(pairs.tgt_lens, tokens_per_batch, seed=0)[:batches],
-                                 torch.device("cpu"))
+        chosen = make_batches(pairs.tgt_lens, tokens_per_batch, seed=0)[:batches]
+        report[split] = evaluate(model, pairs, chosen, torch.device("cpu"))
+        if temperatures:
+            from trainers.poems_calibration import nll_at_temperatures
+            report[split]["nll_at_temperature"] = nll_at_temperatures(model, pairs, chosen, temperatures)
     report["gap"] = report["val"]["nll"] - report["train"]["nll"]
     return report
 
@@ -44,8 +49,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="also append the report to this JSON-lines file")
+    parser.add_argument("--temperatures", type=float, nargs="*", default=[],
+                        help="also the NLL with logits / T for these T (e.g. the one export.poems --calibrate fits)")
     args = parser.parse_args(argv)
-    report = fit_report(args.checkpoint, args.cache, args.batches, args.threads)
+    report = fit_report(args.checkpoint, args.cache, args.batches, args.threads, tuple(args.temperatures))
     print(json.dumps(report))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

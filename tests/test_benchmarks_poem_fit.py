@@ -49,3 +49,11 @@ def test_cli_prints_json_and_appends_it(trained, capsys, tmp_path):
         main(["--checkpoint", str(checkpoint), "--cache", str(cache), "--batches", "1", "--out", str(out)])
     assert json.loads(capsys.readouterr().out.splitlines()[0])["batches"] == 1
     assert [json.loads(line)["step"] for line in out.read_text().splitlines()] == [4, 4]
+
+
+def test_temperatures_score_both_splits_and_one_is_the_plain_nll(trained):
+    checkpoint, cache = trained
+    report = fit_report(str(checkpoint), str(cache), batches=2, temperatures=(1.0, 0.9))
+    for split in ("train", "val"):
+        at = report[split]["nll_at_temperature"]
+        assert set(at) == {1.0, 0.9} and at[1.0] == pytest.approx(report[split]["nll"], rel=1e-5)
