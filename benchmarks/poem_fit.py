@@ -22,7 +22,7 @@ def fit_report(checkpoint: str, cache: str, batches: int = 40, threads: int = 1,
     gets "nll_at_temperature": {T: NLL with logits / T} (what export.poems --calibrate would make of the model)."""
     import torch
 
-    from trainers.poems import PairSet, evaluate, load_model, make_batches
+    from trainers.poems import PairSet, evaluate, first_batches, load_model, saved_tokens_per_batch
     from trainers.poems_corpus import load_corpus
     torch.set_num_threads(threads)
     model, vocab, state = load_model(checkpoint)
@@ -32,8 +32,7 @@ def fit_report(checkpoint: str, cache: str, batches: int = 40, threads: int = 1,
     report = {"checkpoint": str(checkpoint), "step": state.get("step"), "batches": batches}
     for split in ("train", "val"):
         pairs = PairSet(arrays, split, model.config.max_len)
-        tokens_per_batch = (state.get("config") or {}).get("tokens_per_batch", 4096)
-        chosen = make_batches(pairs.tgt_lens, tokens_per_batch, seed=0)[:batches]
+        chosen = first_batches(pairs, saved_tokens_per_batch(state), batches)
         report[split] = evaluate(model, pairs, chosen, torch.device("cpu"))
         if temperatures:
             from trainers.poems_calibration import nll_at_temperatures

@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> dict:
                 medians = head_to_head({"genrt": ("genrt", (args.models / bundled, threads)),
                                         "ct2": ("ct2", (ct2_dir, ct2_type, threads))}, args.rounds, args.block)
                 rows.append({"precision": precision, "threads": threads, "genrt_ms": medians["genrt"],
-                             "ct2_ms": medians["ct2"], "model_dir": bundled if args.models == MODELS else str(args.models / bundled)})
+                             "ct2_ms": medians["ct2"],
+                             "model_dir": bundled if args.models == MODELS else str(args.models / bundled)})
                 print(rows[-1], file=sys.stderr)
     report = {"cpu": cpu_info(), "models": "bundled" if args.models == MODELS else str(args.models),
               "rounds": args.rounds, "block": args.block, "onnxruntime": onnxruntime.__version__,

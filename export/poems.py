@@ -1,6 +1,7 @@
 """Poem checkpoint -> encoder.onnx + decoder.onnx (KV cache) + manifest.json, checked against torch.
 
-    python -m export.poems --checkpoint runs/poems/checkpoint.pt --out genrt/models/poems [--int8] [--calibrate cache/poems]
+    python -m export.poems --checkpoint runs/poems/checkpoint.pt --out genrt/models/poems [--int8] \
+        [--calibrate cache/poems]
 
 Every attention block (encoder and decoder) is one onnxruntime fused MultiHeadAttention node (export/poems_fused.py;
 genrt runs on onnxruntime only); `--plain-attention` writes them as standard ONNX ops instead, for other runtimes.
@@ -102,14 +103,13 @@ def export_graph(module: nn.Module, args: tuple, spec: GraphSpec, path: Path, co
 def calibrate(model: PoemTransformer, vocab: Sequence[str], state: dict, cache: str | Path, batches: int) -> dict:
     """Fit the logit temperature on `batches` batches of the corpus's *training* pairs and fold it into `model`
     (trainers.poems_calibration). -> what the manifest records of it."""
-    from trainers.poems import PairSet, make_batches
+    from trainers.poems import PairSet, first_batches, saved_tokens_per_batch
     from trainers.poems_calibration import fit_temperature, fold_temperature
     from trainers.poems_corpus import load_corpus
     arrays, corpus_vocab, _ = load_corpus(cache)
     require(list(corpus_vocab) == list(vocab), f"--calibrate {cache}: the corpus vocabulary differs from the model's")
     pairs = PairSet(arrays, "train", model.config.max_len)
-    tokens_per_batch = (state.get("config") or {}).get("tokens_per_batch", 4096)
-    temperature, nll = fit_temperature(model, pairs, make_batches(pairs.tgt_lens, tokens_per_batch, seed=0)[:batches])
+    temperature, nll = fit_temperature(model, pairs, first_batches(pairs, saved_tokens_per_batch(state), batches))
     fold_temperature(model, temperature)
     return {"temperature": temperature, "fitted_on": f"{batches} batches of training pairs",
             "train_nll_uncalibrated": nll[1.0], "train_nll_at_best_grid_temperature": min(nll.values())}

@@ -105,6 +105,16 @@ def make_batches(lengths: np.ndarray, tokens_per_batch: int, seed: int) -> list[
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def first_batches(pairs: PairSet, tokens_per_batch: int, count: int) -> list[np.ndarray]:
+    """The fixed batches a split is scored on: the first `count` of seed 0 (validation: the trainer's own)."""
+    return make_batches(pairs.tgt_lens, tokens_per_batch, seed=0)[:count]
+
+
+def saved_tokens_per_batch(state: dict) -> int:
+    """The batch size a checkpoint was trained with (scoring it the same way)."""
+    return (state.get("config") or {}).get("tokens_per_batch", PoemsConfig.tokens_per_batch)
+
+
 class BatchSchedule:
     """Batch for a global step, a pure function of (seed, step, rank): resume replays the data order exactly."""
 
@@ -328,7 +338,7 @@ def train(cfg: PoemsConfig) -> Path:
     device = pick_device(cfg.device, dist_info)
     arrays, vocab, corpus_stats = load_corpus(cfg.cache)
     train_pairs, val_pairs = PairSet(arrays, "train", cfg.max_len), PairSet(arrays, "val", cfg.max_len)
-    val_batches = make_batches(val_pairs.tgt_lens, cfg.tokens_per_batch, seed=0)[: cfg.eval_batches]
+    val_batches = first_batches(val_pairs, cfg.tokens_per_batch, cfg.eval_batches)
     schedule = BatchSchedule(train_pairs, cfg.tokens_per_batch, cfg.seed, dist_info)
     ckpt_path = out / "checkpoint.pt"
     state = build_state(cfg, vocab, device, dist_info, ckpt_path)

@@ -1,14 +1,15 @@
-"""onnxruntime's fused attention for the poem decoder: torch autograd Functions that compute the plain attention
+"""onnxruntime's fused attention for the poem model: torch autograd Functions that compute the plain attention
 in torch and export as one `com.microsoft.MultiHeadAttention` node each (instead of ~20 reshapes, transposes,
 matmuls and a softmax). The node takes the contract's past K/V as `past_key` / `past_value` and returns the grown
 cache, both (B, H, T, Dh); cross-attention reads the encoder's K/V (B, H, S, Dh), and the encoder's self-attention
-is the same padded attention over its own projections. `Attention(fused=True)` in trainers.poems_model uses them; export.poems chooses the form (`--plain-attention` keeps standard ONNX ops).
+is the same padded attention over its own projections. `Attention(fused=True)` in trainers.poems_model uses them;
+export.poems chooses the form (`--plain-attention` keeps standard ONNX ops).
 
 The masks live inside the nodes rather than as graph-built additive biases (which cost ~50 small nodes per decoder
-call): the decoder's self-attention is `unidirectional` (query i of the N new positions sees the T cached keys and new keys up
-to itself, the decoder's positions being T..T+N-1), and attention over the source takes its (B, S) int32 keep-mask
-as `key_padding_mask` (0 = padding, scored `mask_filter_value` = -10000 by onnxruntime: exp underflows to 0 in
-fp32 exactly as with the training model's -1e9).
+call): the decoder's self-attention is `unidirectional` (query i of the N new positions sees the T cached keys and
+new keys up to itself, the decoder's positions being T..T+N-1), and attention over the source takes its (B, S) int32
+keep-mask as `key_padding_mask` (0 = padding, scored `mask_filter_value` = -10000 by onnxruntime: exp underflows to
+0 in fp32 exactly as with the training model's -1e9).
 """
 from __future__ import annotations
 

@@ -172,6 +172,12 @@ def padding_mask(src_mask: torch.Tensor) -> torch.Tensor:
     return padding_bias(src_mask, src_mask.dtype)
 
 
+def source_mask(src_mask: torch.Tensor, fused: bool) -> torch.Tensor:
+    """What attention over the source reads: src_mask (B, S), 1 = token -> the int32 keep-mask (B, S) that fused
+    nodes take as key_padding_mask, or the additive padding mask (B, 1, 1, S) of plain attention."""
+    return src_mask.to(torch.int32) if fused else padding_mask(src_mask)
+
+
 def causal_mask(position_ids: torch.Tensor, past_k: torch.Tensor) -> torch.Tensor:
     """Key j is visible to query i when pos(j) <= pos(i). Keys are the T cached positions 0..T-1 followed by the
     new ones. Built from tensor shapes only, so the graph stays dynamic in B, T and N. -> (B, 1, N, T+N)."""
@@ -227,7 +233,7 @@ class PoemTransformer(nn.Module):
         """src_ids (B, S), src_mask (B, S) -> cross-attention (K, V) per decoder layer, each (B, H, S, Dh)."""
         positions = torch.cumsum(torch.ones_like(src_ids), dim=1) - 1
         x = self.embed_tokens(src_ids, positions)
-        mask = src_mask.to(torch.int32) if self.encoder_layers[0].attn.fused else padding_mask(src_mask)
+        mask = source_mask(src_mask, self.encoder_layers[0].attn.fused)
         for layer in self.encoder_layers:
             x = layer(x, mask)
         memory = self.enc_norm(x)                                                # (B, S, D)
@@ -252,8 +258,8 @@ class PoemTransformer(nn.Module):
         (B, 1, N, T+N), padding (B, 1, 1, S)); fused attention gets no causal mask (its nodes are unidirectional,
         which assumes positions T..T+N-1, as every caller passes) and the source keep-mask as int32 (B, S)."""
         if self.decoder_layers[0].self_attn.fused:
-            return None, src_mask.to(torch.int32)
-        return causal_mask(position_ids, past_k), padding_mask(src_mask)
+            return None, source_mask(src_mask, fused=True)
+        return causal_mask(position_ids, past_k), source_mask(src_mask, fused=False)
 
     def empty_cache(self, batch: int, device: torch.device | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         c = self.config
