@@ -69,6 +69,14 @@ CANDIDATES: dict[str, dict[str, Any]] = {
                                                             top_p=0.95, best_of=4, repetition_penalty=1.0),
     "best of 8 sampled (t 0.8) + verse rules + shape": dict(RULES, do_sample=True, temperature=0.8, top_k=40,
                                                             top_p=0.95, best_of=8, repetition_penalty=1.0),
+    # a model exported with --calibrate has its logits divided by T < 1 (sharper): sampling at t on it is sampling
+    # at t * T on the uncalibrated model, so these rows try the settings above at about t / T
+    "sample, t 1.0 top-k 100 top-p 0.95 + verse rules + shape": dict(RULES, do_sample=True, temperature=1.0,
+                                                                      top_k=100, top_p=0.95, repetition_penalty=1.0),
+    "best of 4 sampled (t 0.9) + verse rules + shape": dict(RULES, do_sample=True, temperature=0.9, top_k=40,
+                                                            top_p=0.95, best_of=4, repetition_penalty=1.0),
+    "beam 4 sampled (t 1.1, top-k 40, top-p 0.95) + verse rules + shape + repetition_penalty 1.2": dict(
+        RULES, **REP, num_beams=4, do_sample=True, temperature=1.1, top_k=40, top_p=0.95),
     "defaults (no options)": {},
     "defaults --num-beams 4": dict(num_beams=4),
     "defaults --do-sample": dict(do_sample=True),

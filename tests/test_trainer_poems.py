@@ -131,6 +131,19 @@ def test_cooldown_longer_than_the_run_is_refused(tmp_path):
         main(["--dry-run", "--out", str(tmp_path / "run"), "--steps", "3", "--cooldown", "4"])
 
 
+def test_compact_checkpoint_keeps_the_run_record_and_bf16_weights_only(tmp_path):
+    from trainers.poems import WEIGHTS_KIND, compact_checkpoint
+    ckpt = train(tiny_cfg(tmp_path, steps=3))
+    full = load_checkpoint(ckpt)
+    compact = load_checkpoint(compact_checkpoint(ckpt, tmp_path / "w.pt"), expected_kind=WEIGHTS_KIND)
+    assert "optimizer" not in compact and compact["step"] == 3 and compact["history"] == full["history"]
+    assert compact["config"] == full["config"] and compact["vocab"] == full["vocab"]
+    for name, value in full["model"].items():
+        assert compact["model"][name].dtype == (torch.bfloat16 if value.is_floating_point() else value.dtype)
+        torch.testing.assert_close(compact["model"][name], value.to(compact["model"][name].dtype), rtol=0, atol=0)
+    assert load_model(tmp_path / "w.pt")[0].config == load_model(ckpt)[0].config
+
+
 def test_warm_start_from_weights_goes_on_from_their_step_and_resumes_exactly(tmp_path):
     """--init-from: the weights-only copy's step and history carry over, the learning rate ramps up again from
     there (fresh AdamW moments), and a run stopped inside that ramp resumes to the same weights."""

@@ -187,6 +187,15 @@ def save_weights(path: Path, model: PoemTransformer, vocab: list[str], config: d
                            "corpus": corpus or {}, "model": state})
 
 
+def compact_checkpoint(checkpoint: str | Path, out: str | Path, dtype: torch.dtype = torch.bfloat16) -> Path:
+    """A training checkpoint's weights-only copy (save_weights): its step, tokens and whole history kept, no
+    optimizer state, bf16 by default; for --init-from on another machine."""
+    model, vocab, state = load_model(checkpoint)
+    save_weights(Path(out), model, vocab, state["config"], state["step"], state["tokens_seen"], state["history"],
+                 dtype, state.get("corpus"))
+    return Path(out)
+
+
 def synthetic_cache(folder: Path, write: bool = True) -> Path:
     """A tiny corpus made on the spot, for --dry-run without the real data. Returns its cache directory;
     with write=False only the path (another rank writes it)."""
