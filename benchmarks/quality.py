@@ -64,11 +64,12 @@ def faces_quality(reference_dir: str, variant_dir: str, n: int = 1024) -> dict:
 # ---------------------------------------------------------------- poems
 
 def validation_pairs(corpus: str, count: int) -> tuple[list[list[int]], list[list[int]], list[str]]:
-    """First `count` validation pairs of the cached corpus (ids in the corpus vocab) and that vocab."""
+    """First `count` validation pairs of the cached corpus (every pair for count <= 0; ids in the corpus vocab)
+    and that vocab."""
     from trainers.poems_corpus import load_corpus
     arrays, vocab, _ = load_corpus(corpus)
     src, so, tgt, to = (arrays[k] for k in ("val_src", "val_src_offsets", "val_tgt", "val_tgt_offsets"))
-    n = min(count, len(so) - 1)
+    n = len(so) - 1 if count <= 0 else min(count, len(so) - 1)
     return ([src[so[i]:so[i + 1]].tolist() for i in range(n)], [tgt[to[i]:to[i + 1]].tolist() for i in range(n)],
             vocab)
 
@@ -96,7 +97,10 @@ def sequence_nll(model, sources: list[list[int]], targets: list[list[int]], batc
     return total, count
 
 
-def poems_quality(reference_dir: str, variant_dir: str, corpus: str, count: int = 200) -> dict:
+def poems_quality(reference_dir: str, variant_dir: str, corpus: str, count: int = 0, greedy_count: int = 200
+                  ) -> dict:
+    """Validation perplexity of both models on the first `count` validation pairs (all for 0), and the share of
+    the first `greedy_count` prompts whose greedy poems are identical."""
     from genrt.poems.model import PoemModel
     from genrt.poems.processors import SuppressTokens, pick_greedy
     from genrt.poems.search import generate_tokens
@@ -108,16 +112,18 @@ def poems_quality(reference_dir: str, variant_dir: str, corpus: str, count: int 
     for name, model in (("fp32", ref), ("variant", var)):
         nll, tokens = sequence_nll(model, sources, targets)
         ppl[name] = math.exp(nll / tokens)
+    greedy_sources = sources[:greedy_count]
     suppress = [SuppressTokens(NEVER_GENERATED_SPECIAL_IDS)]
     same = 0
-    for src in sources:
+    for src in greedy_sources:
         outs = [generate_tokens(m, m.start([src]), np.ones((1, 1), np.int64), 64, ref.manifest.eos_id, suppress,
                                 pick_greedy)[0].tokens for m in (ref, var)]
         same += outs[0] == outs[1]
     return {"model": "poems", "reference": reference_dir, "variant": variant_dir,
-            "precision": var.manifest.precision, "validation_pairs": len(sources), "ppl_fp32": ppl["fp32"],
-            "ppl_variant": ppl["variant"], "ppl_change": ppl["variant"] / ppl["fp32"] - 1,
-            "greedy_identical": same / len(sources), "passes": ppl["variant"] <= 1.02 * ppl["fp32"]}
+            "precision": var.manifest.precision, "validation_pairs": len(sources), "validation_tokens": tokens,
+            "ppl_fp32": ppl["fp32"], "ppl_variant": ppl["variant"], "ppl_change": ppl["variant"] / ppl["fp32"] - 1,
+            "greedy_prompts": len(greedy_sources), "greedy_identical": same / len(greedy_sources),
+            "passes": ppl["variant"] <= 1.02 * ppl["fp32"]}
 
 
 def write_report(results: list[dict], out: Path) -> None:
@@ -132,11 +138,12 @@ def write_report(results: list[dict], out: Path) -> None:
                          f"{r['frechet_vs_fp32']:.4f} | <= fp32 noise floor {r['frechet_fp32_noise_floor']:.4f} | "
                          f"{'yes' if r['passes'] else 'no'} |")
         else:
-            lines.append(f"| poems | {r['precision']} | validation perplexity ({r['validation_pairs']} pairs) | "
-                         f"{r['ppl_variant']:.2f} vs fp32 {r['ppl_fp32']:.2f} ({r['ppl_change']:+.2%}) | within 2% | "
+            lines.append(f"| poems | {r['precision']} | validation perplexity ({r['validation_pairs']:,} pairs, "
+                         f"{r['validation_tokens']:,} tokens, <eos> included) | {r['ppl_variant']:.2f} vs fp32 "
+                         f"{r['ppl_fp32']:.2f} ({r['ppl_change']:+.2%}) | within 2% | "
                          f"{'yes' if r['passes'] else 'no'} |")
-            lines.append(f"| poems | {r['precision']} | identical greedy outputs | {r['greedy_identical']:.1%} | "
-                         f"report | |")
+            lines.append(f"| poems | {r['precision']} | identical greedy outputs ({r['greedy_prompts']} prompts) | "
+                         f"{r['greedy_identical']:.1%} | report | |")
     (out / "quality.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -145,14 +152,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--faces", nargs=2, metavar=("FP32_DIR", "VARIANT_DIR"))
     parser.add_argument("--poems", nargs=2, metavar=("FP32_DIR", "VARIANT_DIR"))
     parser.add_argument("--corpus", default=str(ROOT / "cache" / "poems"), help="cached corpus (trainers.poems_corpus)")
-    parser.add_argument("--pairs", type=int, default=200)
+    parser.add_argument("--pairs", type=int, default=0, help="validation pairs for perplexity (0 = all)")
+    parser.add_argument("--greedy-pairs", type=int, default=200, help="prompts for the identical-greedy share")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
     results = []
     if args.faces:
         results.append(faces_quality(*args.faces))
     if args.poems:
-        results.append(poems_quality(*args.poems, corpus=args.corpus, count=args.pairs))
+        results.append(poems_quality(*args.poems, corpus=args.corpus, count=args.pairs,
+                                     greedy_count=args.greedy_pairs))
     write_report(results, args.out)
     print((args.out / "quality.md").read_text(encoding="utf-8"))
 
