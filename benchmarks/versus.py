@@ -1,6 +1,6 @@
 """genrt against CTranslate2, head to head: the same weights, the same prompt, interleaved rounds.
 
-    python -m benchmarks.versus [--rounds 15] [--threads 1 2] [--out benchmarks/results/versus.json]
+    python -m benchmarks.versus [--rounds 15] [--threads 1 2] [--beams 1 4] [--out benchmarks/results/versus.json]
 
 Separate-process tables (python -m benchmarks) measure each engine minutes apart; on a shared or throttled machine
 that alone moves a ratio by 30 %. Here each engine runs in a worker process of its own (so neither engine's
@@ -40,18 +40,19 @@ def convert(checkpoint: Path, out: Path, quantization: str) -> None:
         raise RuntimeError(f"CTranslate2 conversion failed: {done.stderr.strip()[-1500:]}")
 
 
-def genrt_runner(model_dir: Path, threads: int):
+def genrt_runner(model_dir: Path, threads: int, beams: int = 1):
     from genrt.poems.generator import PoemGenerator
     gen = PoemGenerator.load(model_dir, provider="cpu", threads=threads)
     opts = gen.options(do_sample=False, min_new_tokens=NEW_TOKENS, max_new_tokens=NEW_TOKENS, regular_shape=False,
-                       max_char_repeats=0, no_repeat_verse=False, repetition_penalty=1.0)
+                       max_char_repeats=0, no_repeat_verse=False, repetition_penalty=1.0, num_beams=beams,
+                       length_penalty=1.0)
 
     def run() -> int:
         return len(gen.generate(PROMPT, opts)[0].text)
     return run
 
 
-def ct2_runner(ct2_dir: Path, compute_type: str, threads: int):
+def ct2_runner(ct2_dir: Path, compute_type: str, threads: int, beams: int = 1):
     import ctranslate2
     from export.ctranslate2 import decode_options
     from genrt.poems.tokenizer import CharTokenizer
@@ -59,7 +60,7 @@ def ct2_runner(ct2_dir: Path, compute_type: str, threads: int):
                                         intra_threads=threads, inter_threads=1)
     vocab = json.loads((ct2_dir / "shared_vocabulary.json").read_text(encoding="utf-8"))
     src = [[vocab[i] for i in CharTokenizer(vocab).encode_prompt(PROMPT, "title", 200)]]
-    options = {"beam_size": 1, "min_decoding_length": NEW_TOKENS, "max_decoding_length": NEW_TOKENS,
+    options = {"beam_size": beams, "length_penalty": 1.0, "min_decoding_length": NEW_TOKENS, "max_decoding_length": NEW_TOKENS,
                **decode_options(vocab)}
 
     def run() -> int:
@@ -113,15 +114,28 @@ def head_to_head(engines: dict[str, tuple[str, tuple]], rounds: int, block: int 
 def markdown(report: dict) -> str:
     cpu = report["cpu"]
     lines = [f"{cpu['model']} ({', '.join(cpu['flags'])}), {report['rounds']} rounds of {report['block']} runs per "
-             f"engine (the first of each block untimed), greedy, batch 1, "
+             f"engine (the first of each block untimed), batch 1, "
              f"{NEW_TOKENS} new characters, prompt {PROMPT}; onnxruntime {report['onnxruntime']}, CTranslate2 "
              f"{report['ctranslate2']}.", "",
-             "| precision | threads | genrt ms/token | CTranslate2 ms/token | genrt speed vs CTranslate2 |",
-             "|---|---:|---:|---:|---:|"]
+             "| precision | threads | search | genrt ms/token | CTranslate2 ms/token | genrt speed vs CTranslate2 |",
+             "|---|---:|---|---:|---:|---:|"]
     for r in report["rows"]:
-        lines.append(f"| {r['precision']} | {r['threads']} | {r['genrt_ms']:.3f} | {r['ct2_ms']:.3f} | "
-                     f"{r['ct2_ms'] / r['genrt_ms']:.2f}x |")
+        lines.append(f"| {r['precision']} | {r['threads']} | {_search(r.get('beams', 1))} | {r['genrt_ms']:.3f} | "
+                     f"{r['ct2_ms']:.3f} | {r['ct2_ms'] / r['genrt_ms']:.2f}x |")
+    greedy = {(r["precision"], r["threads"]): r for r in report["rows"] if r.get("beams", 1) == 1}
+    ratios = [f"{r['precision']} {r['threads']} thread{'s' if r['threads'] > 1 else ''}: genrt "
+              f"{r['genrt_ms'] / g['genrt_ms']:.2f}x, CTranslate2 {r['ct2_ms'] / g['ct2_ms']:.2f}x"
+              for r in report["rows"] if r.get("beams", 1) > 1
+              for g in [greedy.get((r["precision"], r["threads"]))] if g]
+    if ratios:
+        beams = max(r.get("beams", 1) for r in report["rows"])
+        lines += ["", f"Beam {beams} per token against the same engine's greedy (same rounds): " + "; ".join(ratios)
+                  + "."]
     return "\n".join(lines) + "\n"
+
+
+def _search(beams: int) -> str:
+    return "greedy" if beams == 1 else f"beam {beams}"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -132,6 +146,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--block", type=int, default=5, help="runs per engine per round (the first is not timed)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--beams", type=int, nargs="+", default=[1, 4],
+                        help="beam sizes to run, each against the other engine's same size (1 = greedy)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "versus.json")
     parser.add_argument("--models", type=Path, default=MODELS,
                         help="folder holding poems/ and poems_int8/ (default: the bundled models), e.g. a re-export "
@@ -144,12 +160,16 @@ def main(argv: list[str] | None = None) -> dict:
             ct2_dir = Path(tmp) / ct2_type
             convert(checkpoint, ct2_dir, ct2_type)
             for threads in args.threads:
-                medians = head_to_head({"genrt": ("genrt", (args.models / bundled, threads)),
-                                        "ct2": ("ct2", (ct2_dir, ct2_type, threads))}, args.rounds, args.block)
-                rows.append({"precision": precision, "threads": threads, "genrt_ms": medians["genrt"],
-                             "ct2_ms": medians["ct2"],
-                             "model_dir": bundled if args.models == MODELS else str(args.models / bundled)})
-                print(rows[-1], file=sys.stderr)
+                engines = {}
+                for beams in args.beams:
+                    engines[f"genrt/{beams}"] = ("genrt", (args.models / bundled, threads, beams))
+                    engines[f"ct2/{beams}"] = ("ct2", (ct2_dir, ct2_type, threads, beams))
+                medians = head_to_head(engines, args.rounds, args.block)
+                for beams in args.beams:
+                    rows.append({"precision": precision, "threads": threads, "beams": beams,
+                                 "genrt_ms": medians[f"genrt/{beams}"], "ct2_ms": medians[f"ct2/{beams}"],
+                                 "model_dir": bundled if args.models == MODELS else str(args.models / bundled)})
+                    print(rows[-1], file=sys.stderr)
     report = {"cpu": cpu_info(), "models": "bundled" if args.models == MODELS else str(args.models),
               "rounds": args.rounds, "block": args.block, "onnxruntime": onnxruntime.__version__,
               "ctranslate2": ctranslate2.__version__, "rows": rows}

@@ -17,7 +17,19 @@ def test_markdown_gives_each_engine_and_genrts_speed_ratio():
     assert lines[0].startswith("Test CPU (avx2, fma), 8 rounds of 5 runs per engine")
     assert f"{versus.NEW_TOKENS} new characters, prompt {versus.PROMPT}" in lines[0]
     assert "onnxruntime 1.22.0, CTranslate2 4.5.0." in lines[0]
-    assert lines[-2:] == ["| fp32 | 1 | 0.500 | 0.750 | 1.50x |", "| int8 | 2 | 0.400 | 0.200 | 0.50x |"]
+    assert lines[-2:] == ["| fp32 | 1 | greedy | 0.500 | 0.750 | 1.50x |",
+                          "| int8 | 2 | greedy | 0.400 | 0.200 | 0.50x |"]
+
+
+def test_markdown_gives_each_engines_beam_cost_against_its_own_greedy():
+    report = {"cpu": {"model": "Test CPU", "flags": []}, "rounds": 2, "block": 3, "onnxruntime": "1.22.0",
+              "ctranslate2": "4.5.0",
+              "rows": [{"precision": "int8", "threads": 1, "beams": 1, "genrt_ms": 0.3, "ct2_ms": 0.4},
+                       {"precision": "int8", "threads": 1, "beams": 4, "genrt_ms": 0.75, "ct2_ms": 0.6}]}
+    lines = versus.markdown(report).splitlines()
+    assert "| int8 | 1 | beam 4 | 0.750 | 0.600 | 0.80x |" in lines
+    assert lines[-1] == ("Beam 4 per token against the same engine's greedy (same rounds): int8 1 thread: genrt "
+                         "2.50x, CTranslate2 1.50x.")
 
 
 def test_convert_runs_the_exporter_and_names_its_failure(monkeypatch):

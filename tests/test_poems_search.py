@@ -159,3 +159,27 @@ def test_beam_sampling_prompt_draws_from_its_own_stream():
     assert [h.tokens for h in batch] == [h.tokens for h in alone]
     with pytest.raises(ValueError, match="2 random streams for 3 prompts"):
         _beams(model, [[1], [3], [5]], 3, 10, _sampling([2, 11]))
+
+
+def test_processors_see_exactly_the_ids_so_far():
+    model, seen = TableModel(5), []
+
+    def record(tokens, logits):
+        seen.append(tokens.tolist())
+        return logits
+    steps = list(iter_tokens(model, model.start([[4]]), np.array([[1, 3]]), 5, EOS, [record], pick_greedy))
+    ids = [int(new[0]) for new, _, _ in steps]
+    assert seen == [[[1, 3] + ids[:i]] for i in range(len(steps))]
+
+
+def test_a_row_the_processors_empty_ends_even_when_others_skip_the_check():
+    from genrt.poems.processors import MinNewTokens, SuppressTokens
+    from genrt.poems.search import apply_processors, could_empty_a_row
+    fixed = [SuppressTokens([0, 1, 3]), MinNewTokens(5, EOS, 1)]
+    assert not could_empty_a_row(fixed, V)                       # 4 of 6 ids at most: the check is skipped
+    assert could_empty_a_row([SuppressTokens([0, 1, 3, 4, 5])] + fixed[1:], V)   # together they cover the vocab
+    ban_all_but_eos = lambda tokens, logits: np.where(np.arange(V) == EOS, logits, -np.inf)
+    assert could_empty_a_row(fixed + [ban_all_but_eos], V)       # undeclared: may empty a row
+    logits = apply_processors(fixed + [ban_all_but_eos], np.ones((1, 1), np.int64),
+                              np.zeros((1, V), np.float32), EOS)
+    assert logits.argmax() == EOS and np.isfinite(logits[0, EOS])

@@ -208,3 +208,21 @@ def test_open_model_dir_serves_every_kind(tiny_poems_dir, tiny_faces_model):
         runtime.open_model_dir(tiny_faces_model, POEMS_KIND, "cpu", 1)
     with pytest.raises(ValueError, match="threads"):
         runtime.open_model_dir(tiny_faces_model, FACES_KIND, "cpu", 0)
+
+
+def test_hot_loop_run_gives_what_session_run_gives(tiny_faces_model):
+    session = make_session(tiny_faces_model / "generator.onnx", threads=1)
+    run = runtime.hot_loop_run(session)
+    assert run is not session.run                      # the compiled session, called directly
+    z = np.random.default_rng(0).standard_normal((2, session.get_inputs()[0].shape[1])).astype(np.float32)
+    name = session.get_outputs()[0].name
+    np.testing.assert_array_equal(run([name], {session.get_inputs()[0].name: z})[0],
+                                  session.run([name], {session.get_inputs()[0].name: z})[0])
+
+
+def test_hot_loop_run_keeps_session_run_for_anything_else():
+    class Double:                                      # a test double, or an onnxruntime without `_sess`
+        def run(self, names, feeds):
+            return ["ran"]
+    double = Double()
+    assert runtime.hot_loop_run(double) == double.run

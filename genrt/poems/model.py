@@ -15,7 +15,7 @@ import onnxruntime as ort
 from genrt.contract import (
     ALL_LOGITS, LOG_NORM, POEMS_KIND, PoemsManifest, cross_key, cross_value, past_key, past_value,
 )
-from genrt.runtime import open_model_dir
+from genrt.runtime import hot_loop_run, open_model_dir
 
 
 # Threads when the caller names none: None = one per physical core, as for every genrt session. A second thread
@@ -92,6 +92,7 @@ class PoemModel:
                  device_cache: bool | None = None):
         self.manifest, self.provider, self.model_dir = manifest, provider, model_dir
         self.encoder, self.decoder = encoder, decoder
+        self._run_decoder = hot_loop_run(decoder)
         layers = range(manifest.num_decoder_layers)
         self._cross_names = [n for i in layers for n in (cross_key(i), cross_value(i))]
         self._past_names = [n for i in layers for n in (past_key(i), past_value(i))]
@@ -155,7 +156,7 @@ class PoemModel:
             feeds = {"input_ids": tokens, "position_ids": positions, "src_mask": cache.src_mask}
             feeds.update(zip(self._past_names, cache.self_kv))
             feeds.update(zip(self._cross_names, cache.cross_kv))
-            logits, *outs = self.decoder.run(self._decoder_outputs, feeds)
+            logits, *outs = self._run_decoder(self._decoder_outputs, feeds)
         present, log_norm = outs[:self._present_count], (outs[-1] if self.manifest.log_norm else None)
         return logits, DecoderCache(tuple(present), cache.cross_kv, cache.src_mask, cache.length + k, cache.prefix,
                                     log_norm)

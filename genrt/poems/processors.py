@@ -22,6 +22,7 @@ class SuppressTokens:
 
     def __init__(self, ids: Sequence[int]):
         self.ids = np.asarray(sorted(set(ids)), np.int64)
+        self.max_banned_ids = len(self.ids)          # genrt.poems.search.could_empty_a_row
 
     def __call__(self, tokens: np.ndarray, logits: np.ndarray) -> np.ndarray:
         logits[:, self.ids] = NEG
@@ -30,6 +31,8 @@ class SuppressTokens:
 
 class MinNewTokens:
     """transformers' min_new_tokens: no <eos> before `min_new` tokens follow the first `prefix_len` ids of a row."""
+
+    max_banned_ids = 1           # genrt.poems.search.could_empty_a_row
 
     def __init__(self, min_new: int, eos_id: int, prefix_len: int):
         self.min_new, self.eos_id, self.prefix_len = int(min_new), int(eos_id), int(prefix_len)
@@ -42,6 +45,8 @@ class MinNewTokens:
 
 class RepetitionPenalty:
     """CTRL-style: divide positive logits (multiply negative ones) of already generated tokens by `penalty`."""
+
+    max_banned_ids = 0           # rescales finite logits, bans nothing
 
     def __init__(self, penalty: float, ignore_ids: Sequence[int] = ()):
         self.penalty = float(penalty)

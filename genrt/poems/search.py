@@ -30,13 +30,26 @@ class Hypothesis:
 def apply_processors(processors: Sequence[LogitsProcessor], tokens: np.ndarray, logits: np.ndarray,
                      eos_id: int) -> np.ndarray:
     """Run the processors in order. A row they left with no allowed token at all ends (<eos>) instead of
-    picking from nothing."""
+    picking from nothing (checked only when the processors could empty a row: `could_empty_a_row`)."""
     for p in processors:
         logits = p(tokens, logits)
-    dead = logits.max(axis=1) == -np.inf          # (N,) cheaper than isfinite over the whole row
-    if dead.any():
-        logits[dead, eos_id] = 0.0
+    if could_empty_a_row(processors, logits.shape[1]):
+        dead = logits.max(axis=1) == -np.inf      # (N,) cheaper than isfinite over the whole row
+        if dead.any():
+            logits[dead, eos_id] = 0.0
     return logits
+
+
+def could_empty_a_row(processors: Sequence[LogitsProcessor], vocab_size: int) -> bool:
+    """False when every processor declares `max_banned_ids` (how many ids it can ever ban: a fixed set, or none
+    for one that only rescales) and together they leave at least one id of the vocabulary."""
+    banned = 0
+    for p in processors:
+        count = getattr(p, "max_banned_ids", None)
+        if count is None:
+            return True
+        banned += count
+    return banned >= vocab_size
 
 
 def reorder_processors(processors: Sequence[LogitsProcessor], rows: np.ndarray) -> None:
@@ -58,22 +71,28 @@ def iter_tokens(model: StepModel, cache, prefix: np.ndarray, max_new: int, eos_i
     """The greedy/sampling loop, one step per iteration. prefix (N, P) = <sos> + forced ids, a row per output.
     Yields (new ids (N,), still_alive (N,) bool, model log-prob of each new id (N,), 0 for rows already ended);
     rows that already ended get <eos> again. The log-prob is the model's, before any processor."""
-    tokens = prefix
+    n, p = prefix.shape
+    history = np.empty((n, p + max_new), np.int64)   # (N, P + max_new): the ids so far, filled step by step; the
+    history[:, :p] = prefix                          # processors see the (N, P + step) view of what is written
     logits, cache = model.step(prefix, cache)                                  # (N, V)
-    alive = np.ones(len(prefix), bool)
-    rows = np.arange(len(prefix))
+    alive = np.ones(n, bool)
+    some_ended = False
+    rows = np.arange(n)
     for step in range(max_new):
         log_norm = step_log_norm(cache, logits)                                # (N,) before processors write
         raw = logits.copy()
-        logits = apply_processors(processors, tokens, logits, eos_id)
+        logits = apply_processors(processors, history[:, :p + step], logits, eos_id)
         new = pick(logits).astype(np.int64, copy=False)                          # (N,)
         logprob = raw[rows, new] - log_norm                                      # (N,)
-        if not alive.all():
+        if some_ended:
             new[~alive], logprob[~alive] = eos_id, 0.0
-        tokens = np.concatenate([tokens, new[:, None]], axis=1)
-        alive &= new != eos_id
+        history[:, p + step] = new
+        ended = new == eos_id
+        if ended.any():
+            alive &= ~ended
+            some_ended = True
         yield new, alive.copy(), logprob
-        if not alive.any() or step == max_new - 1:       # no decoder call for logits nobody will read
+        if (some_ended and not alive.any()) or step == max_new - 1:   # no decoder call for logits nobody reads
             return
         logits, cache = model.step(new[:, None], cache)
 
