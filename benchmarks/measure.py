@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.timing import peak_rss_mb, time_ms
+from benchmarks.timing import peak_rss_mb, time_interleaved, time_ms
 
 FACE_BATCHES = (1, 16, 64, 256)
 NEW_TOKENS = 64
@@ -120,7 +120,7 @@ def _time_to_first_token(model, tokenizer, repeats: int) -> dict:
 
 
 def poems_onnx(model_dir: str, provider: str, threads: int, quick: bool) -> list[dict]:
-    from genrt.poems.model import PoemModel
+    from genrt.poems.model import PoemModel, RecomputeModel
     from genrt.poems.tokenizer import CharTokenizer
     t0 = time.perf_counter()
     model = PoemModel.load(model_dir, provider=provider, threads=threads)
@@ -130,33 +130,38 @@ def poems_onnx(model_dir: str, provider: str, threads: int, quick: bool) -> list
             "precision": model.manifest.precision, "model_dir": str(model_dir), "new_tokens": NEW_TOKENS,
             "load_s": load_s}
     repeats = 2 if quick else 7
+    cases = _decode_cases(model, tok, quick)
+    # the targets' ratios (beam 4 vs greedy, cache vs recompute) from runs that alternate in the same minutes
+    paired = {name: fn for name, batch, fn in cases if batch == 1 and name in PAIRED_SEARCHES}
+    paired["recompute"] = _greedy_case(RecomputeModel(model), tok, NEW_TOKENS)
+    paired_stats = time_interleaved(paired, repeats, warmup=1)
     rows = []
-    for name, batch, fn in _decode_cases(model, tok, quick):
-        stats = time_ms(fn, repeats, warmup=1)
+    for name, batch, fn in cases:
+        stats = paired_stats[name] if batch == 1 and name in PAIRED_SEARCHES else time_ms(fn, repeats, warmup=1)
         rows.append({**base, "search": name, "batch": batch, "cache": "kv", **_per_token(stats, batch)})
-    rows += _cache_vs_recompute(model, tok, base, repeats, quick)
+    rows.append({**base, "search": "greedy", "batch": 1, "cache": "recompute",
+                 **_per_token(paired_stats["recompute"], 1)})
+    if not quick:   # a long poem: the cache's advantage grows with length
+        long_cases = {"kv": _greedy_case(model, tok, LONG_TOKENS),
+                      "recompute": _greedy_case(RecomputeModel(model), tok, LONG_TOKENS)}
+        for cache, stats in time_interleaved(long_cases, repeats, warmup=1).items():
+            rows.append({**base, "search": "greedy", "batch": 1, "cache": cache, "new_tokens": LONG_TOKENS,
+                         **_per_token(stats, 1, LONG_TOKENS)})
     rows.append({**base, "search": "first-token", "batch": 1, "cache": "kv",
                  **_time_to_first_token(model, tok, 5 if quick else 30)})
     return rows
 
 
-def _cache_vs_recompute(model, tok, base: dict, repeats: int, quick: bool) -> list[dict]:
-    """Greedy batch 1 with the KV cache vs re-running the decoder over the whole prefix every step, at 64 new
-    characters and (full run) at a long-poem length too."""
-    from genrt.poems.model import RecomputeModel
+PAIRED_SEARCHES = ("greedy", "beam4")   # timed alternately with each other and with greedy without the cache
+
+
+def _greedy_case(model, tok, new_tokens: int):
+    """Greedy batch 1, exactly `new_tokens` characters (<eos> banned), on `model` (PoemModel or RecomputeModel)."""
     from genrt.poems.processors import SuppressTokens, pick_greedy
     from genrt.poems.search import generate_tokens
     src, banned = _poem_sources(tok, 1), [SuppressTokens(sorted(tok.control_ids))]
-    rows = []
-    for new_tokens in (NEW_TOKENS,) if quick else (NEW_TOKENS, LONG_TOKENS):
-        for cache, m in (("kv", model), ("recompute", RecomputeModel(model))):
-            if cache == "kv" and new_tokens == NEW_TOKENS:
-                continue  # measured with the other searches
-            stats = time_ms(lambda: generate_tokens(m, m.start(src), np.ones((1, 1), np.int64), new_tokens,
-                                                    tok.eos_id, banned, pick_greedy), repeats, warmup=1)
-            rows.append({**base, "search": "greedy", "batch": 1, "cache": cache, "new_tokens": new_tokens,
-                         **_per_token(stats, 1, new_tokens)})
-    return rows
+    return lambda: generate_tokens(model, model.start(src), np.ones((1, 1), np.int64), new_tokens, tok.eos_id,
+                                   banned, pick_greedy)
 
 
 def poems_torch(checkpoint: str, threads: int, quick: bool) -> list[dict]:

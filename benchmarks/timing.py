@@ -20,6 +20,25 @@ def time_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> dict[str
             "repeats": repeats}
 
 
+def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
+                     ) -> dict[str, dict[str, float]]:
+    """time_ms for several functions whose ratio is the point (beam vs greedy, cache vs recompute): their runs
+    alternate (one of each per round, the order reversed every other round), so a machine that slows down for a
+    minute slows every one of them alike. -> {name: time_ms-style stats}."""
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else names[::-1]:
+            t0 = time.perf_counter()
+            fns[name]()
+            samples[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: {"median_ms": float(np.median(s)), "p90_ms": float(np.percentile(s, 90)), "repeats": repeats}
+            for name, s in samples.items()}
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 

@@ -28,3 +28,11 @@ def test_cpu_info_reports_the_kernel_flags_present_in_their_order():
         flags = set(next((ln.split(":", 1)[1].split() for ln in cpuinfo.read_text().splitlines()
                           if ln.startswith("flags")), []))
         assert info["flags"] == [f for f in KERNEL_FLAGS if f in flags]
+
+
+def test_time_interleaved_alternates_the_functions_and_reverses_each_round():
+    from benchmarks.timing import time_interleaved
+    calls = []
+    stats = time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=4, warmup=1)
+    assert calls == ["a", "b"] + ["a", "b", "b", "a", "a", "b", "b", "a"]
+    assert set(stats) == {"a", "b"} and all(s["repeats"] == 4 and s["median_ms"] >= 0 for s in stats.values())
