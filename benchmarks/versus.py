@@ -60,8 +60,8 @@ def ct2_runner(ct2_dir: Path, compute_type: str, threads: int, beams: int = 1):
                                         intra_threads=threads, inter_threads=1)
     vocab = json.loads((ct2_dir / "shared_vocabulary.json").read_text(encoding="utf-8"))
     src = [[vocab[i] for i in CharTokenizer(vocab).encode_prompt(PROMPT, "title", 200)]]
-    options = {"beam_size": beams, "length_penalty": 1.0, "min_decoding_length": NEW_TOKENS, "max_decoding_length": NEW_TOKENS,
-               **decode_options(vocab)}
+    options = {"beam_size": beams, "length_penalty": 1.0, "min_decoding_length": NEW_TOKENS,
+               "max_decoding_length": NEW_TOKENS, **decode_options(vocab)}
 
     def run() -> int:
         return len(translator.translate_batch(src, **options)[0].hypotheses[0])
