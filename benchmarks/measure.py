@@ -76,15 +76,13 @@ def _poem_sources(tokenizer, batch: int) -> list[list[int]]:
 
 def _decode_cases(model, tokenizer, quick: bool):
     """(name, batch, function decoding exactly NEW_TOKENS per sequence). <eos> is banned so lengths are equal."""
-    from genrt.poems.processors import SuppressTokens, make_sampler, pick_greedy
+    from genrt.poems.processors import SuppressTokens, make_sampler
     from genrt.poems.search import BeamSampling, beam_search, generate_tokens
     banned = [SuppressTokens(sorted(tokenizer.control_ids))]
     eos = tokenizer.eos_id
 
-    def greedy(batch, m=model):
-        src = _poem_sources(tokenizer, batch)
-        return lambda: generate_tokens(m, m.start(src), np.ones((batch, 1), np.int64), NEW_TOKENS, eos, banned,
-                                       pick_greedy)
+    def greedy(batch):
+        return _greedy_case(model, tokenizer, NEW_TOKENS, batch)
 
     def sample(batch):
         src = _poem_sources(tokenizer, batch)
@@ -155,12 +153,13 @@ def poems_onnx(model_dir: str, provider: str, threads: int, quick: bool) -> list
 PAIRED_SEARCHES = ("greedy", "beam4")   # timed alternately with each other and with greedy without the cache
 
 
-def _greedy_case(model, tok, new_tokens: int):
-    """Greedy batch 1, exactly `new_tokens` characters (<eos> banned), on `model` (PoemModel or RecomputeModel)."""
+def _greedy_case(model, tok, new_tokens: int, batch: int = 1):
+    """Greedy over `batch` prompts, exactly `new_tokens` characters each (<eos> banned), on `model` (PoemModel or
+    RecomputeModel)."""
     from genrt.poems.processors import SuppressTokens, pick_greedy
     from genrt.poems.search import generate_tokens
-    src, banned = _poem_sources(tok, 1), [SuppressTokens(sorted(tok.control_ids))]
-    return lambda: generate_tokens(model, model.start(src), np.ones((1, 1), np.int64), new_tokens, tok.eos_id,
+    src, banned = _poem_sources(tok, batch), [SuppressTokens(sorted(tok.control_ids))]
+    return lambda: generate_tokens(model, model.start(src), np.ones((batch, 1), np.int64), new_tokens, tok.eos_id,
                                    banned, pick_greedy)
 
 
