@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from benchmarks.report import write_markdown, write_png
+from genrt.extras import install_hint
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "genrt" / "models"
@@ -148,7 +149,7 @@ def _peer_runs(args, threads: list[int], quick: list[str]) -> list[dict]:
         else:
             print(f"  no {kind} checkpoint at {ckpt}: torch baseline skipped", file=sys.stderr)
     if not _has_module("ctranslate2"):
-        print("  ctranslate2 not installed (pip install genrt[bench]): CTranslate2 baseline skipped",
+        print(f"  ctranslate2 not installed ({install_hint('bench')}): CTranslate2 baseline skipped",
               file=sys.stderr)
     elif not Path(args.poems_checkpoint).is_file():
         print(f"  no poems checkpoint at {args.poems_checkpoint}: CTranslate2 baseline skipped", file=sys.stderr)

@@ -73,7 +73,8 @@ def check_request(form: str | None, acrostic: str | None, rhyme: bool | str | No
     if scheme and form is None and acrostic is None and not tonal:
         problems.append("rhyme needs a form or an acrostic")
     if scheme == "modern" and not _pypinyin_installed():
-        problems.append("rhyme needs the pypinyin package: pip install 'genrt[forms]'")
+        from genrt.extras import install_hint
+        problems.append(f"rhyme needs the pypinyin package: {install_hint('forms')}")
     if tonal and not problems:
         from genrt.poems.tonal import VerseRules   # checks that an acrostic fits some tonal pattern
         try:
