@@ -51,9 +51,16 @@ def test_never_generated_ids_are_the_control_tokens_but_eos(with_forms, plain):
 
 @pytest.mark.parametrize("text, mode, message", [
     ("", "title", "empty"), ("   ", "title", "empty"), ("春", "poem", "unknown prompt mode"),
-    ("ＸＹ", "title", "no character of the prompt is in the model's vocabulary: ＸＹ"),
+    ("ＸＹ", "title", "no character of the prompt is in the model's vocabulary: Ｘ, Ｙ"),
     ("春" * 80, "title", "at most 79"),
 ])
 def test_bad_prompts_name_the_problem(plain, text, mode, message):
     with pytest.raises(ValueError, match=message):
         plain.encode_prompt(text, mode, 80)
+
+
+def test_char_list_names_each_character_once_in_order():
+    from genrt.poems.tokenizer import char_list
+
+    assert char_list("hello") == "h, e, l, o"
+    assert char_list(["☃", " ", "☃", "\x00"]) == "☃, ' ', '\\x00'"

@@ -25,6 +25,13 @@ def load_t2s(model_dir: str | Path, manifest: PoemsManifest) -> dict[str, str]:
     return table
 
 
+def char_list(chars: Iterable[str]) -> str:
+    """Characters for a message, each once, in order, comma-separated ("h, e, l, o", not "helo"); a space or an
+    unprintable character is shown by its escape."""
+    unique = dict.fromkeys(chars)
+    return ", ".join(ch if ch.isprintable() and not ch.isspace() else repr(ch) for ch in unique)
+
+
 class CharTokenizer:
     def __init__(self, vocab: Sequence[str], t2s: Mapping[str, str] | None = None):
         self.vocab = tuple(vocab)
@@ -68,7 +75,7 @@ class CharTokenizer:
             raise ValueError(f"the prompt has {len(text)} characters; the model accepts at most {room}")
         unknown = self.unknown_chars(text)
         if len(unknown) == len(set(text)):
-            raise ValueError(f"no character of the prompt is in the model's vocabulary: {''.join(unknown)}")
+            raise ValueError(f"no character of the prompt is in the model's vocabulary: {char_list(unknown)}")
         return self.prompt_ids(PROMPT_KIND_TOKENS[mode], text, form if tag else None)
 
     def prompt_ids(self, kind_token: str, text: str, form: str | None = None) -> list[int]:
