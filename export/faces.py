@@ -28,7 +28,7 @@ import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from export.faces_subpixel import subpixel_net
-from export.model_dir import ExportError, check_target, staged_model_dir
+from export.model_dir import ExportError, check_target, portable_paths, staged_model_dir
 from genrt.contract import FacesManifest, ManifestError, MANIFEST_NAME, write_manifest
 from genrt.runtime import load_checked_session, make_session
 from trainers.common import config_dict
@@ -167,9 +167,10 @@ def check_contract(model_dir: Path, manifest: FacesManifest, threads: int | None
 # ---------------------------------------------------------------- manifest
 
 def training_summary(cfg_dict: dict, state: dict) -> dict:
-    """Training settings worth shipping: the checkpoint config (minus local-machine details) + steps done."""
+    """Training settings worth shipping: the checkpoint config (minus local-machine details, paths made portable) +
+    steps done."""
     local_only = {"out", "device", "resume", "dry_run", "threads"}
-    summary = {k: v for k, v in cfg_dict.items() if k not in local_only}
+    summary = portable_paths({k: v for k, v in cfg_dict.items() if k not in local_only})
     summary["steps_completed"] = int(state.get("step", 0))
     return summary
 

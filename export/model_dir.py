@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from pathlib import Path
-from typing import Iterator
+from pathlib import Path, PureWindowsPath
+from typing import Any, Iterator
 
 
 class ExportError(RuntimeError):
@@ -50,3 +50,24 @@ def require(condition: bool, message: str) -> None:
     """An export check that `python -O` keeps (unlike assert)."""
     if not condition:
         raise ExportError(message)
+
+
+def portable_paths(value: Any, root: str | Path | None = None) -> Any:
+    """A manifest's training record without the exporting machine's paths: every absolute path string (in nested
+    dicts and lists too) becomes relative to `root` (default: the working directory) when it lies under it, else
+    just its file or folder name. Relative paths, and strings that are not paths, are kept as they are."""
+    if isinstance(value, dict):
+        return {k: portable_paths(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable_paths(v, root) for v in value]
+    if not isinstance(value, str):
+        return value
+    if PureWindowsPath(value).drive and not value.startswith("/"):      # C:\runs\poems: another system's path
+        return PureWindowsPath(value).name
+    if not value.startswith(("/", "~")):
+        return value
+    path = Path(value).expanduser().resolve()
+    try:
+        return str(path.relative_to(Path(root or Path.cwd()).resolve()))
+    except ValueError:
+        return path.name

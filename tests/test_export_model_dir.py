@@ -42,3 +42,21 @@ def test_a_file_in_the_way_is_named(tmp_path):
     (tmp_path / "model").write_text("x")
     with pytest.raises(ExportError, match="not a directory"):
         check_target(tmp_path / "model", force=True)
+
+
+def test_portable_paths_keep_no_machine_path(tmp_path):
+    from export.model_dir import portable_paths
+
+    record = {"cache": "/root/runs/cache/poems", "out": str(tmp_path / "runs" / "poems"), "data": "../data/celeba",
+              "nested": [{"init_from": "/home/someone/checkpoint.pt"}, "C:\\runs\\w.pt"], "steps": 3, "note": "a/b"}
+    assert portable_paths(record, root=tmp_path) == {
+        "cache": "poems", "out": "runs/poems", "data": "../data/celeba",
+        "nested": [{"init_from": "checkpoint.pt"}, "w.pt"], "steps": 3, "note": "a/b"}
+
+
+def test_exported_manifests_record_no_absolute_path(tiny_poems_dir, tiny_faces_model):
+    import json
+
+    for model in (tiny_poems_dir, tiny_faces_model):
+        training = json.dumps(json.loads((model / "manifest.json").read_text(encoding="utf-8"))["training"])
+        assert '"/' not in training, training
