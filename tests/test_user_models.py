@@ -1,0 +1,63 @@
+"""genrt.user_models: variants copied from a checkout into the user models folder, found there by precision."""
+import json
+import shutil
+
+import pytest
+
+from genrt.contract import ManifestError
+from genrt.runtime import model_dir_or_bundled
+from genrt.user_models import find_variants, install_variant, source_models_dir
+
+
+@pytest.fixture
+def checkout(tmp_path, tiny_faces_model):
+    """A folder laid out as a checkout: genrt/models/faces (fp32), plus a stray file the loader would refuse."""
+    models = tmp_path / "checkout" / "genrt" / "models"
+    shutil.copytree(tiny_faces_model, models / "faces")
+    (models / "faces" / "notes.txt").write_text("not part of the model")
+    return tmp_path / "checkout"
+
+
+@pytest.fixture
+def user_models(tmp_path, monkeypatch):
+    folder = tmp_path / "user_models"
+    monkeypatch.setenv("GENRT_MODELS", str(folder))
+    return folder
+
+
+def test_install_copies_the_manifest_and_its_files_only(checkout, user_models):
+    dest = install_variant(checkout, "faces", "fp32")
+    assert dest == user_models / "faces"
+    assert sorted(p.name for p in dest.iterdir()) == ["generator.onnx", "manifest.json"]
+    assert model_dir_or_bundled(None, "faces", "", precision="fp32") == dest
+    assert [p.name for p in user_models.iterdir()] == ["faces"]           # no staging folder left behind
+    found = {(v.name, v.precision): v for v in find_variants()}
+    assert found["faces", "fp32"].where == dest and found["faces", "fp32"].installed
+
+
+def test_a_models_folder_is_a_source_too(checkout, user_models):
+    assert source_models_dir(checkout / "genrt" / "models") == checkout / "genrt" / "models"
+    assert install_variant(checkout / "genrt" / "models", "faces", "fp32").is_dir()
+
+
+def test_an_installed_variant_is_replaced_only_with_force(checkout, user_models):
+    install_variant(checkout, "faces", "fp32")
+    with pytest.raises(ValueError, match="exists; use --force"):
+        install_variant(checkout, "faces", "fp32")
+    (user_models / "faces" / "generator.onnx").write_bytes(b"stale")
+    install_variant(checkout, "faces", "fp32", force=True)
+    assert (user_models / "faces" / "generator.onnx").read_bytes() != b"stale"
+    assert [p.name for p in user_models.iterdir()] == ["faces"]
+
+
+def test_a_wrong_precision_or_missing_source_is_refused(checkout, user_models, tmp_path):
+    manifest = checkout / "genrt" / "models" / "faces" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**data, "precision": "int8"}))
+    with pytest.raises(ManifestError, match="precision is 'int8'"):
+        install_variant(checkout, "faces", "fp32")
+    with pytest.raises(ManifestError, match="not a directory"):
+        install_variant(checkout, "poems", "fp32")
+    with pytest.raises(ValueError, match="neither a genrt checkout"):
+        install_variant(tmp_path / "user_models", "faces", "fp32")
+    assert not user_models.exists() or not any(user_models.iterdir())
