@@ -12,13 +12,20 @@ import numpy as np
 from PIL import Image
 
 
+def seed_image_name(seed: int) -> str:
+    """seed0042.png: the file `genrt faces --seeds` writes for one seed (StyleGAN's gen_images.py naming)."""
+    return f"seed{seed:04d}.png"
+
+
 def image_names(count: int, prefix: str = "face", start: int = 0, total: int | None = None) -> list[str]:
     """face_0000.png ...; at least 4 digits, more when `total` needs them, so names sort in order."""
     digits = max(4, len(str(max((total or count) - 1, 0))))
     return [f"{prefix}_{i:0{digits}d}.png" for i in range(start, start + count)]
 
 
-OWN_FILE = re.compile(r"^(?:(?:face|frame)_\d{4,}\.png|grid\.png)$")   # the names genrt faces writes
+# The names genrt faces writes, matched whole (fullmatch): ASCII digits only, no trailing newline, so a user's file
+# whose name merely looks like one (other digit scripts, "face_0001.png\n") is never taken for genrt's.
+OWN_FILE = re.compile(r"(?:(?:face|frame)_[0-9]{4,}\.png|seed[0-9]{4,}\.png|grid\.png)")
 
 
 def own_files(out_dir: str | Path) -> list[Path]:
@@ -26,7 +33,7 @@ def own_files(out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         return []
-    return sorted(p for p in out_dir.iterdir() if OWN_FILE.match(p.name) and (p.is_symlink() or p.is_file()))
+    return sorted(p for p in out_dir.iterdir() if OWN_FILE.fullmatch(p.name) and (p.is_symlink() or p.is_file()))
 
 
 def _umask() -> int:
@@ -88,3 +95,22 @@ def save_grid(images: np.ndarray, path: str | Path, nrow: int | None = None, pad
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_png(make_grid(images, nrow, padding), path)
+
+
+def save_gif(frames: np.ndarray | Sequence[np.ndarray], path: str | Path, fps: int = 25) -> Path:
+    """Frames (N, H, W, 3) uint8 as a looping animated GIF, written atomically as save_png writes a PNG."""
+    frames = [Image.fromarray(np.ascontiguousarray(f, dtype=np.uint8)) for f in frames]
+    if not frames:
+        raise ValueError("a GIF needs at least one frame")
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=".genrt-", suffix=".gif.tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as f:
+            frames[0].save(f, format="GIF", save_all=True, append_images=frames[1:], loop=0,
+                           duration=max(1, round(1000 / fps)), optimize=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
