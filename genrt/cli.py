@@ -22,7 +22,8 @@ from genrt.contract import ManifestError
 import numpy as np
 
 from genrt.faces import FaceGenerator, own_files, save_grid, save_images
-from genrt.runtime import PRECISIONS, PROVIDERS, ProviderError
+from genrt.providers import available_providers, is_provider_name, known_names, parse_provider_option
+from genrt.runtime import PRECISIONS, ProviderError
 from genrt.poems.generator import PoemGenerator
 from genrt.poems.options import MAX_NEW_TOKENS, MAX_NUM_BEAMS, MAX_NUM_RETURN_SEQUENCES
 
@@ -59,9 +60,47 @@ class FiniteFloat(click.FloatRange):
         return number
 
 
+class ProviderName(click.ParamType):
+    """auto, a short name from genrt.providers' table, or any execution provider name onnxruntime knows; whether
+    it is installed is checked when the model loads (genrt.runtime.resolve_provider, with the install command)."""
+    name = "provider"
+
+    def convert(self, value, param, ctx):
+        if not is_provider_name(value):
+            self.fail(f"{value!r} is not an execution provider; choose {', '.join(known_names())} or an onnxruntime "
+                      f"name (installed: {', '.join(available_providers())})", param, ctx)
+        return value
+
+
+def parse_provider_options(ctx, param, values: tuple[str, ...]) -> dict[str, str]:
+    try:
+        return dict(parse_provider_option(v) for v in values)
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param) from None
+
+
 def provider_option(f):
-    return click.option("--provider", type=click.Choice(PROVIDERS, case_sensitive=False), default="auto",
-                        show_default=True, help="onnxruntime execution provider; auto = CUDA if available, else CPU")(f)
+    f = click.option("--provider-option", "provider_options", multiple=True, metavar="KEY=VALUE",
+                     callback=parse_provider_options,
+                     help="an option for the provider, passed to onnxruntime as is (repeatable), e.g. device_id=1")(f)
+    return click.option("--provider", type=ProviderName(), default="auto", show_default=True,
+                        help=f"onnxruntime execution provider: {', '.join(known_names())} or any onnxruntime name "
+                             f"(e.g. DmlExecutionProvider); auto = CUDA if available, else CPU")(f)
+
+
+def load_poems(model_dir: Path | None, provider: str, threads: int | None, precision: str | None,
+               provider_options: dict[str, str]) -> PoemGenerator:
+    """PoemGenerator.load, with provider options when there are any (opened here until PoemGenerator.load takes
+    them)."""
+    if not provider_options:
+        return PoemGenerator.load(model_dir, provider=provider, threads=threads, precision=precision)
+    from genrt.contract import POEMS_KIND
+    from genrt.poems.model import DEFAULT_DECODE_THREADS, PoemModel
+    from genrt.runtime import open_model_dir
+    opened = open_model_dir(model_dir, POEMS_KIND, provider, threads, precision, DEFAULT_DECODE_THREADS,
+                            provider_options)
+    return PoemGenerator(PoemModel(opened.manifest, opened.sessions["encoder"], opened.sessions["decoder"],
+                                   opened.provider, opened.model_dir))
 
 
 def threads_option(f):
@@ -156,13 +195,14 @@ def main() -> None:
 @precision_option
 @model_option
 def faces(n: int | None, out: Path, seed: int | None, batch_size: int, truncation: float, frames: int | None,
-          nrow: int | None, grid: bool, overwrite: bool, provider: str, threads: int | None, precision: str | None,
-          model_dir: Path | None) -> None:
+          nrow: int | None, grid: bool, overwrite: bool, provider: str, provider_options: dict[str, str],
+          threads: int | None, precision: str | None, model_dir: Path | None) -> None:
     """Generate faces: OUT/face_0000.png ... and OUT/grid.png."""
     if frames is not None and n is not None:
         raise click.UsageError("use either --n or --interpolate, not both")
     with user_errors():
-        generator = FaceGenerator.load(model_dir, provider=provider.lower(), threads=threads, precision=precision)
+        generator = FaceGenerator.load(model_dir, provider=provider, threads=threads, precision=precision,
+                                       provider_options=provider_options)
         clear_earlier_run(prepare_out_dir(out), overwrite)
         seed = pick_seed(seed)
         if frames is not None:
@@ -269,7 +309,8 @@ RECOMMENDED = "[default: the model's recommended setting]"
 @precision_option
 @model_option
 def poem(prompts: tuple[str, ...], continue_line: bool, stream: bool, as_json: bool, provider: str,
-         threads: int | None, precision: str | None, model_dir: Path | None, **options) -> None:
+         provider_options: dict[str, str], threads: int | None, precision: str | None, model_dir: Path | None,
+         **options) -> None:
     """Write a classical Chinese poem for each PROMPT (a title or theme, or with --continue a first line).
     Options left out take the model directory's recommended settings."""
     with user_errors():
@@ -280,7 +321,7 @@ def poem(prompts: tuple[str, ...], continue_line: bool, stream: bool, as_json: b
             prompts = (given["acrostic"],)
         if stream and (as_json or len(prompts) > 1):
             raise UserError("--stream prints one poem as text: use one PROMPT and no --json")
-        generator = PoemGenerator.load(model_dir, provider=provider.lower(), threads=threads, precision=precision)
+        generator = load_poems(model_dir, provider, threads, precision, provider_options)
         given["mode"] = "continue" if continue_line else "title"
         if stream:
             given.setdefault("do_sample", False)            # one sequence as it comes, as PoemGenerator.stream
@@ -319,8 +360,9 @@ def poem(prompts: tuple[str, ...], continue_line: bool, stream: bool, as_json: b
 @threads_option
 @precision_option
 @model_option
-def score(pairs: tuple[str, ...], jsonl, continue_line: bool, batch_size: int, provider: str, threads: int | None,
-          precision: str | None, model_dir: Path | None) -> None:
+def score(pairs: tuple[str, ...], jsonl, continue_line: bool, batch_size: int, provider: str,
+          provider_options: dict[str, str], threads: int | None, precision: str | None,
+          model_dir: Path | None) -> None:
     """Score poems under the model: PAIRS are PROMPT POEM [PROMPT POEM ...]. Prints JSON, one object per pair:
     logprob (natural log, summed over the characters and <eos>), tokens scored (<eos> included), nll_per_char."""
     with user_errors():
@@ -331,7 +373,7 @@ def score(pairs: tuple[str, ...], jsonl, continue_line: bool, batch_size: int, p
             items += [read_pair(line, n) for n, line in enumerate(jsonl, 1) if line.strip()]
         if not items:
             raise UserError("nothing to score: give PROMPT POEM pairs or --jsonl FILE")
-        generator = PoemGenerator.load(model_dir, provider=provider.lower(), threads=threads, precision=precision)
+        generator = load_poems(model_dir, provider, threads, precision, provider_options)
         results = generator.score([p for p, _ in items], [q for _, q in items],
                                   mode="continue" if continue_line else "title", batch_size=batch_size)
     click.echo(json.dumps([asdict(r) for r in results], ensure_ascii=False, indent=1))

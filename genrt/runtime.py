@@ -1,4 +1,4 @@
-"""onnxruntime sessions: provider choice (CUDA -> CPU), thread count, graph checks against the contract."""
+"""onnxruntime sessions: provider choice (genrt.providers), thread count, graph checks against the contract."""
 from __future__ import annotations
 
 import os
@@ -9,40 +9,21 @@ from typing import Callable
 import numpy as np
 import onnxruntime as ort
 
+from genrt import providers
 from genrt.contract import FACES_KIND, POEMS_KIND, GraphSpec, ManifestError, contained_file, read_manifest
 from genrt.graph_io import check_graph_io, session_io
+from genrt.providers import (CPU, ProviderError, available_providers, check_provider_options, known_names,
+                             provider_spec, session_providers)
 
-PROVIDERS = ("auto", "cpu", "cuda")
-_ORT_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
-
-
-class ProviderError(ValueError):
-    """The requested execution provider is not available here."""
-
-
-def available_providers() -> list[str]:
-    """Short names ('cuda', 'cpu') of the providers this onnxruntime build offers, best first."""
-    names = ort.get_available_providers()
-    return [short for short, full in (("cuda", _ORT_NAMES["cuda"]), ("cpu", _ORT_NAMES["cpu"])) if full in names]
+PROVIDERS = known_names()      # what --provider accepts besides any onnxruntime execution provider name
 
 
 def resolve_provider(requested: str = "auto", quiet: bool = True) -> str:
-    """'auto' -> 'cuda' when onnxruntime offers it, else 'cpu', silently: auto asks for the best there is, and CPU
-    is a fine answer. An explicit 'cuda' that is not offered is a ProviderError, never a quiet CPU fallback.
+    """The short name of the provider to run on (genrt.providers): 'auto' -> the best the installed onnxruntime
+    offers (CUDA, else CPU), silently: auto asks for the best there is, and CPU is a fine answer. A provider
+    named explicitly that is not offered is a ProviderError saying how to get it, never a quiet CPU fallback.
     `quiet` is accepted for the callers that pass it; nothing here prints."""
-    if requested is None or requested == "":
-        requested = "auto"
-    if not isinstance(requested, str) or requested.lower() not in PROVIDERS:
-        raise ProviderError(f"unknown provider {requested!r}; choose one of {', '.join(PROVIDERS)}")
-    requested = requested.lower()
-    offered = available_providers()
-    if requested == "auto":
-        return offered[0] if offered else "cpu"
-    if requested not in offered:
-        raise ProviderError(
-            f"provider {requested!r} is not available (onnxruntime {ort.__version__} offers: "
-            f"{', '.join(offered) or 'none'}); install genrt[gpu] on a machine with CUDA, or use --provider cpu")
-    return requested
+    return providers.resolve_provider(requested, available_providers())
 
 
 def physical_cores() -> int:
@@ -81,22 +62,31 @@ NON_SPINNING_GRAPHS = frozenset({"encoder"})
 
 
 def make_session(path: str | Path, provider: str = "cpu", threads: int | None = None,
-                 spin: bool = True) -> ort.InferenceSession:
+                 spin: bool = True, provider_options: dict | None = None) -> ort.InferenceSession:
     """One session per graph, created once and reused. spin=False: idle worker threads sleep at once instead of
-    spinning for work (for a graph that runs once before another graph's loop)."""
+    spinning for work (for a graph that runs once before another graph's loop). provider_options go to
+    onnxruntime as they are (genrt.providers.check_provider_options)."""
     threads = check_threads(threads)
+    provider_options = check_provider_options(provider_options)
+    spec = provider_spec(provider)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads or physical_cores()
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    providers = [_ORT_NAMES["cuda"], _ORT_NAMES["cpu"]] if provider == "cuda" else [_ORT_NAMES["cpu"]]
-    session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-    if provider == "cuda" and _ORT_NAMES["cuda"] not in session.get_providers():
-        # onnxruntime falls back to CPU silently when the CUDA libraries fail to load: say so instead
-        raise ProviderError("onnxruntime offers CUDA but could not start it (CUDA/cuDNN libraries missing?); "
-                            "use --provider cpu")
+    try:
+        session = ort.InferenceSession(str(path), sess_options=opts,
+                                       providers=session_providers(spec.name, provider_options))
+    except Exception as e:
+        if not provider_options:
+            raise
+        raise ProviderError(f"cannot open {Path(path).name} on {spec.ort_name} with the provider options "
+                            f"{provider_options}: {str(e).splitlines()[0]}") from None
+    if spec.ort_name not in session.get_providers():
+        # onnxruntime falls back to CPU silently when a provider's libraries fail to load: say so instead
+        raise ProviderError(f"onnxruntime offers {spec.ort_name} but could not start it (its libraries missing? "
+                            f"for CUDA: CUDA 12 and cuDNN 9); use --provider cpu")
     return session
 
 
@@ -107,20 +97,20 @@ def hot_loop_run(session) -> Callable:
     called directly. Sessions without that inner object (other versions, test doubles) and CUDA sessions (the
     wrapper's provider fallback) keep `session.run`."""
     inner = getattr(session, "_sess", None)
-    providers = getattr(session, "get_providers", lambda: [])()
-    if inner is None or not callable(getattr(inner, "run", None)) or providers[:1] != [_ORT_NAMES["cpu"]]:
+    running = getattr(session, "get_providers", lambda: [])()
+    if inner is None or not callable(getattr(inner, "run", None)) or running[:1] != [provider_spec(CPU).ort_name]:
         return session.run
     return lambda output_names, feeds: inner.run(output_names, feeds, None)
 
 
 def load_checked_session(model_dir: Path, spec: GraphSpec, provider: str, threads: int | None,
-                         spin: bool = True) -> ort.InferenceSession:
+                         spin: bool = True, provider_options: dict | None = None) -> ort.InferenceSession:
     """Open a graph (a file inside model_dir) and check its inputs/outputs against the contract, naming every
     mismatch."""
     threads = check_threads(threads)
     path = contained_file(model_dir, spec.file)
     try:
-        session = make_session(path, provider, threads, spin)
+        session = make_session(path, provider, threads, spin, provider_options)
     except ProviderError:
         raise
     except Exception as e:  # onnxruntime raises its own exception types for a corrupt file
@@ -148,10 +138,8 @@ def user_models_dir() -> Path:
 
 
 PRECISIONS = ("fp32", "int8", "fp16")
-# Bundled variant used when the caller names none, per provider: on CPU int8 where it is faster at equal quality
-# (benchmarks/results/quality.md and latest.md); on CUDA fp32, since the int8 graphs use CPU integer kernels.
-# A variant lives in <models folder>/<name>_<precision>.
-DEFAULT_PRECISION = {"cpu": {"faces": "int8", "poems": "int8"}, "cuda": {"faces": "fp32", "poems": "fp32"}}
+# The variant used when the caller names none is the provider's (genrt.providers.PROVIDER_TABLE); a variant lives
+# in <models folder>/<name>_<precision>.
 
 
 def model_dir_or_bundled(model_dir: str | Path | None, name: str, export_hint: str,
@@ -162,7 +150,7 @@ def model_dir_or_bundled(model_dir: str | Path | None, name: str, export_hint: s
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if model_dir is not None:
         return Path(model_dir)
-    chosen = precision or DEFAULT_PRECISION[provider][name]
+    chosen = precision or provider_spec(provider).precision[name]
     names = [name if chosen == "fp32" else f"{name}_{chosen}"]
     if precision is None and chosen != "fp32":
         names.append(name)  # default variant not shipped: fall back to fp32
@@ -195,18 +183,20 @@ EXPORT_HINTS = {
 
 
 def open_model_dir(model_dir: str | Path | None, kind: str, provider: str = "auto", threads: int | None = None,
-                   precision: str | None = None, default_threads: int | None = None) -> OpenModel:
+                   precision: str | None = None, default_threads: int | None = None,
+                   provider_options: dict | None = None) -> OpenModel:
     """The one way every generator opens a model: check the arguments, pick the provider and the directory
     (bundled / user variant of `precision` when None), read and check the manifest, then open and check every
-    graph it names. threads None = default_threads (None = physical cores)."""
+    graph it names. threads None = default_threads (None = physical cores); provider_options go to onnxruntime."""
     threads = check_threads(threads)
+    provider_options = check_provider_options(provider_options)
     chosen = resolve_provider(provider)
     name, hint = EXPORT_HINTS[kind]
     folder = model_dir_or_bundled(model_dir, name, hint, precision, chosen)
     manifest = read_manifest(folder, expected_kind=kind)
     check_precision(manifest.precision, precision, folder)
     sessions = {graph: load_checked_session(folder, spec, chosen, threads or default_threads,
-                                            spin=graph not in NON_SPINNING_GRAPHS)
+                                            spin=graph not in NON_SPINNING_GRAPHS, provider_options=provider_options)
                 for graph, spec in manifest.graphs().items()}
     return OpenModel(folder, manifest, sessions, chosen)
 

@@ -53,7 +53,7 @@ def test_cuda_when_offered(with_cuda):
 
 @pytest.mark.parametrize("requested", ["tpu", "gpu", "cuda:0"])
 def test_unknown_provider_lists_the_choices(requested):
-    with pytest.raises(ProviderError, match=r"unknown provider .*auto, cpu, cuda"):
+    with pytest.raises(ProviderError, match=r"unknown provider .*auto, cuda, cpu, openvino"):
         resolve_provider(requested)
 
 

@@ -48,10 +48,12 @@ class FaceGenerator:
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None,
-             precision: str | None = None) -> FaceGenerator:
-        """Open a model directory (None = the bundled model of `precision`; by default int8 on CPU, fp32 on
-        CUDA), checking manifest and graph."""
-        opened = open_model_dir(model_dir, FACES_KIND, provider, threads, precision)
+             precision: str | None = None, provider_options: dict | None = None) -> FaceGenerator:
+        """Open a model directory (None = the bundled model of `precision`; by default the provider's:
+        genrt.providers.PROVIDER_TABLE), checking manifest and graph. `provider` is a short name or any
+        onnxruntime execution provider name; `provider_options` go to onnxruntime as they are."""
+        opened = open_model_dir(model_dir, FACES_KIND, provider, threads, precision,
+                                provider_options=provider_options)
         return cls(opened.manifest, opened.sessions["generator"], opened.model_dir, opened.provider)
 
     @property
