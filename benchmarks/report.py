@@ -135,3 +135,77 @@ def write_png(result: dict, path: Path) -> None:
         draw.rectangle([label_w, y + 3, label_w + w, y + row_h - 3], fill=(70, 130, 180))
         draw.text((label_w + w + 5, y + 4), f"{value:.3g}", fill="black")
     img.save(path)
+
+
+# ---------------------------------------------------------------- execution providers side by side
+
+def _case(row: dict) -> str:
+    return f"n={row['n']}" if row["model"] == "faces" else f"{row['search']}, batch {row['batch']}"
+
+
+def _rate(row: dict) -> str:
+    return f"{row['images_per_s']:.0f} images/s" if row["model"] == "faces" else f"{row['tokens_per_s']:.0f} tokens/s"
+
+
+def _ms(row: dict) -> str:
+    return _fmt(row["median_ms"]) if row["model"] == "faces" else f"{_fmt(row['ms_per_token'])} per token"
+
+
+def providers_table(rows: list[dict]) -> list[str]:
+    """One table for every provider measured (CPU, OpenVINO, CUDA; torch eager where measured), each row saying
+    what ran it; 'vs CPU' = the CPU provider's time for the same model, case and precision over this row's
+    (above 1 = faster than the CPU provider; torch rows against genrt's CPU fp32)."""
+    def key(r):
+        return (r["model"], r.get("n", 0), r.get("search", ""), r.get("batch", 0), r["precision"],
+                r["engine"] != "genrt", r["provider"] != "cpu", r["provider"])   # the CPU provider first
+    out = ["| model | case | engine, provider | precision | ran on | median ms | throughput | vs CPU |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=key):
+        cpu = _lookup(rows, engine="genrt", provider="cpu", model=r["model"], n=r.get("n"), search=r.get("search"),
+                      batch=r.get("batch"), precision="fp32" if r["engine"] != "genrt" else r["precision"])
+        ratio = f"{cpu['median_ms'] / r['median_ms']:.2f}x" if cpu else "-"
+        out.append(f"| {r['model']} | {_case(r)} | {r['engine']}, {r['provider']} | {r['precision']} | "
+                   f"{r.get('ran_on', '-')} | {_ms(r)} | {_rate(r)} | {ratio} |")
+    return out
+
+
+def placement_lines(rows: list[dict]) -> list[str]:
+    """Where each graph's nodes ran, once per (model directory, provider)."""
+    seen, out = set(), []
+    for r in rows:
+        k = (r.get("model_dir"), r["provider"])
+        if r.get("placed") and k not in seen:
+            seen.add(k)
+            out.append(f"- {model_name(r)} on {r['provider']}: {r['placed']}")
+    return out
+
+
+def providers_markdown(result: dict | None, gpu: dict | None = None) -> str:
+    """benchmarks.providers' result and/or benchmarks.gpu_check's -> markdown: one table for both."""
+    rows = (list(result["rows"]) if result else []) + (list(gpu["rows"]) if gpu else [])
+    lines = []
+    tests = (gpu or {}).get("tests")
+    if tests:
+        failed = ", ".join(tests.get("failed_tests") or [])
+        lines += [f"CUDA tests (pytest -m cuda): {tests['passed']} passed, {tests['failed']} failed, "
+                  f"{tests['errors']} errors, {tests['skipped']} skipped in {tests['seconds']:.0f} s"
+                  + (f" (failed: {failed})" if failed else "") + ".", ""]
+    if gpu and gpu.get("missing"):
+        lines += ["Not measured (the child process failed): " + "; ".join(gpu["missing"]) + ".", ""]
+    for res, what in ((result, "CPU providers"), (gpu, "CUDA")):
+        if not res:
+            continue
+        m = res["machine"]
+        wheels = ", ".join(f"{k} {v}" for k, v in (m.get("onnxruntime_wheels") or {}).items())
+        lines += [f"{what}: measured {m['date']} on {m['cpu']} ({m['cores']} logical cores; "
+                  f"{', '.join(m.get('cpu_flags') or []) or 'none of the listed kernel flags'}"
+                  + (f"; {m['gpu']}" if m.get("gpu") else "") + f"), {wheels or 'onnxruntime ' + m['onnxruntime']}"
+                  + (f", OpenVINO {m['openvino']}" if m.get("openvino") else "")
+                  + (f", torch {m['torch']}" if m.get("torch") else "")
+                  + f", numpy {m['numpy']}; {res.get('threads', '-')} thread(s); median after warm-up, fixed seeds"
+                  + (" (quick run: few repeats)" if res.get("quick") else "") + ".", ""]
+    lines += ["### Providers side by side", ""] + providers_table(rows) + [""]
+    placed = placement_lines(rows)
+    if placed:
+        lines += ["### Where the nodes ran (onnxruntime's node placement at load)", ""] + placed + [""]
+    return "\n".join(lines)
