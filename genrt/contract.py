@@ -147,6 +147,7 @@ class PoemsManifest:
     data_licence: str = ""
     generation: dict[str, Any] = field(default_factory=dict)  # recommended settings, see GENERATION_SECTIONS
     t2s_file: str = ""               # JSON {traditional: simplified} for prompt characters outside the vocab
+    doubling_file: str = ""          # JSON: which characters double idiomatically, and where (genrt.poems.doubling)
     scoring: bool = False            # the decoder also returns `all_logits` (every new position): score()
     log_norm: bool = False           # the decoder also returns `log_norm` (B,): log-sum-exp of `logits`
     kind: str = POEMS_KIND
@@ -220,7 +221,7 @@ class PoemsManifest:
         return (self.encoder_file, self.decoder_file)
 
     def extra_files(self) -> tuple[str, ...]:
-        return (self.t2s_file,) if self.t2s_file else ()
+        return tuple(f for f in (self.t2s_file, self.doubling_file) if f)
 
 
 Manifest = FacesManifest | PoemsManifest
