@@ -173,3 +173,14 @@ def test_load_doubling_refuses_a_bad_or_escaping_file(tmp_path, content, name, m
     with pytest.raises(ManifestError, match=message):
         load_doubling(tmp_path, manifest_naming(name))
 
+
+def test_the_bundled_poem_models_carry_a_table():
+    from genrt.contract import read_manifest
+    from genrt.runtime import bundled_model_dir
+    for name in ("poems", "poems_int8"):
+        model_dir = bundled_model_dir(name)
+        table = load_doubling(model_dir, read_manifest(model_dir))
+        assert table is not None and table.min_count == 20
+        assert table.allowed("萧", 0, 5) and table.allowed("悠", 3, 5)
+        assert not any(table.idiomatic(ch) for ch in "掩衫琴枕")       # 门掩掩, 青衫衫, 独琴琴, 枕枕
+        assert (model_dir / DOUBLING_FILE).stat().st_size < 64_000
