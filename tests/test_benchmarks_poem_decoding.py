@@ -107,3 +107,51 @@ def test_markdown_has_one_row_and_one_example_line_per_candidate():
     assert text.startswith("Model m (int8), 4 validation titles, seed 0.")
     assert "| greedy | 50.0% | 25.0% | 12.5% | 0.80 | 0.95 | 0.0% | – | 12 |" in text
     assert "- greedy: 春: 春江花月夜。 / 秋: 秋风。\n" in text
+
+
+DOUBLING = {"min_count": 20, "min_at_position": 3, "verse_lengths": [5, 7],
+            "chars": {"萧": {"count": 50, "5": [0, 3], "7": [0, 5]}}}
+
+
+def test_reader_stats_count_what_a_reader_notices():
+    from benchmarks.poem_decoding import reader_stats
+    from genrt.poems.doubling import DoublingTable
+    table = DoublingTable.from_json(DOUBLING)
+    titles = ["夜泊", "山居", "秋风"]
+    poems = ["夜泊夜泊舟，江月萧萧舟。", "山居亦何好，无人在山中。", "风风吹落叶，风雨萧萧来。"]
+    stats = reader_stats(titles, poems, table)
+    assert stats["unidiomatic_double_poems"] == pytest.approx(1 / 3)    # 风风
+    assert stats["misplaced_double_poems"] == pytest.approx(2 / 3)      # and 萧萧 at start 2 of a 5-verse poem
+    assert stats["title_echo_poems"] == pytest.approx(2 / 3)            # 夜泊 twice, 山居 once
+    assert stats["title_echo_2x_poems"] == pytest.approx(1 / 3)
+    assert stats["opening_3x_poems"] == 0.0
+    assert reader_stats(["春"], ["春风，春雨，春山，秋水。"], None) == {
+        "unidiomatic_double_poems": None, "misplaced_double_poems": None, "title_echo_poems": 0.0,
+        "title_echo_2x_poems": 0.0, "opening_3x_poems": 1.0}
+
+
+def test_the_doubling_decision_adds_the_processor_before_the_shape(tmp_path):
+    from benchmarks.poem_decoding import doubling_generator
+    from genrt.contract import PoemsManifest
+    from genrt.poems.doubling import DOUBLING_FILE, IdiomaticDoubling
+    from genrt.poems.shape import RegularShape
+    from genrt.poems.tokenizer import CharTokenizer
+    (tmp_path / DOUBLING_FILE).write_text(json.dumps(DOUBLING, ensure_ascii=False), encoding="utf-8")
+    manifest = PoemsManifest(vocab=tuple(VOCAB), d_model=8, num_heads=2, num_encoder_layers=1,
+                             num_decoder_layers=1, dim_feedforward=8, max_len=16, doubling_file=DOUBLING_FILE)
+
+    class Generator:
+        def __init__(self, model):
+            self.model, self.manifest, self.tokenizer = model, model.manifest, CharTokenizer(model.manifest.vocab)
+
+        def _processors(self, opts, forced):
+            return ["suppress", RegularShape(self.tokenizer)]
+    plain = Generator(SimpleNamespace(model_dir=tmp_path, manifest=manifest))
+    if "idiomatic_doubling" in GenerationOptions.__dataclass_fields__:     # wired: the option decides
+        assert doubling_generator(plain, True) == (plain, {"idiomatic_doubling": True})
+        return
+    assert doubling_generator(plain, False) == (plain, {})
+    wired, extra = doubling_generator(plain, True)
+    chain = wired._processors(None, [[]])
+    assert extra == {} and chain[0] == "suppress" and isinstance(chain[1], IdiomaticDoubling)
+    assert isinstance(chain[2], RegularShape) and plain._processors(None, [[]])[0] == "suppress"
