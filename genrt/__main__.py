@@ -1,5 +1,27 @@
-"""`python -m genrt ...` is the `genrt` command."""
-from genrt.cli import main
+"""`python -m genrt ...` and the `genrt` command."""
+import sys
+
+
+def _interrupted(error: BaseException | None) -> bool:
+    """A KeyboardInterrupt, or an error a library raised from one (onnxruntime turns it into an ImportError)."""
+    while error is not None:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def run() -> None:
+    """The command line, with a Ctrl-C during start-up (while numpy and onnxruntime load) ending in one line."""
+    try:
+        from genrt.cli import main
+    except BaseException as e:
+        if not _interrupted(e):
+            raise
+        print("genrt: interrupted", file=sys.stderr)
+        sys.exit(130)
+    main(prog_name="genrt")
+
 
 if __name__ == "__main__":
-    main(prog_name="genrt")
+    run()

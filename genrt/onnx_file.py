@@ -9,11 +9,14 @@ import mmap
 from pathlib import Path
 from typing import Any, Iterator
 
+from genrt.limits import MAX_PROTO_FIELDS
+
 
 def position_table_rows(graph_path: str | Path, positions_input: str = "position_ids") -> int | None:
     """Rows of the embedding table that `positions_input` indexes (Gather(table, position_ids), the table an
     initializer, possibly through a Cast), read from the ONNX file itself without the onnx package: onnxruntime
-    cannot show initializers. None when the file is empty, unreadable or built some other way."""
+    cannot show initializers. None when the file is empty, unreadable or built some other way, and when it is not
+    found within MAX_PROTO_FIELDS fields: a huge or garbage file is left to onnxruntime, never walked in Python."""
     try:
         with open(graph_path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             return _position_rows(buf, positions_input)
@@ -29,6 +32,7 @@ _TENSOR_DIMS, _TENSOR_NAME = 1, 8
 
 
 def _position_rows(buf: Any, positions_input: str) -> int | None:
+    buf = _Budgeted(buf)
     graph = next((v for num, v in _proto_fields(buf, 0, len(buf)) if num == _MODEL_GRAPH), None)
     if not isinstance(graph, tuple):
         return None
@@ -77,12 +81,30 @@ def _node(buf: Any, span: tuple[int, int]) -> tuple[str, list[str], list[str]]:
     return op, inputs, outputs
 
 
+class _Budgeted:
+    """The file's bytes, with the number of protobuf fields the walk may still visit."""
+
+    def __init__(self, buf: Any):
+        self.buf, self.fields_left = buf, MAX_PROTO_FIELDS
+
+    def __getitem__(self, index):
+        return self.buf[index]
+
+    def __len__(self) -> int:
+        return len(self.buf)
+
+
 def _proto_fields(buf: Any, start: int, end: int) -> Iterator[tuple[int, int | tuple[int, int] | None]]:
     """(field number, value) of one protobuf message in buf[start:end]: a varint as an int, a length-delimited
     field as its (start, end) span (not copied: weights are skipped, not read), fixed-size fields as None."""
     i = start
     while i < end:
+        buf.fields_left -= 1
+        if buf.fields_left < 0:
+            raise ValueError(f"more than {MAX_PROTO_FIELDS} protobuf fields")
         key, i = _varint(buf, i)
+        if key >> 3 == 0:
+            raise ValueError(f"protobuf field number 0 at byte {i}")
         wire = key & 7
         if wire == 0:
             value, i = _varint(buf, i)
@@ -101,6 +123,8 @@ def _proto_fields(buf: Any, start: int, end: int) -> Iterator[tuple[int, int | t
 def _varint(buf: Any, i: int) -> tuple[int, int]:
     value = shift = 0
     while True:
+        if shift > 63:                               # a varint has at most 10 bytes
+            raise ValueError(f"protobuf varint too long at byte {i}")
         byte = buf[i]
         value |= (byte & 0x7F) << shift
         i += 1

@@ -1,0 +1,119 @@
+"""The output folder of one `genrt faces` run: what genrt may write there, remove there, and when.
+
+A run owns its folder from start to end: it holds an exclusive lock on the folder (a second run into the same folder
+is refused at once), writes every new image into a hidden staging folder inside it, and only when all of them are
+written moves them into place and removes the earlier run's images that --overwrite replaces. A run that fails or
+is interrupted removes its staging folder and leaves the earlier run untouched; files genrt did not write (names
+that only look like its own, see OWN_FILE) are never removed.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from genrt.faces.images import own_files
+
+try:
+    import fcntl
+except ImportError:        # no flock (Windows): runs into one folder are not serialised there
+    fcntl = None
+
+STAGING_PREFIX = ".genrt-stage-"
+# What a run killed outright (SIGKILL, power loss) can leave: its staging folder, or a PNG's temporary file
+DEBRIS = re.compile(r"\.genrt-stage-[A-Za-z0-9_]+|\.genrt-[A-Za-z0-9_]+\.(?:png|gif)\.tmp")
+
+
+class OutputError(OSError):
+    """The output folder cannot be used (busy, not a folder, an earlier run without --overwrite)."""
+
+
+def check_out_path(out: object) -> Path:
+    """-o/--out as a Path: a non-empty name (an empty one would silently mean the current folder)."""
+    if not isinstance(out, (str, os.PathLike)) or not str(out).strip():
+        raise OutputError(f"the output folder must be named, got {str(out)!r:.60}")
+    return Path(out)
+
+
+class RunFolder:
+    """`with RunFolder(out, overwrite) as run:` write into `run.stage`, then `run.commit()`. Leaving the block
+    without commit (an error, Ctrl-C, SIGTERM turned into an exception) removes what the run wrote."""
+
+    def __init__(self, out: str | Path, overwrite: bool = False):
+        self.out = check_out_path(out)
+        self.overwrite = overwrite
+        self.stage: Path | None = None
+        self._lock_fd: int | None = None
+
+    def __enter__(self) -> "RunFolder":
+        if self.out.exists() and not self.out.is_dir():
+            raise OutputError(f"output path {self.out} exists and is not a directory")
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot create output directory {self.out}: {e.strerror or e}") from None
+        try:
+            self._lock()
+            self._remove_debris()
+            earlier = own_files(self.out)
+            if earlier and not self.overwrite:
+                raise OutputError(f"{self.out} already holds {len(earlier)} files of an earlier run "
+                                  f"({earlier[0].name}, ...); use --overwrite to replace them or choose another --out")
+            self.stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out))
+        except BaseException:
+            self._unlock()
+            raise
+        return self
+
+    def commit(self) -> list[Path]:
+        """Move the staged files into the folder (each rename atomic, replacing a link, never following it), then
+        remove the earlier run's files that no new file replaced. Returns the new files."""
+        earlier = set(own_files(self.out))
+        placed = []
+        for staged in sorted(self.stage.iterdir()):
+            target = self.out / staged.name
+            os.replace(staged, target)
+            placed.append(target)
+        for path in earlier - set(placed):
+            path.unlink(missing_ok=True)
+        self.stage.rmdir()
+        self.stage = None
+        return placed
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if self.stage is not None:
+                shutil.rmtree(self.stage, ignore_errors=True)
+                self.stage = None
+        finally:
+            self._unlock()
+
+    # ------------------------------------------------------------ the lock: held by an open file, so a run that
+    # dies for any reason releases it, and no lock file is left behind
+
+    def _lock(self) -> None:
+        if fcntl is None:
+            return
+        self._lock_fd = os.open(self.out, os.O_RDONLY)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._unlock()
+            raise OutputError(f"another genrt run is writing to {self.out}; wait for it or choose another "
+                              f"--out") from None
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _remove_debris(self) -> None:
+        """Remove what a killed run left (only genrt's own temporary names; safe: this run holds the lock)."""
+        for path in self.out.iterdir():
+            if DEBRIS.fullmatch(path.name):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
