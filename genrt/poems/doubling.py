@@ -27,6 +27,7 @@ import numpy as np
 
 from genrt.contract import VERSE_BREAKS, ManifestError, PoemsManifest, contained_file, is_han
 from genrt.decoding.processors import NEG
+from genrt.poems.forms import _vocab_tables
 
 DOUBLING_FILE = "doubling.json"
 MIN_COUNT = 20              # the definition: a doubled pair seen fewer than 20 times is not idiomatic
@@ -182,7 +183,7 @@ class IdiomaticDoubling:
         vocab = tokenizer.vocab
         self.start = start
         self.break_ids = np.asarray([i for i, tok in enumerate(vocab) if tok in VERSE_BREAKS], np.int64)
-        self.han = np.array([is_han(tok) for tok in vocab], bool)                      # (V,)
+        self.han = _vocab_tables(tuple(vocab)).han                                     # (V,) bool
         # places as bits: one per (verse length, pair start), then one "idiomatic, place not kept" bit
         lengths = table.verse_lengths
         bit, base = {}, 0
@@ -192,9 +193,10 @@ class IdiomaticDoubling:
             base += n - 1
         anywhere = 1 << base
         self.places = np.zeros(len(vocab), np.int64)                                   # (V,) bits per id
-        for i, tok in enumerate(vocab):
-            if table.idiomatic(tok):
-                self.places[i] = anywhere | sum(bit[n, p] for n in lengths for p in table.places[tok].get(n, ()))
+        for ch in table.counts:
+            if ch in tokenizer.index:
+                self.places[tokenizer.index[ch]] = anywhere | sum(bit[n, p] for n in lengths
+                                                                  for p in table.places[ch].get(n, ()))
         # needed bits per (length code, pair start): code 0 = not known yet, 1.. = lengths, last = other length
         width = max(lengths, default=2) - 1
         self.need = np.full((len(lengths) + 2, width + 1), anywhere, np.int64)
