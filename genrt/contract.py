@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from genrt import limits
 from genrt.contract_checks import field_type_problems, file_fields, file_name_problem
 from genrt.onnx_file import position_table_rows
 
@@ -260,10 +261,7 @@ def read_manifest(model_dir: str | Path, expected_kind: str | None = None) -> Ma
     path = model_dir / MANIFEST_NAME
     if not path.is_file():
         raise ManifestError(where, [f"missing {MANIFEST_NAME}"])
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ManifestError(where, [f"{MANIFEST_NAME} is not valid JSON ({e})"]) from None
+    data = read_json(path, where)
     if not isinstance(data, dict):
         raise ManifestError(where, [f"{MANIFEST_NAME} must hold a JSON object"])
 
@@ -278,6 +276,7 @@ def read_manifest(model_dir: str | Path, expected_kind: str | None = None) -> Ma
     if expected_kind and kind != expected_kind:  # the other kind's fields would only add noise
         raise ManifestError(where, problems + [f"kind is {kind!r}, expected {expected_kind!r}"])
     problems += [f"missing field {k!r}" for k in _REQUIRED[kind] if k not in data]
+    problems += _entry_count_problems(data)
     if problems:
         raise ManifestError(where, problems)
 
@@ -304,6 +303,32 @@ def read_manifest(model_dir: str | Path, expected_kind: str | None = None) -> Ma
     if problems:
         raise ManifestError(where, problems)
     return manifest
+
+
+def read_json(path: Path, where: str) -> Any:
+    """A model directory's JSON file, within limits.MAX_MANIFEST_BYTES and Python's nesting depth: a crafted
+    file is a ManifestError naming it, never a long read or a RecursionError."""
+    try:
+        size = path.stat().st_size
+        if size > limits.MAX_MANIFEST_BYTES:
+            raise ManifestError(where, [f"{path.name} is {size:,} bytes; genrt reads at most "
+                                        f"{limits.MAX_MANIFEST_BYTES:,}"])
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ManifestError(where, [f"{path.name} is not valid JSON ({e})"]) from None
+    except RecursionError:
+        raise ManifestError(where, [f"{path.name} is nested too deeply to be a genrt file"]) from None
+
+
+def _entry_count_problems(data: dict[str, Any]) -> list[str]:
+    """Counts that would make checking the manifest itself slow: its informative graph list and its vocab."""
+    problems = []
+    graphs, vocab = data.get("graphs"), data.get("vocab")
+    if isinstance(graphs, dict) and len(graphs) > limits.MAX_GRAPH_ENTRIES:
+        problems.append(f"graphs has {len(graphs):,} entries; genrt's limit is {limits.MAX_GRAPH_ENTRIES}")
+    if isinstance(vocab, list) and len(vocab) > limits.MODEL_SIZE_LIMITS["vocab"]:
+        problems.append(f"vocab has {len(vocab):,} entries; genrt's limit is {limits.MODEL_SIZE_LIMITS['vocab']:,}")
+    return problems
 
 
 def contained_file(model_dir: str | Path, name: str, label: str = "graph file") -> Path:
@@ -354,19 +379,42 @@ def generation_problems(section: Any) -> list[str]:
             elif isinstance(value, bool) != (kind is bool) or not isinstance(value, (int, float) if kind is float
                                                                                else kind):
                 problems.append(f"generation.{name}.{key} must be {kind.__name__}, got {value!r:.40}")
+            else:
+                problems += [f"generation.{name}: {p}" for p in setting_range_problems(key, value)]
+    return problems
+
+
+def setting_range_problems(key: str, value: Any) -> list[str]:
+    """The range problems GenerationOptions.validate finds in this one setting (its own rules, so a recommended
+    setting is checked at load exactly as a caller's would be when decoding)."""
+    from dataclasses import replace
+    from genrt.poems.options import GenerationOptions   # here: genrt.poems imports this module
+    try:
+        replace(GenerationOptions(), **{key: value}).validate()
+    except ValueError as e:
+        return [p for p in str(e).split("; ") if p.startswith(f"{key} must")]
+    return []
+
+
+def _size_problems(m: Manifest, names: tuple[str, ...]) -> list[str]:
+    """Each size a positive integer within genrt's limits (a crafted size would build huge graph specs)."""
+    problems = []
+    for name in names:
+        value, high = getattr(m, name), limits.MODEL_SIZE_LIMITS[name]
+        if not isinstance(value, int) or value <= 0:
+            problems.append(f"{name} must be a positive integer, got {value!r}")
+        elif value > high:
+            problems.append(f"{name} is {value:,}; genrt's limit is {high:,}")
     return problems
 
 
 def _check_values(m: Manifest) -> list[str]:
     problems = []
     if isinstance(m, FacesManifest):
-        for name in ("nz", "image_size", "channels"):
-            if not isinstance(getattr(m, name), int) or getattr(m, name) <= 0:
-                problems.append(f"{name} must be a positive integer, got {getattr(m, name)!r}")
+        problems += _size_problems(m, ("nz", "image_size", "channels"))
     else:
-        for name in ("d_model", "num_heads", "num_encoder_layers", "num_decoder_layers", "dim_feedforward", "max_len"):
-            if not isinstance(getattr(m, name), int) or getattr(m, name) <= 0:
-                problems.append(f"{name} must be a positive integer, got {getattr(m, name)!r}")
+        problems += _size_problems(m, ("d_model", "num_heads", "num_encoder_layers", "num_decoder_layers",
+                                       "dim_feedforward", "max_len"))
         if not problems and m.d_model % m.num_heads:
             problems.append(f"d_model {m.d_model} is not divisible by num_heads {m.num_heads}")
         if tuple(m.vocab[:len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:

@@ -6,16 +6,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import onnxruntime as ort
 
-from genrt import providers
+from genrt import limits, providers
 from genrt.contract import FACES_KIND, POEMS_KIND, GraphSpec, ManifestError, contained_file, read_manifest
 from genrt.graph_io import check_graph_io, session_io
+from genrt.privacy import disable_onnxruntime_telemetry
 from genrt.providers import (CPU, ProviderError, available_providers, check_provider_options, known_names,
                              provider_spec, session_providers)
 
 PROVIDERS = known_names()      # what --provider accepts besides any onnxruntime execution provider name
+
+
+class GraphRunError(RuntimeError):
+    """A model graph failed while running (onnxruntime's message, first line), or returned what the contract
+    forbids."""
+
+
+# onnxruntime's own exception types (Fail, InvalidArgument, RuntimeException, ...): what a failing graph raises
+GRAPH_RUN_ERRORS = tuple(e for e in vars(ort.capi.onnxruntime_pybind11_state).values()
+                         if isinstance(e, type) and issubclass(e, Exception))
 
 
 def resolve_provider(requested: str = "auto", quiet: bool = True) -> str:
@@ -46,13 +56,9 @@ def physical_cores() -> int:
 
 
 def check_threads(threads: object) -> int | None:
-    """None (= physical cores) or a positive integer (numpy integers too); anything else is a ValueError. Cheap:
-    loaders call it before they open any model file."""
-    if threads is None:
-        return None
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
-    return int(threads)
+    """None (= physical cores) or a positive integer (numpy integers too) up to limits.MAX_THREADS; anything else
+    is a ValueError. Cheap: loaders call it before they open any model file."""
+    return limits.check_threads(threads)
 
 
 # Graphs run once per call before another graph's tight loop (the poem encoder, then the decoder once per new
@@ -69,6 +75,7 @@ def make_session(path: str | Path, provider: str = "cpu", threads: int | None = 
     threads = check_threads(threads)
     provider_options = check_provider_options(provider_options)
     spec = provider_spec(provider)
+    disable_onnxruntime_telemetry(ort)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads or physical_cores()
@@ -131,10 +138,14 @@ USER_MODELS_ENV = "GENRT_MODELS"
 DEFAULT_USER_MODELS = "~/.genrt/models"
 
 
-def user_models_dir() -> Path:
+def user_models_dir() -> Path | None:
     """Where variants a user made live (e.g. poems_fp16), searched before the bundled ones: $GENRT_MODELS, else
-    ~/.genrt/models. Nothing inside the installed package needs editing."""
-    return Path(os.environ.get(USER_MODELS_ENV) or DEFAULT_USER_MODELS).expanduser()
+    ~/.genrt/models. Nothing inside the installed package needs editing. None when there is no home directory
+    (HOME unset and no password entry): then only the bundled models are searched."""
+    try:
+        return Path(os.environ.get(USER_MODELS_ENV) or DEFAULT_USER_MODELS).expanduser()
+    except RuntimeError:
+        return None
 
 
 PRECISIONS = ("fp32", "int8", "fp16")
@@ -149,22 +160,26 @@ def model_dir_or_bundled(model_dir: str | Path | None, name: str, export_hint: s
     if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if model_dir is not None:
+        if not isinstance(model_dir, (str, os.PathLike)) or not str(model_dir).strip():
+            raise ValueError(f"model_dir must be a directory path (str or Path), got {model_dir!r:.60}")
         return Path(model_dir)
     chosen = precision or provider_spec(provider).precision[name]
     names = [name if chosen == "fp32" else f"{name}_{chosen}"]
     if precision is None and chosen != "fp32":
         names.append(name)  # default variant not shipped: fall back to fp32
+    models = user_models_dir()
     for variant in names:
-        user = user_models_dir() / variant
-        if (user / "manifest.json").is_file():
-            return user
+        if models is not None and (models / variant / "manifest.json").is_file():
+            return models / variant
         if bundled_model_dir(variant).is_dir():
             return bundled_model_dir(variant)
     if chosen == "fp16":  # not shipped: made from the fp32 directory, for GPUs
         export_hint = f"python -m export.fp16 genrt/models/{name} {DEFAULT_USER_MODELS}/{name}_fp16"
+    elif chosen == "fp32":  # kept in the checkout, not in the wheel (genrt.user_models)
+        export_hint = "genrt models install fp32 --from <genrt checkout>"
     raise ManifestError(str(bundled_model_dir(names[0])), [
-        f"the {name} model ({chosen}) is neither in {user_models_dir()} (${USER_MODELS_ENV}) nor bundled; export one "
-        f"with `{export_hint}` or pass a model directory"])
+        f"the {name} model ({chosen}) is neither in {models or DEFAULT_USER_MODELS} (${USER_MODELS_ENV}) nor "
+        f"bundled; get one with `{export_hint}` or pass a model directory"])
 
 
 @dataclass(frozen=True)

@@ -8,17 +8,27 @@ from typing import Callable, Iterator
 import numpy as np
 import onnxruntime as ort
 
+from genrt import limits
 from genrt.contract import FACES_KIND, FacesManifest
-from genrt.runtime import open_model_dir
+from genrt.runtime import GRAPH_RUN_ERRORS, GraphRunError, open_model_dir
 
 DEFAULT_BATCH_SIZE = 64
 INTERPOLATION_MODES = ("slerp", "lerp")
 
 
-def _positive_int(value: object, name: str) -> int:
+def _positive_int(value: object, name: str, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+        raise ValueError(f"{name} must be a positive integer, got {value!r:.40}")
+    return limits.check_count(name, value, high) if high is not None else int(value)
+
+
+def check_seed(seed: object) -> int | None:
+    """None (fresh randomness) or a non-negative integer, numpy integers too."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r:.40}")
+    return int(seed)
 
 
 def check_truncation(psi: object) -> float:
@@ -69,7 +79,8 @@ class FaceGenerator:
 
     def latents(self, n: int, seed: int | None = None, truncation: float = 1.0) -> np.ndarray:
         """n latents (n, nz) float32: standard normal, times `truncation`; the same seed gives the same latents."""
-        n, psi = _positive_int(n, "n"), check_truncation(truncation)
+        n, psi, seed = _positive_int(n, "n"), check_truncation(truncation), check_seed(seed)
+        limits.check_array(f"{n:,} latents", (n, self.nz), limits.FLOAT32_BYTES)
         return np.random.default_rng(seed).standard_normal((n, self.nz), dtype=np.float32) * np.float32(psi)
 
     def _latent_batches(self, n: int, seed: int | None, batch_size: int, psi: float) -> Iterator[np.ndarray]:
@@ -82,13 +93,25 @@ class FaceGenerator:
     # ------------------------------------------------------------ images
 
     def _run(self, z: np.ndarray) -> np.ndarray:
-        return self._session.run([self._output_name], {self._input_name: z})[0]  # (B, H, W, 3) uint8
+        """Images (B, H, W, 3) uint8 for latents z (B, nz): the graph's output is checked, so a graph that returns
+        fewer or other images than asked is an error, never a short result."""
+        try:
+            images = self._session.run([self._output_name], {self._input_name: z})[0]
+        except GRAPH_RUN_ERRORS as e:
+            raise GraphRunError(f"{self.manifest.graph_file} failed: {str(e).strip().splitlines()[0]}") from None
+        expected = (len(z), *self.image_shape)
+        if getattr(images, "shape", None) != expected or images.dtype != np.uint8:
+            raise GraphRunError(f"{self.manifest.graph_file} returned {getattr(images, 'dtype', '?')} images of shape "
+                                f"{tuple(getattr(images, 'shape', ()))} for {len(z)} latents; expected uint8 "
+                                f"{expected}")
+        return images
 
     def iter_batches(self, n: int, seed: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                      truncation: float = 1.0) -> Iterator[np.ndarray]:
         """Yield n faces as uint8 batches (B, H, W, 3); concatenated they equal `generate(n, seed, ...)`."""
-        n, batch_size = _positive_int(n, "n"), _positive_int(batch_size, "batch_size")
-        psi = check_truncation(truncation)
+        n = _positive_int(n, "n", limits.MAX_IMAGES)
+        batch_size = _positive_int(batch_size, "batch_size", limits.MAX_BATCH)
+        psi, seed = check_truncation(truncation), check_seed(seed)
         for z in self._latent_batches(n, seed, batch_size, psi):
             yield self._run(z)
 
@@ -96,7 +119,8 @@ class FaceGenerator:
                  progress: Callable[[int], None] | None = None, truncation: float = 1.0) -> np.ndarray:
         """n faces (n, H, W, 3) uint8. `progress(k)` is called after each batch of k images. `truncation` psi < 1
         trades diversity for typical faces (latents scaled toward the mean)."""
-        n = _positive_int(n, "n")
+        n = _positive_int(n, "n", limits.MAX_IMAGES)
+        limits.check_array(f"{n:,} images", (n, *self.image_shape), 1, "stream them with iter_batches")
         images = np.empty((n, *self.image_shape), dtype=np.uint8)   # (n, H, W, 3)
         done = 0
         for batch in self.iter_batches(n, seed, batch_size, truncation):
@@ -108,29 +132,43 @@ class FaceGenerator:
 
     def generate_from_latents(self, z: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """Faces for given latents z (B, nz) -> (B, H, W, 3) uint8."""
-        batch_size = _positive_int(batch_size, "batch_size")
+        batch_size = _positive_int(batch_size, "batch_size", limits.MAX_BATCH)
         z = np.ascontiguousarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.nz or len(z) == 0:
             raise ValueError(f"latents must have shape (batch >= 1, {self.nz}), got {z.shape}")
+        limits.check_array(f"{len(z):,} images", (len(z), *self.image_shape), 1)
         return np.concatenate([self._run(z[i:i + batch_size]) for i in range(0, len(z), batch_size)])
 
     def iter_interpolation(self, k: int, seed: int | None = None, mode: str = "slerp",
                            batch_size: int = DEFAULT_BATCH_SIZE, truncation: float = 1.0) -> Iterator[np.ndarray]:
         """Yield k frames (B, H, W, 3) uint8 batch by batch, morphing between the two latents
         `latents(2, seed, truncation)`, both ends included: memory stays bounded for any k."""
-        k, batch_size = _positive_int(k, "k"), _positive_int(batch_size, "batch_size")
+        k = _positive_int(k, "k", limits.MAX_IMAGES)
+        batch_size = _positive_int(batch_size, "batch_size", limits.MAX_BATCH)
+        if mode not in INTERPOLATION_MODES:
+            raise ValueError(f"unknown interpolation mode {mode!r}; choose one of {', '.join(INTERPOLATION_MODES)}")
         start, end = self.latents(2, seed, truncation)
-        t = np.linspace(0.0, 1.0, k, dtype=np.float64)
         for i in range(0, k, batch_size):
-            yield self._run(interpolate_latents(start, end, t=t[i:i + batch_size], mode=mode))
+            t = linspace_part(k, i, min(i + batch_size, k))                                # (B,)
+            yield self._run(interpolate_latents(start, end, t=t, mode=mode))
 
     def interpolate(self, k: int, seed: int | None = None, mode: str = "slerp",
                     batch_size: int = DEFAULT_BATCH_SIZE, truncation: float = 1.0) -> np.ndarray:
         """k faces (k, H, W, 3) morphing between the two latents `latents(2, seed)`, both ends included."""
+        k = _positive_int(k, "k", limits.MAX_IMAGES)
+        limits.check_array(f"{k:,} frames", (k, *self.image_shape), 1, "stream them with iter_interpolation")
         return np.concatenate(list(self.iter_interpolation(k, seed, mode, batch_size, truncation)))
 
 
 # ---------------------------------------------------------------- latent interpolation
+
+def linspace_part(k: int, start: int, stop: int) -> np.ndarray:
+    """np.linspace(0, 1, k)[start:stop], bit for bit, without building the other k - (stop - start) values."""
+    t = np.arange(start, stop, dtype=np.float64) * (1.0 / (k - 1) if k > 1 else 0.0)
+    if k > 1 and stop == k:
+        t[-1] = 1.0
+    return t
+
 
 def interpolate_latents(start: np.ndarray, end: np.ndarray, k: int | None = None, mode: str = "slerp",
                         t: np.ndarray | None = None) -> np.ndarray:
