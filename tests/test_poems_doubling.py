@@ -164,7 +164,8 @@ def test_load_doubling_reads_the_file_the_manifest_names(tmp_path, table):
 
 
 @pytest.mark.parametrize("content, name, message", [
-    ("{", DOUBLING_FILE, "not a usable doubling table"),
+    ("{", DOUBLING_FILE, "doubling.json is not valid JSON"),
+    ("[" * 100_000, DOUBLING_FILE, "nested too deeply"),
     (json.dumps({**TABLE_JSON, "min_at_position": "3"}), DOUBLING_FILE, "min_at_position"),
     ("{}", "../doubling.json", "doubling_file contains '..'"),
 ])

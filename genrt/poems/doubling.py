@@ -18,14 +18,13 @@ Only idiomatic characters are listed: a character absent from `chars` never doub
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from genrt.contract import VERSE_BREAKS, ManifestError, PoemsManifest, contained_file, is_han
+from genrt.contract import VERSE_BREAKS, ManifestError, PoemsManifest, contained_file, is_han, read_json
 from genrt.decoding.processors import NEG
 from genrt.poems.forms import _vocab_tables
 
@@ -162,9 +161,10 @@ def load_doubling(model_dir: str | Path, manifest: PoemsManifest) -> DoublingTab
     if not manifest.doubling_file:
         return None
     path = contained_file(model_dir, manifest.doubling_file, "doubling_file")
+    data = read_json(path, str(model_dir))                  # within the manifest's size and nesting limits
     try:
-        return DoublingTable.from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError) as e:
+        return DoublingTable.from_json(data)
+    except ValueError as e:
         raise ManifestError(str(model_dir), [f"{manifest.doubling_file} is not a usable doubling table ({e})"]) \
             from None
 
