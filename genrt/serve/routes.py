@@ -1,0 +1,238 @@
+"""genrt's own endpoints: /v1/poems, /v1/score, /v1/faces, /healthz, /metrics, and the page at /."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import logging
+import secrets
+import time
+import zipfile
+from dataclasses import asdict
+from functools import partial
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
+
+from genrt.decoding.scheduler import Cancelled
+from genrt.faces.images import image_names, make_grid
+from genrt.poems.engine import EngineClosed, EngineFull
+from genrt.serve import sse
+from genrt.serve.errors import ApiError, bad_value
+from genrt.serve.middleware import CLIENT_CLOSED
+from genrt.serve.schemas import (FacesRequest, PoemRequest, PoemsResponse, ScoreRequest, ScoreResponse, given_options,
+                                 prompt_list, score_pairs)
+from genrt.serve.service import Busy, ClientGone, Models, Service
+from genrt.serve.tones import tone_marks
+
+STATIC = Path(__file__).with_name("static")
+# The page and its files come from this process only: no CDN, no other origin.
+PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+               "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+ERRORS = {status: {"description": text, "content": {"application/json": {"example": {
+    "error": {"message": "...", "type": kind}}}}} for status, text, kind in (
+    (400, "malformed JSON or a value genrt refuses", "invalid_request_error"),
+    (401, "missing or wrong API key", "authentication_error"),
+    (413, "body over the size limit", "request_too_large"),
+    (422, "the body does not fit the schema", "invalid_request_error"),
+    (429, "queue full (see Retry-After)", "rate_limit_error"),
+    (503, "loading, shutting down, or over the request timeout", "service_unavailable"))}
+
+log = logging.getLogger("genrt.serve")
+router = APIRouter()
+
+
+def service_of(request: Request) -> Service:
+    return request.app.state.service
+
+
+def poem_json(poem: Any) -> dict:
+    return {**asdict(poem), "tones": tone_marks(poem.text)}
+
+
+def request_error(service: Service, e: BaseException) -> ApiError:
+    """A poem request's failure as the client sees it."""
+    if isinstance(e, ApiError):
+        return e
+    if isinstance(e, EngineFull):
+        return service.queue_full("poems")
+    if isinstance(e, (EngineClosed, Cancelled)):
+        return ApiError(503, "the service is shutting down")
+    if isinstance(e, TimeoutError):
+        return service.timed_out()
+    if isinstance(e, ValueError):
+        return bad_value(e)
+    raise e
+
+
+def with_seed(models: Models, options: dict) -> tuple[dict, int | None]:
+    """Sampling without a seed gets one drawn here and returned, so the client can repeat the poem (as the CLI
+    prints it). -> (options, the seed a sampling request uses, else None)."""
+    try:
+        resolved = models.poems.options(**options)
+    except ValueError as e:
+        raise bad_value(e) from None
+    if not resolved.do_sample:
+        return options, None
+    if resolved.seed is None:
+        options = {**options, "seed": secrets.randbelow(2**31)}
+    return options, options.get("seed", resolved.seed)
+
+
+async def submit(service: Service, models: Models, prompts: list[str], options: dict) -> list:
+    """One engine request per prompt, all or none (a refusal cancels the ones already queued)."""
+    def submit_all() -> list:
+        handles = []
+        try:
+            for prompt in prompts:
+                handles.append(models.engine.submit(prompt, **options))
+        except BaseException:
+            for handle in handles:
+                handle.cancel()
+            raise
+        return handles
+    try:
+        return await run_in_threadpool(submit_all)
+    except (ValueError, EngineFull, EngineClosed) as e:
+        raise request_error(service, e) from None
+
+
+@router.post("/v1/poems", response_model=PoemsResponse, responses={**ERRORS, 200: {
+    "description": "the poems, one list per prompt; with stream: Server-Sent Events (piece ..., done)",
+    "content": {"text/event-stream": {}}}})
+async def poems(body: PoemRequest, request: Request) -> Any:
+    """Poems for one prompt or a list of prompts, with any generate option by its Python name."""
+    service = service_of(request)
+    models = service.ready_models()
+    prompts = prompt_list(body.prompt)
+    options, seed = with_seed(models, given_options(body))
+    if body.stream and (len(prompts) != 1 or options.get("num_return_sequences", 1) != 1):
+        raise ApiError(400, "stream sends one poem: give one prompt and no num_return_sequences")
+    handles = await submit(service, models, prompts, options)
+    if body.stream:
+        return sse.event_stream(poem_events(service, handles[0], seed))
+
+    def cancel_all() -> None:
+        for handle in handles:
+            handle.cancel()
+    try:
+        results = await service.bounded(request, asyncio.gather(*(h.aresult() for h in handles)), cancel_all)
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED)
+    except Exception as e:
+        cancel_all()
+        raise request_error(service, e) from None
+    return {"poems": [[poem_json(p) for p in per_prompt] for per_prompt in results], "seed": seed}
+
+
+async def poem_events(service: Service, handle: Any, seed: int | None) -> AsyncIterator[bytes]:
+    deadline = time.monotonic() + service.config.request_timeout
+    try:
+        async for piece in sse.within(deadline, handle.apieces(), service.timed_out):
+            yield sse.event({"text": piece, "tones": tone_marks(piece)}, "piece")
+        (poem, *_) = await handle.aresult()
+        yield sse.event({"poem": poem_json(poem), "seed": seed}, "done")
+    except Exception as e:
+        try:
+            error = request_error(service, e)
+        except Exception:                                  # a bug: logged by the server, one line to the client
+            error = ApiError(500, "internal error (logged on the server)")
+            log.exception("poem stream failed")
+        yield sse.event(error.body(), "error")
+    finally:
+        if not handle.done:                                # the client left, or the deadline passed
+            handle.cancel()
+
+
+@router.post("/v1/score", response_model=ScoreResponse, responses=ERRORS)
+async def score(body: ScoreRequest, request: Request) -> Any:
+    """Log-probability of each (prompt, poem) pair under the model (as `genrt score`)."""
+    service = service_of(request)
+    models = service.ready_models()
+    prompts, poems_ = score_pairs(body)
+    work = service.score_work.run(partial(models.poems.score, prompts, poems_, mode=body.mode))
+    try:
+        results = await service.bounded(request, work, lambda: None)
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED)
+    except Busy:
+        raise service.queue_full("score") from None
+    except ValueError as e:
+        raise bad_value(e) from None
+    return {"scores": [asdict(r) for r in results]}
+
+
+FACES_MEDIA = {"png": "image/png", "zip": "application/zip"}
+
+
+@router.post("/v1/faces", responses={**ERRORS, 200: {"description": "a PNG grid, a zip of PNGs, or JSON with "
+                                                                     "base64 PNGs; the seed in X-Genrt-Seed",
+                                                      "content": {"image/png": {}, "application/zip": {}}}})
+async def faces(body: FacesRequest, request: Request) -> Any:
+    """Faces for a seed (drawn when left out): one grid PNG, a zip of PNGs, or base64 PNGs in JSON."""
+    service = service_of(request)
+    models = service.ready_models()
+    seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
+    work = service.faces_work.run(render_faces, models.faces, body, seed)
+    try:
+        content = await service.bounded(request, work, lambda: None)
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED)
+    except Busy:
+        raise service.queue_full("faces") from None
+    except ValueError as e:
+        raise bad_value(e) from None
+    headers = {"X-Genrt-Seed": str(seed)}
+    if body.format == "json":
+        return JSONResponse({"seed": seed, "images": content}, headers=headers)
+    return Response(content, media_type=FACES_MEDIA[body.format], headers=headers)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def render_faces(generator: Any, body: FacesRequest, seed: int) -> bytes | list[str]:
+    """In a worker thread, all in memory: images (n, 64, 64, 3) -> the requested format."""
+    images = generator.generate(body.n, seed=seed, truncation=body.truncation)
+    if body.format == "png":
+        return png_bytes(make_grid(images, body.nrow))
+    if body.format == "json":
+        return [base64.b64encode(png_bytes(image)).decode("ascii") for image in images]
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:      # PNGs are compressed already
+        for name, image in zip(image_names(len(images)), images):
+            archive.writestr(name, png_bytes(image))
+    return out.getvalue()
+
+
+@router.get("/healthz", responses={503: {"description": "not ready: loading, failed or shutting down"}})
+async def healthz(request: Request) -> JSONResponse:
+    """200 once the models are loaded and the service accepts requests, else 503."""
+    service = service_of(request)
+    try:
+        models = service.ready_models()
+    except ApiError as e:
+        status = "shutting down" if service.closing else "failed" if service.load_error else "loading"
+        return JSONResponse({"status": status, **e.body()}, status_code=503, headers=e.headers)
+    return JSONResponse({"status": "ready", "provider": getattr(models.poems, "provider", None),
+                         "engine": models.engine.stats()})
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus text: requests by endpoint and status, latency histograms, queue depth, active rows, tokens."""
+    text, media_type = request.app.state.metrics.text()
+    return Response(text, media_type=media_type)
+
+
+@router.get("/", include_in_schema=False)
+async def page() -> FileResponse:
+    return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_POLICY})

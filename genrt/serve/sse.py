@@ -1,0 +1,44 @@
+"""Server-Sent Events: framing, and the event stream of one poem from the engine.
+
+    event: piece            one per piece as it becomes certain: {"text": "春江", "tones": "平平"}
+    event: done             the whole poem: {"poem": {...}, "seed": ...}
+    event: error            instead of done: {"error": {"message", "type"}} (the answer's status is already 200)
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any, AsyncIterator, Callable
+
+from starlette.responses import StreamingResponse
+
+from genrt.serve.errors import ApiError
+
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}     # no proxy may buffer the pieces
+
+
+def event(data: Any, name: str | None = None) -> bytes:
+    """One SSE event; `data` is JSON-encoded on one line (a string is sent as is, e.g. OpenAI's [DONE])."""
+    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return ((f"event: {name}\n" if name else "") + f"data: {text}\n\n").encode()
+
+
+def event_stream(events: AsyncIterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(events, media_type="text/event-stream", headers=HEADERS)
+
+
+async def within(deadline: float, pieces: AsyncIterator[str], timed_out: Callable[[], ApiError]
+                 ) -> AsyncIterator[str]:
+    """The pieces, each awaited only until `deadline` (time.monotonic()): then the timeout error."""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise timed_out()
+        try:
+            piece = await asyncio.wait_for(pieces.__anext__(), left)
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            raise timed_out() from None
+        yield piece
