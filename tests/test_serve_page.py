@@ -1,0 +1,71 @@
+"""The page at / in a real headless browser (Debian's chromium driven by playwright; skipped where either is
+missing): load it, write a poem for a title and see it stream in with its 平仄 marks, draw a grid of faces."""
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+sync_api = pytest.importorskip("playwright.sync_api")
+
+from genrt.serve.app import create_app  # noqa: E402
+from genrt.serve.config import ServeConfig  # noqa: E402
+from tests.serve_fakes import real_models, tiny_generators  # noqa: F401,E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs a system chromium (apt-get install chromium)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def page_url(real_models):
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(ServeConfig(), real_models), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run)
+    thread.start()
+    for _ in range(250):
+        if server.started:
+            break
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}/"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_page_writes_a_poem_and_draws_faces(page_url):
+    outside = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(page_url) and
+                not r.url.startswith(("blob:", "data:")) else None)
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(page_url)
+        page.fill("#prompt", "春江")
+        page.click("#write")
+        page.wait_for_selector('#poem[data-done="true"]', timeout=20_000)
+        chars = page.locator("#poem .char").count()
+        marks = page.locator("#poem .tone").all_text_contents()
+        assert chars > 0 and len(marks) == chars
+        assert page.locator("#poem h2").text_content() == "《春江》"
+        assert "log-probability" in page.text_content("#poem-status")
+        page.click("#tab-faces")
+        page.fill("#face-seed", "3")
+        page.click("#draw")
+        page.wait_for_selector("#grid:not([hidden])", timeout=20_000)
+        assert page.evaluate("document.getElementById('grid').naturalWidth") == 4 * 64 + 5 * 2
+        assert "seed 3" in page.text_content("#faces-status")
+        browser.close()
+    assert not errors and not outside
