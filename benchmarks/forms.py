@@ -28,8 +28,9 @@ import numpy as np
 
 from genrt.contract import SPECIAL_TOKENS
 from genrt.poems.forms import FORMS, FormConstraint, resolve_form, well_formed
-from genrt.poems.processors import SuppressTokens, log_softmax, pick_greedy
-from genrt.poems.search import iter_tokens
+from genrt.decoding.processors import SuppressTokens, pick_greedy
+from genrt.decoding.scheduler import decode
+from genrt.decoding.search import SampleSearch
 from genrt.poems.tokenizer import CharTokenizer
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -38,23 +39,27 @@ THEMES = ("春 夏 秋 冬 山 水 江 河 月 风 雪 雨 花 柳 松 竹 梅 �
 
 
 class TimedModel:
-    """Wraps a StepModel: records the raw logits of every step and the time spent in `step`."""
+    """Wraps a StepModel: counts the calls of `step` and the time spent in them."""
 
     def __init__(self, model):
-        self.model, self.seconds, self.logits = model, 0.0, []
+        self.model, self.seconds, self.calls = model, 0.0, 0
+        self.manifest = model.manifest
 
-    def start(self, sources, copies: int = 1):
+    def start(self, sources, copies=1):
         return self.model.start(sources, copies)
 
     def step(self, tokens, cache):
         t = time.perf_counter()
         logits, cache = self.model.step(tokens, cache)
         self.seconds += time.perf_counter() - t
-        self.logits.append(logits.copy())                                   # (N, V) before any processor
+        self.calls += 1
         return logits, cache
 
     def reorder(self, cache, rows):
         return self.model.reorder(cache, rows)
+
+    def join(self, first, second):
+        return self.model.join(first, second)
 
 
 class Timed:
@@ -89,18 +94,12 @@ def decode_greedy(model, tokenizer: CharTokenizer, prompts: Sequence[str], const
         form_proc = Timed(constraint) if constraint is not None else None
         processors = [SuppressTokens(never)] + ([form_proc] if form_proc else [])
         sources = [tokenizer.encode_prompt(p, "title", model.manifest.max_len, form_tag) for p in chunk]
-        prefix = np.full((len(chunk), 1), tokenizer.sos_id, np.int64)
-        steps = list(iter_tokens(timed_model, timed_model.start(sources), prefix, max_new, tokenizer.eos_id,
-                                 processors, pick_greedy))
-        new = np.stack([s for s, _, _ in steps], axis=1)                                  # (B, L)
-        alive_before = np.concatenate([np.ones((len(chunk), 1), bool),
-                                       np.stack([a for _, a, _ in steps], axis=1)[:, :-1]], axis=1)  # (B, L)
-        logp = np.stack([np.take_along_axis(log_softmax(lg), s[:, None], 1)[:, 0]
-                         for lg, s in zip(timed_model.logits, new.T)], axis=1)         # (B, L)
-        counted = alive_before.sum(axis=1)
-        nlls += list(-np.where(alive_before, logp, 0.0).sum(axis=1) / counted)
-        texts += [tokenizer.decode(row) for row in new]
-        step_calls += len(steps)
+        searches = [SampleSearch(np.array([[tokenizer.sos_id]]), max_new, tokenizer.eos_id, processors, pick_greedy)
+                    for _ in chunk]
+        hyps = [h[0] for h in decode(timed_model, sources, searches)]
+        nlls += [-h.score / (len(h.tokens) + h.finished) for h in hyps]   # the model's own log-probs
+        texts += [tokenizer.decode(h.tokens) for h in hyps]
+        step_calls += timed_model.calls
         step_s += timed_model.seconds
         proc_s += form_proc.seconds if form_proc else 0.0
     return {"texts": texts, "nll": float(np.mean(nlls)), "step_us": 1e6 * step_s / step_calls,

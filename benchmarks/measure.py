@@ -76,27 +76,29 @@ def _poem_sources(tokenizer, batch: int) -> list[list[int]]:
 
 def _decode_cases(model, tokenizer, quick: bool):
     """(name, batch, function decoding exactly NEW_TOKENS per sequence). <eos> is banned so lengths are equal."""
-    from genrt.poems.processors import SuppressTokens, make_sampler
-    from genrt.poems.search import BeamSampling, beam_search, generate_tokens
+    from genrt.decoding.processors import SuppressTokens, make_sampler
+    from genrt.decoding.scheduler import decode
+    from genrt.decoding.search import BeamSampling, BeamSearch, SampleSearch
     banned = [SuppressTokens(sorted(tokenizer.control_ids))]
-    eos = tokenizer.eos_id
+    eos, sos = tokenizer.eos_id, tokenizer.sos_id
 
     def greedy(batch):
         return _greedy_case(model, tokenizer, NEW_TOKENS, batch)
 
     def sample(batch):
         src = _poem_sources(tokenizer, batch)
-        return lambda: generate_tokens(model, model.start(src), np.ones((batch, 1), np.int64), NEW_TOKENS, eos,
-                                       banned, make_sampler(np.random.default_rng(0), 0.8, 40, 0.95))
+        return lambda: decode(model, src, [
+            SampleSearch(np.array([[sos]]), NEW_TOKENS, eos, banned,
+                         make_sampler([np.random.default_rng([0, i])], 0.8, 40, 0.95)) for i in range(batch)])
 
     def beam(batch, k, sampled=False):
         src = _poem_sources(tokenizer, batch)
 
-        def run():
-            sampling = BeamSampling([np.random.default_rng(0) for _ in range(batch)], 1.0, 40, 0.95) if sampled \
-                else None                                      # the bundled poem models' recommended --num-beams
-            return beam_search(model, model.start(src, k), np.ones((batch * k, 1), np.int64), k, NEW_TOKENS, eos,
-                               banned, sampling=sampling)
+        def run():                       # sampled: the bundled poem models' recommended --num-beams
+            return decode(model, src, [
+                BeamSearch(np.full((k, 1), sos), NEW_TOKENS, eos, banned,
+                           sampling=BeamSampling(np.random.default_rng(0), 1.0, 40, 0.95) if sampled else None)
+                for _ in range(batch)])
         return run
 
     cases = [("greedy", 1, greedy(1)), ("sample", 1, sample(1)), ("beam4", 1, beam(1, 4)),
@@ -108,7 +110,7 @@ def _decode_cases(model, tokenizer, quick: bool):
 
 
 def _time_to_first_token(model, tokenizer, repeats: int) -> dict:
-    from genrt.poems.processors import pick_greedy
+    from genrt.decoding.processors import pick_greedy
     src = _poem_sources(tokenizer, 1)
 
     def first():
@@ -156,19 +158,20 @@ PAIRED_SEARCHES = ("greedy", "beam4")   # timed alternately with each other and 
 def _greedy_case(model, tok, new_tokens: int, batch: int = 1):
     """Greedy over `batch` prompts, exactly `new_tokens` characters each (<eos> banned), on `model` (PoemModel or
     RecomputeModel)."""
-    from genrt.poems.processors import SuppressTokens, pick_greedy
-    from genrt.poems.search import generate_tokens
+    from genrt.decoding.processors import SuppressTokens, pick_greedy
+    from genrt.decoding.scheduler import decode
+    from genrt.decoding.search import SampleSearch
     src, banned = _poem_sources(tok, batch), [SuppressTokens(sorted(tok.control_ids))]
-    return lambda: generate_tokens(model, model.start(src), np.ones((batch, 1), np.int64), new_tokens, tok.eos_id,
-                                   banned, pick_greedy)
+    return lambda: decode(model, src, [SampleSearch(np.array([[tok.sos_id]]), new_tokens, tok.eos_id, banned,
+                                                    pick_greedy) for _ in range(batch)])
 
 
 def poems_torch(checkpoint: str, threads: int, quick: bool) -> list[dict]:
     """Plain torch eager greedy loop without a cache (the model re-run over the prefix each step)."""
     import torch
     from export.poems_reference import TorchNoCacheModel
-    from genrt.poems.processors import SuppressTokens, pick_greedy
-    from genrt.poems.search import generate_tokens
+    from genrt.decoding.processors import SuppressTokens
+    from genrt.decoding.scheduler import decode_greedy
     from genrt.poems.tokenizer import CharTokenizer
     from trainers.poems import load_model
     torch.set_num_threads(threads)
@@ -178,9 +181,8 @@ def poems_torch(checkpoint: str, threads: int, quick: bool) -> list[dict]:
     tok = CharTokenizer(vocab)
     ref = TorchNoCacheModel(model)
     src = _poem_sources(tok, 1)
-    stats = time_ms(lambda: generate_tokens(ref, ref.start(src), np.ones((1, 1), np.int64), NEW_TOKENS, tok.eos_id,
-                                            [SuppressTokens(sorted(tok.control_ids))], pick_greedy),
-                    2 if quick else 5, warmup=1)
+    stats = time_ms(lambda: decode_greedy(ref, src[0], tok.sos_id, NEW_TOKENS, tok.eos_id,
+                                          [SuppressTokens(sorted(tok.control_ids))]), 2 if quick else 5, warmup=1)
     return [{"model": "poems", "engine": "torch-eager", "provider": "cpu", "threads": threads, "precision": "fp32",
              "new_tokens": NEW_TOKENS, "search": "greedy", "batch": 1, "cache": "recompute", "load_s": load_s,
              **_per_token(stats, 1)}]

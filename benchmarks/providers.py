@@ -70,15 +70,8 @@ def portable(path: str | Path) -> str:
 
 
 def load_poem_model(model_dir: str, provider: str, threads: int, options: dict):
-    """PoemModel.load, with provider options when there are any (opened here until PoemModel.load takes them)."""
-    from genrt.contract import POEMS_KIND
-    from genrt.poems.model import DEFAULT_DECODE_THREADS, PoemModel
-    from genrt.runtime import open_model_dir
-    if not options:
-        return PoemModel.load(model_dir, provider=provider, threads=threads)
-    opened = open_model_dir(model_dir, POEMS_KIND, provider, threads, None, DEFAULT_DECODE_THREADS, options)
-    return PoemModel(opened.manifest, opened.sessions["encoder"], opened.sessions["decoder"], opened.provider,
-                     opened.model_dir)
+    from genrt.poems.model import PoemModel
+    return PoemModel.load(model_dir, provider=provider, threads=threads, provider_options=options or None)
 
 
 def _faces_rows(gen, base: dict, quick: bool, batches: tuple[int, ...]) -> list[dict]:

@@ -76,7 +76,7 @@ def validation_pairs(corpus: str, count: int) -> tuple[list[list[int]], list[lis
 
 def sequence_nll(model, sources: list[list[int]], targets: list[list[int]], batch: int = 16) -> tuple[float, int]:
     """Total NLL (nats) and token count of targets + <eos>, teacher-forced through the KV-cache decoder."""
-    from genrt.poems.processors import log_softmax
+    from genrt.decoding.processors import log_softmax
     m = model.manifest
     total, count = 0.0, 0
     for start in range(0, len(sources), batch):
@@ -102,8 +102,8 @@ def poems_quality(reference_dir: str, variant_dir: str, corpus: str, count: int 
     """Validation perplexity of both models on the first `count` validation pairs (all for 0), and the share of
     the first `greedy_count` prompts whose greedy poems are identical."""
     from genrt.poems.model import PoemModel
-    from genrt.poems.processors import SuppressTokens, pick_greedy
-    from genrt.poems.search import generate_tokens
+    from genrt.decoding.processors import SuppressTokens
+    from genrt.decoding.scheduler import decode_greedy
     ref, var = PoemModel.load(reference_dir, provider="cpu"), PoemModel.load(variant_dir, provider="cpu")
     sources, targets, vocab = validation_pairs(corpus, count)
     if tuple(vocab) != ref.manifest.vocab:
@@ -116,8 +116,7 @@ def poems_quality(reference_dir: str, variant_dir: str, corpus: str, count: int 
     suppress = [SuppressTokens(NEVER_GENERATED_SPECIAL_IDS)]
     same = 0
     for src in greedy_sources:
-        outs = [generate_tokens(m, m.start([src]), np.ones((1, 1), np.int64), 64, ref.manifest.eos_id, suppress,
-                                pick_greedy)[0].tokens for m in (ref, var)]
+        outs = [decode_greedy(m, src, m.manifest.sos_id, 64, m.manifest.eos_id, suppress).tokens for m in (ref, var)]
         same += outs[0] == outs[1]
     return {"model": "poems", "reference": reference_dir, "variant": variant_dir,
             "precision": var.manifest.precision, "validation_pairs": len(sources), "validation_tokens": tokens,

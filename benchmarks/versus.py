@@ -1,12 +1,14 @@
 """genrt against CTranslate2, head to head: the same weights, the same prompt, interleaved rounds.
 
-    python -m benchmarks.versus [--rounds 15] [--threads 1 2] [--beams 1 4] [--out benchmarks/results/versus.json]
+    python -m benchmarks.versus [--rounds 15] [--threads 1 2] [--beams 1 4] [--batch 1 16]
+                                [--out benchmarks/results/versus.json]
 
 Separate-process tables (python -m benchmarks) measure each engine minutes apart; on a shared or throttled machine
 that alone moves a ratio by 30 %. Here each engine runs in a worker process of its own (so neither engine's
 thread pool spins beside the other's) and the two alternate in blocks (each block re-warms the caches the other
-engine evicted and is timed after its first run): greedy, batch
-1, exactly 64 new characters (<eos> held off: genrt's min_new_tokens, CTranslate2's min_decoding_length), the same
+engine evicted and is timed after its first run): greedy and beam search, one prompt or a batch of prompts in one
+call (genrt's `generate(list)`, which runs them through its scheduler; CTranslate2's `translate_batch`), exactly 64
+new characters per prompt (<eos> held off: genrt's min_new_tokens, CTranslate2's min_decoding_length), the same
 suppressed tokens, on the bundled fp32 weights (CTranslate2 gets them through benchmarks.peers and
 export.ctranslate2, token-checked against torch) and the bundled int8 directory vs CTranslate2 int8. Reports the
 median ms per new token of each engine and their ratio per precision and thread count, with the CPU and its flags.
@@ -29,6 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "genrt" / "models"
 NEW_TOKENS = 64
 PROMPT = "春江花月夜"
+# a batch takes the first N of these (16 different titles and lengths; repeated beyond 16)
+PROMPTS = ("春江花月夜", "秋思", "静夜思", "山居秋暝", "夜泊枫桥", "送别", "江南春", "登高", "春晓", "秋夕",
+           "夜雨寄北", "山行", "月下独酌", "黄鹤楼", "长安古意", "塞下曲")
+
+
+def batch_prompts(batch: int) -> list[str]:
+    return [PROMPTS[i % len(PROMPTS)] for i in range(batch)]
 PAIRS = (("fp32", "poems", "float32"), ("int8", "poems_int8", "int8"))   # precision, bundled dir, CT2 type
 
 
@@ -40,46 +49,48 @@ def convert(checkpoint: Path, out: Path, quantization: str) -> None:
         raise RuntimeError(f"CTranslate2 conversion failed: {done.stderr.strip()[-1500:]}")
 
 
-def genrt_runner(model_dir: Path, threads: int, beams: int = 1):
+def genrt_runner(model_dir: Path, threads: int, beams: int = 1, batch: int = 1):
     from genrt.poems.generator import PoemGenerator
     gen = PoemGenerator.load(model_dir, provider="cpu", threads=threads)
     opts = gen.options(do_sample=False, min_new_tokens=NEW_TOKENS, max_new_tokens=NEW_TOKENS, regular_shape=False,
                        max_char_repeats=0, no_repeat_verse=False, repetition_penalty=1.0, num_beams=beams,
-                       length_penalty=1.0)
+                       length_penalty=1.0, idiomatic_doubling=False)
+    prompts = batch_prompts(batch)
 
     def run() -> int:
-        return len(gen.generate(PROMPT, opts)[0].text)
+        return sum(len(poems[0].text) for poems in gen.generate(prompts, opts))
     return run
 
 
-def ct2_runner(ct2_dir: Path, compute_type: str, threads: int, beams: int = 1):
+def ct2_runner(ct2_dir: Path, compute_type: str, threads: int, beams: int = 1, batch: int = 1):
     import ctranslate2
     from export.ctranslate2 import decode_options
     from genrt.poems.tokenizer import CharTokenizer
     translator = ctranslate2.Translator(str(ct2_dir), device="cpu", compute_type=compute_type,
                                         intra_threads=threads, inter_threads=1)
     vocab = json.loads((ct2_dir / "shared_vocabulary.json").read_text(encoding="utf-8"))
-    src = [[vocab[i] for i in CharTokenizer(vocab).encode_prompt(PROMPT, "title", 200)]]
+    src = [[vocab[i] for i in CharTokenizer(vocab).encode_prompt(p, "title", 200)] for p in batch_prompts(batch)]
     options = {"beam_size": beams, "length_penalty": 1.0, "min_decoding_length": NEW_TOKENS,
                "max_decoding_length": NEW_TOKENS, **decode_options(vocab)}
 
     def run() -> int:
-        return len(translator.translate_batch(src, **options)[0].hypotheses[0])
+        return sum(len(r.hypotheses[0]) for r in translator.translate_batch(src, **options))
     return run
 
 
 def _worker(conn, kind: str, args: tuple) -> None:
     """One engine in a process of its own (no thread pool of the other engine spinning beside it): builds its
-    runner, then answers every "run" with the milliseconds per new token it just took."""
+    runner, then answers every "run" with the milliseconds per new token it just took and the tokens decoded."""
     run = genrt_runner(*args) if kind == "genrt" else ct2_runner(*args)
     run()                                                                   # warm-up
     while conn.recv() == "run":
         t0 = time.perf_counter()
         n = run()
-        conn.send(((time.perf_counter() - t0) * 1e3 / NEW_TOKENS, n))
+        conn.send(((time.perf_counter() - t0) * 1e3 / n, n))
 
 
 def head_to_head(engines: dict[str, tuple[str, tuple]], rounds: int, block: int = 5) -> dict[str, float]:
+    """(each engine's args end with its batch size: every prompt must decode exactly NEW_TOKENS)"""
     """Median ms per new token of each engine, each in its own worker process. Every round runs each engine
     `block` times in a row and keeps all but the first (caches warm again after the other engine, as for a user
     decoding poem after poem), alternating which engine goes first, so both see the same machine state."""
@@ -100,8 +111,9 @@ def head_to_head(engines: dict[str, tuple[str, tuple]], rounds: int, block: int 
                 for i in range(block):
                     conn.send("run")
                     ms, n = conn.recv()
-                    if n != NEW_TOKENS:
-                        raise RuntimeError(f"{name} decoded {n} tokens, not {NEW_TOKENS}")
+                    want = NEW_TOKENS * engines[name][1][-1]
+                    if n != want:
+                        raise RuntimeError(f"{name} decoded {n} tokens, not {want}")
                     if i:
                         samples[name].append(ms)
     finally:
@@ -114,19 +126,30 @@ def head_to_head(engines: dict[str, tuple[str, tuple]], rounds: int, block: int 
 def markdown(report: dict) -> str:
     cpu = report["cpu"]
     lines = [f"{cpu['model']} ({', '.join(cpu['flags'])}), {report['rounds']} rounds of {report['block']} runs per "
-             f"engine (the first of each block untimed), batch 1, "
-             f"{NEW_TOKENS} new characters, prompt {PROMPT}; onnxruntime {report['onnxruntime']}, CTranslate2 "
-             f"{report['ctranslate2']}.", "",
-             "| precision | threads | search | genrt ms/token | CTranslate2 ms/token | genrt speed vs CTranslate2 |",
-             "|---|---:|---|---:|---:|---:|"]
+             f"engine (the first of each block untimed), {NEW_TOKENS} new characters per prompt (batch 1: "
+             f"{PROMPT}; batch N: the first N of {', '.join(PROMPTS)}); onnxruntime {report['onnxruntime']}, "
+             f"CTranslate2 {report['ctranslate2']}; {report.get('date', '')}.", "",
+             "| precision | threads | prompts per call | search | genrt ms/token | genrt tokens/s | "
+             "CTranslate2 ms/token | CTranslate2 tokens/s | genrt speed vs CTranslate2 |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
     for r in report["rows"]:
-        lines.append(f"| {r['precision']} | {r['threads']} | {_search(r.get('beams', 1))} | {r['genrt_ms']:.3f} | "
-                     f"{r['ct2_ms']:.3f} | {r['ct2_ms'] / r['genrt_ms']:.2f}x |")
-    greedy = {(r["precision"], r["threads"]): r for r in report["rows"] if r.get("beams", 1) == 1}
-    ratios = [f"{r['precision']} {r['threads']} thread{'s' if r['threads'] > 1 else ''}: genrt "
-              f"{r['genrt_ms'] / g['genrt_ms']:.2f}x, CTranslate2 {r['ct2_ms'] / g['ct2_ms']:.2f}x"
-              for r in report["rows"] if r.get("beams", 1) > 1
-              for g in [greedy.get((r["precision"], r["threads"]))] if g]
+        lines.append(f"| {r['precision']} | {r['threads']} | {r.get('batch', 1)} | {_search(r.get('beams', 1))} | "
+                     f"{r['genrt_ms']:.3f} | {1e3 / r['genrt_ms']:,.0f} | {r['ct2_ms']:.3f} | {1e3 / r['ct2_ms']:,.0f} | "
+                     f"{r['ct2_ms'] / r['genrt_ms']:.2f}x |")
+    key = lambda r: (r["precision"], r["threads"], r.get("batch", 1))                            # noqa: E731
+    greedy = {key(r): r for r in report["rows"] if r.get("beams", 1) == 1}
+    ratios = [f"{r['precision']} {r['threads']} thread{'s' if r['threads'] > 1 else ''} batch {r.get('batch', 1)}: "
+              f"genrt {r['genrt_ms'] / g['genrt_ms']:.2f}x, CTranslate2 {r['ct2_ms'] / g['ct2_ms']:.2f}x"
+              for r in report["rows"] if r.get("beams", 1) > 1 for g in [greedy.get(key(r))] if g]
+    single = {(r["precision"], r["threads"]): r for r in report["rows"]
+              if r.get("beams", 1) == 1 and r.get("batch", 1) == 1}
+    gains = [f"{r['precision']} {r['threads']} thread{'s' if r['threads'] > 1 else ''}: genrt "
+             f"{g['genrt_ms'] / r['genrt_ms']:.2f}x, CTranslate2 {g['ct2_ms'] / r['ct2_ms']:.2f}x"
+             for r in report["rows"] if r.get("beams", 1) == 1 and r.get("batch", 1) > 1
+             for g in [single.get((r["precision"], r["threads"]))] if g]
+    if gains:
+        lines += ["", "Batch tokens/s against the same engine's single prompt (same rounds): " + "; ".join(gains)
+                  + "."]
     if ratios:
         beams = max(r.get("beams", 1) for r in report["rows"])
         lines += ["", f"Beam {beams} per token against the same engine's greedy (same rounds): " + "; ".join(ratios)
@@ -148,6 +171,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 4],
                         help="beam sizes to run, each against the other engine's same size (1 = greedy)")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1],
+                        help="prompts per call (genrt generate(list), CTranslate2 translate_batch)")
+    parser.add_argument("--precisions", nargs="+", default=[p for p, _, _ in PAIRS], choices=[p for p, _, _ in PAIRS])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "versus.json")
     parser.add_argument("--models", type=Path, default=MODELS,
                         help="folder holding poems/ and poems_int8/ (default: the bundled models), e.g. a re-export "
@@ -157,22 +183,25 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = poems_checkpoint(args.models / "poems", Path(tmp) / "weights.pt")
         for precision, bundled, ct2_type in PAIRS:
+            if precision not in args.precisions:
+                continue
             ct2_dir = Path(tmp) / ct2_type
             convert(checkpoint, ct2_dir, ct2_type)
             for threads in args.threads:
-                engines = {}
-                for beams in args.beams:
-                    engines[f"genrt/{beams}"] = ("genrt", (args.models / bundled, threads, beams))
-                    engines[f"ct2/{beams}"] = ("ct2", (ct2_dir, ct2_type, threads, beams))
+                engines, cases = {}, [(beams, batch) for batch in args.batch for beams in args.beams]
+                for beams, batch in cases:
+                    engines[f"genrt/{beams}/{batch}"] = ("genrt", (args.models / bundled, threads, beams, batch))
+                    engines[f"ct2/{beams}/{batch}"] = ("ct2", (ct2_dir, ct2_type, threads, beams, batch))
                 medians = head_to_head(engines, args.rounds, args.block)
-                for beams in args.beams:
-                    rows.append({"precision": precision, "threads": threads, "beams": beams,
-                                 "genrt_ms": medians[f"genrt/{beams}"], "ct2_ms": medians[f"ct2/{beams}"],
+                for beams, batch in cases:
+                    rows.append({"precision": precision, "threads": threads, "beams": beams, "batch": batch,
+                                 "genrt_ms": medians[f"genrt/{beams}/{batch}"],
+                                 "ct2_ms": medians[f"ct2/{beams}/{batch}"],
                                  "model_dir": bundled if args.models == MODELS else str(args.models / bundled)})
                     print(rows[-1], file=sys.stderr)
     report = {"cpu": cpu_info(), "models": "bundled" if args.models == MODELS else str(args.models),
               "rounds": args.rounds, "block": args.block, "onnxruntime": onnxruntime.__version__,
-              "ctranslate2": ctranslate2.__version__, "rows": rows}
+              "ctranslate2": ctranslate2.__version__, "date": time.strftime("%Y-%m-%d"), "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     args.out.with_suffix(".md").write_text(markdown(report), encoding="utf-8")

@@ -9,7 +9,7 @@ output projection (no bias), LayerNorm eps 1e-5. The source is exactly our ids (
 bos/eos); the target starts with <sos> and ends at <eos>.
 
 Checks (raise ExportError when broken): per-token log-probabilities from `score_batch` vs torch, and greedy
-tokens identical to genrt's greedy decoding of the torch model (TorchNoCacheModel + generate_tokens) over random
+tokens identical to genrt's greedy decoding of the torch model (TorchNoCacheModel + genrt.decoding.scheduler.decode_greedy) over random
 prompts. Beam search (size 4) is compared and reported, not asserted: CTranslate2 stops a beam search once
 `beam_size` hypotheses have finished and ranks them with its own length normalisation, so where scores are close
 its pick may legitimately differ from genrt's. An int8 conversion is checked through an fp32 conversion of the same
@@ -152,8 +152,8 @@ def check_ctranslate2(model: PoemTransformer, vocab: Sequence[str], model_dir: P
     """Compare the CTranslate2 model at `model_dir` with genrt decoding of the torch model. Returns counts."""
     import ctranslate2
     from export.poems_reference import TorchNoCacheModel, random_sources
-    from genrt.poems.processors import SuppressTokens, pick_greedy
-    from genrt.poems.search import beam_search, generate_tokens
+    from genrt.decoding.processors import SuppressTokens
+    from genrt.decoding.scheduler import decode_beams, decode_greedy
 
     index = {t: i for i, t in enumerate(vocab)}
     translator = ctranslate2.Translator(str(model_dir), device="cpu", intra_threads=threads, inter_threads=1)
@@ -163,8 +163,7 @@ def check_ctranslate2(model: PoemTransformer, vocab: Sequence[str], model_dir: P
     suppress = [SuppressTokens(list(SUPPRESSED_IDS))]
     opts = decode_options(vocab)
 
-    want_greedy = [generate_tokens(ref, ref.start([s]), np.array([[SOS_ID]]), max_new, EOS_ID, suppress,
-                                   pick_greedy)[0].tokens for s in sources]
+    want_greedy = [decode_greedy(ref, s, SOS_ID, max_new, EOS_ID, suppress).tokens for s in sources]
     got = translator.translate_batch(src_tokens, beam_size=1, max_decoding_length=max_new, **opts)
     got_greedy = [[index[t] for t in r.hypotheses[0]] for r in got]
     greedy_same = [g == w for g, w in zip(got_greedy, want_greedy)]
@@ -184,8 +183,7 @@ def check_ctranslate2(model: PoemTransformer, vocab: Sequence[str], model_dir: P
                                          length_penalty=1.0, num_hypotheses=1, return_scores=True, **opts)
         same, differ = 0, []
         for s, r in zip(sources, got):
-            want = beam_search(ref, ref.start([s], num_beams), np.full((num_beams, 1), SOS_ID), num_beams, max_new,
-                               EOS_ID, suppress, num_return=1)[0][0]
+            want = decode_beams(ref, s, SOS_ID, num_beams, max_new, EOS_ID, suppress)[0]
             ct2 = [index[t] for t in r.hypotheses[0]]
             if ct2 == want.tokens:
                 same += 1

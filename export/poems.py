@@ -21,8 +21,9 @@ import onnx
 import torch
 import torch.nn as nn
 
-from export.model_dir import ExportError, check_target, require, staged_model_dir
+from export.model_dir import ExportError, check_target, portable_paths, require, staged_model_dir
 from export.poem_extras import with_extras
+from export.poem_invariance import declare_batch_invariance
 from export.poems_fused import MHA_DOMAIN, insert_unused_inputs
 from genrt.contract import GraphSpec, PoemsManifest, write_manifest
 from genrt.graph_io import check_graph_io, session_io
@@ -43,17 +44,19 @@ class EncoderGraph(nn.Module):
 
 
 class DecoderGraph(nn.Module):
-    """Flat positional signature in the contract's input order: ids, positions, mask, past K/V..., cross K/V..."""
+    """Flat positional signature in the contract's input order: ids, positions, source mask, self mask, past K/V...,
+    cross K/V..."""
 
     def __init__(self, model: PoemTransformer):
         super().__init__()
         self.model = model
         self.layers = model.config.num_decoder_layers
 
-    def forward(self, input_ids, position_ids, src_mask, *kv):
+    def forward(self, input_ids, position_ids, src_mask, self_mask, *kv):
         past = [(kv[2 * i], kv[2 * i + 1]) for i in range(self.layers)]
         cross = [(kv[2 * (self.layers + i)], kv[2 * (self.layers + i) + 1]) for i in range(self.layers)]
-        all_logits, present = self.model.decode(input_ids, position_ids, src_mask, past, cross, last_only=False)
+        all_logits, present = self.model.decode(input_ids, position_ids, src_mask, past, cross, last_only=False,
+                                                self_keep=self_mask)
         logits = all_logits[:, -1]                                                          # (B, V)
         # log-sum-exp through LogSoftmax: onnxruntime's ReduceLogSumExp is slower than numpy, its LogSoftmax is not
         log_norm = logits[:, 0] - torch.log_softmax(logits, dim=-1)[:, 0]                   # (B,)
@@ -66,8 +69,8 @@ def manifest_for(model: PoemTransformer, vocab: Sequence[str], state: dict, prec
     history = state.get("history") or []
     return PoemsManifest(
         vocab=tuple(vocab), **c.architecture(), precision=precision, scoring=True, log_norm=True,
-        training={"steps": state.get("step"), "tokens_seen": state.get("tokens_seen"), "config": state.get("config"),
-                  "corpus": state.get("corpus")},
+        training=portable_paths({"steps": state.get("step"), "tokens_seen": state.get("tokens_seen"),
+                                 "config": state.get("config"), "corpus": state.get("corpus")}),
         metrics=history[-1] if history else {}, data_licence=POEMS_LICENCE)
 
 
@@ -86,7 +89,9 @@ def example_inputs(model: PoemTransformer, batch: int = 2, src_len: int = 5, pas
     past = [torch.randn(batch, c.num_heads, past_len, dh, generator=g) for _ in range(2 * c.num_decoder_layers)]
     ids = torch.randint(6, c.vocab_size, (batch, new_len), generator=g)
     pos = torch.arange(past_len, past_len + new_len).expand(batch, new_len).contiguous()
-    return (src, mask), (ids, pos, mask, *past, *cross)
+    self_mask = torch.ones(batch, past_len + new_len)
+    self_mask[0, past_len - 1] = 0.0                     # a slot row 0 has not filled
+    return (src, mask), (ids, pos, mask, self_mask, *past, *cross)
 
 
 def export_graph(module: nn.Module, args: tuple, spec: GraphSpec, path: Path, contrib_ops: bool = False) -> None:
@@ -139,7 +144,8 @@ def export_poems(checkpoint: str | Path, out_dir: str | Path, check_prompts: int
         manifest = with_extras(out, manifest)
         write_manifest(out, manifest)
         report = {"attention": "fused" if fused_attention else "plain",
-                  **check_export(model, out, manifest, check_prompts)}
+                  **check_export(model, out, manifest, check_prompts),
+                  "batch_invariant": declare_batch_invariance(out)}
         (out / "export_report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return final_dir
 

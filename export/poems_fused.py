@@ -17,9 +17,9 @@ __all__ = ["MHA_DOMAIN", "MHA_OP", "insert_unused_inputs"]
 
 # MultiHeadAttention's inputs: query, key, value, bias, key_padding_mask, attention_bias, past_key, past_value.
 # Our nodes are emitted without the unused ones; `insert_unused_inputs` puts empty names in their place. Self-attention
-# (3 outputs: y, present K, present V) uses query, key, value, past_key, past_value; cross-attention (1 output) uses
-# query, key, value, key_padding_mask.
-_UNUSED_SLOTS = {3: (3, 4, 5), 1: (3,)}         # by output count: the slots to leave empty, in insertion order
+# (3 outputs: y, present K, present V) uses query, key, value, key_padding_mask, past_key, past_value;
+# cross-attention (1 output) uses query, key, value, key_padding_mask.
+_UNUSED_SLOTS = {3: (3, 5), 1: (3,)}         # by output count: the slots to leave empty, in insertion order
 
 
 def insert_unused_inputs(model: onnx.ModelProto) -> int:

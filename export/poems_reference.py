@@ -18,8 +18,8 @@ from genrt.contract import (
 
 PROMPT_KIND_IDS = (SPECIAL_TOKENS.index(PROMPT_TITLE), SPECIAL_TOKENS.index(PROMPT_FIRST_LINE))
 from genrt.poems.model import pad_batch
-from genrt.poems.processors import SuppressTokens, pick_greedy
-from genrt.poems.search import beam_search, generate_tokens
+from genrt.decoding.processors import SuppressTokens
+from genrt.decoding.scheduler import decode_beams, decode_greedy
 from trainers.poems_model import PoemTransformer
 
 
@@ -103,11 +103,9 @@ def compare_decoding(reference, candidate, prompts: int = 20, max_new: int = 24,
     for src in sources:
         outs = []
         for m in (reference, candidate):
-            greedy = generate_tokens(m, m.start([src]), np.array([[SOS_ID]]), max_new, EOS_ID, suppress,
-                                     pick_greedy)
-            beams = beam_search(m, m.start([src], num_beams), np.full((num_beams, 1), SOS_ID), num_beams, max_new,
-                                EOS_ID, suppress, num_return=2)
-            outs.append(([h.tokens for h in greedy], [h.tokens for h in beams[0]]))
+            greedy = decode_greedy(m, src, SOS_ID, max_new, EOS_ID, suppress)
+            beams = decode_beams(m, src, SOS_ID, num_beams, max_new, EOS_ID, suppress, num_return=2)
+            outs.append((greedy.tokens, [h.tokens for h in beams]))
         same_greedy += outs[0][0] == outs[1][0]
         same_beam += outs[0][1] == outs[1][1]
     return {"prompts": prompts, "greedy_identical": int(same_greedy), "beam_identical": int(same_beam)}

@@ -2,9 +2,12 @@
 
     python -m export.quantize genrt/models/poems genrt/models/poems_int8
 
-Every MatMul with constant weights becomes onnxruntime's MatMulNBits: weights stored as int8 in blocks of 128 along
+Every MatMul with constant weights becomes onnxruntime's MatMulNBits: weights stored as int8 in blocks of 32 along
 the input dimension, each block with its own scale (symmetric), and accuracy_level 4, which quantizes the
-activations to int8 per block on the fly and runs integer dot products (VNNI where the CPU has it). No calibration
+activations to int8 per block on the fly and runs integer dot products (VNNI where the CPU has it). Blocks of 32
+keep rows independent: onnxruntime computes a lone row with its matrix-vector kernel and pairs of rows with another,
+and only at this block size do the two agree bit for bit, so a prompt decodes the same alone or in a batch
+(export.poem_invariance checks the written graphs and the manifest declares it). No calibration
 set is needed. Against plain dynamic quantization (MatMulInteger with per-tensor activation scales) it is both
 closer to fp32 (finer scales) and faster for batch-1 decoding, whose matrix-vector products it is built for
 (benchmarks/results/quality.md and latest.md).
@@ -24,7 +27,7 @@ from export.variant import write_variant
 from genrt.contract import POEMS_KIND
 
 
-BITS, BLOCK_SIZE, ACCURACY_LEVEL = 8, 128, 4   # int8 blocks of 128; int8 activations, integer dot products
+BITS, BLOCK_SIZE, ACCURACY_LEVEL = 8, 32, 4   # int8 blocks of 32; int8 activations, integer dot products
 SCHEMES = ("nbits", "dynamic")
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Callable
 
 from export.model_dir import staged_model_dir
-from genrt.contract import Manifest, read_manifest, write_manifest
+from export.poem_invariance import declare_batch_invariance
+from genrt.contract import POEMS_KIND, Manifest, read_manifest, write_manifest
 
 
 def write_variant(src_dir: str | Path, out_dir: str | Path, precision: str,
@@ -23,4 +24,6 @@ def write_variant(src_dir: str | Path, out_dir: str | Path, precision: str,
             (tmp / extra).write_bytes((src_dir / extra).read_bytes())
         write_manifest(tmp, dataclasses.replace(manifest, precision=precision))
         read_manifest(tmp)
+        if manifest.kind == POEMS_KIND:                 # what the converted graphs guarantee, not the source's
+            declare_batch_invariance(tmp)
     return Path(out_dir)

@@ -105,6 +105,12 @@ class FacesManifest:
 
 ALL_LOGITS = "all_logits"
 LOG_NORM = "log_norm"
+SELF_MASK = "self_mask"
+# Cache and source widths are padded to multiples of this many positions, the unused ones masked. onnxruntime's
+# attention reduces a row's keys in SIMD lanes (16 fp32 lanes with AVX-512); with widths in whole multiples of 16 a
+# masked key adds an exact 0 in a lane of its own, so a row's result does not depend on how wide the call is, and
+# rows of different lengths can share a decoder call without changing any row's numbers (export.poem_invariance).
+CACHE_ALIGN = 16
 
 
 def past_key(layer: int) -> str:
@@ -151,6 +157,8 @@ class PoemsManifest:
     doubling_file: str = ""          # JSON: which characters double idiomatically, and where (genrt.poems.doubling)
     scoring: bool = False            # the decoder also returns `all_logits` (every new position): score()
     log_norm: bool = False           # the decoder also returns `log_norm` (B,): log-sum-exp of `logits`
+    batch_invariant: bool = False    # checked at export: a row's logits are bit-identical whatever other rows share
+                                     # the call, with caches and sources padded to CACHE_ALIGN (genrt.poems.model)
     kind: str = POEMS_KIND
     format_version: int = FORMAT_VERSION
 
@@ -196,10 +204,13 @@ class PoemsManifest:
     def decoder(self) -> GraphSpec:
         """New tokens (B, N) at positions (B, N) + self-attn cache (B, H, T, Dh) + cross K/V
         -> next-token logits (B, V) of the last new token, and the cache grown to (B, H, T+N, Dh).
-        N = 1 is the incremental step; N > 1 with T = 0 re-runs a whole prefix (the no-cache path)."""
+        N = 1 is the incremental step; N > 1 with T = 0 re-runs a whole prefix (the no-cache path).
+        `self_mask` (B, T+N), 1 = a key to attend: the cached slots a row has filled, and the new positions
+        (causal among themselves). Rows of different lengths share one call: a row's unfilled slots are 0."""
         inputs = [TensorSpec("input_ids", "int64", ("batch", "new_len")),
                   TensorSpec("position_ids", "int64", ("batch", "new_len")),
-                  TensorSpec("src_mask", "float32", ("batch", "src_len"))]
+                  TensorSpec("src_mask", "float32", ("batch", "src_len")),
+                  TensorSpec(SELF_MASK, "float32", ("batch", "total_len"))]
         outputs = [TensorSpec("logits", "float32", ("batch", len(self.vocab)))]
         for i in range(self.num_decoder_layers):
             inputs += [TensorSpec(past_key(i), "float32", self.kv_shape("past_len")),
@@ -356,7 +367,8 @@ def _position_table_problems(model_dir: Path, m: PoemsManifest) -> list[str]:
 GENERATION_SECTIONS = ("default", "no_options", "beam", "sample")
 GENERATION_KEYS = {
     "max_new_tokens": int, "length_penalty": float, "repetition_penalty": float, "no_repeat_ngram_size": int,
-    "max_char_repeats": int, "no_repeat_verse": bool, "regular_shape": bool, "best_of": int, "do_sample": bool,
+    "max_char_repeats": int, "no_repeat_verse": bool, "regular_shape": bool, "idiomatic_doubling": bool,
+    "best_of": int, "do_sample": bool,
     "seed": int, "temperature": float, "top_k": int, "top_p": float,
 }
 

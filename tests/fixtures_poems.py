@@ -49,6 +49,13 @@ def tiny_poems_dir(tiny_poems_checkpoint, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_int8_dir(tiny_poems_dir, tmp_path_factory) -> Path:
+    """The tiny model's int8 variant (MatMulNBits, blocks of 32), as export.quantize writes it."""
+    from export.quantize import quantize_poems
+    return quantize_poems(tiny_poems_dir, tmp_path_factory.mktemp("poems_int8"))
+
+
+@pytest.fixture(scope="session")
 def tiny_poems_plain_dir(tiny_poems_checkpoint, tmp_path_factory) -> Path:
     """The same tiny model exported with standard ONNX attention ops (`--plain-attention`)."""
     import torch

@@ -27,8 +27,10 @@ def test_prompts_are_single_themes_then_pairs_within_the_vocab():
     assert make_prompts(tok, 4) == ["春", "夏", "秋", "春夏"]
 
 
-def test_timed_wrappers_pass_results_through_and_keep_the_raw_logits():
+def test_timed_wrappers_pass_results_through_and_count_the_calls():
     class Model:
+        manifest = "m"
+
         def start(self, sources, copies=1):
             return ("cache", len(sources), copies)
 
@@ -38,13 +40,15 @@ def test_timed_wrappers_pass_results_through_and_keep_the_raw_logits():
         def reorder(self, cache, rows):
             return ("reordered", list(rows))
 
+        def join(self, first, second):
+            return (first, second)
+
     timed = TimedModel(Model())
     assert timed.start([[1], [2]], 3) == ("cache", 2, 3)
     logits, cache = timed.step(np.ones((2, 1), np.int64), "c")
-    assert cache == "c"
-    logits[:] = -np.inf                                                 # a processor edits the logits in place
-    assert np.array_equal(timed.logits[0], np.arange(6, dtype=np.float32).reshape(2, 3))
-    assert timed.reorder("c", np.array([1, 0])) == ("reordered", [1, 0])
+    assert cache == "c" and timed.calls == 1 and timed.seconds >= 0
+    assert np.array_equal(logits, np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert timed.reorder("c", np.array([1, 0])) == ("reordered", [1, 0]) and timed.join("a", "b") == ("a", "b")
     processor = Timed(lambda tokens, lg: lg + 1)
     assert np.array_equal(processor(None, np.zeros(3)), np.ones(3)) and processor.seconds >= 0
 

@@ -30,8 +30,8 @@ def test_conversion_report(ct2_dir):
 
 def test_greedy_tokens_match_torch(ct2_dir, tiny_poems_checkpoint):
     from export.poems_reference import TorchNoCacheModel, random_sources
-    from genrt.poems.processors import SuppressTokens, pick_greedy
-    from genrt.poems.search import generate_tokens
+    from genrt.decoding.processors import SuppressTokens
+    from genrt.decoding.scheduler import decode_greedy
     from trainers.poems import load_model
 
     model, vocab, _ = load_model(tiny_poems_checkpoint)
@@ -42,8 +42,7 @@ def test_greedy_tokens_match_torch(ct2_dir, tiny_poems_checkpoint):
                                          max_decoding_length=24, **decode_options(vocab))
     index = {t: i for i, t in enumerate(vocab)}
     for src, result in zip(sources, results):
-        want = generate_tokens(ref, ref.start([src]), np.array([[1]]), 24, 2, [SuppressTokens(list(SUPPRESSED_IDS))],
-                               pick_greedy)[0].tokens
+        want = decode_greedy(ref, src, 1, 24, 2, [SuppressTokens(list(SUPPRESSED_IDS))]).tokens
         assert [index[t] for t in result.hypotheses[0]] == want, src
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import onnx
 import pytest
 
-from genrt.contract import ManifestError, PoemsManifest, read_manifest
+from genrt.contract import CACHE_ALIGN, ManifestError, PoemsManifest, read_manifest
 from genrt.graph_io import check_graph_io
 from genrt.poems.model import PoemModel, RecomputeModel
 
@@ -73,14 +73,13 @@ def test_cache_equals_recompute(exported_dir):
     sources = random_sources(len(cached.manifest.vocab), 3, seed=5)
     for l1, l2, c1 in lockstep_logits(cached, recompute, sources, steps=10):
         np.testing.assert_allclose(l1, l2, atol=1e-5)
-    assert c1.self_kv[0].shape[2] == 10
+    assert c1.lengths.tolist() == [10] * 3 and c1.self_kv[0].shape[2] % CACHE_ALIGN == 0
 
 
 def test_log_norm_output_is_each_steps_log_sum_exp(exported_dir):
     """The decoder's log_norm output is the log-sum-exp of the logits it returns, at any batch size, after a
-    multi-token prefill and per step, through the recompute path and per-prompt groups; a reorder drops it."""
-    from genrt.poems.model import GroupedCache
-    from genrt.poems.processors import logsumexp
+    multi-token prefill and per step, through the recompute path and for joined rows; a reorder drops it."""
+    from genrt.decoding.processors import logsumexp
     model = PoemModel.load(exported_dir, provider="cpu", threads=1)
     assert model.manifest.log_norm
     sources = random_sources(len(model.manifest.vocab), 3, seed=7)
@@ -92,9 +91,11 @@ def test_log_norm_output_is_each_steps_log_sum_exp(exported_dir):
             assert cache.log_norm.shape == (3,)
             np.testing.assert_allclose(cache.log_norm, logsumexp(logits.astype(np.float64))[:, 0], atol=1e-5)
             tokens = logits.argmax(1)[:, None]
-    grouped = GroupedCache((model.start_batched(sources[:1]), model.start_batched(sources[1:2])), 1)
-    logits, grouped = model.step(np.ones((2, 1), np.int64), grouped)
-    np.testing.assert_allclose(grouped.log_norm, logsumexp(logits.astype(np.float64))[:, 0], atol=1e-5)
+    _, first = model.step(np.ones((1, 1), np.int64), model.start(sources[:1]))
+    joined = model.join(first, model.start(sources[1:2]))
+    logits, joined = model.step(np.ones((2, 1), np.int64), joined)
+    assert joined.lengths.tolist() == [2, 1]
+    np.testing.assert_allclose(joined.log_norm, logsumexp(logits.astype(np.float64))[:, 0], atol=1e-5)
     _, cache = model.step(np.ones((3, 1), np.int64), model.start(sources))
     assert cache.log_norm is not None and model.reorder(cache, np.array([2, 1, 0])).log_norm is None
 
@@ -103,8 +104,9 @@ def test_scores_are_the_same_with_or_without_the_log_norm_output(exported_dir):
     """Greedy and sampled Poem scores come from the graph's log_norm when there is one, else from numpy."""
     from dataclasses import replace
 
-    from genrt.poems.processors import SuppressTokens, make_sampler, pick_greedy
-    from genrt.poems.search import generate_tokens
+    from genrt.decoding.processors import SuppressTokens, make_sampler, pick_greedy
+    from genrt.decoding.scheduler import decode
+    from genrt.decoding.search import SampleSearch
 
     model = PoemModel.load(exported_dir, provider="cpu", threads=1)
 
@@ -116,14 +118,16 @@ def test_scores_are_the_same_with_or_without_the_log_norm_output(exported_dir):
             logits, cache = model.step(tokens, cache)
             return logits, replace(cache, log_norm=None)
 
+        reorder, join = model.reorder, model.join
+
     sources = random_sources(len(model.manifest.vocab), 2, seed=8)
-    prefix = np.ones((2, 1), np.int64)
     suppress = [SuppressTokens([0, 1, 3, 4, 5])]
     for pick in (pick_greedy, None):
         runs = []
         for m in (model, WithoutLogNorm()):
-            picker = pick or make_sampler([np.random.default_rng(s) for s in (1, 2)], 1.0, 0, 1.0)
-            runs.append(generate_tokens(m, m.start(sources), prefix, 12, 2, suppress, picker))
+            pickers = [pick or make_sampler([np.random.default_rng(s)], 1.0, 0, 1.0) for s in (1, 2)]
+            searches = [SampleSearch(np.ones((1, 1), np.int64), 12, 2, suppress, p) for p in pickers]
+            runs.append([h[0] for h in decode(m, sources, searches)])
         assert [h.tokens for h in runs[0]] == [h.tokens for h in runs[1]]
         np.testing.assert_allclose([h.score for h in runs[0]], [h.score for h in runs[1]], atol=1e-4)
         assert all(h.score < 0 for h in runs[0])
@@ -157,7 +161,8 @@ def test_fused_decoder_builds_no_mask_nodes(tiny_poems_dir):
     assert len(self_attn) == len(cross) == read_manifest(tiny_poems_dir).num_decoder_layers
     for n in self_attn:
         assert {a.name: a.i for a in n.attribute if a.name == "unidirectional"} == {"unidirectional": 1}
-        assert n.input[3:6] == ["", "", ""]                      # no bias, key_padding_mask, attention_bias
+        assert n.input[3] == n.input[5] == ""                    # no bias, no attention_bias
+    assert len({n.input[4] for n in self_attn} - {""}) == 1       # one self keep-mask (the filled slots) for all
     keep_masks = {n.input[4] for n in cross}
     assert len(keep_masks) == 1 and "" not in keep_masks          # one int32 keep-mask shared by every layer
     assert all(n.input[5:] == [] or n.input[5] == "" for n in cross)
@@ -197,8 +202,8 @@ def test_device_cache_path_matches_plain_path(exported_dir):
     """The IOBinding path (the CUDA default, KV cache kept as OrtValues) gives the same logits, log_norm and
     tokens; on CPU it binds host memory, so it runs everywhere."""
     tiny_poems_dir = exported_dir
-    from genrt.poems.processors import SuppressTokens, pick_greedy
-    from genrt.poems.search import beam_search, generate_tokens
+    from genrt.decoding.processors import SuppressTokens
+    from genrt.decoding.scheduler import decode_beams, decode_greedy
     plain = PoemModel.load(tiny_poems_dir, provider="cpu", threads=1)
     bound = PoemModel.load(tiny_poems_dir, provider="cpu", threads=1, device_cache=True)
     sources = random_sources(len(plain.manifest.vocab), 3, seed=9)
@@ -213,10 +218,15 @@ def test_device_cache_path_matches_plain_path(exported_dir):
         tokens = l1.argmax(1)[:, None]
     suppress = [SuppressTokens([0, 1, 3, 4, 5])]
     for m in (plain, bound):
-        m.greedy = generate_tokens(m, m.start(sources), np.ones((3, 1), np.int64), 12, 2, suppress, pick_greedy)
-        m.beam = beam_search(m, m.start(sources, 3), np.ones((9, 1), np.int64), 3, 12, 2, suppress)
+        m.greedy = [decode_greedy(m, s, 1, 12, 2, suppress) for s in sources]
+        m.beam = [decode_beams(m, s, 1, 3, 12, 2, suppress) for s in sources]
     assert [h.tokens for h in plain.greedy] == [h.tokens for h in bound.greedy]
     assert [[h.tokens for h in b] for b in plain.beam] == [[h.tokens for h in b] for b in bound.beam]
+    joined = bound.join(bound.step(np.ones((1, 1), np.int64), bound.start(sources[:1]))[1], bound.start(sources[1:]))
+    logits, joined = bound.step(np.ones((3, 1), np.int64), joined)     # rows of lengths 1, 0, 0 on the device path
+    for i, src in enumerate(sources[1:], start=1):
+        alone, _ = plain.step(np.ones((1, 1), np.int64), plain.start([src]))
+        np.testing.assert_allclose(logits[i], alone[0], atol=1e-5)
     recompute = RecomputeModel(bound)
     l3, _ = recompute.step(np.ones((3, 1), np.int64), recompute.start(sources))
     l4, _ = plain.step(np.ones((3, 1), np.int64), plain.start(sources))

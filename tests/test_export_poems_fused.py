@@ -45,13 +45,13 @@ def test_torch_forward_matches_unfused_encoder(batch):
 def test_insert_unused_inputs_places_empty_names():
     import onnx
     from onnx import helper
-    self_attn = helper.make_node("MultiHeadAttention", ["q", "k", "v", "pk", "pv"], ["o", "k2", "v2"],
+    self_attn = helper.make_node("MultiHeadAttention", ["q", "k", "v", "keep", "pk", "pv"], ["o", "k2", "v2"],
                                  domain="com.microsoft")
     cross = helper.make_node("MultiHeadAttention", ["q", "ck", "cv", "m"], ["o2"], domain="com.microsoft")
     other = helper.make_node("Add", ["o", "o2"], ["y"])
     model = helper.make_model(helper.make_graph([self_attn, cross, other], "g", [], []))
     assert insert_unused_inputs(model) == 2
-    assert list(model.graph.node[0].input) == ["q", "k", "v", "", "", "", "pk", "pv"]
+    assert list(model.graph.node[0].input) == ["q", "k", "v", "", "keep", "", "pk", "pv"]
     assert list(model.graph.node[1].input) == ["q", "ck", "cv", "", "m"]
     assert list(model.graph.node[2].input) == ["o", "o2"]
     assert isinstance(model, onnx.ModelProto)

@@ -15,9 +15,9 @@ from genrt.poems.model import PoemModel
 from .test_export_poems import lockstep_logits, random_sources
 
 
-@pytest.fixture(scope="module")
-def int8_dir(tiny_poems_dir, tmp_path_factory):
-    return quantize_poems(tiny_poems_dir, tmp_path_factory.mktemp("poems_int8"))
+@pytest.fixture
+def int8_dir(tiny_int8_dir):
+    return tiny_int8_dir
 
 
 def test_int8_directory_is_self_describing(int8_dir, tiny_poems_dir):

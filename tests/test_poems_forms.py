@@ -10,7 +10,7 @@ import pytest
 
 from genrt.contract import EOS, SPECIAL_TOKENS
 from genrt.poems.forms import FORMS, FormConstraint, Rules, _walk, form_problem, rhyme_group, well_formed
-from genrt.poems.processors import SuppressTokens, make_sampler, pick_greedy
+from genrt.decoding.processors import SuppressTokens, make_sampler, pick_greedy
 from genrt.poems.tokenizer import CharTokenizer
 
 # Common characters of poems, covering all 14 rhyme groups (duplicates removed below).
@@ -188,20 +188,25 @@ class RandomModel:
     def reorder(self, cache, rows):
         return cache
 
+    def join(self, first, second):
+        return None
+
 
 def decode(constraint, prefix_body: str = "", rows: int = 3, beams: int = 1, sample: bool = False,
            tok: CharTokenizer = TOK) -> list[str]:
     """Decode with random logits under `constraint` (the vocabulary of `tok`); every row must finish."""
-    from genrt.poems.search import beam_search, generate_tokens
+    from genrt.decoding.scheduler import decode as run
+    from genrt.decoding.search import BeamSearch, SampleSearch
     suppress = SuppressTokens([tok.pad_id, tok.sos_id, tok.unk_id, 4, 5])
     forced = tok.encode_text(prefix_body)
-    prefix = np.array([[tok.sos_id] + forced] * rows * beams, np.int64)                       # (N, P)
+    prefix = np.array([[tok.sos_id] + forced] * beams, np.int64)                             # (K, P) a request
     processors, max_new, model = [suppress, constraint], constraint.max_tokens, RandomModel(1, len(tok))
     if beams > 1:
-        hyps = [h[0] for h in beam_search(model, None, prefix, beams, max_new, tok.eos_id, processors)]
+        searches = [BeamSearch(prefix, max_new, tok.eos_id, processors) for _ in range(rows)]
     else:
         pick = make_sampler(np.random.default_rng(2), 1.0, 0, 1.0) if sample else pick_greedy
-        hyps = generate_tokens(model, None, prefix, max_new, tok.eos_id, processors, pick)
+        searches = [SampleSearch(prefix, max_new, tok.eos_id, processors, pick) for _ in range(rows)]
+    hyps = [h[0] for h in run(model, [[4]] * rows, searches)]
     assert all(h.finished for h in hyps)
     return [tok.decode(forced + h.tokens) for h in hyps]
 

@@ -46,12 +46,13 @@ def test_sampling_is_reproducible_with_a_seed(gen):
     assert [p.text for p in a] != [p.text for p in c]
 
 
-def test_stream_yields_the_same_text(gen):
-    for kw in ({}, {"do_sample": True, "seed": 3}, {"mode": "continue"}):
-        pieces = list(gen.stream("明月光", max_new_tokens=12, **kw))
-        mode = {"do_sample": False, **kw}             # stream without a mode decodes greedily
-        assert "".join(pieces) == gen.generate("明月光", max_new_tokens=12, **mode)[0].text
-        assert len(pieces) >= 2
+@pytest.mark.parametrize("kw", [{}, {"do_sample": True, "seed": 3}, {"mode": "continue"}, {"num_beams": 3},
+                                {"num_beams": 3, "do_sample": True, "seed": 1},
+                                {"do_sample": True, "best_of": 3, "seed": 2}])
+def test_stream_yields_what_generate_returns_in_every_mode(gen, kw):
+    pieces = list(gen.stream("明月光", max_new_tokens=12, **kw))
+    assert "".join(pieces) == gen.generate("明月光", max_new_tokens=12, **kw)[0].text
+    assert pieces and all(pieces)
 
 
 def test_continue_mode_starts_with_the_line(gen):
@@ -96,7 +97,7 @@ def test_manifest_defaults_apply_and_explicit_options_win(gen_with_defaults):
     assert g.options(GenerationOptions()).max_new_tokens == GenerationOptions().max_new_tokens  # object: as given
     assert len(g.generate("春江")[0].text) <= 5
     assert g.generate("春江") == g.generate("春江")                      # the no-options mode is reproducible
-    assert "".join(g.stream("春江")) == g.generate("春江", do_sample=False)[0].text   # stream: greedy
+    assert "".join(g.stream("春江")) == g.generate("春江")[0].text         # stream: the same poem
 
 
 def test_recommended_beam_sampling_and_greedy_beams(gen_with_defaults, tiny_poems_dir, tmp_path):
@@ -207,8 +208,8 @@ def test_bad_input_raises_value_error(gen, prompt, kwargs, message):
 
 
 def test_stream_checks_its_input_before_iterating(gen):
-    with pytest.raises(ValueError, match="stream"):
-        gen.stream("春江", num_beams=2)
+    with pytest.raises(ValueError, match="stream shows one poem"):
+        gen.stream("春江", num_beams=2, num_return_sequences=2)
     with pytest.raises(ValueError, match="the prompt is empty"):
         gen.stream("")
 
@@ -314,3 +315,18 @@ def test_form_token_model_yields_the_shape_and_never_emits_control_tokens(form_g
 def test_form_token_option_must_be_a_bool(form_gen):
     with pytest.raises(ValueError, match="form_token must be True or False"):
         form_gen.generate("春江", form="qijue", form_token="no")
+
+
+def test_many_prompts_run_in_bounded_rows(gen, monkeypatch):
+    """prompts x beams no longer sizes memory: the scheduler keeps at most BATCH_ROWS rows (or one request's) in
+    the decoder, and the rest wait for room."""
+    import genrt.poems.generator as generator
+    monkeypatch.setattr(generator, "BATCH_ROWS", 6)
+    rows, step = [], gen.model.step
+
+    def counting(tokens, cache):
+        rows.append(len(tokens))
+        return step(tokens, cache)
+    monkeypatch.setattr(gen.model, "step", counting)
+    poems = gen.generate(["春江", "明月", "秋", "花"], num_beams=3, max_new_tokens=6)
+    assert len(poems) == 4 and max(rows) == 6

@@ -32,3 +32,31 @@ def test_pad_batch_right_pads_and_masks():
     np.testing.assert_array_equal(ids, [[5, 6, 7], [8, 0, 0]])
     np.testing.assert_array_equal(mask, [[1, 1, 1], [1, 0, 0]])
     assert ids.dtype == np.int64 and mask.dtype == np.float32
+
+
+def test_pad_batch_to_a_given_width_and_aligned_widths():
+    from genrt.contract import CACHE_ALIGN
+    from genrt.poems.model import aligned
+    ids, mask = pad_batch([[5, 6]], pad_id=0, width=4)
+    np.testing.assert_array_equal(ids, [[5, 6, 0, 0]])
+    assert [aligned(w) for w in (0, 1, CACHE_ALIGN, CACHE_ALIGN + 1)] == [CACHE_ALIGN, CACHE_ALIGN, CACHE_ALIGN,
+                                                                          2 * CACHE_ALIGN]
+
+
+def test_join_step_and_reorder_keep_each_rows_own_slots(tiny_poems_dir):
+    """Rows that joined later keep their own positions; unfilled slots stay masked and zero; rows leave."""
+    from genrt.contract import CACHE_ALIGN
+    from genrt.poems.model import PoemModel
+    model = PoemModel.load(tiny_poems_dir, provider="cpu", threads=1)
+    cache = model.start([[4, 10, 11]])
+    for _ in range(CACHE_ALIGN):                          # fills the first block: the buffers widen by one block
+        _, cache = model.step(np.ones((1, 1), np.int64), cache)
+    joined = model.join(cache, model.start([[4, 12], [4, 13, 14, 15]], copies=[2, 1]))
+    assert joined.lengths.tolist() == [CACHE_ALIGN, 0, 0, 0]
+    _, joined = model.step(np.full((4, 1), 9, np.int64), joined)
+    assert joined.filled.sum(axis=1).tolist() == [CACHE_ALIGN + 1, 1, 1, 1]
+    assert joined.self_kv[0].shape[2] == 2 * CACHE_ALIGN
+    assert not joined.self_kv[0][1:, :, 1:].any()            # a new row's unfilled slots hold zeros
+    left = model.reorder(joined, np.array([3, 0]))
+    assert left.lengths.tolist() == [1, CACHE_ALIGN + 1] and left.cross_kv[0].shape[0] == 2
+    np.testing.assert_array_equal(left.src_mask[0], joined.src_mask[3])

@@ -73,8 +73,10 @@ def test_genrt_writes_poems_without_torch(tiny_poems_dir, tmp_path):
         gen = PoemGenerator.load({str(tiny_poems_dir)!r}, provider="cpu", threads=1)
         poems = gen.generate(["春江", "明月"], num_beams=2, max_new_tokens=8)
         assert len(poems) == 2 and all(isinstance(p[0].text, str) for p in poems)
-        assert "".join(gen.stream("春江", max_new_tokens=5)) == gen.generate("春江", max_new_tokens=5,
-                                                                             do_sample=False)[0].text
+        assert "".join(gen.stream("春江", max_new_tokens=5)) == gen.generate("春江", max_new_tokens=5)[0].text
+        from genrt.poems.engine import PoemEngine
+        with PoemEngine(gen) as engine:
+            assert engine.generate(["春江"], max_new_tokens=5) == [gen.generate("春江", max_new_tokens=5)]
         from genrt.cli import main
         main(["poem", "春江", "--model", {str(tiny_poems_dir)!r}, "--max-new-tokens", "6", "--threads", "1"],
              standalone_mode=False)

@@ -36,12 +36,15 @@ def test_self_attention_grows_the_cache_by_the_new_positions():
     torch.manual_seed(1)
     q, k, v = (torch.randn(B, 2, H * DH) for _ in range(3))                  # two new positions
     past_k, past_v = torch.randn(B, H, 3, DH), torch.randn(B, H, 3, DH)
-    y, present_k, present_v = SelfAttentionWithCache.apply(q, k, v, past_k, past_v, H, DH)
+    keep = torch.ones(B, 5, dtype=torch.int32)
+    keep[0, 2] = 0                                   # a slot row 0 has not filled
+    y, present_k, present_v = SelfAttentionWithCache.apply(q, k, v, keep, past_k, past_v, H, DH)
     assert present_k.shape == present_v.shape == (B, H, 5, DH)
     assert torch.equal(present_k[:, :, :3], past_k) and torch.equal(present_k[:, :, 3:], heads(k, H))
     assert torch.equal(present_v[:, :, 3:], heads(v, H))
     bias = torch.zeros(B, 1, 2, 5)
     bias[:, :, 0, 4] = NEG_INF                       # the first new position does not see the second
+    bias[0, :, :, 2] = NEG_INF                       # nor does anything see an unfilled slot
     torch.testing.assert_close(y, attend(heads(q, H), present_k, present_v, bias))
 
 

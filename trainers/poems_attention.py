@@ -6,9 +6,9 @@ is the same padded attention over its own projections. `Attention(fused=True)` i
 export.poems chooses the form (`--plain-attention` keeps standard ONNX ops).
 
 The masks live inside the nodes rather than as graph-built additive biases (which cost ~50 small nodes per decoder
-call): the decoder's self-attention is `unidirectional` (query i of the N new positions sees the T cached keys and
-new keys up to itself, the decoder's positions being T..T+N-1), and attention over the source takes its (B, S) int32
-keep-mask as `key_padding_mask` (0 = padding, scored `mask_filter_value` = -10000 by onnxruntime: exp underflows to
+call): the decoder's self-attention is `unidirectional` (query i of the N new positions sees the T cached slots and
+new keys up to itself) and takes the (B, T+N) int32 keep-mask of the slots each row has filled as
+`key_padding_mask`; attention over the source takes its (B, S) int32 keep-mask as `key_padding_mask` too (0 = padding, scored `mask_filter_value` = -10000 by onnxruntime: exp underflows to
 0 in fp32 exactly as with the training model's -1e9).
 """
 from __future__ import annotations
@@ -51,19 +51,20 @@ def _set_shape(value, like, sizes: list) -> None:
 
 
 class SelfAttentionWithCache(torch.autograd.Function):
-    """q, k, v (B, N, D) for the new positions; past K/V (B, H, T, Dh); causal
+    """q, k, v (B, N, D) for the new positions; past K/V (B, H, T, Dh); key_keep (B, T+N) int32, 1 = a key to
+    attend (a row's unfilled cache slots are 0); causal among the new positions
     -> y (B, N, D), present K/V (B, H, T+N, Dh)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, past_k, past_v, num_heads: int, head_dim: int):
-        bias = causal_bias(q.shape[1], past_k.shape[2], q)
+    def forward(ctx, q, k, v, key_keep, past_k, past_v, num_heads: int, head_dim: int):
+        bias = causal_bias(q.shape[1], past_k.shape[2], q) + padding_bias(key_keep, q.dtype)
         k = torch.cat([past_k, heads(k, num_heads)], dim=2)
         v = torch.cat([past_v, heads(v, num_heads)], dim=2)
         return attend(heads(q, num_heads), k, v, bias), k, v
 
     @staticmethod
-    def symbolic(g, q, k, v, past_k, past_v, num_heads: int, head_dim: int):
-        y, k, v = g.op(f"{MHA_DOMAIN}::{MHA_OP}", q, k, v, past_k, past_v, num_heads_i=num_heads,
+    def symbolic(g, q, k, v, key_keep, past_k, past_v, num_heads: int, head_dim: int):
+        y, k, v = g.op(f"{MHA_DOMAIN}::{MHA_OP}", q, k, v, key_keep, past_k, past_v, num_heads_i=num_heads,
                        scale_f=1.0, unidirectional_i=1, outputs=3)
         _set_shape(y, past_k, [None, None, num_heads * head_dim])
         _set_shape(k, past_k, [None, num_heads, None, head_dim])

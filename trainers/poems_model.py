@@ -105,13 +105,14 @@ class Attention(nn.Module):
             return self.out(PaddedAttention.apply(q, k, v, mask, self.h, self.dh))
         return self.attend_q(*self.project_qkv(x), mask)
 
-    def attend_cached(self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, mask: torch.Tensor | None):
+    def attend_cached(self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, mask: torch.Tensor | None,
+                      key_keep: torch.Tensor | None = None):
         """Self-attention of new positions x (B, N, D) over the cache past_k/v (B, H, T, Dh) and themselves.
-        mask: additive causal mask (B, 1, N, T+N), or None when fused (causal inside the op).
-        -> y (B, N, D), present_k/v (B, H, T+N, Dh)."""
+        mask: additive causal + slot mask (B, 1, N, T+N), or None when fused (causal inside the op, which takes
+        key_keep (B, T+N) int32, 1 = a filled slot or a new position). -> y (B, N, D), present_k/v (B, H, T+N, Dh)."""
         if self.fused:
             q, k, v = self.qkv(x).split(self.h * self.dh, dim=-1)                       # 3 x (B, N, D)
-            y, k, v = SelfAttentionWithCache.apply(q, k, v, past_k, past_v, self.h, self.dh)
+            y, k, v = SelfAttentionWithCache.apply(q, k, v, key_keep, past_k, past_v, self.h, self.dh)
             return self.out(y), k, v
         q, k, v = self.project_qkv(x)
         k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
@@ -158,10 +159,11 @@ class DecoderLayer(nn.Module):
         self.ff = FeedForward(c.d_model, c.dim_feedforward, c.dropout)
         self.drop = nn.Dropout(c.dropout)
 
-    def forward(self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, self_mask: torch.Tensor,
-                cross_k: torch.Tensor, cross_v: torch.Tensor, src_mask_add: torch.Tensor):
+    def forward(self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, self_mask: torch.Tensor | None,
+                cross_k: torch.Tensor, cross_v: torch.Tensor, src_mask_add: torch.Tensor,
+                self_keep: torch.Tensor | None = None):
         """x (B, N, D); past_k/v (B, H, T, Dh) -> x (B, N, D), present_k/v (B, H, T+N, Dh)."""
-        y, k, v = self.self_attn.attend_cached(self.ln1(x), past_k, past_v, self_mask)
+        y, k, v = self.self_attn.attend_cached(self.ln1(x), past_k, past_v, self_mask, self_keep)
         x = x + self.drop(y)
         x = x + self.drop(self.cross_attn.attend(self.ln2(x), cross_k, cross_v, src_mask_add))
         return x + self.drop(self.ff(self.ln3(x))), k, v
@@ -241,25 +243,35 @@ class PoemTransformer(nn.Module):
 
     def decode(self, input_ids: torch.Tensor, position_ids: torch.Tensor, src_mask: torch.Tensor,
                past: list[tuple[torch.Tensor, torch.Tensor]], cross: list[tuple[torch.Tensor, torch.Tensor]],
-               last_only: bool = True):
-        """input_ids, position_ids (B, N); past: per layer (K, V) (B, H, T, Dh).
+               last_only: bool = True, self_keep: torch.Tensor | None = None):
+        """input_ids, position_ids (B, N); past: per layer (K, V) (B, H, T, Dh); self_keep (B, T+N), 1 = a cache
+        slot the row has filled or a new position (None: every slot).
         -> logits (B, V) of the last position (or (B, N, V) when last_only=False), present per layer."""
         x = self.embed_tokens(input_ids, position_ids)
-        self_mask, src_add = self.decoder_masks(position_ids, past[0][0], src_mask)
+        self_mask, src_add = self.decoder_masks(position_ids, past[0][0], src_mask, self_keep)
+        keep = None
+        if self.decoder_layers[0].self_attn.fused:      # the fused node always takes a keep-mask
+            keep = (torch.ones_like(position_ids[:, :1]).expand(-1, past[0][0].shape[2] + position_ids.shape[1])
+                    if self_keep is None else self_keep).to(torch.int32)
         present = []
         for layer, (pk, pv), (ck, cv) in zip(self.decoder_layers, past, cross):
-            x, k, v = layer(x, pk, pv, self_mask, ck, cv, src_add)
+            x, k, v = layer(x, pk, pv, self_mask, ck, cv, src_add, keep)
             present.append((k, v))
         h = self.dec_norm(x[:, -1] if last_only else x)
         return F.linear(h, self.embed.weight), present  # tied output projection
 
-    def decoder_masks(self, position_ids: torch.Tensor, past_k: torch.Tensor, src_mask: torch.Tensor):
+    def decoder_masks(self, position_ids: torch.Tensor, past_k: torch.Tensor, src_mask: torch.Tensor,
+                      self_keep: torch.Tensor | None = None):
         """The masks every decoder layer reads, built once per call: plain attention gets additive ones (causal
-        (B, 1, N, T+N), padding (B, 1, 1, S)); fused attention gets no causal mask (its nodes are unidirectional,
-        which assumes positions T..T+N-1, as every caller passes) and the source keep-mask as int32 (B, S)."""
+        (B, 1, N, T+N) plus the unfilled slots of `self_keep`, padding (B, 1, 1, S)); fused attention gets no
+        causal mask (its nodes are unidirectional: the new positions come after every cache slot) and the source
+        keep-mask as int32 (B, S)."""
         if self.decoder_layers[0].self_attn.fused:
             return None, source_mask(src_mask, fused=True)
-        return causal_mask(position_ids, past_k), source_mask(src_mask, fused=False)
+        causal = causal_mask(position_ids, past_k)
+        if self_keep is not None:
+            causal = causal + padding_bias(self_keep, causal.dtype)
+        return causal, source_mask(src_mask, fused=False)
 
     def empty_cache(self, batch: int, device: torch.device | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         c = self.config

@@ -37,7 +37,7 @@ from genrt.poems.form_requests import (  # noqa: F401 -- re-exported: the reques
     COMMA, FORMS, FREE_LENGTHS, MAX_FREE_LINES, PERIOD, RHYME_SCHEMES, FormSpec, Rules, check_request, form_choices,
     poem_token_budget, resolve_form, rhyme_scheme,
 )
-from genrt.poems.processors import NEG  # a banned token's logit
+from genrt.decoding.processors import NEG  # a banned token's logit
 from genrt.poems.rhyme import RHYME_GROUPS, rhyme_group, rhyme_groups_of  # noqa: F401 -- re-exported
 
 

@@ -7,19 +7,25 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from genrt import limits
 from genrt.contract import VERSE_BREAKS
-from genrt.poems.model import PoemModel
-from genrt.poems.options import GenerationOptions
-from genrt.poems.processors import (
+from genrt.decoding.processors import (
     LogitsProcessor, MinNewTokens, NoRepeatNGram, RepetitionPenalty, SuppressTokens, VerseRepetitionBlock, logsumexp,
     make_sampler, pick_greedy,
 )
-from genrt.poems.search import BeamSampling, beam_search, generate_tokens, iter_tokens
+from genrt.decoding.scheduler import Request, Scheduler
+from genrt.decoding.search import BeamSampling, BeamSearch, Hypothesis, SampleSearch, Search
+from genrt.poems.doubling import IdiomaticDoubling, load_doubling
+from genrt.poems.model import PoemModel
+from genrt.poems.options import GenerationOptions
 from genrt.poems.tokenizer import CharTokenizer, load_t2s
 
 LINE_PUNCTUATION = VERSE_BREAKS
 # settings that mean something only when sampling: a caller's do_sample=False drops the recommended ones
 SAMPLING_ONLY = ("do_sample", "temperature", "top_k", "top_p", "best_of", "seed")
+# Rows one call decodes together at most (prompts x beams / returned sequences); more requests wait for room and
+# join as others finish.
+BATCH_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -40,22 +46,18 @@ class PoemScore:
     nll_per_char: float  # -logprob / tokens (natural log, per token, <eos> included)
 
 
-def best_by_mean_logprob(hyps: list, keep: int) -> list:
-    """best_of: the `keep` sampled candidates with the highest model log-probability per token (<eos> counted),
-    finished poems before ones cut at the length limit."""
-    return sorted(hyps, key=lambda h: (not h.finished, -h.score / (len(h.tokens) + h.finished)))[:keep]
-
-
 class PoemGenerator:
     def __init__(self, model: PoemModel):
         self.model = model
         self.manifest = model.manifest
         self.tokenizer = CharTokenizer(self.manifest.vocab, load_t2s(model.model_dir, self.manifest))
+        table = load_doubling(model.model_dir, self.manifest)
+        self._doubling = IdiomaticDoubling(self.tokenizer, table) if table else None   # stateless: shared
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None,
-             precision: str | None = None) -> "PoemGenerator":
-        return cls(PoemModel.load(model_dir, provider, threads, precision))
+             precision: str | None = None, provider_options: dict | None = None) -> "PoemGenerator":
+        return cls(PoemModel.load(model_dir, provider, threads, precision, provider_options=provider_options))
 
     @property
     def provider(self) -> str:
@@ -115,11 +117,11 @@ class PoemGenerator:
         poems = [poems] if isinstance(poems, str) else list(poems)
         if len(prompts) != len(poems) or not prompts:
             raise ValueError(f"score needs as many prompts as poems (got {len(prompts)} and {len(poems)})")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = limits.check_count("batch_size", batch_size, limits.MAX_BATCH)
         opts = GenerationOptions(mode=mode).validate()
         sources, forced = self._encode_prompts(prompts, opts)
         targets = [self._score_target(p, f) for p, f in zip(poems, forced)]
+        limits.check_poem_score(self.manifest, min(batch_size, len(targets)), max(map(len, targets)) + 1)
         out = []
         for start in range(0, len(prompts), batch_size):
             chunk = range(start, min(start + batch_size, len(prompts)))
@@ -150,56 +152,92 @@ class PoemGenerator:
     def generate(self, prompt: str | Sequence[str], options: GenerationOptions | None = None,
                  **kwargs: Any) -> list[Poem] | list[list[Poem]]:
         """One prompt -> list of `num_return_sequences` poems; a list of prompts -> one such list per prompt,
-        decoded together as one batch (each prompt gets the poems it would get alone). Options: see `options`.
-        Raises ValueError naming any bad input or option."""
+        decoded together in one scheduler (genrt.decoding.scheduler: one decoder call per step for all of them;
+        each prompt gets the poems it would get alone). Options: see `options`. Raises ValueError naming any bad
+        input or option."""
         opts = self.options(options, **kwargs)
         if prompt is None or not isinstance(prompt, (str, list, tuple)):
             raise ValueError(f"prompt must be a string or a list of strings, got {type(prompt).__name__}")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if not prompts:
             raise ValueError("no prompt given")
-        sources, forced = self._encode_prompts(prompts, opts)
-        copies = opts.num_beams if opts.is_beam else max(opts.num_return_sequences, opts.best_of)
-        prefix = self._prefix(forced, copies)
-        max_new = self._max_new(opts, prefix)
-        processors = self._processors(opts, forced)
-        cache = self.model.start(sources, copies)
-        if opts.is_beam:
-            hyps = beam_search(self.model, cache, prefix, opts.num_beams, max_new, self.tokenizer.eos_id,
-                               processors, opts.length_penalty, opts.num_return_sequences,
-                               self._beam_sampling(opts, len(prompts)))
-        else:
-            flat = generate_tokens(self.model, cache, prefix, max_new, self.tokenizer.eos_id, processors,
-                                   self._picker(opts, len(prompts), copies))
-            hyps = [best_by_mean_logprob(flat[i * copies:(i + 1) * copies], opts.num_return_sequences)
-                    if opts.best_of > 1 else flat[i * copies:(i + 1) * copies] for i in range(len(prompts))]
-        poems = [[self._poem(p, f, h) for h in hs] for p, f, hs in zip(prompts, forced, hyps)]
+        requests = self.requests(prompts, opts)
+        scheduler = Scheduler(self.model, max(BATCH_ROWS, max(r.rows for r in requests)))
+        for r in requests:
+            scheduler.submit(r)
+        scheduler.run()
+        poems = [self.poems_of(r) for r in requests]
         return poems[0] if isinstance(prompt, str) else poems
 
     def stream(self, prompt: str, options: GenerationOptions | None = None, **kwargs: Any) -> Iterator[str]:
-        """Pieces of the poem as they are decoded (greedy or sampling; one sequence). Bad input raises here,
-        before the first piece, not on iteration."""
-        if options is None and "do_sample" not in kwargs and "num_beams" not in kwargs:
-            kwargs = {"do_sample": False, **kwargs}       # one sequence as it comes: not the no-options best-of
+        """Pieces of the poem `generate` would return first for the same arguments, as they become certain: with
+        greedy or sampling, each character as it is decoded; with beams or best_of, the characters every candidate
+        still in the running shares (the rest when the search ends). Bad input raises here, before the first
+        piece, not on iteration."""
         opts = self.options(options, **kwargs)
         if not isinstance(prompt, str):
             raise ValueError(f"a prompt must be a string, got {type(prompt).__name__}")
-        if opts.is_beam or opts.num_return_sequences != 1 or opts.best_of != 1:
-            raise ValueError("stream decodes one sequence greedily or by sampling: use num_beams=1 and "
-                             "num_return_sequences=1 (and best_of=1)")
-        sources, forced = self._encode_prompts([prompt], opts)
-        prefix = self._prefix(forced, 1)
-        max_new, processors = self._max_new(opts, prefix), self._processors(opts, forced)
-        steps = iter_tokens(self.model, self.model.start(sources), prefix, max_new, self.tokenizer.eos_id,
-                            processors, self._picker(opts, 1, 1))
-        return self._pieces(forced[0], steps)
+        if opts.num_return_sequences != 1:
+            raise ValueError("stream shows one poem: use num_return_sequences=1")
+        (request,) = self.requests([prompt], opts)
+        return self._pieces(request)
 
-    def _pieces(self, forced: list[int], steps) -> Iterator[str]:
+    def _pieces(self, request: Request) -> Iterator[str]:
+        forced = request.context[1]
         if forced:
             yield self.tokenizer.decode(forced)
-        for new, alive, _ in steps:
-            if alive[0]:
-                yield self.tokenizer.vocab[int(new[0])]
+        scheduler, shown = Scheduler(self.model, max(BATCH_ROWS, request.rows)), 0
+        scheduler.submit(request)
+        while not request.done:
+            scheduler.step()
+            ids = request.search.settled() if not request.done else []
+            if len(ids) > shown:
+                yield self.tokenizer.decode(ids[shown:])
+                shown = len(ids)
+        if request.error is not None:
+            raise request.error
+        final = request.result[0].tokens
+        if len(final) > shown:
+            yield self.tokenizer.decode(final[shown:])
+
+    def requests(self, prompts: Sequence[str], opts: GenerationOptions) -> list[Request]:
+        """One scheduler request per prompt (validated options): source ids, forced prefix, processors and search.
+        Sampling draws from streams seeded by (seed, row), the same for every prompt of the call, so a prompt
+        samples the same poems alone or beside others. Request.context = (prompt, forced ids)."""
+        limits.check_poem_decode(self.manifest, 1, opts.num_beams, opts.num_return_sequences, opts.best_of)
+        sources, forced = self._encode_prompts(prompts, opts)
+        root = self._root_seed(opts)
+        out = []
+        for prompt, source, line in zip(prompts, sources, forced):
+            copies = opts.num_beams if opts.is_beam else max(opts.num_return_sequences, opts.best_of)
+            prefix = np.tile(np.asarray([self.tokenizer.sos_id] + line, np.int64), (copies, 1))   # (R, P)
+            max_new = self._max_new(opts, prefix)
+            processors = self._processors(opts, [line])
+            out.append(Request(source, prefix, self._search(opts, prefix, max_new, processors, root),
+                               context=(prompt, line)))
+        return out
+
+    def _search(self, opts: GenerationOptions, prefix: np.ndarray, max_new: int,
+                processors: list[LogitsProcessor], root: int) -> Search:
+        eos = self.tokenizer.eos_id
+        if opts.is_beam:
+            sampling = (BeamSampling(np.random.default_rng([root, 0]), opts.temperature, opts.top_k, opts.top_p)
+                        if opts.do_sample else None)
+            return BeamSearch(prefix, max_new, eos, processors, opts.length_penalty, opts.num_return_sequences,
+                              sampling)
+        if opts.do_sample:   # one stream per output row: row j of any prompt draws from (seed, j)
+            pick = make_sampler([np.random.default_rng([root, j]) for j in range(len(prefix))], opts.temperature,
+                                opts.top_k, opts.top_p)
+        else:
+            pick = pick_greedy
+        return SampleSearch(prefix, max_new, eos, processors, pick, opts.num_return_sequences, opts.best_of > 1)
+
+    def poems_of(self, request: Request) -> list[Poem]:
+        """The finished request's poems, or its error raised."""
+        if request.error is not None:
+            raise request.error
+        prompt, forced = request.context
+        return [self._poem(prompt, forced, h) for h in request.result]
 
     # ---------------------------------------------------------------- pieces
 
@@ -230,14 +268,9 @@ class PoemGenerator:
                              f"{''.join(unknown)}")
         return self.tokenizer.encode_text(line)
 
-    def _prefix(self, forced: list[list[int]], copies: int) -> np.ndarray:
-        if len({len(f) for f in forced}) > 1:
-            raise ValueError("in continue mode, prompts decoded together must have the same length")
-        row = [self.tokenizer.sos_id] + forced[0]
-        rows = [[self.tokenizer.sos_id] + f for f in forced for _ in range(copies)]
-        return np.asarray(rows, np.int64).reshape(-1, len(row))                 # (B*copies, P)
-
     def _max_new(self, opts: GenerationOptions, prefix: np.ndarray) -> int:
+        """How many ids a request may generate after its prefix (R, P), or ValueError when the options cannot
+        fit."""
         room = self.manifest.max_len - prefix.shape[1]  # positions the model was trained on
         if room < 1:
             raise ValueError(f"the forced line leaves no room: the model decodes at most {self.manifest.max_len} "
@@ -267,6 +300,8 @@ class PoemGenerator:
         if opts.max_char_repeats or opts.no_repeat_verse:
             processors.append(VerseRepetitionBlock(tok.ids_of(LINE_PUNCTUATION), opts.max_char_repeats,
                                                    opts.no_repeat_verse))
+        if opts.idiomatic_doubling and self._doubling is not None:
+            processors.append(self._doubling)
         if opts.regular_shape and not (opts.form or opts.acrostic):
             from genrt.poems.shape import RegularShape
             processors.append(RegularShape(tok))           # last: it decides what remains allowed
@@ -286,24 +321,5 @@ class PoemGenerator:
     def _root_seed(opts: GenerationOptions) -> int:
         return np.random.SeedSequence(opts.seed).entropy if opts.seed is None else opts.seed
 
-    @classmethod
-    def _picker(cls, opts: GenerationOptions, prompts: int, copies: int):
-        """Greedy, or sampling with one random stream per output row: return sequence j of any prompt draws from
-        stream (seed, j), so a prompt samples the same poems alone or in a batch."""
-        if not opts.do_sample:
-            return pick_greedy
-        root = cls._root_seed(opts)
-        streams = [np.random.default_rng([root, j]) for _ in range(prompts) for j in range(copies)]
-        return make_sampler(streams, opts.temperature, opts.top_k, opts.top_p)
-
-    @classmethod
-    def _beam_sampling(cls, opts: GenerationOptions, prompts: int) -> BeamSampling | None:
-        """Beam search with do_sample: one stream (seed, 0) per prompt, the same alone or in a batch."""
-        if not opts.do_sample:
-            return None
-        root = cls._root_seed(opts)
-        return BeamSampling([np.random.default_rng([root, 0]) for _ in range(prompts)], opts.temperature,
-                            opts.top_k, opts.top_p)
-
-    def _poem(self, prompt: str, forced: list[int], hyp) -> Poem:
+    def _poem(self, prompt: str, forced: list[int], hyp: Hypothesis) -> Poem:
         return Poem(prompt, self.tokenizer.decode(forced + hyp.tokens), hyp.score, hyp.finished)

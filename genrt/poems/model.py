@@ -1,6 +1,12 @@
-"""The exported poem model behind one interface: `step(tokens, cache) -> (logits, cache)`.
+"""The exported poem model behind one interface: `start`, `step(tokens, cache) -> (logits, cache)`, `reorder`,
+`join`.
 
-`PoemModel` runs `encoder.onnx` once per prompt and `decoder.onnx` once per new token with an explicit KV cache.
+`PoemModel` runs `encoder.onnx` once per batch of prompts and `decoder.onnx` once per new token with an explicit KV
+cache. Rows are hypotheses (prompt x beam / returned sequence), and each row keeps its own length: its cached
+positions sit in slots 0..length-1 of buffers whose width is a multiple of CACHE_ALIGN, and the decoder's
+`self_mask` says which slots a row has filled. So rows that joined at different steps share one decoder call
+(`join`), rows leave at once (`reorder` with fewer rows), and, the widths being whole multiples of the SIMD width,
+no row's numbers depend on the others (genrt.contract.CACHE_ALIGN).
 `RecomputeModel` wraps it without a cache (the whole prefix again every step) for the speed comparison.
 """
 from __future__ import annotations
@@ -13,51 +19,45 @@ import numpy as np
 import onnxruntime as ort
 
 from genrt.contract import (
-    ALL_LOGITS, LOG_NORM, POEMS_KIND, PoemsManifest, cross_key, cross_value, past_key, past_value,
+    ALL_LOGITS, CACHE_ALIGN, LOG_NORM, POEMS_KIND, SELF_MASK, PoemsManifest, cross_key, cross_value, past_key,
+    past_value,
 )
-from genrt.runtime import hot_loop_run, open_model_dir
+from genrt.providers import provider_spec
+from genrt.runtime import GRAPH_RUN_ERRORS, GraphRunError, hot_loop_run, open_model_dir
 
 
 # Threads when the caller names none: None = one per physical core, as for every genrt session. A second thread
 # speeds up fp32 and several-row (beam, batch) steps and leaves int8 greedy level, once the encoder's idle pool no
-# longer spins on the decoder's core (genrt.runtime.NON_SPINNING_GRAPHS; figures in README, "fp32 and threads").
+# longer spins on the decoder's core (genrt.runtime.NON_SPINNING_GRAPHS).
 DEFAULT_DECODE_THREADS = None
+
+
+def aligned(width: int) -> int:
+    """The smallest multiple of CACHE_ALIGN that holds `width` positions (at least one block)."""
+    return max(CACHE_ALIGN, -(-width // CACHE_ALIGN) * CACHE_ALIGN)
 
 
 @dataclass(frozen=True)
 class DecoderCache:
-    """Everything the decoder needs besides the new tokens. Rows are hypotheses (prompt x beam).
-    Tensors are numpy arrays, or onnxruntime OrtValues in the provider's memory when the model keeps a device cache."""
-    self_kv: tuple[np.ndarray, ...]    # per layer K then V, each (N, H, T, Dh); T grows by one per step
-    cross_kv: tuple[np.ndarray, ...]   # per layer K then V, each (N, H, S, Dh); computed once by the encoder
+    """Everything the decoder needs besides the new tokens, one row per hypothesis. Tensors are numpy arrays, or
+    onnxruntime OrtValues in the provider's memory when the model keeps a device cache."""
+    self_kv: tuple                     # per layer K then V, each (N, H, T, Dh): slot t holds position t of a row
+    filled: np.ndarray                 # (N, T) bool: the slots each row attends (its positions so far)
+    lengths: np.ndarray                # (N,) int64: positions each row has decoded = the next token's position
+    cross_kv: tuple                    # per layer K then V, each (N, H, S, Dh); computed once by the encoder
     src_mask: np.ndarray               # (N, S) float32, 1 = token
-    length: int                        # T: target positions already in the cache
     prefix: np.ndarray | None = None   # (N, T) ids so far; kept only by RecomputeModel
     log_norm: np.ndarray | None = None  # (N,) log-sum-exp of the logits the step that made this cache returned,
                                         # when the decoder graph has a log_norm output; None after a reorder
 
-
-@dataclass(frozen=True)
-class GroupedCache:
-    """One DecoderCache per prompt, each with its own rows (beams / return sequences) and unpadded source: for
-    models whose kernels give a row slightly different numbers depending on the other rows in the call (int8),
-    so that a prompt decodes to the same poem alone or in any batch."""
-    groups: tuple[DecoderCache, ...]
-    rows_per_group: int
-
     @property
-    def length(self) -> int:
-        return self.groups[0].length
-
-    @property
-    def log_norm(self) -> np.ndarray | None:
-        norms = [g.log_norm for g in self.groups]
-        return None if any(n is None for n in norms) else np.concatenate(norms)
+    def rows(self) -> int:
+        return len(self.lengths)
 
 
-def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """-> ids (B, S) int64 right-padded, mask (B, S) float32."""
-    width = max(len(s) for s in seqs)
+def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """-> ids (B, W) int64 right-padded, mask (B, W) float32; W = the longest sequence, or `width`."""
+    width = max(len(s) for s in seqs) if width is None else width
     ids = np.full((len(seqs), width), pad_id, np.int64)
     mask = np.zeros((len(seqs), width), np.float32)
     for i, s in enumerate(seqs):
@@ -83,10 +83,23 @@ def changed_rows(rows: np.ndarray) -> np.ndarray:
     return np.flatnonzero(rows != np.arange(len(rows)))
 
 
+def _pad_axis(x: np.ndarray, axis: int, width: int) -> np.ndarray:
+    """x zero-padded at the end of `axis` to `width` (zeros: a masked slot must hold a finite value)."""
+    if x.shape[axis] == width:
+        return x
+    shape = list(x.shape)
+    shape[axis] = width - x.shape[axis]
+    return np.concatenate([x, np.zeros(shape, x.dtype)], axis=axis)
+
+
+def _host(x) -> np.ndarray:
+    return x if isinstance(x, np.ndarray) else x.numpy()
+
+
 class PoemModel:
     """`device_cache=True` (the default on CUDA) keeps the KV cache in the provider's memory between steps via
-    IOBinding: only token ids go in and logits come out each step. Beam reordering then copies the self-attention
-    cache through the host once per step."""
+    IOBinding: only token ids and masks go in and logits come out each step, and each step's keys are appended
+    (the cache grows by one slot a step for every row). Reordering and joining rows then go through the host."""
 
     def __init__(self, manifest: PoemsManifest, encoder, decoder, provider: str, model_dir: Path,
                  device_cache: bool | None = None):
@@ -100,72 +113,130 @@ class PoemModel:
         # only the last position)
         self._decoder_outputs = [t.name for t in manifest.decoder().outputs if t.name != ALL_LOGITS]
         self._present_count = 2 * manifest.num_decoder_layers
-        self.device_cache = provider == "cuda" if device_cache is None else device_cache
-        self._device = "cuda" if provider == "cuda" else "cpu"
-        # int8 kernels (MatMulNBits, dynamic quantization) give a row numbers that depend on the other rows of
-        # the call; decoding each prompt in a call of its own keeps results independent of batch composition
-        self.per_prompt_calls = manifest.precision == "int8" and not self.device_cache
+        spec = provider_spec(provider)
+        self.device_cache = spec.device_cache if device_cache is None else device_cache
+        self._device = spec.ort_device
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None,
-             precision: str | None = None, device_cache: bool | None = None) -> "PoemModel":
-        """Open a model directory (None = the bundled model of `precision`; by default int8 on CPU, fp32 on
-        CUDA)."""
-        opened = open_model_dir(model_dir, POEMS_KIND, provider, threads, precision, DEFAULT_DECODE_THREADS)
+             precision: str | None = None, device_cache: bool | None = None,
+             provider_options: dict | None = None) -> "PoemModel":
+        """Open a model directory (None = the bundled model of `precision`; by default the provider's precision,
+        genrt.providers)."""
+        opened = open_model_dir(model_dir, POEMS_KIND, provider, threads, precision, DEFAULT_DECODE_THREADS,
+                                provider_options)
         return cls(opened.manifest, opened.sessions["encoder"], opened.sessions["decoder"], opened.provider,
                    opened.model_dir, device_cache)
 
-    def start(self, sources: Sequence[Sequence[int]], copies: int = 1) -> DecoderCache | GroupedCache:
-        """Encode each source once, then repeat its rows `copies` times (beams / return sequences).
-        Rows come out grouped: prompt 0's copies, then prompt 1's, ..."""
-        if self.per_prompt_calls and len(sources) > 1:
-            return GroupedCache(tuple(self.start_batched([s], copies) for s in sources), copies)
-        return self.start_batched(sources, copies)
+    @property
+    def batch_invariant(self) -> bool:
+        """A row decodes to the same numbers whatever shares its calls: declared by the model directory (checked at
+        export) and true only for the host cache, whose slots keep every row's layout."""
+        return self.manifest.batch_invariant and not self.device_cache
+
+    # ---------------------------------------------------------------- rows in
+
+    def start(self, sources: Sequence[Sequence[int]], copies: int | Sequence[int] = 1) -> DecoderCache:
+        """Encode the sources in one call (padded to a multiple of CACHE_ALIGN), then repeat each one's rows
+        `copies` times (one count for all, or one per source: beams / return sequences). Rows come out grouped:
+        source 0's copies, then source 1's, ..."""
+        counts = np.full(len(sources), copies) if np.isscalar(copies) else np.asarray(copies)
+        src_ids, src_mask = pad_batch(sources, self.manifest.pad_id, aligned(max(len(s) for s in sources)))
+        try:
+            cross = self.encoder.run(self._cross_names, {"src_ids": src_ids, "src_mask": src_mask})  # (B, H, S, Dh)
+        except GRAPH_RUN_ERRORS as e:
+            raise GraphRunError(f"{self.manifest.encoder_file} failed: {str(e).splitlines()[0]}") from None
+        if (counts != 1).any():
+            cross = [np.repeat(x, counts, axis=0) for x in cross]                               # (N, H, S, Dh)
+            src_mask = np.repeat(src_mask, counts, axis=0)
+        rows = len(src_mask)
+        width = 0 if self.device_cache else CACHE_ALIGN
+        return DecoderCache(self.empty_self_kv(rows, width), np.zeros((rows, width), bool),
+                            np.zeros(rows, np.int64), tuple(self._upload(x) for x in cross), self._upload(src_mask))
 
     def start_batched(self, sources: Sequence[Sequence[int]], copies: int = 1) -> DecoderCache:
-        """`start` as one padded batch for every prompt, whatever the precision."""
-        src_ids, src_mask = pad_batch(sources, self.manifest.pad_id)               # (B, S)
-        cross = self.encoder.run(self._cross_names, {"src_ids": src_ids, "src_mask": src_mask})
-        if copies > 1:
-            cross = [np.repeat(x, copies, axis=0) for x in cross]                   # (B*copies, H, S, Dh)
-            src_mask = np.repeat(src_mask, copies, axis=0)
-        return DecoderCache(self.empty_self_kv(len(src_mask)), tuple(self._upload(x) for x in cross),
-                            self._upload(src_mask), 0)
+        """`start` (kept for callers that name the batched form)."""
+        return self.start(sources, copies)
 
-    def empty_self_kv(self, rows: int) -> tuple:
+    def empty_self_kv(self, rows: int, width: int = 0) -> tuple:
         m = self.manifest
-        empty = np.zeros((rows, m.num_heads, 0, m.head_dim), np.float32)           # (N, H, 0, Dh)
-        return tuple(self._upload(empty) for _ in self._past_names)
+        return tuple(self._upload(np.zeros((rows, m.num_heads, width, m.head_dim), np.float32))  # (N, H, T, Dh)
+                     for _ in self._past_names)
 
-    def step(self, tokens: np.ndarray, cache: DecoderCache | GroupedCache):
-        """tokens (N, k) int64 at positions T..T+k-1 -> logits (N, V) for the next token, cache grown by k."""
-        if isinstance(cache, GroupedCache):
-            r = cache.rows_per_group
-            outs = [self._step_one(tokens[i * r:(i + 1) * r], g) for i, g in enumerate(cache.groups)]
-            return np.concatenate([o[0] for o in outs]), GroupedCache(tuple(o[1] for o in outs), r)
-        return self._step_one(tokens, cache)
+    def join(self, first: DecoderCache, second: DecoderCache) -> DecoderCache:
+        """The rows of `first` then those of `second`, whatever their lengths: both padded to the wider cache and
+        source (masked slots of zeros)."""
+        width = max(first.filled.shape[1], second.filled.shape[1])
+        src = max(_host(first.src_mask).shape[1], _host(second.src_mask).shape[1])
 
-    def _step_one(self, tokens: np.ndarray, cache: DecoderCache) -> tuple[np.ndarray, DecoderCache]:
+        def cat(a, b, axis, size):
+            return np.concatenate([_pad_axis(_host(a), axis, size), _pad_axis(_host(b), axis, size)])
+        return DecoderCache(
+            tuple(self._upload(cat(a, b, 2, width)) for a, b in zip(first.self_kv, second.self_kv)),
+            cat(first.filled, second.filled, 1, width), np.concatenate([first.lengths, second.lengths]),
+            tuple(self._upload(cat(a, b, 2, src)) for a, b in zip(first.cross_kv, second.cross_kv)),
+            self._upload(cat(first.src_mask, second.src_mask, 1, src)))
+
+    # ---------------------------------------------------------------- one step
+
+    def step(self, tokens: np.ndarray, cache: DecoderCache) -> tuple[np.ndarray, DecoderCache]:
+        """tokens (N, k) int64 at each row's next k positions -> logits (N, V) for the next token, and the cache
+        with the k positions filled. The host cache is written in place: the cache passed in must not be used
+        afterwards."""
         n, k = tokens.shape
-        positions = (np.full((n, 1), cache.length, np.int64) if k == 1 else                 # (N, k)
-                     np.ascontiguousarray(np.broadcast_to(np.arange(cache.length, cache.length + k,
-                                                                    dtype=np.int64), (n, k))))
-        if self.device_cache:
-            logits, *outs = self._run_bound(tokens, positions, cache)
-        else:
-            feeds = {"input_ids": tokens, "position_ids": positions, "src_mask": cache.src_mask}
-            feeds.update(zip(self._past_names, cache.self_kv))
-            feeds.update(zip(self._cross_names, cache.cross_kv))
-            logits, *outs = self._run_decoder(self._decoder_outputs, feeds)
+        positions = cache.lengths[:, None] + np.arange(k)                                       # (N, k)
+        self_mask = np.concatenate([cache.filled, np.ones((n, k), bool)], axis=1).astype(np.float32)
+        try:
+            if self.device_cache:
+                logits, *outs = self._run_bound(tokens, positions, self_mask, cache)
+            else:
+                feeds = {"input_ids": tokens, "position_ids": positions, "src_mask": cache.src_mask,
+                         SELF_MASK: self_mask}
+                feeds.update(zip(self._past_names, cache.self_kv))
+                feeds.update(zip(self._cross_names, cache.cross_kv))
+                logits, *outs = self._run_decoder(self._decoder_outputs, feeds)
+        except GRAPH_RUN_ERRORS as e:
+            raise GraphRunError(f"{self.manifest.decoder_file} failed: {str(e).splitlines()[0]}") from None
+        if logits.shape != (n, len(self.manifest.vocab)):
+            raise GraphRunError(f"{self.manifest.decoder_file} returned logits of shape {logits.shape}, expected "
+                                f"{(n, len(self.manifest.vocab))}")
         present, log_norm = outs[:self._present_count], (outs[-1] if self.manifest.log_norm else None)
-        return logits, DecoderCache(tuple(present), cache.cross_kv, cache.src_mask, cache.length + k, cache.prefix,
-                                    log_norm)
+        if self.device_cache:        # the grown cache as it comes: new keys appended after every row's slots
+            self_kv, filled = tuple(present), np.concatenate([cache.filled, np.ones((n, k), bool)], axis=1)
+        else:
+            self_kv, filled = self._fill_slots(cache, present, k)
+        return logits, replace(cache, self_kv=self_kv, filled=filled, lengths=cache.lengths + k, log_norm=log_norm)
 
-    def _run_bound(self, tokens: np.ndarray, positions: np.ndarray, cache: DecoderCache):
+    def _fill_slots(self, cache: DecoderCache, present: list[np.ndarray], k: int) -> tuple[tuple, np.ndarray]:
+        """Write the k new keys/values (the last k of each present (N, H, T+k, Dh)) into each row's next slots,
+        widening the buffers by whole CACHE_ALIGN blocks when a row runs out of room."""
+        width, rows = cache.filled.shape[1], np.arange(cache.rows)
+        need = int(cache.lengths.max()) + k
+        self_kv, filled = cache.self_kv, cache.filled
+        if need > width:
+            grown = aligned(need)
+            self_kv = tuple(_pad_axis(x, 2, grown) for x in self_kv)
+            filled = _pad_axis(filled, 1, grown)
+        same = cache.lengths.min() == cache.lengths.max()     # rows in step (one request, or a batch started
+        for j in range(k):                                  # together): one slice instead of a gather per row
+            if same:
+                slot = int(cache.lengths[0]) + j
+                for buf, new in zip(self_kv, present):
+                    buf[:, :, slot, :] = new[:, :, width + j, :]                          # (N, H, Dh)
+                filled[:, slot] = True
+                continue
+            slot = cache.lengths + j
+            for buf, new in zip(self_kv, present):
+                buf[rows, :, slot, :] = new[:, :, width + j, :]                           # (N, H, Dh)
+            filled[rows, slot] = True
+        return self_kv, filled
+
+    def _run_bound(self, tokens: np.ndarray, positions: np.ndarray, self_mask: np.ndarray, cache: DecoderCache):
         """One decoder call with IOBinding: cache tensors in and out stay in the provider's memory."""
         binding = self.decoder.io_binding()
         binding.bind_cpu_input("input_ids", tokens)
         binding.bind_cpu_input("position_ids", positions)
+        binding.bind_cpu_input(SELF_MASK, self_mask)
         binding.bind_ortvalue_input("src_mask", cache.src_mask)
         for name, value in zip(self._past_names + self._cross_names, cache.self_kv + cache.cross_kv):
             binding.bind_ortvalue_input(name, value)
@@ -177,20 +248,44 @@ class PoemModel:
             outs[-1] = outs[-1].numpy()
         return (logits.numpy(), *outs)
 
+    # ---------------------------------------------------------------- rows moved or dropped
+
+    def reorder(self, cache: DecoderCache, rows: np.ndarray) -> DecoderCache:
+        """Row i of the result continues old row rows[i]; rows may repeat (a beam copied) and may be fewer than
+        before (rows that finished leave). A square reordering only moves rows that share their source (beams of
+        one prompt), so only the self-attention cache moves, in place on the host, copying just the rows that
+        change: the cache passed in must not be used afterwards."""
+        rows = np.asarray(rows, np.int64)
+        prefix = cache.prefix[rows] if cache.prefix is not None else None
+        if len(rows) != cache.rows:
+            return DecoderCache(tuple(self._upload(_host(x)[rows]) for x in cache.self_kv), cache.filled[rows],
+                                cache.lengths[rows], tuple(self._upload(_host(x)[rows]) for x in cache.cross_kv),
+                                self._upload(_host(cache.src_mask)[rows]), prefix)
+        if self.device_cache:
+            moved = tuple(self._upload(x.numpy()[rows]) for x in cache.self_kv)
+            filled = cache.filled[rows]
+        else:
+            changed = changed_rows(rows)
+            moved = tuple(move_rows(x, rows, changed) for x in cache.self_kv)
+            filled = move_rows(cache.filled, rows, changed)
+        return replace(cache, self_kv=moved, filled=filled, lengths=cache.lengths[rows], prefix=prefix,
+                       log_norm=None)
+
+    # ---------------------------------------------------------------- scoring
+
     def teacher_forced_logits(self, sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]
                               ) -> list[np.ndarray]:
-        """Logits of every target position in one encoder and one decoder call per batch (per prompt for int8,
-        like `start`): targets[i] = <sos> + ids (the decoder input) -> per pair (len(targets[i]), V) float32,
-        row t predicting the id after targets[i][t]."""
+        """Logits of every target position in one encoder and one decoder call: targets[i] = <sos> + ids (the
+        decoder input) -> per pair (len(targets[i]), V) float32, row t predicting the id after targets[i][t].
+        Targets are padded to a multiple of CACHE_ALIGN, so a pair scores the same in any batch."""
         if not self.manifest.scoring:
             raise ValueError(f"{self.model_dir} has no scoring output ({ALL_LOGITS}); re-export it with "
                              f"python -m export.poems to score poems")
-        if self.per_prompt_calls and len(sources) > 1:
-            return [self.teacher_forced_logits([s], [t])[0] for s, t in zip(sources, targets)]
-        cache = self.start_batched(sources)
-        ids, _ = pad_batch(targets, self.manifest.pad_id)                           # (B, N), pads after <eos>
+        cache = self.start(sources)
+        ids, _ = pad_batch(targets, self.manifest.pad_id, aligned(max(len(t) for t in targets)))  # pads after <eos>
         positions = np.ascontiguousarray(np.broadcast_to(np.arange(ids.shape[1], dtype=np.int64), ids.shape))
-        feeds = {"input_ids": ids, "position_ids": positions, "src_mask": _host(cache.src_mask)}
+        self_mask = np.concatenate([cache.filled, np.ones(ids.shape, bool)], axis=1).astype(np.float32)
+        feeds = {"input_ids": ids, "position_ids": positions, "src_mask": _host(cache.src_mask), SELF_MASK: self_mask}
         feeds.update(zip(self._past_names, (_host(x) for x in cache.self_kv)))
         feeds.update(zip(self._cross_names, (_host(x) for x in cache.cross_kv)))
         (all_logits,) = self.decoder.run([ALL_LOGITS], feeds)                       # (B, N, V)
@@ -201,29 +296,6 @@ class PoemModel:
             return array
         return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self._device, 0)
 
-    def reorder(self, cache: DecoderCache | GroupedCache, rows: np.ndarray):
-        """Row i of the result continues old row rows[i]. Beam search only moves rows within a prompt's group,
-        and all rows of a group share the same cross-attention K/V, so only the self-attention cache moves.
-        On the host the cache arrays are rearranged in place, copying only the rows that change: the cache passed
-        in must not be used afterwards."""
-        if isinstance(cache, GroupedCache):
-            r = cache.rows_per_group
-            local = rows.reshape(-1, r) - (np.arange(len(cache.groups)) * r)[:, None]     # (B, r) within group
-            if (local < 0).any() or (local >= r).any():
-                raise ValueError("reorder moved a row to another prompt's group")
-            return GroupedCache(tuple(self.reorder(g, loc) for g, loc in zip(cache.groups, local)), r)
-        prefix = cache.prefix[rows] if cache.prefix is not None else None
-        if self.device_cache:
-            moved = tuple(self._upload(x.numpy()[rows]) for x in cache.self_kv)
-        else:
-            changed = changed_rows(rows)
-            moved = tuple(move_rows(x, rows, changed) for x in cache.self_kv)
-        return replace(cache, self_kv=moved, prefix=prefix, log_norm=None)
-
-
-def _host(x) -> np.ndarray:
-    return x if isinstance(x, np.ndarray) else x.numpy()
-
 
 class RecomputeModel:
     """Same interface, no KV cache: every step re-runs the decoder over the whole prefix (for benchmarks)."""
@@ -232,14 +304,17 @@ class RecomputeModel:
         self.model, self.manifest = model, model.manifest
 
     def start(self, sources: Sequence[Sequence[int]], copies: int = 1) -> DecoderCache:
-        cache = self.model.start_batched(sources, copies)
-        return replace(cache, prefix=np.zeros((len(sources) * copies, 0), np.int64))
+        cache = self.model.start(sources, copies)
+        return replace(cache, prefix=np.zeros((cache.rows, 0), np.int64))
 
     def step(self, tokens: np.ndarray, cache: DecoderCache) -> tuple[np.ndarray, DecoderCache]:
         prefix = np.concatenate([cache.prefix, tokens], axis=1)                     # (N, T+k)
-        fresh = replace(cache, self_kv=self.model.empty_self_kv(len(prefix)), length=0)
+        fresh = replace(cache, self_kv=self.model.empty_self_kv(len(prefix)), filled=np.zeros((len(prefix), 0), bool),
+                        lengths=np.zeros(len(prefix), np.int64))
         logits, stepped = self.model.step(prefix, fresh)
-        return logits, replace(cache, prefix=prefix, length=prefix.shape[1], log_norm=stepped.log_norm)
+        return logits, replace(cache, prefix=prefix, lengths=cache.lengths + tokens.shape[1],
+                               log_norm=stepped.log_norm)
 
     def reorder(self, cache: DecoderCache, rows: np.ndarray) -> DecoderCache:
-        return replace(cache, prefix=cache.prefix[rows])
+        return replace(cache, prefix=cache.prefix[rows], lengths=cache.lengths[rows], src_mask=cache.src_mask[rows],
+                       cross_kv=tuple(x[rows] for x in cache.cross_kv))

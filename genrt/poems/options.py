@@ -37,6 +37,8 @@ class GenerationOptions:
     max_char_repeats: int = 0            # most times one character may appear in a verse; 0 = off (2 keeps 叠字)
     no_repeat_verse: bool = False        # never write a verse that repeats an earlier verse of the poem
     regular_shape: bool = False          # without `form`: 4 or 8 verses of 5 or 7 characters (genrt.poems.shape)
+    idiomatic_doubling: bool = True      # double a character (叠字) only where the corpus does (genrt.poems.doubling;
+                                         # no effect for a model directory without the table)
     num_return_sequences: int = 1
     best_of: int = 1                     # sampling: draw this many candidates per prompt, return the most likely
     seed: int | None = None
@@ -82,7 +84,7 @@ class GenerationOptions:
         ) if p]
         if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):
             problems.append(f"seed must be a non-negative integer, got {_show(self.seed)}")
-        for name in ("do_sample", "tonal", "form_token", "no_repeat_verse", "regular_shape"):
+        for name in ("do_sample", "tonal", "form_token", "no_repeat_verse", "regular_shape", "idiomatic_doubling"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name} must be True or False, got {_show(getattr(self, name))}")
         problems += self._contradictions()

@@ -14,7 +14,7 @@ import numpy as np
 
 from genrt.contract import VERSE_BREAKS
 from genrt.poems.forms import COMMA, FREE_LENGTHS, PERIOD, _vocab_tables
-from genrt.poems.processors import NEG  # a banned token's logit
+from genrt.decoding.processors import NEG  # a banned token's logit
 
 POEM_LINES = (4, 8)
 

@@ -1,12 +1,12 @@
 """Character tokenizer over the manifest's vocab."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from genrt.contract import (
     CONTROL_TOKENS, EOS, FORM_TOKENS, PAD, PROMPT_KIND_TOKENS, SOS, UNK, ManifestError, PoemsManifest, contained_file,
+    read_json,
 )
 
 
@@ -15,10 +15,7 @@ def load_t2s(model_dir: str | Path, manifest: PoemsManifest) -> dict[str, str]:
     if not manifest.t2s_file:
         return {}
     path = contained_file(model_dir, manifest.t2s_file, "t2s_file")
-    try:
-        table = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ManifestError(str(model_dir), [f"{manifest.t2s_file} is not a readable JSON table ({e})"]) from None
+    table = read_json(path, str(model_dir))
     if not isinstance(table, dict) or not all(isinstance(k, str) and isinstance(v, str) and len(k) == 1
                                               and len(v) == 1 for k, v in table.items()):
         raise ManifestError(str(model_dir), [f"{manifest.t2s_file} must map single characters to single characters"])

@@ -28,7 +28,7 @@ import numpy as np
 from genrt.contract import is_han
 from genrt.poems.forms import COMMA, PERIOD, Rules, form_problem
 from genrt.poems.pingshui import PING, ZE, PingshuiTable, vocab_tones
-from genrt.poems.processors import NEG  # a banned token's logit
+from genrt.decoding.processors import NEG  # a banned token's logit
 
 P, Z = PING, ZE
 BASE_LINES = {"A": "仄仄平平仄", "B": "平平仄仄平", "C": "平平平仄仄", "D": "仄仄仄平平"}

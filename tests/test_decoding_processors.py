@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from genrt.poems.processors import (
+from genrt.decoding.processors import (
     MinNewTokens,
     NoRepeatNGram, RepetitionPenalty, SuppressTokens, apply_top_k, apply_top_p, log_softmax, logsumexp, make_sampler,
     pick_greedy, softmax, top_ids,
@@ -64,7 +64,7 @@ def test_greedy_and_softmax():
 @pytest.mark.parametrize("temperature, top_k, top_p", [(1.0, 0, 1.0), (0.7, 40, 1.0), (1.3, 0, 0.9),
                                                        (0.8, 40, 0.95), (1.0, 0, 0.3), (2.0, 5, 0.5)])
 def test_fast_candidates_keep_exactly_the_warped_set(temperature, top_k, top_p):
-    from genrt.poems.processors import apply_temperature, top_candidates
+    from genrt.decoding.processors import apply_temperature, top_candidates
     rng = np.random.default_rng(0)
     logits = (rng.standard_normal((6, 3000)) * 3).astype(np.float32)
     logits[:, :5] = -np.inf                                         # banned tokens stay banned
@@ -134,7 +134,7 @@ def test_top_ids_finds_the_largest_in_a_short_last_block(v, m):
 # ---------------------------------------------------------------- verse-aware repetition control
 
 def verse_block_case(text: str, **kwargs):
-    from genrt.poems.processors import VerseRepetitionBlock
+    from genrt.decoding.processors import VerseRepetitionBlock
     from genrt.poems.tokenizer import CharTokenizer
     from tests.fixtures_poems import TINY_VOCAB
     tok = CharTokenizer(TINY_VOCAB)

@@ -1,8 +1,10 @@
 """Logit processors and token pickers: pure numpy functions of (tokens, logits).
 
 A processor is any callable `(tokens (N, T) int64, logits (N, V) float32) -> logits (N, V)`; `tokens` are the
-target-side ids so far (starting with <sos>), one row per live hypothesis. Processors may write into `logits`.
-A processor that keeps per-row state may define `reorder(rows)`; beam search calls it whenever hypotheses move.
+target-side ids so far (starting with <sos>), one row per live hypothesis of one request. Processors may write into
+`logits`. Two optional parts (see `LogitsProcessor`): `max_banned_ids`, how many ids it can ever ban (lets the loop
+skip looking for rows left with nothing), and `reorder(rows)` for a processor that keeps per-row state (beam search
+calls it whenever hypotheses move).
 """
 from __future__ import annotations
 
@@ -14,7 +16,41 @@ NEG = -np.inf
 
 
 class LogitsProcessor(Protocol):
+    """Required: the call. Optional: `max_banned_ids: int` (absent = may ban any number, even a whole row) and
+    `reorder(rows: np.ndarray) -> None` (absent = stateless: it re-reads `tokens` each step)."""
+
     def __call__(self, tokens: np.ndarray, logits: np.ndarray) -> np.ndarray: ...
+
+
+def apply_processors(processors: Sequence[LogitsProcessor], tokens: np.ndarray, logits: np.ndarray,
+                     eos_id: int) -> np.ndarray:
+    """Run the processors in order. A row they left with no allowed token at all ends (<eos>) instead of
+    picking from nothing (checked only when the processors could empty a row: `could_empty_a_row`)."""
+    for p in processors:
+        logits = p(tokens, logits)
+    if could_empty_a_row(processors, logits.shape[1]):
+        dead = logits.max(axis=1) == -np.inf      # (N,) cheaper than isfinite over the whole row
+        if dead.any():
+            logits[dead, eos_id] = 0.0
+    return logits
+
+
+def could_empty_a_row(processors: Sequence[LogitsProcessor], vocab_size: int) -> bool:
+    """False when every processor declares `max_banned_ids` (how many ids it can ever ban: a fixed set, or none
+    for one that only rescales) and together they leave at least one id of the vocabulary."""
+    banned = 0
+    for p in processors:
+        count = getattr(p, "max_banned_ids", None)
+        if count is None:
+            return True
+        banned += count
+    return banned >= vocab_size
+
+
+def reorder_processors(processors: Sequence[LogitsProcessor], rows: np.ndarray) -> None:
+    for p in processors:
+        if hasattr(p, "reorder"):
+            p.reorder(rows)
 
 
 class SuppressTokens:
@@ -22,7 +58,7 @@ class SuppressTokens:
 
     def __init__(self, ids: Sequence[int]):
         self.ids = np.asarray(sorted(set(ids)), np.int64)
-        self.max_banned_ids = len(self.ids)          # genrt.poems.search.could_empty_a_row
+        self.max_banned_ids = len(self.ids)          # could_empty_a_row
 
     def __call__(self, tokens: np.ndarray, logits: np.ndarray) -> np.ndarray:
         logits[:, self.ids] = NEG
@@ -32,7 +68,7 @@ class SuppressTokens:
 class MinNewTokens:
     """transformers' min_new_tokens: no <eos> before `min_new` tokens follow the first `prefix_len` ids of a row."""
 
-    max_banned_ids = 1           # genrt.poems.search.could_empty_a_row
+    max_banned_ids = 1           # could_empty_a_row
 
     def __init__(self, min_new: int, eos_id: int, prefix_len: int):
         self.min_new, self.eos_id, self.prefix_len = int(min_new), int(eos_id), int(prefix_len)

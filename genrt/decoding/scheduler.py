@@ -1,0 +1,233 @@
+"""The one decoding loop: a scheduler that steps any mix of requests in one decoder call per step.
+
+Continuous batching, as llama.cpp's server and vLLM do for decoder-only models: each step gathers the active rows
+of every request into one `model.step`; requests waiting for room are encoded together and join between steps
+(their rows start at their own position 0 beside rows hundreds of steps along); a request that finishes, is
+cancelled or fails leaves at once, and its rows are freed for the next. A request is a `Search` (what to feed its
+rows next) over the rows it holds; forced ids (<sos>, a continued first line) are fed one per step before its
+search starts. The model speaks `start / step / reorder / join` (genrt.poems.model.PoemModel).
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+
+from genrt.decoding.search import Hypothesis, Search, Update
+
+
+class StepModel(Protocol):
+    def start(self, sources: Sequence[Sequence[int]], copies: int | Sequence[int] = 1): ...
+    def step(self, tokens: np.ndarray, cache): ...
+    def reorder(self, cache, rows: np.ndarray): ...
+    def join(self, first, second): ...
+
+
+def step_log_norm(cache, logits: np.ndarray) -> np.ndarray:
+    """(N,) log-sum-exp of the logits (N, V) a step just returned with `cache`: computed by the decoder graph when
+    it has a log_norm output (a vectorised LogSoftmax, cheaper than a numpy pass over the vocabulary), else here."""
+    given = getattr(cache, "log_norm", None)
+    if given is not None:
+        return given
+    top = logits.max(axis=1, keepdims=True)
+    return (top + np.log(np.exp(logits - top).sum(axis=1, keepdims=True)))[:, 0]
+
+
+class Cancelled(Exception):
+    """The request was cancelled (by its caller or its deadline) before it finished."""
+
+
+@dataclass(eq=False)
+class Request:
+    """One prompt's decoding: its source ids, its rows' forced prefix (R, P) (<sos> + forced ids, the same in
+    every row), the search over those rows, and what the scheduler reports back. `on_step(request)` runs on the
+    scheduler's thread after every step in which the request's search advanced."""
+    source: list[int]
+    prefix: np.ndarray
+    search: Search
+    on_step: Callable[["Request"], None] | None = None
+    context: Any = None                               # the client's own data (e.g. the prompt), untouched here
+    fed: int = 0                                      # prefix columns already fed to the decoder
+    next_tokens: np.ndarray | None = None             # (R,) what its rows take at the next step
+    result: list[Hypothesis] | None = None
+    error: BaseException | None = None
+    steps: int = 0                                    # decoder calls it took part in
+    _cancel: threading.Event = field(default_factory=threading.Event)
+    _done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def rows(self) -> int:
+        return len(self.prefix)
+
+    def cancel(self, reason: BaseException | None = None) -> None:
+        """Ask the scheduler to drop the request at its next step (its rows are freed then)."""
+        if self.error is None and reason is not None:
+            self.error = reason
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    def _finish(self, result: list[Hypothesis] | None = None, error: BaseException | None = None) -> None:
+        self.result = result
+        if error is not None and self.error is None:
+            self.error = error
+        self._done.set()
+
+
+class Scheduler:
+    """Steps requests together. Not thread-safe by itself: one thread calls `step` (genrt.poems.engine runs one
+    on its own thread; PoemGenerator runs one inside a call); `submit` and `Request.cancel` may come from any
+    thread only through a lock the caller holds, or through the engine."""
+
+    def __init__(self, model: StepModel, max_rows: int = 256):
+        if max_rows < 1:
+            raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+        self.model, self.max_rows = model, max_rows
+        self.waiting: deque[Request] = deque()
+        self.active: list[Request] = []
+        self.cache = None
+        self.tokens_generated = 0                     # ids chosen by searches (forced ids not counted)
+
+    @property
+    def active_rows(self) -> int:
+        return sum(r.rows for r in self.active)
+
+    @property
+    def idle(self) -> bool:
+        return not self.active and not self.waiting
+
+    def submit(self, request: Request) -> Request:
+        if request.rows > self.max_rows:
+            raise ValueError(f"the request needs {request.rows} rows; this scheduler holds at most {self.max_rows}")
+        self.waiting.append(request)
+        return request
+
+    def run(self) -> None:
+        """Step until every submitted request has finished."""
+        while not self.idle:
+            self.step()
+
+    def step(self) -> list[Request]:
+        """Admit what fits, run one decoder call over every active row, advance every request. -> the requests
+        that finished (result or error) in this step."""
+        ended = self._drop_cancelled()
+        self._admit()
+        if not self.active:
+            return ended
+        tokens = np.concatenate([r.next_tokens for r in self.active])[:, None]           # (N, 1)
+        logits, self.cache = self.model.step(tokens, self.cache)                          # (N, V)
+        log_norm = step_log_norm(self.cache, logits)                                     # (N,)
+        keep, moved, offset, still = [], False, 0, []
+        for r in self.active:
+            rows = slice(offset, offset + r.rows)
+            own = np.arange(offset, offset + r.rows)
+            offset += r.rows
+            r.steps += 1
+            if r.fed < r.prefix.shape[1]:                 # still feeding forced ids: the logits are not read
+                r.next_tokens = r.prefix[:, r.fed]
+                r.fed += 1
+                keep.append(own)
+                still.append(r)
+                continue
+            try:
+                update: Update = r.search.update(logits[rows], log_norm[rows])
+            except Exception as e:                        # one request's failure must not stop the others
+                r._finish(error=e)
+                ended.append(r)
+                continue
+            self.tokens_generated += r.rows
+            if r.on_step is not None:
+                r.on_step(r)
+            if update.done:
+                r._finish(r.search.result())
+                ended.append(r)
+                continue
+            r.next_tokens = update.tokens
+            if update.source_rows is not None:
+                moved = moved or bool((update.source_rows != np.arange(r.rows)).any())
+                own = own[update.source_rows]
+            keep.append(own)
+            still.append(r)
+        if len(still) < len(self.active) or moved:
+            self.cache = self.model.reorder(self.cache, np.concatenate(keep)) if still else None
+        self.active = still
+        return ended
+
+    def _drop_cancelled(self) -> list[Request]:
+        ended = []
+        for r in [r for r in self.waiting if r.cancelled]:
+            self.waiting.remove(r)
+            r._finish(error=r.error or Cancelled("cancelled"))
+            ended.append(r)
+        gone = [r for r in self.active if r.cancelled]
+        if gone:
+            keep, offset = [], 0
+            for r in self.active:
+                if not r.cancelled:
+                    keep.append(np.arange(offset, offset + r.rows))
+                offset += r.rows
+            self.active = [r for r in self.active if not r.cancelled]
+            self.cache = self.model.reorder(self.cache, np.concatenate(keep)) if self.active else None
+            for r in gone:
+                r._finish(error=r.error or Cancelled("cancelled"))
+            ended += gone
+        return ended
+
+    def _admit(self) -> None:
+        """Encode the waiting requests that fit (in arrival order) in one call and join them to the batch."""
+        room, admitted = self.max_rows - self.active_rows, []
+        while self.waiting and self.waiting[0].rows <= room:
+            r = self.waiting.popleft()
+            room -= r.rows
+            admitted.append(r)
+        if not admitted:
+            return
+        fresh = self.model.start([r.source for r in admitted], [r.rows for r in admitted])
+        self.cache = fresh if self.cache is None else self.model.join(self.cache, fresh)
+        for r in admitted:
+            r.next_tokens, r.fed = r.prefix[:, 0], 1
+        self.active += admitted
+
+
+def decode(model: StepModel, sources: Sequence[Sequence[int]], searches: Sequence[Search],
+           max_rows: int = 256) -> list[list[Hypothesis]]:
+    """Decode one request per (source, search) together, to the end: each search's hypotheses, best first.
+    The searches' own prefixes (<sos> + forced ids) start their rows."""
+    requests = [Request(list(src), search.prefix, search) for src, search in zip(sources, searches)]
+    scheduler = Scheduler(model, max(max_rows, max(r.rows for r in requests)))
+    for r in requests:
+        scheduler.submit(r)
+    scheduler.run()
+    for r in requests:
+        if r.error is not None:
+            raise r.error
+    return [r.result for r in requests]
+
+
+def decode_greedy(model: StepModel, source: Sequence[int], sos_id: int, max_new: int, eos_id: int,
+                  processors: Sequence = ()) -> Hypothesis:
+    """Greedy decoding of one source from <sos>: what export checks and benchmarks compare across models."""
+    from genrt.decoding.processors import pick_greedy
+    from genrt.decoding.search import SampleSearch
+    return decode(model, [source], [SampleSearch(np.array([[sos_id]]), max_new, eos_id, processors,
+                                                 pick_greedy)])[0][0]
+
+
+def decode_beams(model: StepModel, source: Sequence[int], sos_id: int, num_beams: int, max_new: int, eos_id: int,
+                 processors: Sequence = (), num_return: int = 1) -> list[Hypothesis]:
+    """Best-first beam search of one source from <sos> (length penalty 1)."""
+    from genrt.decoding.search import BeamSearch
+    return decode(model, [source], [BeamSearch(np.full((num_beams, 1), sos_id), max_new, eos_id, processors,
+                                               num_return=num_return)])[0]

@@ -1,0 +1,251 @@
+"""PoemEngine: many callers, one decoder loop. Requests come from any thread; one engine thread runs the
+scheduler (genrt.decoding.scheduler), so requests that arrive at different times share decoder steps.
+
+    engine = PoemEngine(PoemGenerator.load(), max_rows=64, max_queued=256, timeout=60)
+    handle = engine.submit("春江花月夜", num_beams=4)
+    print(handle.result()[0].text)                  # or: for piece in handle.pieces(): ...
+    engine.close()
+
+Bounded: at most `max_rows` decoder rows are active (prompts x beams / returned sequences; more requests wait),
+at most `max_queued` requests wait (EngineFull beyond that), a request older than `timeout` seconds is dropped
+with TimeoutError, and a cancelled one frees its rows at the next step. Options are validated in the caller's
+thread, before anything is queued. A request decodes to the same poems as it would alone (for models that declare
+batch invariance: PoemModel.batch_invariant).
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from typing import Any, AsyncIterator, Callable, Iterator, Sequence
+
+from genrt.decoding.scheduler import Cancelled, Request, Scheduler
+from genrt.poems.generator import BATCH_ROWS, Poem, PoemGenerator
+
+MAX_QUEUED = 256
+
+
+class EngineFull(RuntimeError):
+    """The engine's queue is full: try again later."""
+
+
+class EngineClosed(RuntimeError):
+    """The engine no longer accepts requests."""
+
+
+class PoemHandle:
+    """One submitted prompt: wait for its poems, read its pieces as they become certain, or cancel it."""
+
+    def __init__(self, engine: "PoemEngine", request: Request):
+        self._engine, self.request = engine, request
+        self._changed = threading.Condition()
+        self._listeners: list[Callable[[], None]] = []
+        self._pieces: list[str] = []
+        self._shown = 0                                        # settled ids already turned into pieces
+        self._ended = False                                    # the last piece is in: the request finished
+        forced = request.context[1]
+        if forced:
+            self._pieces.append(engine.generator.tokenizer.decode(forced))
+
+    @property
+    def done(self) -> bool:
+        return self.request.done
+
+    def cancel(self) -> None:
+        """Drop the request; its rows are freed at the engine's next step. result() then raises Cancelled."""
+        self.request.cancel()
+        self._engine._wake_up()
+
+    def result(self, timeout: float | None = None) -> list[Poem]:
+        """The poems (best first); raises the request's error (ValueError, Cancelled, TimeoutError), or
+        TimeoutError when `timeout` seconds pass first (the request keeps running)."""
+        if not self.request.wait(timeout):
+            raise TimeoutError(f"no result within {timeout} s")
+        return self._engine.generator.poems_of(self.request)
+
+    def pieces(self) -> Iterator[str]:
+        """Pieces of the first poem as they become certain (as PoemGenerator.stream), then the end; raises the
+        request's error."""
+        sent = 0
+        while True:
+            with self._changed:
+                while sent == len(self._pieces) and not self._ended:
+                    self._changed.wait()
+                fresh, ended = self._pieces[sent:], self._ended
+            yield from fresh
+            sent += len(fresh)
+            if ended and sent == len(self._pieces):
+                break
+        self._engine.generator.poems_of(self.request)           # raises the request's error, if any
+
+    async def aresult(self) -> list[Poem]:
+        await self._until(lambda: self._ended)
+        return self._engine.generator.poems_of(self.request)
+
+    async def apieces(self) -> AsyncIterator[str]:
+        sent = 0
+        while True:
+            await self._until(lambda: sent < len(self._pieces) or self._ended)
+            with self._changed:
+                fresh, ended = self._pieces[sent:], self._ended
+            for piece in fresh:
+                yield piece
+            sent += len(fresh)
+            if ended and sent == len(self._pieces):
+                break
+        self._engine.generator.poems_of(self.request)
+
+    async def _until(self, ready: Callable[[], bool]) -> None:
+        """Wait without blocking the event loop: the engine thread sets an asyncio event on every change."""
+        loop, event = asyncio.get_running_loop(), asyncio.Event()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(event.set)
+        with self._changed:
+            self._listeners.append(wake)
+        try:
+            while not ready():
+                await event.wait()
+                event.clear()
+        finally:
+            with self._changed:
+                self._listeners.remove(wake)
+
+    def _update(self) -> None:
+        """On the engine thread, after a step: new settled characters become a piece; the end adds the rest."""
+        r = self.request
+        if r.done:
+            ids = r.result[0].tokens if r.result else []
+        else:
+            ids = r.search.settled()
+        with self._changed:
+            if len(ids) > self._shown:
+                self._pieces.append(self._engine.generator.tokenizer.decode(ids[self._shown:]))
+                self._shown = len(ids)
+            self._ended = r.done
+            self._changed.notify_all()
+            listeners = list(self._listeners)
+        for wake in listeners:
+            wake()
+
+
+class PoemEngine:
+    def __init__(self, generator: PoemGenerator, max_rows: int = BATCH_ROWS, max_queued: int = MAX_QUEUED,
+                 timeout: float | None = None):
+        for name, value in (("max_rows", max_rows), ("max_queued", max_queued)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self.generator, self.max_queued, self.timeout = generator, max_queued, timeout
+        self._scheduler = Scheduler(generator.model, max_rows)
+        self._lock = threading.Condition()
+        self._incoming: deque[PoemHandle] = deque()
+        self._handles: dict[int, PoemHandle] = {}              # id(request) -> handle, while unfinished
+        self._deadlines: dict[int, float] = {}
+        self._closed = self._drain = False
+        self.steps = self.requests_finished = 0
+        self._thread = threading.Thread(target=self._loop, name="genrt-poem-engine", daemon=True)
+        self._thread.start()
+
+    @property
+    def max_rows(self) -> int:
+        return self._scheduler.max_rows
+
+    def submit(self, prompt: str, **options: Any) -> PoemHandle:
+        """Queue one prompt with its own options (PoemGenerator.generate's keywords). ValueError for bad input,
+        EngineFull when `max_queued` requests already wait, EngineClosed after close()."""
+        if not isinstance(prompt, str):
+            raise ValueError(f"a prompt must be a string, got {type(prompt).__name__}")
+        opts = self.generator.options(**options)
+        (request,) = self.generator.requests([prompt], opts)
+        if request.rows > self.max_rows:
+            raise ValueError(f"the request needs {request.rows} decoder rows; this engine holds at most "
+                             f"{self.max_rows}")
+        handle = PoemHandle(self, request)
+        request.on_step = lambda _: handle._update()
+        with self._lock:
+            if self._closed:
+                raise EngineClosed("the engine is shutting down")
+            if len(self._incoming) + len(self._scheduler.waiting) >= self.max_queued:
+                raise EngineFull(f"{self.max_queued} requests are already waiting")
+            self._incoming.append(handle)
+            if self.timeout is not None:
+                self._deadlines[id(request)] = time.monotonic() + self.timeout
+            self._lock.notify_all()
+        return handle
+
+    def generate(self, prompts: Sequence[str], **options: Any) -> list[list[Poem]]:
+        """Submit every prompt, then wait for all: one list of poems per prompt."""
+        handles = [self.submit(p, **options) for p in prompts]
+        return [h.result() for h in handles]
+
+    def stats(self) -> dict:
+        with self._lock:
+            return {"queued": len(self._incoming) + len(self._scheduler.waiting),
+                    "active_requests": len(self._scheduler.active), "active_rows": self._scheduler.active_rows,
+                    "tokens_generated": self._scheduler.tokens_generated, "steps": self.steps,
+                    "requests_finished": self.requests_finished}
+
+    def close(self, drain: bool = True, timeout: float | None = None) -> None:
+        """Stop accepting requests; with `drain` finish those in flight, else cancel them; then stop the thread."""
+        with self._lock:
+            self._closed, self._drain = True, drain
+            if not drain:
+                for handle in list(self._incoming) + list(self._handles.values()):
+                    handle.request.cancel(Cancelled("the engine was closed"))
+            self._lock.notify_all()
+        self._thread.join(timeout)
+
+    def __enter__(self) -> "PoemEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _wake_up(self) -> None:
+        with self._lock:
+            self._lock.notify_all()
+
+    def _loop(self) -> None:
+        scheduler = self._scheduler
+        while True:
+            with self._lock:
+                while not self._closed and not self._incoming and scheduler.idle:
+                    self._lock.wait()
+                if self._closed and not self._incoming and scheduler.idle:
+                    return
+                while self._incoming:
+                    handle = self._incoming.popleft()
+                    self._handles[id(handle.request)] = handle
+                    scheduler.submit(handle.request)
+            self._expire()
+            try:
+                ended = scheduler.step()
+            except Exception as e:                    # the model itself failed: every request in it fails
+                ended = scheduler.active + list(scheduler.waiting)
+                for r in ended:
+                    r._finish(error=e)
+                scheduler.active, scheduler.cache = [], None
+                scheduler.waiting.clear()
+            with self._lock:
+                self.steps += 1
+                for r in ended:
+                    handle = self._handles.pop(id(r), None)
+                    self._deadlines.pop(id(r), None)
+                    self.requests_finished += 1
+                    if handle is not None:
+                        handle._update()
+
+    def _expire(self) -> None:
+        if not self._deadlines:
+            return
+        now = time.monotonic()
+        with self._lock:
+            late = [key for key, deadline in self._deadlines.items() if deadline <= now]
+            for key in late:
+                handle = self._handles.get(key)
+                if handle is not None:
+                    handle.request.cancel(TimeoutError(f"the request took longer than {self.timeout} s"))
+                del self._deadlines[key]

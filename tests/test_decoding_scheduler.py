@@ -1,0 +1,91 @@
+"""The scheduler (genrt.decoding.scheduler): requests join and leave between steps, one call per step."""
+import numpy as np
+import pytest
+
+from genrt.decoding.processors import make_sampler, pick_greedy
+from genrt.decoding.scheduler import Cancelled, Request, Scheduler, decode
+from genrt.decoding.search import BeamSampling, BeamSearch, SampleSearch
+from tests.decoding_fakes import EOS, TableModel
+
+
+def _search(kind, seed=0, max_new=10):
+    if kind == "greedy":
+        return SampleSearch(np.ones((1, 1), np.int64), max_new, EOS, [], pick_greedy)
+    if kind == "sample":
+        return SampleSearch(np.ones((2, 1), np.int64), max_new, EOS, [],
+                            make_sampler([np.random.default_rng([seed, j]) for j in range(2)], 1.3, 0, 1.0))
+    if kind == "beam":
+        return BeamSearch(np.ones((3, 1), np.int64), max_new, EOS, [], num_return=2)
+    return BeamSearch(np.ones((2, 1), np.int64), max_new, EOS, [],
+                      sampling=BeamSampling(np.random.default_rng(seed), 1.5))
+
+
+def _alone(kind, source, seed=0):
+    return decode(TableModel(1), [source], [_search(kind, seed)])[0]
+
+
+def test_mixed_requests_in_one_call_per_step_give_what_each_gives_alone():
+    kinds = ["greedy", "sample", "beam", "beam-sampled"] * 2
+    sources = [[4 + i % 3, i] for i in range(len(kinds))]
+    model = TableModel(1)
+    together = decode(model, sources, [_search(k, i) for i, k in enumerate(kinds)])
+    assert together == [_alone(k, s, i) for i, (k, s) in enumerate(zip(kinds, sources))]
+    assert max(model.rows_per_call) == sum(r.rows for r in (_search(k) for k in kinds))   # all in each call
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_arrivals_and_a_row_limit_change_nothing(seed):
+    """Requests arrive at random steps; at most 5 rows run at once, the rest wait and join as others leave."""
+    rng = np.random.default_rng(seed)
+    kinds = [str(k) for k in rng.choice(["greedy", "sample", "beam", "beam-sampled"], 9)]
+    sources = [[4, int(s)] for s in rng.integers(5, 30, len(kinds))]
+    arrivals = sorted(rng.integers(0, 12, len(kinds)).tolist())
+    model = TableModel(1)
+    scheduler = Scheduler(model, max_rows=5)
+    requests, step = [], 0
+    while len(requests) < len(kinds) or not scheduler.idle:
+        while len(requests) < len(kinds) and arrivals[len(requests)] <= step:
+            i = len(requests)
+            search = _search(kinds[i], i)
+            requests.append(scheduler.submit(Request(sources[i], search.prefix, search)))
+        scheduler.step()
+        assert scheduler.active_rows <= 5
+        step += 1
+    assert [r.result for r in requests] == [_alone(k, s, i) for i, (k, s) in enumerate(zip(kinds, sources))]
+    assert max(model.rows_per_call) <= 5
+
+
+def test_cancelled_requests_leave_at_the_next_step_and_free_their_rows():
+    model = TableModel(2)
+    scheduler = Scheduler(model, max_rows=4)
+    searches = [_search("beam", max_new=50), _search("greedy", max_new=50)]
+    first, second = (scheduler.submit(Request([4], s.prefix, s)) for s in searches)
+    scheduler.step()
+    assert scheduler.active_rows == 4
+    first.cancel()
+    scheduler.step()
+    assert first.done and isinstance(first.error, Cancelled) and scheduler.active_rows == 1
+    waiting = scheduler.submit(Request([5], searches[1].prefix, _search("greedy")))
+    waiting.cancel(TimeoutError("late"))
+    scheduler.step()
+    assert waiting.done and isinstance(waiting.error, TimeoutError)
+    scheduler.run()
+    assert second.result == _alone("greedy", [4]) or len(second.result[0].tokens) <= 50
+
+
+def test_a_failing_request_fails_alone():
+    def broken(tokens, logits):
+        raise RuntimeError("processor broke")
+    bad = SampleSearch(np.ones((1, 1), np.int64), 5, EOS, [broken], pick_greedy)
+    good = _search("greedy")
+    scheduler = Scheduler(TableModel(1))
+    r_bad, r_good = scheduler.submit(Request([4], bad.prefix, bad)), scheduler.submit(Request([4], good.prefix, good))
+    scheduler.run()
+    assert isinstance(r_bad.error, RuntimeError) and r_good.result == _alone("greedy", [4])
+
+
+def test_a_request_larger_than_the_row_limit_is_refused():
+    with pytest.raises(ValueError, match="needs 3 rows; this scheduler holds at most 2"):
+        Scheduler(TableModel(), max_rows=2).submit(Request([4], np.ones((3, 1), np.int64), _search("beam")))
+    with pytest.raises(ValueError, match="max_rows"):
+        Scheduler(TableModel(), max_rows=0)

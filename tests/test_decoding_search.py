@@ -1,0 +1,147 @@
+"""Search strategies (genrt.decoding.search) on a fake model whose logits depend on the whole prefix."""
+import itertools
+
+import numpy as np
+import pytest
+
+from genrt.decoding.processors import pick_greedy
+from genrt.decoding.scheduler import decode
+from genrt.decoding.search import BeamSampling, BeamSearch, SampleSearch
+from tests.decoding_fakes import EOS, V, TableModel, sequence_logprob
+
+
+def greedy(model, max_new=12, prefix=(1,), processors=(), source=(4,)):
+    return decode(model, [list(source)], [SampleSearch(np.array([prefix]), max_new, EOS, list(processors),
+                                                       pick_greedy)])[0][0]
+
+
+def beams(model, k, max_new, source=(4,), sampling=None, num_return=1):
+    return decode(model, [list(source)], [BeamSearch(np.ones((k, 1), np.int64), max_new, EOS, [],
+                                                     num_return=num_return, sampling=sampling)])[0]
+
+
+def test_greedy_follows_argmax_until_eos():
+    model = TableModel(1)
+    hyp = greedy(model, 10)
+    prefix = [1]
+    for t in hyp.tokens + ([EOS] if hyp.finished else []):
+        assert t == int(model.logits_for(prefix, (4,)).argmax())
+        prefix.append(t)
+
+
+@pytest.mark.parametrize("max_new", [1, 3, 7])
+def test_one_decoder_call_per_token_and_none_after_the_last(max_new):
+    model = TableModel(4)
+    no_eos = lambda tokens, logits: np.where(np.arange(V) == EOS, -np.inf, logits)
+    hyp = greedy(model, max_new, processors=[no_eos])
+    assert len(hyp.tokens) == max_new and model.calls == max_new and not hyp.finished
+
+
+def test_forced_ids_are_fed_one_per_step_before_the_search_starts():
+    model, seen = TableModel(5), []
+
+    def record(tokens, logits):
+        seen.append(tokens.tolist())
+        return logits
+    hyp = greedy(model, 5, prefix=(1, 3, 4), processors=[record])
+    assert seen == [[[1, 3, 4] + hyp.tokens[:i]] for i in range(len(seen))]
+    assert model.calls == 2 + len(seen)                       # two forced steps whose logits nobody reads
+
+
+def test_greedy_score_is_the_models_log_probability_of_the_chosen_tokens():
+    model = TableModel(3)
+    hyp = greedy(model, 6)
+    assert hyp.score == pytest.approx(sequence_logprob(model, hyp.tokens + [EOS] * hyp.finished), abs=1e-5)
+    assert hyp.score < 0
+
+
+def test_beam_with_full_width_finds_the_best_sequence():
+    """With num_beams = vocab size and a short limit, beam search is exhaustive: compare with brute force."""
+    for seed in range(5):
+        model = TableModel(seed)
+        max_new = 3
+        best = max((seq for n in range(1, max_new + 1) for seq in itertools.product(range(V), repeat=n)
+                    if seq[-1] == EOS and EOS not in seq[:-1]),
+                   key=lambda s: sequence_logprob(model, s) / len(s))
+        hyps = beams(model, V, max_new)
+        if any(h.finished for h in hyps):
+            assert hyps[0].tokens == list(best[:-1])
+            np.testing.assert_allclose(hyps[0].score, sequence_logprob(model, best), rtol=1e-6)
+
+
+def test_beam_returns_requested_number_sorted():
+    hyps = beams(TableModel(7), 4, 8, num_return=3)
+    assert len(hyps) == 3
+    norm = [h.score / (len(h.tokens) + h.finished) for h in hyps]
+    assert norm == sorted(norm, reverse=True)
+
+
+def test_beam_one_equals_greedy():
+    model = TableModel(3)
+    g, b = greedy(model, 12), beams(model, 1, 12)[0]
+    if g.finished:
+        assert b.tokens == g.tokens
+
+
+def _sampling(seed, temperature=1.0, top_k=0, top_p=1.0):
+    return BeamSampling(np.random.default_rng(seed), temperature, top_k, top_p)
+
+
+def test_beam_sampling_near_zero_temperature_is_beam_search():
+    for seed in range(6):
+        model = TableModel(seed)
+        for source in ((1,), (3,)):
+            exact = beams(model, 3, 8, source, num_return=3)
+            cold = beams(model, 3, 8, source, _sampling(seed, temperature=1e-4), num_return=3)
+            assert [h.tokens for h in cold] == [h.tokens for h in exact]
+
+
+def test_beam_sampling_with_top_k_one_is_greedy():
+    model = TableModel(4)
+    g, sampled = greedy(model, 12), beams(model, 3, 12, sampling=_sampling(0, top_k=1))[0]
+    assert sampled.tokens == g.tokens and sampled.finished == g.finished
+
+
+def test_beam_sampling_scores_are_the_models_log_probs_and_seeds_matter():
+    model = TableModel(5)
+    outputs = set()
+    for seed in range(12):
+        hyp = beams(model, 2, 6, sampling=_sampling(seed, temperature=2.0))[0]
+        if hyp.finished:
+            np.testing.assert_allclose(hyp.score, sequence_logprob(model, hyp.tokens + [EOS]), rtol=1e-5)
+        outputs.add(tuple(hyp.tokens))
+        assert beams(model, 2, 6, sampling=_sampling(seed, temperature=2.0))[0] == hyp   # same stream, same beams
+    assert len(outputs) > 2
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SampleSearch(np.ones((3, 1), np.int64), 9, EOS, [], lambda lg: np.random.default_rng(0).integers(0, V, 3),
+                         best_of=True, num_return=1),
+    lambda: BeamSearch(np.ones((3, 1), np.int64), 9, EOS, []),
+    lambda: BeamSearch(np.ones((4, 1), np.int64), 9, EOS, [], sampling=_sampling(1, temperature=1.5)),
+])
+def test_settled_ids_always_begin_the_result(make):
+    """What streaming shows (settled) grows and never contradicts the hypothesis returned at the end."""
+    model, search = TableModel(8), make()
+    shown = []
+    from genrt.decoding.scheduler import Request, Scheduler
+    scheduler = Scheduler(model)
+    request = scheduler.submit(Request([4], search.prefix, search))
+    while not request.done:
+        scheduler.step()
+        ids = search.settled()
+        assert ids[:len(shown)] == shown
+        shown = ids
+    assert request.result[0].tokens[:len(shown)] == shown
+
+
+def test_a_row_the_processors_empty_ends_even_when_others_skip_the_check():
+    from genrt.decoding.processors import MinNewTokens, SuppressTokens, apply_processors, could_empty_a_row
+    fixed = [SuppressTokens([0, 1, 3]), MinNewTokens(5, EOS, 1)]
+    assert not could_empty_a_row(fixed, V)                       # 4 of 6 ids at most: the check is skipped
+    assert could_empty_a_row([SuppressTokens([0, 1, 3, 4, 5])] + fixed[1:], V)   # together they cover the vocab
+    ban_all_but_eos = lambda tokens, logits: np.where(np.arange(V) == EOS, logits, -np.inf)
+    assert could_empty_a_row(fixed + [ban_all_but_eos], V)       # undeclared: may empty a row
+    logits = apply_processors(fixed + [ban_all_but_eos], np.ones((1, 1), np.int64),
+                              np.zeros((1, V), np.float32), EOS)
+    assert logits.argmax() == EOS and np.isfinite(logits[0, EOS])

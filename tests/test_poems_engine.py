@@ -1,0 +1,147 @@
+"""PoemEngine: many threads, one decoder loop; every request gets exactly what it gets alone."""
+import asyncio
+import random
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from genrt.decoding.scheduler import Cancelled
+from genrt.poems.engine import EngineClosed, EngineFull, PoemEngine
+from genrt.poems.generator import PoemGenerator
+
+TITLES = ["春江", "明月", "山水清风", "秋", "白云深山人家", "花"]
+MODES = [{}, {"num_beams": 3}, {"do_sample": True, "seed": 4}, {"do_sample": False}, {"mode": "continue"},
+         {"form": "wujue"}, {"do_sample": True, "best_of": 2, "num_return_sequences": 2, "seed": 1}]
+
+
+@pytest.fixture(scope="module", params=["tiny_poems_dir", "tiny_int8_dir"])
+def gen(request):
+    return PoemGenerator.load(request.getfixturevalue(request.param), provider="cpu", threads=1)
+
+
+@pytest.fixture(scope="module")
+def alone(gen):
+    """What each (title, mode) gives decoded by itself."""
+    return {(t, i): gen.generate(t, max_new_tokens=20 if "form" not in m else 128, **m)
+            for t in TITLES for i, m in enumerate(MODES)}
+
+
+def _options(i):
+    return {"max_new_tokens": 20 if "form" not in MODES[i] else 128, **MODES[i]}
+
+
+def test_eight_threads_with_random_arrivals_get_what_each_request_gets_alone(gen, alone):
+    results, errors = {}, []
+    with PoemEngine(gen, max_rows=12) as engine:
+        def client(k):
+            rnd = random.Random(k)
+            try:
+                for n in range(5):
+                    key = (rnd.choice(TITLES), rnd.randrange(len(MODES)))
+                    time.sleep(rnd.random() * 0.01)
+                    handle = engine.submit(key[0], **_options(key[1]))
+                    text = "".join(handle.pieces()) if rnd.random() < 0.5 else None
+                    poems = handle.result()
+                    results[(k, n)] = (key, poems)
+                    if text is not None:
+                        assert text == poems[0].text
+            except Exception as e:           # surfaced below: an assertion in a thread would be lost
+                errors.append(e)
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stats = engine.stats()
+    assert not errors, errors
+    assert len(results) == 40 and all(poems == alone[key] for key, poems in results.values())
+    assert stats["requests_finished"] == 40 and stats["active_rows"] == 0 and stats["queued"] == 0
+    assert stats["steps"] < sum(len(p[0].text) + 2 for _, p in results.values())   # requests shared steps
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(range(len(TITLES))), st.sampled_from(range(len(MODES))),
+                          st.integers(0, 6)), min_size=1, max_size=7))
+def test_any_arrival_schedule_gives_each_request_its_own_result(gen, alone, schedule):
+    """Requests submitted after random numbers of engine steps (joining others mid-way) decode as alone."""
+    with PoemEngine(gen, max_rows=8) as engine:
+        handles = []
+        for title, mode, wait_steps in schedule:
+            target = engine.stats()["steps"] + wait_steps
+            deadline = time.monotonic() + 2
+            while engine.stats()["steps"] < target and engine.stats()["active_rows"] and time.monotonic() < deadline:
+                time.sleep(0.0005)
+            handles.append(((TITLES[title], mode), engine.submit(TITLES[title], **_options(mode))))
+        for key, handle in handles:
+            assert handle.result() == alone[key]
+
+
+def test_cancel_and_timeout_free_rows(gen):
+    with PoemEngine(gen, max_rows=4) as engine:
+        long = engine.submit("春江", num_beams=4, max_new_tokens=70, min_new_tokens=70, regular_shape=False)
+        long.cancel()                                        # before it could finish its 70 steps
+        waiting = engine.submit("明月", max_new_tokens=5)
+        with pytest.raises(Cancelled):
+            long.result(timeout=10)
+        assert waiting.result(timeout=10)                    # the freed rows let it in
+        assert engine.stats()["active_rows"] == 0
+    with PoemEngine(gen, timeout=1e-6) as engine:           # expired before its first step
+        slow = engine.submit("春江", num_beams=4, max_new_tokens=70, min_new_tokens=70, regular_shape=False)
+        with pytest.raises(TimeoutError, match="longer than 1e-06 s"):
+            slow.result(timeout=10)
+        assert engine.stats()["active_rows"] == 0
+
+
+def test_bounds_and_bad_input_are_refused_before_queueing(gen):
+    engine = PoemEngine(gen, max_rows=4, max_queued=2)
+    with pytest.raises(ValueError, match="num_beams"):
+        engine.submit("春江", num_beams=0)
+    with pytest.raises(ValueError, match="needs 6 decoder rows; this engine holds at most 4"):
+        engine.submit("春江", num_beams=6)
+    with pytest.raises(ValueError, match="prompt must be a string"):
+        engine.submit(["春江"])
+    engine._lock.acquire()                                    # hold the loop: nothing leaves the queue
+    try:
+        engine._incoming.extend([object(), object()])
+        with pytest.raises(EngineFull, match="2 requests are already waiting"):
+            engine.submit("春江")
+        engine._incoming.clear()
+    finally:
+        engine._lock.release()
+    engine.close()
+    with pytest.raises(EngineClosed):
+        engine.submit("春江")
+    for bad in ({"max_rows": 0}, {"max_queued": True}, {"timeout": -1}):
+        with pytest.raises(ValueError):
+            PoemEngine(gen, **bad)
+
+
+def test_close_drains_or_cancels_what_is_in_flight(gen, alone):
+    engine = PoemEngine(gen)
+    handles = [engine.submit(t, **_options(1)) for t in TITLES]
+    engine.close(drain=True)
+    assert [h.result(timeout=0) for h in handles] == [alone[(t, 1)] for t in TITLES]
+    engine = PoemEngine(gen)
+    handles = [engine.submit(t, max_new_tokens=70, min_new_tokens=70, regular_shape=False) for t in TITLES]
+    engine.close(drain=False)
+    for h in handles:
+        assert h.done
+        if h.request.error is not None:
+            with pytest.raises(Cancelled, match="engine was closed"):
+                h.result()
+
+
+def test_asyncio_clients(gen, alone):
+    async def main(engine):
+        async def one(title):
+            handle = engine.submit(title, **_options(2))
+            text = "".join([piece async for piece in handle.apieces()])
+            poems = await handle.aresult()
+            assert text == poems[0].text
+            return poems
+        return await asyncio.gather(*(one(t) for t in TITLES))
+    with PoemEngine(gen) as engine:
+        assert asyncio.run(main(engine)) == [alone[(t, 2)] for t in TITLES]
