@@ -17,37 +17,42 @@ from typing import Iterator
 import click
 from tqdm import tqdm
 
-from genrt import __version__
-from genrt.contract import ManifestError
+from genrt import __version__, limits
+from genrt.cli_boundary import (Interrupted, UserError, boundary, discard_stdout, guard_stdout, note, one_line,
+                                open_standard_fds, require_stdout, stderr_usable)
 import numpy as np
 
-from genrt.faces import FaceGenerator, own_files, save_grid, save_images
+from genrt.faces import FaceGenerator, image_names, save_grid
+from genrt.faces.images import save_gif, save_png, seed_image_name
+from genrt.faces.output import RunFolder
 from genrt.providers import available_providers, is_provider_name, known_names, parse_provider_option
-from genrt.runtime import PRECISIONS, ProviderError
+from genrt.runtime import PRECISIONS, GraphRunError
 from genrt.poems.generator import PoemGenerator
+from genrt.poems.tokenizer import char_list
+from genrt.user_models import MODEL_KINDS, find_variants, install_variant, source_models_dir, variant_name
 from genrt.poems.options import MAX_NEW_TOKENS, MAX_NUM_BEAMS, MAX_NUM_RETURN_SEQUENCES
 
 GRID_MAX_IMAGES = 64          # grid.png shows the first 64 images, so a huge --n never builds a huge grid
 DEFAULT_FACES = 16
 MAX_IMAGES = 100_000          # --n / --interpolate cap: images stream to disk, this bounds the disk and the time
+MAX_GIF_FRAMES = 2_000        # a GIF is assembled in memory: 2,000 64x64 frames are ~25 MB
 
 
 # ---------------------------------------------------------------- shared by every command
 
-class UserError(click.ClickException):
-    """A problem with the user's input or files: printed as one 'Error: ...' line, exit code 2."""
-    exit_code = 2
-
-
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn genrt's expected exceptions into a one-line error with exit code 2 (no traceback)."""
+    """Turn genrt's expected exceptions into a one-line error with exit code 2 (no traceback); the group's
+    boundary (genrt.cli_boundary) does the same around every command."""
     try:
         yield
     except click.ClickException:
         raise
-    except (ManifestError, ProviderError, ValueError, OSError) as e:
-        raise UserError(" ".join(str(e).split()) or type(e).__name__) from None
+    except Exception as e:
+        message = one_line(e)
+        if message is None:
+            raise
+        raise UserError(message) from None
 
 
 class FiniteFloat(click.FloatRange):
@@ -90,21 +95,12 @@ def provider_option(f):
 
 def load_poems(model_dir: Path | None, provider: str, threads: int | None, precision: str | None,
                provider_options: dict[str, str]) -> PoemGenerator:
-    """PoemGenerator.load, with provider options when there are any (opened here until PoemGenerator.load takes
-    them)."""
-    if not provider_options:
-        return PoemGenerator.load(model_dir, provider=provider, threads=threads, precision=precision)
-    from genrt.contract import POEMS_KIND
-    from genrt.poems.model import DEFAULT_DECODE_THREADS, PoemModel
-    from genrt.runtime import open_model_dir
-    opened = open_model_dir(model_dir, POEMS_KIND, provider, threads, precision, DEFAULT_DECODE_THREADS,
-                            provider_options)
-    return PoemGenerator(PoemModel(opened.manifest, opened.sessions["encoder"], opened.sessions["decoder"],
-                                   opened.provider, opened.model_dir))
+    return PoemGenerator.load(model_dir, provider=provider, threads=threads, precision=precision,
+                              provider_options=provider_options or None)
 
 
 def threads_option(f):
-    return click.option("--threads", type=click.IntRange(min=1), default=None,
+    return click.option("--threads", type=click.IntRange(min=1, max=limits.MAX_THREADS), default=None,
                         help="CPU threads for onnxruntime [default: physical cores]")(f)
 
 
@@ -118,49 +114,64 @@ def model_option(f):
                         help="model directory [default: the bundled model]")(f)
 
 
-def prepare_out_dir(out: Path) -> Path:
-    """Create the output directory (and parents); an existing file there is an error, not overwritten."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"output path {out} exists and is not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create output directory {out}: {e.strerror or e}") from None
-    return out
+class OutFolder(click.Path):
+    """-o/--out: a folder path, never empty (an empty name would quietly mean the current folder)."""
+
+    def __init__(self):
+        super().__init__(file_okay=False, writable=True, path_type=Path)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            self.fail("the output folder must be named (an empty name is not the current folder)", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def pick_seed(seed: int | None) -> int:
     """The user's seed, or a fresh one that is printed (stderr) so the run can be repeated."""
     if seed is None:
         seed = secrets.randbelow(2**31)
-        click.echo(f"seed: {seed}", err=True)
+        note(f"seed: {seed}")
     return seed
 
 
 def progress_bar(total: int, unit: str, show: bool) -> tqdm:
     """A progress bar on stderr, shown only on a terminal and only when there is more than one batch."""
-    return tqdm(total=total, unit=unit, file=sys.stderr, disable=None if show else True, leave=False)
+    show = show and stderr_usable()                    # a closed stderr loses the bar, never the run
+    return tqdm(total=total, unit=unit, file=sys.stderr if show else None, disable=None if show else True,
+                leave=False)
 
 
 class OneLineErrors(click.Group):
     """Bad option values and usage errors print one 'Error: ...' line (exit 2), not click's usage block."""
 
+    def invoke(self, ctx):
+        with boundary():                                # genrt.cli_boundary: one line, whatever a command raises
+            return super().invoke(ctx)
+
     def main(self, *args, **kwargs):
         if kwargs.get("standalone_mode") is False:     # an embedding caller handles click's exceptions itself
             return super().main(*args, **kwargs)
         kwargs["standalone_mode"] = False
+        open_standard_fds()
+        guard_stdout()
         try:
             code = super().main(*args, **kwargs)
         except click.UsageError as e:
             hint = f" (see 'genrt {e.ctx.info_name} --help')" if e.ctx is not None and e.ctx.parent else ""
-            click.echo(f"Error: {' '.join(e.format_message().split())}{hint}", err=True)
+            note(f"Error: {' '.join(e.format_message().split())}{hint}")
             sys.exit(2)
         except click.ClickException as e:
-            e.show()
+            try:
+                e.show()
+            except (OSError, ValueError):
+                pass
+            if isinstance(e, UserError) and e.message.startswith("cannot write to standard output"):
+                discard_stdout()
             sys.exit(e.exit_code)
-        except click.Abort:
-            click.echo("Aborted!", err=True)
-            sys.exit(1)
+        except click.Abort as e:                        # Ctrl-C while click parsed the arguments
+            interrupted = isinstance(e.__context__, KeyboardInterrupt)
+            note("genrt: interrupted" if interrupted else "Aborted!")
+            sys.exit(Interrupted().exit_code if interrupted else 1)
         sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -172,61 +183,113 @@ def main() -> None:
 
 # ---------------------------------------------------------------- faces
 
-@main.command()
-@click.option("--n", "n", type=click.IntRange(min=1, max=MAX_IMAGES), default=None,
+FACES_EXAMPLES = """\b
+Examples:
+  genrt faces -n 16 -o out/                          # out/face_0000.png ... out/face_0015.png + out/grid.png
+  genrt faces --seeds 0-15,42 -o seeds/              # seeds/seed0000.png ... seed0015.png, seed0042.png
+  genrt faces --interpolate 60 -o morph/ --gif morph.gif   # 60 frames between two faces, also as a GIF
+  genrt faces -n 64 -o typical/ --truncation 0.7     # latents pulled toward the mean: fewer odd faces
+"""
+
+
+def parse_seeds(ctx: click.Context | None, param: click.Parameter | None, text: str | None) -> list[int] | None:
+    """'0-15,42' -> [0, 1, ..., 15, 42]: comma-separated seeds and inclusive ranges, each seed once, in order."""
+    if text is None:
+        return None
+    seeds: dict[int, None] = {}
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        try:
+            first, last = int(low), int(high) if dash else int(low)
+        except ValueError:
+            raise click.BadParameter(f"{part.strip()!r} is not a seed or a range such as 0-15", param_hint="'--seeds'")
+        if first < 0 or last < first:
+            raise click.BadParameter(f"{part.strip()!r}: seeds are >= 0 and a range runs low-high",
+                                     param_hint="'--seeds'")
+        if len(seeds) + last - first + 1 > MAX_IMAGES:
+            raise click.BadParameter(f"more than {MAX_IMAGES} seeds", param_hint="'--seeds'")
+        seeds.update(dict.fromkeys(range(first, last + 1)))
+    return list(seeds)
+
+
+@main.command(epilog=FACES_EXAMPLES)
+@click.option("-n", "--n", "n", type=click.IntRange(min=1, max=MAX_IMAGES), default=None,
               help=f"number of faces [default: {DEFAULT_FACES}]")
-@click.option("-o", "--out", type=click.Path(file_okay=False, writable=True, path_type=Path), required=True,
+@click.option("-o", "--out", type=OutFolder(), required=True,
               help="output directory (created if missing)")
-@click.option("--seed", type=int, default=None, help="random seed; same seed, same images [default: random]")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="random seed for the whole run; same seed, same images [default: drawn and printed]")
+@click.option("--seeds", default=None, metavar="LIST", callback=parse_seeds,
+              help="one face per seed, e.g. 0-15,42: OUT/seed0000.png ...; face_0000.png of --seed S is seedS.png")
 @click.option("--batch-size", type=click.IntRange(min=1, max=1024), default=64, show_default=True,
               help="faces per onnxruntime call")
 @click.option("--truncation", type=FiniteFloat(0.0, 1.0, min_open=True), default=1.0, show_default=True,
               help="psi: scale latents toward the mean latent; lower = more typical, less varied faces")
 @click.option("--interpolate", "frames", type=click.IntRange(min=2, max=MAX_IMAGES), default=None,
               help="instead of random faces, write this many frames morphing between two faces")
+@click.option("--gif", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help=f"with --interpolate: also write the frames as a looping GIF here (at most {MAX_GIF_FRAMES})")
+@click.option("--fps", type=click.IntRange(1, 100), default=25, show_default=True, help="frames per second of --gif")
 @click.option("--nrow", type=click.IntRange(min=1, max=GRID_MAX_IMAGES), default=None,
               help="images per grid row [default: about the square root of the images shown]")
 @click.option("--grid/--no-grid", default=True, show_default=True,
               help=f"also write grid.png (at most {GRID_MAX_IMAGES} images; frames evenly spaced)")
 @click.option("--overwrite", is_flag=True,
-              help="replace an earlier run's face_*.png / frame_*.png / grid.png in OUT (other files are kept)")
+              help="replace an earlier run's face_*.png / seed*.png / frame_*.png / grid.png in OUT (other files are "
+                   "kept), and the --gif file")
 @provider_option
 @threads_option
 @precision_option
 @model_option
-def faces(n: int | None, out: Path, seed: int | None, batch_size: int, truncation: float, frames: int | None,
-          nrow: int | None, grid: bool, overwrite: bool, provider: str, provider_options: dict[str, str],
-          threads: int | None, precision: str | None, model_dir: Path | None) -> None:
-    """Generate faces: OUT/face_0000.png ... and OUT/grid.png."""
-    if frames is not None and n is not None:
-        raise click.UsageError("use either --n or --interpolate, not both")
+def faces(n: int | None, out: Path, seed: int | None, seeds: list[int] | None, batch_size: int, truncation: float,
+          frames: int | None, gif: Path | None, fps: int, nrow: int | None, grid: bool, overwrite: bool, provider: str,
+          provider_options: dict[str, str], threads: int | None, precision: str | None, model_dir: Path | None) -> None:
+    """Generate faces: OUT/face_0000.png ... and OUT/grid.png (or one face per seed, or interpolation frames)."""
+    modes = [flag for flag, value in (("--n", n), ("--seeds", seeds), ("--interpolate", frames)) if value]
+    if len(modes) > 1:
+        raise click.UsageError(f"use one of --n, --seeds, --interpolate, not {' and '.join(modes)}")
+    if seeds is not None and seed is not None:
+        raise click.UsageError("--seeds names every face's seed: leave out --seed")
+    if gif is not None and frames is None:
+        raise click.UsageError("--gif writes interpolation frames: add --interpolate N")
+    if gif is not None and frames > MAX_GIF_FRAMES:
+        raise click.UsageError(f"--gif holds at most {MAX_GIF_FRAMES} frames (got --interpolate {frames})")
     with user_errors():
         generator = FaceGenerator.load(model_dir, provider=provider, threads=threads, precision=precision,
                                        provider_options=provider_options)
-        clear_earlier_run(prepare_out_dir(out), overwrite)
-        seed = pick_seed(seed)
-        if frames is not None:
-            batches = generator.iter_interpolation(frames, seed=seed, batch_size=batch_size, truncation=truncation)
-            total, prefix, what = frames, "frame", "frames"
+        run = RunFolder(out, overwrite)                 # genrt.faces.output: lock, staging, replace at the end
+        if gif is not None and gif.exists() and not overwrite:
+            raise UserError(f"{gif} exists; use --overwrite to replace it or choose another --gif")
+        if seeds is not None:
+            total, what = len(seeds), "faces"
+            names = [seed_image_name(s) for s in seeds]
+            batches = (generator.generate_from_latents(
+                np.concatenate([generator.latents(1, seed=s, truncation=truncation) for s in chunk]))
+                for chunk in (seeds[i:i + batch_size] for i in range(0, total, batch_size)))
+        elif frames is not None:
+            total, what = frames, "frames"
+            names = image_names(total, "frame")
+            batches = generator.iter_interpolation(frames, seed=pick_seed(seed), batch_size=batch_size,
+                                                   truncation=truncation)
         else:
-            total = n or DEFAULT_FACES
-            batches = generator.iter_batches(total, seed=seed, batch_size=batch_size, truncation=truncation)
-            prefix, what = "face", "faces"
-        shown = write_images(batches, out, prefix, total, grid_indices(total, evenly=frames is not None),
-                             show_bar=total > batch_size)
-        if grid:
-            save_grid(shown, out / "grid.png", nrow=nrow)
-        click.echo(f"wrote {total} {what}{' and grid.png' if grid else ''} to {out}")
-
-
-def clear_earlier_run(out: Path, overwrite: bool) -> None:
-    """Refuse to mix two runs' images in one folder; with --overwrite remove only genrt's own files there."""
-    earlier = own_files(out)
-    if earlier and not overwrite:
-        raise UserError(f"{out} already holds {len(earlier)} files of an earlier run ({earlier[0].name}, ...); "
-                        f"use --overwrite to replace them or choose another --out")
-    for path in earlier:
-        path.unlink()
+            total, what = n or DEFAULT_FACES, "faces"
+            names = image_names(total, "face")
+            batches = generator.iter_batches(total, seed=pick_seed(seed), batch_size=batch_size,
+                                             truncation=truncation)
+        shown_in_grid = grid_indices(total, evenly=frames is not None)
+        with run:
+            kept = write_images(batches, run.stage, names, set(range(total)) if gif is not None else shown_in_grid,
+                                show_bar=total > batch_size)
+            written = [f"{total} {what if total > 1 else what[:-1]}"]
+            if grid:
+                save_grid(kept[sorted(shown_in_grid)] if gif is not None else kept, run.stage / "grid.png",
+                          nrow=nrow)
+                written.append("grid.png")
+            run.commit()
+        click.echo(f"wrote {' and '.join(written)} to {out}")
+        if gif is not None:
+            save_gif(kept, gif, fps=fps)
+            click.echo(f"wrote {gif}")
 
 
 def grid_indices(total: int, evenly: bool) -> set[int]:
@@ -236,16 +299,19 @@ def grid_indices(total: int, evenly: bool) -> set[int]:
     return {int(round(i)) for i in np.linspace(0, total - 1, GRID_MAX_IMAGES)}
 
 
-def write_images(batches: Iterator[np.ndarray], out: Path, prefix: str, total: int, keep: set[int],
+def write_images(batches: Iterator[np.ndarray], out: Path, names: list[str], keep: set[int],
                  show_bar: bool) -> np.ndarray:
-    """Stream batches (B, H, W, 3) to OUT/<prefix>_NNNN.png; returns the images whose indices are in `keep`."""
+    """Stream batches (B, H, W, 3) to OUT/<names[i]>; returns the images whose indices are in `keep`, in order."""
     kept, written = [], 0
-    with progress_bar(total, prefix, show=show_bar) as bar:
+    with progress_bar(len(names), "image", show=show_bar) as bar:
         for batch in batches:
-            save_images(batch, out, prefix=prefix, start=written, total=total)
+            for i, image in enumerate(batch, start=written):
+                save_png(image, out / names[i])
             kept.extend(image for i, image in enumerate(batch, start=written) if i in keep)
             written += len(batch)
             bar.update(len(batch))
+    if written != len(names):                          # never report images that were not written
+        raise GraphRunError(f"the model gave {written} images; {len(names)} were asked for")
     return np.stack(kept)
 
 
@@ -258,10 +324,78 @@ def break_lines(text: str) -> str:
     return text
 
 
-RECOMMENDED = "[default: the model's recommended setting]"
+RECOMMENDED = "[default: recommended, see --show-settings]"
+
+POEM_EXAMPLES = """\b
+Examples:
+  genrt poem 春江花月夜                       # the recommended settings: best of 4 samples, seed 0
+  genrt poem 秋思 --num-beams 4 --json        # beam search, printed as JSON
+  genrt poem 床前明月光 --continue --greedy --stream   # continue a first line, printed as decoded
+  genrt poem --show-settings                  # what each mode decodes with, from the model's manifest
+"""
+
+# The decoding modes a user picks on the command line, and the keyword arguments each gives PoemGenerator.options.
+SETTINGS_MODES = (("", {}), ("--num-beams 4", {"num_beams": 4}), ("--num-beams 4 --greedy",
+                  {"num_beams": 4, "do_sample": False}), ("--do-sample", {"do_sample": True}),
+                  ("--greedy", {"do_sample": False}))
+SAMPLING_FIELDS = ("best_of", "temperature", "top_k", "top_p", "seed")
+SHOWN_FIELDS = ("num_beams", "length_penalty", "do_sample", *SAMPLING_FIELDS, "repetition_penalty",
+                "no_repeat_ngram_size", "max_char_repeats", "no_repeat_verse", "regular_shape", "max_new_tokens",
+                "min_new_tokens")
+SWITCHES = {"do_sample": ("--do-sample", "--greedy"), "no_repeat_verse": ("--no-repeat-verse", "--allow-repeat-verse"),
+            "regular_shape": ("--regular-shape", "--free-shape"),
+            "idiomatic_doubling": ("--idiomatic-doubling", "--allow-any-doubling")}
 
 
-@main.command()
+def recommended_settings(generator: PoemGenerator) -> dict[str, dict]:
+    """Per command-line mode, the settings PoemGenerator.options resolves from the manifest's `generation`
+    sections: only those that mode uses (no sampling settings without sampling, no length penalty without
+    beams). A sampling mode without a recommended seed shows seed None: a fresh seed is drawn and printed."""
+    table = {}
+    for flags, kwargs in SETTINGS_MODES:
+        opts = generator.options(**kwargs)
+        shown = {}
+        for name in SHOWN_FIELDS:
+            if (name in SAMPLING_FIELDS and not opts.do_sample) or (name == "length_penalty" and not opts.is_beam):
+                continue
+            if name == "best_of" and opts.is_beam:
+                continue
+            shown[name] = getattr(opts, name)
+        table[f"genrt poem PROMPT {flags}".strip()] = shown
+    return table
+
+
+def settings_as_flags(settings: dict) -> list[str]:
+    """{'do_sample': True, 'top_k': 40, 'seed': None} -> '--do-sample --top-k 40 --seed (drawn, printed)'; settings
+    that are off by default (one beam, no n-gram rule, no minimum length) are left out."""
+    words = []
+    for name, value in settings.items():
+        if (name, value) in (("num_beams", 1), ("no_repeat_ngram_size", 0), ("min_new_tokens", 0)):
+            continue
+        if name in SWITCHES:
+            words.append(SWITCHES[name][0] if value else SWITCHES[name][1])
+        elif name == "seed" and value is None:
+            words.append("--seed (drawn, printed)")
+        else:
+            words.append(f"--{name.replace('_', '-')} {value}")
+    return words
+
+
+def print_settings(generator: PoemGenerator, as_json: bool) -> None:
+    table = recommended_settings(generator)
+    if as_json:
+        click.echo(json.dumps(table, ensure_ascii=False, indent=1))
+        return
+    click.echo(f"Recommended settings of {generator.model.model_dir} (manifest \"generation\"); an option given "
+               f"on the command line wins.")
+    for command, settings in table.items():
+        lines = [""]
+        for flag in settings_as_flags(settings):                 # an option and its value stay on one line
+            lines[-1:] = [lines[-1], flag] if len(lines[-1]) + len(flag) > 96 else [f"{lines[-1]} {flag}".strip()]
+        click.echo(f"\n{command}\n" + "\n".join(f"  {line}" for line in lines))
+
+
+@main.command(epilog=POEM_EXAMPLES)
 @click.argument("prompts", nargs=-1)
 @click.option("--continue", "continue_line", is_flag=True,
               help="PROMPT is the first line of the poem: the model continues it (default: PROMPT is a title)")
@@ -270,12 +404,12 @@ RECOMMENDED = "[default: the model's recommended setting]"
               help="no end of poem before this many new characters (with --free-shape, no --form) [default: 0]")
 @click.option("--num-beams", type=click.IntRange(1, MAX_NUM_BEAMS), default=None,
               help="beam search, with the model's recommended beam settings (the bundled model samples each step's "
-                   "candidates, seeded; add --greedy for best-first beams) [default: 1]")
+                   "candidates with seed 0; add --greedy for best-first beams) [default: 1]")
 @click.option("--length-penalty", type=FiniteFloat(-10, 10), default=None, help=RECOMMENDED)
 @click.option("--do-sample/--greedy", default=None,
               help="sample (with the model's recommended sampling settings), or never sample: greedy search, or "
-                   "best-first beam search with --num-beams [default: the model's recommended mode; --stream "
-                   "decodes greedily unless --do-sample]")
+                   "best-first beam search with --num-beams [default: the model's recommended mode, see "
+                   "--show-settings]")
 @click.option("--temperature", type=FiniteFloat(1e-3, 1e3), default=None, help=RECOMMENDED)
 @click.option("--top-k", type=click.IntRange(min=0), default=None, help="0 = off " + RECOMMENDED)
 @click.option("--top-p", type=FiniteFloat(0, 1, min_open=True), default=None, help="1.0 = off " + RECOMMENDED)
@@ -287,12 +421,16 @@ RECOMMENDED = "[default: the model's recommended setting]"
               help="forbid a verse that repeats an earlier one " + RECOMMENDED)
 @click.option("--regular-shape/--free-shape", default=None,
               help="without --form: 4 or 8 verses of 5 or 7 characters " + RECOMMENDED)
+@click.option("--idiomatic-doubling/--allow-any-doubling", default=None,
+              help="double a character (叠字) only where Tang and Song poets do [default: on]")
 @click.option("--num-return-sequences", type=click.IntRange(1, MAX_NUM_RETURN_SEQUENCES), default=None,
               help="poems per prompt [default: 1]")
 @click.option("--best-of", type=click.IntRange(1, MAX_NUM_RETURN_SEQUENCES), default=None,
               help="with --do-sample: draw this many poems per prompt, print the most likely " + RECOMMENDED)
 @click.option("--seed", type=click.IntRange(min=0), default=None,
-              help="seed for sampling [default: random, printed]")
+              help="seed for sampling [default: the model's fixed seed (0 for the bundled model) without options "
+                   "and with --num-beams, so a prompt always gives the same poem; with --do-sample one is drawn "
+                   "and printed]")
 @click.option("--form", default=None, help="五言绝句/七言绝句/五言律诗/七言律诗 (or wujue, qijue, wulv, qilv)")
 @click.option("--acrostic", default=None, help="藏头诗: line i starts with the i-th character")
 @click.option("--rhyme", type=click.Choice(["modern", "pingshui"]), is_flag=False, flag_value="modern", default=None,
@@ -302,18 +440,26 @@ RECOMMENDED = "[default: the model's recommended setting]"
               help="with --form: the 平仄 of regulated verse (粘对, no 孤平/三平尾), rhyming in 平水韵")
 @click.option("--form-token/--no-form-token", default=None,
               help="with --form, also condition the model on the form's token [default: on]")
-@click.option("--stream", is_flag=True, help="print characters as they are decoded")
+@click.option("--stream", is_flag=True,
+              help="print characters as they are decoded: the same poem as without --stream (a mode that cannot "
+                   "stream is refused)")
 @click.option("--json", "as_json", is_flag=True, help="print results as JSON")
+@click.option("--show-settings", is_flag=True,
+              help="print the model's recommended settings for each mode (with --json: as JSON) and exit")
 @provider_option
 @threads_option
 @precision_option
 @model_option
-def poem(prompts: tuple[str, ...], continue_line: bool, stream: bool, as_json: bool, provider: str,
-         provider_options: dict[str, str], threads: int | None, precision: str | None, model_dir: Path | None,
-         **options) -> None:
+def poem(prompts: tuple[str, ...], continue_line: bool, stream: bool, as_json: bool, show_settings: bool,
+         provider: str, provider_options: dict[str, str], threads: int | None, precision: str | None,
+         model_dir: Path | None, **options) -> None:
     """Write a classical Chinese poem for each PROMPT (a title or theme, or with --continue a first line).
-    Options left out take the model directory's recommended settings."""
+    Options left out take the model directory's recommended settings (--show-settings prints them)."""
     with user_errors():
+        require_stdout()
+        if show_settings:
+            generator = load_poems(model_dir, provider, threads, precision, provider_options)
+            return print_settings(generator, as_json)
         given = {k: v for k, v in options.items() if v is not None}
         if not prompts:
             if not given.get("acrostic"):
@@ -323,18 +469,13 @@ def poem(prompts: tuple[str, ...], continue_line: bool, stream: bool, as_json: b
             raise UserError("--stream prints one poem as text: use one PROMPT and no --json")
         generator = load_poems(model_dir, provider, threads, precision, provider_options)
         given["mode"] = "continue" if continue_line else "title"
-        if stream:
-            given.setdefault("do_sample", False)            # one sequence as it comes, as PoemGenerator.stream
         opts = generator.options(**given)                    # validated before anything prints
         if opts.do_sample and opts.seed is None:
             opts = generator.options(**given, seed=pick_seed(None))
         generator.check_prompts(prompts, opts)
         report_dropped(generator, prompts)
         if stream:
-            for piece in generator.stream(prompts[0], opts):
-                click.echo(break_lines(piece), nl=False)
-            click.echo()
-            return
+            return stream_poem(generator, prompts[0], opts)
         results = generator.generate(list(prompts), opts)
     if as_json:
         click.echo(json.dumps([[asdict(p) for p in per_prompt] for per_prompt in results], ensure_ascii=False,
@@ -344,12 +485,32 @@ def poem(prompts: tuple[str, ...], continue_line: bool, stream: bool, as_json: b
         for i, p in enumerate(per_prompt):
             header = p.prompt if len(per_prompt) == 1 else f"{p.prompt} ({i + 1})"
             click.echo(f"《{header}》\n{break_lines(p.text).strip()}\n")
-            if not p.finished:
-                click.echo(f"genrt: 《{header}》 was cut at {opts.max_new_tokens} new characters "
-                           f"(--max-new-tokens) before the poem ended", err=True)
+            if not p.finished and opts.min_new_tokens < opts.max_new_tokens:      # a length asked for is no cut
+                note(f"genrt: 《{header}》 was cut at {opts.max_new_tokens} new characters (--max-new-tokens) "
+                     f"before the poem ended")
 
 
-@main.command()
+def stream_poem(generator: PoemGenerator, prompt: str, opts) -> None:
+    """Print one poem piece by piece, decoded with exactly the options the command without --stream uses."""
+    try:
+        pieces = generator.stream(prompt, opts)              # bad options raise here, before anything prints
+    except ValueError as e:
+        raise UserError(f"--stream cannot print this mode as it decodes ({' '.join(str(e).split())}); run "
+                        f"without --stream, or choose --greedy or --do-sample") from None
+    for piece in pieces:
+        click.echo(break_lines(piece), nl=False)
+    click.echo()
+
+
+SCORE_EXAMPLES = """\b
+Examples:
+  genrt score 静夜思 床前明月光，疑是地上霜。举头望明月，低头思故乡。
+  genrt score 床前明月光 床前明月光，疑是地上霜。 --continue   # the first line is given, not scored
+  genrt score --jsonl pairs.jsonl                # {"prompt": ..., "poem": ...} a line
+"""
+
+
+@main.command(epilog=SCORE_EXAMPLES)
 @click.argument("pairs", nargs=-1)
 @click.option("--jsonl", "jsonl", type=click.File("r", encoding="utf-8"), default=None,
               help='pairs from a file, one JSON object a line: {"prompt": ..., "poem": ...} ("-" = stdin)')
@@ -366,6 +527,7 @@ def score(pairs: tuple[str, ...], jsonl, continue_line: bool, batch_size: int, p
     """Score poems under the model: PAIRS are PROMPT POEM [PROMPT POEM ...]. Prints JSON, one object per pair:
     logprob (natural log, summed over the characters and <eos>), tokens scored (<eos> included), nll_per_char."""
     with user_errors():
+        require_stdout()
         if len(pairs) % 2:
             raise UserError("give PROMPT POEM pairs (an even number of arguments)")
         items = [(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
@@ -382,9 +544,11 @@ def score(pairs: tuple[str, ...], jsonl, continue_line: bool, batch_size: int, p
 def read_pair(line: str, number: int) -> tuple[str, str]:
     try:
         item = json.loads(line)
-        return item["prompt"], item["poem"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise UserError(f"--jsonl line {number}: expected {{\"prompt\": ..., \"poem\": ...}}") from None
+        if isinstance(item["prompt"], str) and isinstance(item["poem"], str):
+            return item["prompt"], item["poem"]
+    except (json.JSONDecodeError, RecursionError, KeyError, TypeError):
+        pass
+    raise UserError(f"--jsonl line {number}: expected {{\"prompt\": ..., \"poem\": ...}}") from None
 
 
 def report_dropped(generator: PoemGenerator, prompts: tuple[str, ...]) -> None:
@@ -392,7 +556,57 @@ def report_dropped(generator: PoemGenerator, prompts: tuple[str, ...]) -> None:
     for prompt in prompts:
         dropped = generator.dropped_chars(prompt)
         if dropped:
-            click.echo(f"genrt: not in the model's vocabulary, left out of 《{prompt}》: {dropped}", err=True)
+            note(f"genrt: not in the model's vocabulary, left out of 《{prompt}》: {char_list(dropped)}")
+
+
+# ---------------------------------------------------------------- model variants
+
+MODELS_EXAMPLES = """\b
+Examples:
+  genrt models list                              # every model and precision, and where genrt finds it
+  genrt models install fp32 --from .             # from a genrt checkout: the fp32 models (the CUDA default)
+"""
+
+
+@main.group(epilog=MODELS_EXAMPLES)
+def models() -> None:
+    """The model variants genrt finds by precision: bundled in the package, or installed into the user models
+    folder ($GENRT_MODELS, else ~/.genrt/models)."""
+
+
+@models.command("list", epilog=MODELS_EXAMPLES)
+def list_models() -> None:
+    """Every model and precision, and the directory genrt opens for it (user models folder first)."""
+    for v in find_variants():
+        where = "not installed" if v.where is None else f"{'installed' if v.installed else 'bundled'}  {v.where}"
+        click.echo(f"{v.name:6} {v.precision:5} {where}")
+
+
+@models.command("install", epilog=MODELS_EXAMPLES)
+@click.argument("precision", type=click.Choice(PRECISIONS))
+@click.option("--from", "source", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="a genrt checkout (its genrt/models) or a folder of model directories")
+@click.option("--model", "names", type=click.Choice(sorted(MODEL_KINDS)), multiple=True,
+              help="only this model (repeatable) [default: every model the source has in PRECISION]")
+@click.option("--force", is_flag=True, help="replace a variant already installed")
+def install_models(precision: str, source: Path, names: tuple[str, ...], force: bool) -> None:
+    """Copy the PRECISION variants from a checkout into the user models folder, where genrt finds them by
+    precision (checked first, copied whole, then renamed into place)."""
+    with user_errors():
+        models_dir = source_models_dir(source)
+        wanted = names or [n for n in MODEL_KINDS if (models_dir / variant_name(n, precision)).is_dir()]
+        if not wanted:
+            expected = ", ".join(variant_name(n, precision) for n in MODEL_KINDS)
+            raise UserError(f"{models_dir} has no {precision} model ({expected})")
+        for name in wanted:
+            click.echo(f"installed {install_variant(source, name, precision, force)}")
+
+
+# ---------------------------------------------------------------- serve
+
+from genrt.serve.command import serve  # noqa: E402  (FastAPI and uvicorn are imported only when it runs)
+
+main.add_command(serve)
 
 
 if __name__ == "__main__":

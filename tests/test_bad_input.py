@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -24,6 +25,11 @@ FACES_CASES = [
     (["--threads", "2.5"], "--threads"), (["--provider", "tpu"], "--provider"),
     (["--precision", "int4"], "--precision"), (["--n", "2", "--interpolate", "3"], "--interpolate"),
     (["--bogus"], "--bogus"),
+    # resources, seeds and names (issue: nothing lost, nothing hung)
+    (["--threads", "100000"], "--threads"), (["--threads", "257"], "--threads"), (["--seed", "-1"], "--seed"),
+    (["--seed", "1.5"], "--seed"), (["--seed", "-99999999999999999999"], "--seed"), (["-o", ""], "--out"),
+    (["-o", "   "], "--out"), (["--n", "99999999999999999999999"], "--n"), (["--batch-size", "-1"], "--batch-size"),
+    (["--interpolate", "10000000000"], "--interpolate"),
 ]
 
 POEM_CASES = [
@@ -47,6 +53,8 @@ POEM_CASES = [
     (["春江", "--stream", "--json"], "--stream"), (["春江", "明月", "--stream"], "--stream"),
     (["春江☃", "--continue"], "vocabulary"), ([""], "empty"), ([], "PROMPT"), (["☃"], "vocabulary"),
     (["春" * 300], "at most"), (["春江", "--threads", "-1"], "--threads"), (["春江", "--provider", "x"], "--provider"),
+    (["春江", "--threads", "100000"], "--threads"), (["春江", "--num-beams", "65"], "num-beams"),
+    (["春江", "--do-sample", "--num-return-sequences", "65"], "num-return-sequences"),
 ]
 
 # model directory breakages: (file, how) -> a word the error must contain
@@ -58,6 +66,11 @@ MODEL_DIR_CASES = [
     ("manifest.json", "t2s_missing", "missing file nowhere.json"), ("decoder.onnx", "delete", "decoder.onnx"),
     ("decoder.onnx", "garbage", "decoder.onnx"), ("encoder.onnx", "empty", "encoder.onnx"),
     ("t2s.json", "garbage", "t2s.json"), ("t2s.json", "list", "t2s.json"),
+    ("manifest.json", "nested", "nested too deeply"), ("manifest.json", "layers", "num_decoder_layers is"),
+    ("manifest.json", "width", "d_model is"), ("manifest.json", "temperature", "generation.sample: temperature"),
+    ("manifest.json", "max_new_tokens", "generation.default: max_new_tokens"),
+    ("manifest.json", "graphs", "graphs has"), ("manifest.json", "huge", "genrt reads at most"),
+    ("t2s.json", "nested", "nested too deeply"), ("decoder.onnx", "varints", "decoder.onnx"),
 ]
 
 
@@ -97,7 +110,10 @@ def break_poems_dir(model: Path, file: str, how: str) -> None:
     edits = {"version": {"format_version": 99}, "kind": {"kind": "faces-dcgan"},
              "escape": {"decoder_file": "../decoder.onnx"}, "absolute": {"encoder_file": "/etc/passwd"},
              "max_len": {"max_len": 10_000}, "generation": {"generation": {"default": {"temp": 1}}},
-             "t2s_missing": {"t2s_file": "nowhere.json"}}
+             "t2s_missing": {"t2s_file": "nowhere.json"}, "layers": {"num_decoder_layers": 10**6},
+             "width": {"d_model": 2**40}, "temperature": {"generation": {"sample": {"temperature": 0.0}}},
+             "max_new_tokens": {"generation": {"default": {"max_new_tokens": 10**6}}},
+             "graphs": {"graphs": {f"g{i}": {"file": f"g{i}.onnx"} for i in range(100_000)}}}
     if how == "delete":
         path.unlink()
     elif how == "garbage":
@@ -106,6 +122,13 @@ def break_poems_dir(model: Path, file: str, how: str) -> None:
         path.write_bytes(b"")
     elif how == "list":
         path.write_text("[1, 2]")
+    elif how == "nested":
+        path.write_text("[" * 100_000 + "]" * 100_000)
+    elif how == "huge":
+        with open(path, "r+b") as f:
+            f.truncate(65 << 20)                      # sparse: a manifest over genrt's read limit
+    elif how == "varints":
+        path.write_bytes(bytes([8, 1]) * 5_000_000)
     else:
         manifest.update(edits[how])
         path.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
@@ -148,3 +171,64 @@ def test_the_poem_exporter_refuses_a_non_empty_out(tiny_poems_checkpoint, tmp_pa
     with pytest.raises(SystemExit, match="--force"):
         export_poems_main(["--checkpoint", str(tiny_poems_checkpoint), "--out", str(out)])
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+# ---------------------------------------------------------------- faces model directories and run-time failures
+
+FACES_DIR_CASES = [
+    ({"nz": 10**9}, "nz is"), ({"image_size": 10**6}, "image_size is"), ({"channels": 7}, "channels is"),
+    ({"graphs": {f"g{i}": {"file": "x"} for i in range(1000)}}, "graphs has"), ("nested", "nested too deeply"),
+    ({"graph_file": "../generator.onnx"}, ".."), ({"nz": -1}, "nz must"), ({"nz": 1.5}, "'nz' must be int"),
+]
+
+
+@pytest.mark.parametrize("change, word", FACES_DIR_CASES)
+def test_broken_faces_model_dirs_are_named(model_copy, tmp_path, change, word):
+    manifest = model_copy / "manifest.json"
+    if change == "nested":
+        manifest.write_text("{\"a\": " * 50_000 + "1" + "}" * 50_000)
+    else:
+        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), **change}))
+    assert_one_line_error(run(["faces", "--model", str(model_copy), "-o", str(tmp_path / "out")]), word)
+    assert not (tmp_path / "out").exists()
+
+
+class FailingSession:
+    """A session whose graph fails at run time, or returns one image fewer than asked."""
+
+    def __init__(self, how: str):
+        self.how = how
+
+    def run(self, names, feeds):
+        from genrt.runtime import GRAPH_RUN_ERRORS
+        if self.how == "fails":
+            raise GRAPH_RUN_ERRORS[0]("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code\nstack")
+        return [np.zeros((len(feeds["z"]) - 1, 64, 64, 3), dtype=np.uint8)]
+
+
+@pytest.mark.parametrize("how, word", [("fails", "generator.onnx failed"), ("short", "returned")])
+def test_a_graph_failing_at_run_time_is_one_line_and_writes_nothing(monkeypatch, tmp_path, how, word):
+    from genrt.contract import FacesManifest
+    from genrt.faces import FaceGenerator
+    fake = FaceGenerator(FacesManifest(nz=4, image_size=64), FailingSession(how), tmp_path, "cpu")
+    monkeypatch.setattr(FaceGenerator, "load", classmethod(lambda cls, *a, **k: fake))
+    result = run(["faces", "--n", "16", "-o", str(tmp_path / "out"), "--seed", "0"])
+    assert_one_line_error(result, word)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_no_home_directory_searches_only_the_bundled_models(monkeypatch, tmp_path):
+    def no_home(self):
+        raise RuntimeError("Could not determine home directory.")
+    monkeypatch.delenv("GENRT_MODELS", raising=False)
+    monkeypatch.setattr(Path, "expanduser", no_home)
+    result = run(["faces", "--n", "1", "-o", str(tmp_path / "out"), "--seed", "0", "--no-grid"])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["face_0000.png"]
+
+
+@pytest.mark.parametrize("line", ["[" * 100_000, '{"prompt": ["春"], "poem": "江"}', '{"prompt": "春"}', "7"])
+def test_bad_jsonl_lines_are_named(tmp_path, line):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(line + "\n", encoding="utf-8")
+    assert_one_line_error(run(["score", "--jsonl", str(pairs), "--model", str(tmp_path)]), "--jsonl line 1")

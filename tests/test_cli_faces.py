@@ -192,3 +192,67 @@ def test_user_errors_turns_expected_exceptions_into_exit_2():
         assert info.value.exit_code == 2 and "\n" not in info.value.format_message()
     with pytest.raises(KeyError), user_errors():                          # a bug stays a bug
         raise KeyError("x")
+
+
+def test_short_n(tiny_faces_model, tmp_path):
+    assert run(*faces_args(tiny_faces_model, tmp_path / "out", "-n", "3", "--no-grid")).exit_code == 0
+    assert len(list((tmp_path / "out").glob("face_*.png"))) == 3
+
+
+def test_seeds_write_one_face_per_seed_named_by_seed(tiny_faces_model, tmp_path):
+    result = run(*faces_args(tiny_faces_model, tmp_path / "seeds", "--seeds", "0-2,7,1", "--batch-size", "2"))
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (tmp_path / "seeds").iterdir())
+    assert names == ["grid.png", "seed0000.png", "seed0001.png", "seed0002.png", "seed0007.png"]
+    assert "seed: " not in result.stderr                                  # nothing drawn: every seed was named
+    assert run(*faces_args(tiny_faces_model, tmp_path / "one", "--n", "1", "--seed", "7")).exit_code == 0
+    assert (tmp_path / "seeds" / "seed0007.png").read_bytes() == (tmp_path / "one" / "face_0000.png").read_bytes()
+
+
+def test_overwrite_replaces_an_earlier_seeds_run(tiny_faces_model, tmp_path):
+    out = tmp_path / "out"
+    assert run(*faces_args(tiny_faces_model, out, "--seeds", "3")).exit_code == 0
+    assert_user_error(run(*faces_args(tiny_faces_model, out, "--n", "1")), "earlier run", "--overwrite")
+    assert run(*faces_args(tiny_faces_model, out, "--n", "1", "--overwrite")).exit_code == 0
+    assert not (out / "seed0003.png").exists()
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--seeds", "3-1"], ["--seeds", "3-1"]),
+    (["--seeds", "x"], ["--seeds", "'x'"]),
+    (["--seeds", "1,-2"], ["--seeds"]),
+    (["--seeds", "1", "--seed", "2"], ["--seeds", "--seed"]),
+    (["--seeds", "1", "--n", "2"], ["--n", "--seeds"]),
+    (["--seeds", "1", "--interpolate", "3"], ["--seeds", "--interpolate"]),
+    (["--gif", "a.gif"], ["--gif", "--interpolate"]),
+    (["--interpolate", "2001", "--gif", "a.gif"], ["--gif", "2000"]),
+])
+def test_bad_seeds_and_gif_options(tiny_faces_model, tmp_path, extra, words):
+    assert_user_error(run(*faces_args(tiny_faces_model, tmp_path / "out", *extra)), *words)
+    assert not (tmp_path / "out").exists()
+
+
+def test_interpolation_as_a_gif(tiny_faces_model, tmp_path):
+    gif = tmp_path / "morph.gif"
+    result = run(*faces_args(tiny_faces_model, tmp_path / "out", "--interpolate", "5", "--seed", "2", "--gif", str(gif),
+                             "--fps", "10", "--batch-size", "2"))
+    assert result.exit_code == 0, result.output
+    with Image.open(gif) as im:
+        assert im.n_frames == 5 and im.size == (64, 64) and im.info["duration"] == 100
+    with Image.open(tmp_path / "out" / "grid.png") as im:               # the grid still shows every frame once
+        assert im.size == (3 * 64 + 4 * 2, 2 * 64 + 3 * 2)
+    again = run(*faces_args(tiny_faces_model, tmp_path / "other", "--interpolate", "5", "--gif", str(gif)))
+    assert_user_error(again, str(gif), "--overwrite")
+    assert run(*faces_args(tiny_faces_model, tmp_path / "other", "--interpolate", "5", "--gif", str(gif),
+                           "--overwrite")).exit_code == 0
+
+
+def test_help_examples_run(tiny_faces_model, tmp_path, monkeypatch):
+    from tests.cli_examples import example_argvs
+
+    examples = example_argvs("faces")
+    assert 2 <= len(examples) <= 4
+    monkeypatch.chdir(tmp_path)
+    for argv in examples:
+        result = run(*argv, "--model", str(tiny_faces_model), "--threads", "1")
+        assert result.exit_code == 0, (argv, result.output)

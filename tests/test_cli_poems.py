@@ -1,10 +1,12 @@
 """`genrt poem` through click's runner: output formats, streaming, and exit-2 errors."""
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from genrt.cli import main
+from genrt.runtime import bundled_model_dir
 
 
 def run(model, *args):
@@ -26,14 +28,19 @@ def test_json_output_with_beams(tiny_poems_dir):
     assert {"prompt", "text", "score", "finished"} <= set(data[0][0])
 
 
-def test_stream_matches_plain_output(tiny_poems_dir):
-    streamed = run(tiny_poems_dir, "春江", "--stream", "--max-new-tokens", "12", "--json")
-    assert streamed.exit_code == 2
-    streamed = run(tiny_poems_dir, "春江", "--stream", "--max-new-tokens", "12")
-    plain = run(tiny_poems_dir, "春江", "--max-new-tokens", "12", "--json", "--greedy")
-    text = json.loads(plain.stdout)[0][0]["text"]
-    assert streamed.exit_code == 0
-    assert streamed.stdout.replace("\n", "") == text
+@pytest.mark.parametrize("mode", [(), ("--greedy",), ("--do-sample", "--seed", "5"), ("--num-beams", "2"),
+                                  ("--continue", "--greedy")])
+def test_stream_prints_the_poem_of_the_same_command_or_refuses(tiny_poems_dir, mode):
+    """--stream never switches mode: it prints what the command without it prints, or says it cannot."""
+    assert run(tiny_poems_dir, "春江", "--stream", "--max-new-tokens", "12", "--json").exit_code == 2
+    streamed = run(tiny_poems_dir, "春江", *mode, "--stream", "--max-new-tokens", "12")
+    plain = run(tiny_poems_dir, "春江", *mode, "--max-new-tokens", "12", "--json")
+    if streamed.exit_code == 2:                                   # a mode the streaming decoder does not offer
+        assert "--stream" in streamed.stderr and len(streamed.stderr.splitlines()) == 1, streamed.output
+        assert mode not in (("--greedy",), ("--do-sample", "--seed", "5"), ("--continue", "--greedy"))
+        return
+    assert streamed.exit_code == 0, streamed.output
+    assert streamed.stdout.replace("\n", "") == json.loads(plain.stdout)[0][0]["text"]
 
 
 def test_sampling_with_seed_is_reproducible(tiny_poems_dir):
@@ -87,6 +94,65 @@ def test_dropped_prompt_characters_are_named(tiny_poems_dir):
     result = run(tiny_poems_dir, "春江☃", "--max-new-tokens", "5")
     assert result.exit_code == 0, result.output
     assert "left out of 《春江☃》: ☃" in result.stderr
+    result = run(tiny_poems_dir, "春江hello", "--max-new-tokens", "5")
+    assert "left out of 《春江hello》: h, e, l, o" in result.stderr         # each once, in order, as a list
+    result = run(tiny_poems_dir, "hello")
+    assert result.exit_code == 2 and "vocabulary: h, e, l, o" in result.stderr
+
+
+def test_a_length_asked_for_is_not_reported_as_cut(tiny_poems_dir):
+    result = run(tiny_poems_dir, "春江", "--free-shape", "--min-new-tokens", "6", "--max-new-tokens", "6", "--greedy")
+    assert result.exit_code == 0, result.output
+    assert "cut" not in result.stderr
+
+
+def test_show_settings_prints_each_modes_resolved_options(tiny_poems_dir, tmp_path):
+    import shutil
+
+    from genrt.poems.generator import PoemGenerator
+
+    model = Path(shutil.copytree(tiny_poems_dir, tmp_path / "poems"))
+    manifest = json.loads((model / "manifest.json").read_text(encoding="utf-8"))
+    manifest["generation"] = {"default": {"max_char_repeats": 2}, "no_options": {"do_sample": True, "best_of": 4,
+                              "top_k": 40, "seed": 0}, "beam": {"do_sample": True, "top_k": 40, "seed": 0},
+                              "sample": {"temperature": 0.9}}
+    (model / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    generator = PoemGenerator.load(model, threads=1)
+    table = json.loads(run(model, "--show-settings", "--json").stdout)
+    assert list(table) == ["genrt poem PROMPT", "genrt poem PROMPT --num-beams 4", "genrt poem PROMPT --num-beams 4 "
+                           "--greedy", "genrt poem PROMPT --do-sample", "genrt poem PROMPT --greedy"]
+    assert table["genrt poem PROMPT"]["best_of"] == 4 and table["genrt poem PROMPT"]["seed"] == 0
+    assert table["genrt poem PROMPT --num-beams 4"]["seed"] == generator.options(num_beams=4).seed == 0
+    assert table["genrt poem PROMPT --do-sample"]["seed"] is None
+    assert table["genrt poem PROMPT --do-sample"]["temperature"] == 0.9
+    assert "temperature" not in table["genrt poem PROMPT --greedy"]             # only what the mode uses
+    text = run(model, "--show-settings").stdout
+    assert "--best-of 4" in text and "--seed 0" in text and "--seed (drawn, printed)" in text
+
+
+def test_help_names_where_defaults_come_from():
+    result = CliRunner().invoke(main, ["poem", "--help"], terminal_width=200)
+    assert "--show-settings" in result.output and "Examples:" in result.output
+    assert "recommended setting]" not in result.output
+    seed_help = result.output.split("--seed INTEGER RANGE")[1].split("--form")[0]
+    assert "0" in seed_help and "--num-beams" in seed_help and "printed" in seed_help
+
+
+needs_bundled = pytest.mark.skipif(not bundled_model_dir("poems_int8").is_dir(), reason="no bundled poem model")
+
+
+@needs_bundled
+@pytest.mark.parametrize("command", ["poem", "score"])
+def test_help_examples_run_on_the_bundled_model(command, tmp_path, monkeypatch):
+    from tests.cli_examples import example_argvs
+
+    examples = example_argvs(command)
+    assert 2 <= len(examples) <= 4
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pairs.jsonl").write_text('{"prompt": "静夜思", "poem": "床前明月光，疑是地上霜。"}\n', encoding="utf-8")
+    for argv in examples:
+        result = CliRunner().invoke(main, [*argv, "--threads", "1"])
+        assert result.exit_code == 0, (argv, result.output)
 
 
 def test_traditional_prompt_gives_the_simplified_prompts_poem(tiny_poems_dir):
