@@ -129,20 +129,17 @@ class Scheduler:
         tokens = np.concatenate([r.next_tokens for r in self.active])[:, None]           # (N, 1)
         logits, self.cache = self.model.step(tokens, self.cache)                          # (N, V)
         log_norm = step_log_norm(self.cache, logits)                                     # (N,)
-        keep, moved, offset, still = [], False, 0, []
+        moves, offset, still = {}, 0, []                  # moves: request -> its rows' sources, when they change
         for r in self.active:
-            rows = slice(offset, offset + r.rows)
-            own = np.arange(offset, offset + r.rows)
-            offset += r.rows
+            start, offset = offset, offset + r.rows
             r.steps += 1
             if r.fed < r.prefix.shape[1]:                 # still feeding forced ids: the logits are not read
                 r.next_tokens = r.prefix[:, r.fed]
                 r.fed += 1
-                keep.append(own)
                 still.append(r)
                 continue
             try:
-                update: Update = r.search.update(logits[rows], log_norm[rows])
+                update: Update = r.search.update(logits[start:offset], log_norm[start:offset])
             except Exception as e:                        # one request's failure must not stop the others
                 r._finish(error=e)
                 ended.append(r)
@@ -155,13 +152,16 @@ class Scheduler:
                 ended.append(r)
                 continue
             r.next_tokens = update.tokens
-            if update.source_rows is not None:
-                moved = moved or bool((update.source_rows != np.arange(r.rows)).any())
-                own = own[update.source_rows]
-            keep.append(own)
+            if update.source_rows is not None and (update.source_rows != np.arange(r.rows)).any():
+                moves[id(r)] = update.source_rows
             still.append(r)
-        if len(still) < len(self.active) or moved:
-            self.cache = self.model.reorder(self.cache, np.concatenate(keep)) if still else None
+        if len(still) < len(self.active) or moves:        # one reorder for every beam move and every leaver
+            rows, offset, kept = [], 0, {id(r) for r in still}
+            for r in self.active:
+                if id(r) in kept:
+                    rows.append(offset + moves.get(id(r), np.arange(r.rows)))
+                offset += r.rows
+            self.cache = self.model.reorder(self.cache, np.concatenate(rows)) if still else None
         self.active = still
         return ended
 

@@ -52,7 +52,10 @@ class PoemGenerator:
         self.manifest = model.manifest
         self.tokenizer = CharTokenizer(self.manifest.vocab, load_t2s(model.model_dir, self.manifest))
         table = load_doubling(model.model_dir, self.manifest)
-        self._doubling = IdiomaticDoubling(self.tokenizer, table) if table else None   # stateless: shared
+        # stateless processors (they re-read each row's ids every step) are built once and shared by requests
+        self._doubling = IdiomaticDoubling(self.tokenizer, table) if table else None
+        self._suppress = SuppressTokens(self.tokenizer.never_generated_ids)
+        self._shape = None                                   # RegularShape, built on first use
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None,
@@ -289,7 +292,7 @@ class PoemGenerator:
 
     def _processors(self, opts: GenerationOptions, forced: list[list[int]]) -> list[LogitsProcessor]:
         tok = self.tokenizer
-        processors: list[LogitsProcessor] = [SuppressTokens(tok.never_generated_ids)]
+        processors: list[LogitsProcessor] = [self._suppress]
         if opts.min_new_tokens:
             processors.append(MinNewTokens(opts.min_new_tokens, tok.eos_id, 1 + len(forced[0]) if forced else 1))
         if opts.repetition_penalty != 1.0:
@@ -303,8 +306,10 @@ class PoemGenerator:
         if opts.idiomatic_doubling and self._doubling is not None:
             processors.append(self._doubling)
         if opts.regular_shape and not (opts.form or opts.acrostic):
-            from genrt.poems.shape import RegularShape
-            processors.append(RegularShape(tok))           # last: it decides what remains allowed
+            if self._shape is None:
+                from genrt.poems.shape import RegularShape
+                self._shape = RegularShape(tok)
+            processors.append(self._shape)                 # last: it decides what remains allowed
         if opts.form or opts.acrostic:
             from genrt.poems.forms import FormConstraint
             constraints = [FormConstraint(tok, opts.form, opts.acrostic, opts.rhyme_scheme == "modern")]

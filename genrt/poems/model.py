@@ -49,6 +49,8 @@ class DecoderCache:
     prefix: np.ndarray | None = None   # (N, T) ids so far; kept only by RecomputeModel
     log_norm: np.ndarray | None = None  # (N,) log-sum-exp of the logits the step that made this cache returned,
                                         # when the decoder graph has a log_norm output; None after a reorder
+    step_mask: np.ndarray | None = None  # (N, T+1) float32: `self_mask` of a one-token step (filled, then 1), kept
+                                         # up to date in place between steps; None = rebuild it
 
     @property
     def rows(self) -> int:
@@ -184,8 +186,9 @@ class PoemModel:
         with the k positions filled. The host cache is written in place: the cache passed in must not be used
         afterwards."""
         n, k = tokens.shape
-        positions = cache.lengths[:, None] + np.arange(k)                                       # (N, k)
-        self_mask = np.concatenate([cache.filled, np.ones((n, k), bool)], axis=1).astype(np.float32)
+        positions = cache.lengths[:, None] if k == 1 else cache.lengths[:, None] + np.arange(k)  # (N, k)
+        self_mask = cache.step_mask if k == 1 and cache.step_mask is not None else \
+            np.concatenate([cache.filled, np.ones((n, k), bool)], axis=1).astype(np.float32)    # (N, T+k)
         try:
             if self.device_cache:
                 logits, *outs = self._run_bound(tokens, positions, self_mask, cache)
@@ -201,11 +204,16 @@ class PoemModel:
             raise GraphRunError(f"{self.manifest.decoder_file} returned logits of shape {logits.shape}, expected "
                                 f"{(n, len(self.manifest.vocab))}")
         present, log_norm = outs[:self._present_count], (outs[-1] if self.manifest.log_norm else None)
+        step_mask = None
         if self.device_cache:        # the grown cache as it comes: new keys appended after every row's slots
             self_kv, filled = tuple(present), np.concatenate([cache.filled, np.ones((n, k), bool)], axis=1)
         else:
             self_kv, filled = self._fill_slots(cache, present, k)
-        return logits, replace(cache, self_kv=self_kv, filled=filled, lengths=cache.lengths + k, log_norm=log_norm)
+            if k == 1 and filled is cache.filled:            # same width: the mask gains the slots just filled
+                step_mask = self_mask
+                step_mask[:, :-1] = filled
+        return logits, replace(cache, self_kv=self_kv, filled=filled, lengths=cache.lengths + k, log_norm=log_norm,
+                               step_mask=step_mask)
 
     def _fill_slots(self, cache: DecoderCache, present: list[np.ndarray], k: int) -> tuple[tuple, np.ndarray]:
         """Write the k new keys/values (the last k of each present (N, H, T+k, Dh)) into each row's next slots,
@@ -269,7 +277,7 @@ class PoemModel:
             moved = tuple(move_rows(x, rows, changed) for x in cache.self_kv)
             filled = move_rows(cache.filled, rows, changed)
         return replace(cache, self_kv=moved, filled=filled, lengths=cache.lengths[rows], prefix=prefix,
-                       log_norm=None)
+                       log_norm=None, step_mask=None)
 
     # ---------------------------------------------------------------- scoring
 
