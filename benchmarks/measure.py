@@ -26,6 +26,15 @@ LONG_TOKENS = 160   # a long poem: the cache's advantage grows with length
 PROMPTS = ["春江花月夜", "山居秋暝", "登高", "静夜思", "送别", "秋思", "江雪", "春望"]
 
 
+
+def shown_path(path) -> str:
+    """A path as reports show it: relative to the checkout when inside it (no machine's folders in results)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return str(path)
+
 def faces_onnx(model_dir: str, provider: str, threads: int, quick: bool) -> list[dict]:
     from genrt.faces import FaceGenerator
     t0 = time.perf_counter()
@@ -36,7 +45,7 @@ def faces_onnx(model_dir: str, provider: str, threads: int, quick: bool) -> list
         z = gen.latents(n, seed=0)                                             # (n, nz)
         stats = time_ms(lambda: gen.generate_from_latents(z), repeats=3 if quick else max(5, 200 // n))
         rows.append({"model": "faces", "engine": "genrt", "provider": gen.provider, "threads": threads,
-                     "precision": gen.manifest.precision, "model_dir": str(model_dir), "n": n, **stats,
+                     "precision": gen.manifest.precision, "model_dir": shown_path(model_dir), "n": n, **stats,
                      "images_per_s": n / stats["median_ms"] * 1e3, "load_s": load_s})
     return rows
 
@@ -127,7 +136,7 @@ def poems_onnx(model_dir: str, provider: str, threads: int, quick: bool) -> list
     load_s = time.perf_counter() - t0
     tok = CharTokenizer(model.manifest.vocab)
     base = {"model": "poems", "engine": "genrt", "provider": model.provider, "threads": threads,
-            "precision": model.manifest.precision, "model_dir": str(model_dir), "new_tokens": NEW_TOKENS,
+            "precision": model.manifest.precision, "model_dir": shown_path(model_dir), "new_tokens": NEW_TOKENS,
             "load_s": load_s}
     repeats = 2 if quick else 7
     cases = _decode_cases(model, tok, quick)
