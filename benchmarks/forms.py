@@ -1,4 +1,4 @@
-"""Benchmark of constrained decoding (genrt.poems.forms): does the constraint give well-formed poems, what does it
+"""Benchmark of constrained decoding (genrt.poems.verse.forms): does the constraint give well-formed poems, what does it
 cost in model likelihood, and what does it cost in time?
 
     python -m benchmarks.forms --model genrt/models/poems --prompts-per-form 200
@@ -8,7 +8,7 @@ For each form, N title prompts are decoded greedily twice: without the constrain
 SuppressTokens only) and with FormConstraint; when the model was trained with form tokens (<qijue> ...), both
 runs are repeated with the form's token in the source, to see whether the token alone gets the shape right and
 whether the constraint then has less to fight (lower NLL). Reported per form and token setting:
-  * well_formed: share of outputs that fit the form (genrt.poems.forms.well_formed), unconstrained vs constrained;
+  * well_formed: share of outputs that fit the form (genrt.poems.verse.forms.well_formed), unconstrained vs constrained;
   * nll_per_token: mean negative log-likelihood of the chosen tokens (<eos> included) under the model's raw
     logits, i.e. how far the constraint pushes the model off its own preferences;
   * constraint_changed_output: share of prompts whose constrained poem differs from the free one (how often the
@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from genrt.contract import SPECIAL_TOKENS
-from genrt.poems.forms import FORMS, FormConstraint, resolve_form, well_formed
+from genrt.poems.verse.forms import FORMS, FormConstraint, resolve_form, well_formed
 from genrt.decoding.processors import SuppressTokens, pick_greedy
 from genrt.decoding.scheduler import decode
 from genrt.decoding.search import SampleSearch
@@ -157,7 +157,7 @@ def open_model(model_dir: str, threads: int | None):
 def write_results(results: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "forms.json").write_text(json.dumps(results, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    lines = ["# Constrained decoding (genrt.poems.forms)", ""]
+    lines = ["# Constrained decoding (genrt.poems.verse.forms)", ""]
     if results.get("forms"):
         lines += [f"Model: `{results['model']}`, greedy, batch {results['batch']}.", "",
                   "| form | rhyme | form token in source | prompts | well-formed free | well-formed constrained | "

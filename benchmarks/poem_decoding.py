@@ -18,7 +18,7 @@ title in the body (once, or twice and more), and poems where one character opens
     python -m benchmarks.poem_decoding --cache cache/poems --titles 100 --doubling
 
 compares each default mode (no options, --num-beams 4, --do-sample) with and without the IdiomaticDoubling
-processor (genrt.poems.doubling) on the same titles: `doubling_decision`.
+processor (genrt.poems.verse.doubling) on the same titles: `doubling_decision`.
 """
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from genrt.contract import PROMPT_TITLE, VERSE_BREAKS, is_han
-from genrt.poems.doubling import DoublingTable, IdiomaticDoubling, load_doubling
-from genrt.poems.forms import FORMS, well_formed
+from genrt.poems.verse.doubling import DoublingTable, IdiomaticDoubling, load_doubling
+from genrt.poems.verse.forms import FORMS, well_formed
 from genrt.poems.tokenizer import CharTokenizer
 
 OFF = dict(do_sample=False, repetition_penalty=1.0, max_char_repeats=0, no_repeat_verse=False, regular_shape=False)
@@ -216,9 +216,9 @@ def doubling_generator(generator, on: bool) -> tuple[Any, dict[str, Any]]:
     table = load_doubling(generator.model.model_dir, generator.manifest)
     if table is None:
         raise ValueError(f"{generator.model.model_dir} has no doubling table: python -m export.poem_doubling")
-    from genrt.poems.forms import FormConstraint
-    from genrt.poems.shape import RegularShape
-    from genrt.poems.tonal import TonalConstraint
+    from genrt.poems.verse.forms import FormConstraint
+    from genrt.poems.verse.shape import RegularShape
+    from genrt.poems.verse.tonal import TonalConstraint
     deciding = (RegularShape, FormConstraint, TonalConstraint)
     wired = type(generator)(generator.model)
     plain = wired._processors

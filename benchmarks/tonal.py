@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.poem_decoding import load_split
-from genrt.poems.forms import FORMS, well_formed
-from genrt.poems.pingshui import PingshuiTable
+from genrt.poems.verse.forms import FORMS, well_formed
+from genrt.poems.verse.pingshui import PingshuiTable
 from genrt.poems.tokenizer import CharTokenizer
-from genrt.poems.tonal import matching_patterns, pingshui_rhyme_problem, tonal_problem
+from genrt.poems.verse.tonal import matching_patterns, pingshui_rhyme_problem, tonal_problem
 
 SEARCHES = {"defaults (no options)": {}, "defaults --num-beams 4": {"num_beams": 4},
             "--num-beams 4 --greedy (best-first)": {"num_beams": 4, "do_sample": False}}
@@ -111,7 +111,7 @@ def time_tonal(generator, titles: list[str], repeats: int = 5) -> list[dict]:
 def replay_us(tokenizer, form: str, poems: list[str], repeats: int = 3) -> tuple[float, float]:
     """µs per call of TonalConstraint over the prefixes of each poem (one row): the median over poems of each
     poem's best of `repeats`, cold (shared tables emptied before every replay) then warm."""
-    from genrt.poems import tonal
+    from genrt.poems.verse import tonal
     out = []
     for cold in (True, False):
         per_poem = []

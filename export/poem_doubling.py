@@ -1,5 +1,5 @@
 """The doubling table of a poem model directory: which characters the training poems double (叠字) and where in a
-verse; genrt.poems.doubling describes the file and applies it.
+verse; genrt.poems.verse.doubling describes the file and applies it.
 
     python -m export.poem_doubling --data ../shared/data/chinese-poetry genrt/models/poems [MODEL_DIR ...]
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from genrt.contract import MANIFEST_NAME, PoemsManifest, read_manifest
-from genrt.poems.doubling import (
+from genrt.poems.verse.doubling import (
     DOUBLING_FILE, MIN_AT_POSITION, MIN_COUNT, VERSE_LENGTHS, DoublingTable, doubled_pairs,
 )
 

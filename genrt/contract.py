@@ -154,7 +154,7 @@ class PoemsManifest:
     data_licence: str = ""
     generation: dict[str, Any] = field(default_factory=dict)  # recommended settings, see GENERATION_SECTIONS
     t2s_file: str = ""               # JSON {traditional: simplified} for prompt characters outside the vocab
-    doubling_file: str = ""          # JSON: which characters double idiomatically, and where (genrt.poems.doubling)
+    doubling_file: str = ""          # JSON: which characters double idiomatically, and where (verse.doubling)
     scoring: bool = False            # the decoder also returns `all_logits` (every new position): score()
     log_norm: bool = False           # the decoder also returns `log_norm` (B,): log-sum-exp of `logits`
     batch_invariant: bool = False    # checked at export: a row's logits are bit-identical whatever other rows share

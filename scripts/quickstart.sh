@@ -11,7 +11,7 @@ if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
         exit 1
     fi
 fi
-if ! .venv/bin/python -c "import genrt" >/dev/null 2>&1; then
+if [ ! -x .venv/bin/genrt ]; then          # (not `import genrt`: from the checkout that finds the source folder)
     .venv/bin/python -m pip install -q .
 fi
 

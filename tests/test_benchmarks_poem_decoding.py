@@ -115,7 +115,7 @@ DOUBLING = {"min_count": 20, "min_at_position": 3, "verse_lengths": [5, 7],
 
 def test_reader_stats_count_what_a_reader_notices():
     from benchmarks.poem_decoding import reader_stats
-    from genrt.poems.doubling import DoublingTable
+    from genrt.poems.verse.doubling import DoublingTable
     table = DoublingTable.from_json(DOUBLING)
     titles = ["夜泊", "山居", "秋风"]
     poems = ["夜泊夜泊舟，江月萧萧舟。", "山居亦何好，无人在山中。", "风风吹落叶，风雨萧萧来。"]
@@ -133,8 +133,8 @@ def test_reader_stats_count_what_a_reader_notices():
 def test_the_doubling_decision_adds_the_processor_before_the_shape(tmp_path):
     from benchmarks.poem_decoding import doubling_generator
     from genrt.contract import PoemsManifest
-    from genrt.poems.doubling import DOUBLING_FILE, IdiomaticDoubling
-    from genrt.poems.shape import RegularShape
+    from genrt.poems.verse.doubling import DOUBLING_FILE, IdiomaticDoubling
+    from genrt.poems.verse.shape import RegularShape
     from genrt.poems.tokenizer import CharTokenizer
     (tmp_path / DOUBLING_FILE).write_text(json.dumps(DOUBLING, ensure_ascii=False), encoding="utf-8")
     manifest = PoemsManifest(vocab=tuple(VOCAB), d_model=8, num_heads=2, num_encoder_layers=1,

@@ -42,7 +42,7 @@ def test_bundled_poem_export_report():
 def test_bundled_poems_were_trained_with_form_tokens():
     gen = PoemGenerator.load(provider="cpu", threads=1)
     assert set(gen.tokenizer.form_ids) == {"wujue", "qijue", "wulv", "qilv"}
-    from genrt.poems.forms import well_formed
+    from genrt.poems.verse.forms import well_formed
     poem = gen.generate("春江", form="qijue")[0]
     assert well_formed(poem.text, form="qijue")
 

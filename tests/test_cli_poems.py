@@ -216,7 +216,7 @@ def test_score_errors_are_one_line(tiny_poems_dir, args, message):
 
 
 def test_tonal_and_pingshui_rhyme(tiny_poems_dir):
-    from genrt.poems.tonal import pingshui_rhyme_problem, tonal_problem
+    from genrt.poems.verse.tonal import pingshui_rhyme_problem, tonal_problem
     result = run(tiny_poems_dir, "春江", "--form", "wujue", "--tonal", "--json")
     assert result.exit_code == 0, result.output
     assert tonal_problem(json.loads(result.output)[0][0]["text"], "wujue") is None

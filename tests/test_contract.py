@@ -57,7 +57,7 @@ def test_a_missing_field_is_named(tmp_path):
 
 
 def test_form_token_names_match_the_forms_ascii_names():
-    from genrt.poems.forms import FORMS
+    from genrt.poems.verse.forms import FORMS
     assert set(FORM_TOKENS) == {f.aliases[0] for f in FORMS.values()}
 
 

@@ -5,7 +5,7 @@ import zipfile
 import pytest
 
 from export.pingshui import SOURCE_MEMBER, SUPPLEMENT, VARIANTS, add_variants, build_table, main, read_source
-from genrt.poems.pingshui import TABLE_PATH
+from genrt.poems.verse.pingshui import TABLE_PATH
 
 SUPPLEMENT_GROUPS = {
     "平": ["上平聲一東", "上平聲八齊", "上平聲十灰", "下平聲十三覃"],

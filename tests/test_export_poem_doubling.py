@@ -5,7 +5,7 @@ import pytest
 
 from export.poem_doubling import count_doubles, doubling_table, main, training_bodies, write_doubling
 from genrt.contract import MANIFEST_NAME, ManifestError, PoemsManifest, SPECIAL_TOKENS, read_manifest, write_manifest
-from genrt.poems.doubling import DOUBLING_FILE, load_doubling
+from genrt.poems.verse.doubling import DOUBLING_FILE, load_doubling
 from trainers.poems_corpus import is_validation
 
 BODIES = ["萧萧风雨夜，夜雨风萧萧。", "萧萧江上月，悠悠天地心。", "门掩掩风霜，谁为为君伤。",

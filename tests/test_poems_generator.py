@@ -227,7 +227,7 @@ def test_partly_unknown_prompt_is_accepted(gen):
 @pytest.mark.parametrize("form, lines, chars", [("wujue", 4, 5), ("七言绝句", 4, 7), ("wulv", 8, 5), ("qilv", 8, 7)])
 @pytest.mark.parametrize("kw", [{}, {"num_beams": 3}, {"do_sample": True, "seed": 1}])
 def test_forms_yield_the_shape_with_every_search(gen, form, lines, chars, kw):
-    from genrt.poems.forms import well_formed
+    from genrt.poems.verse.forms import well_formed
     p = gen.generate("春江", form=form, **kw)[0]
     assert p.finished and well_formed(p.text, form=form), p.text
     assert p.text.count("，") + p.text.count("。") == lines
@@ -237,13 +237,13 @@ def test_forms_yield_the_shape_with_every_search(gen, form, lines, chars, kw):
 @pytest.mark.parametrize("form", ["wujue", "qijue", "wulv", "qilv"])
 @pytest.mark.parametrize("kw", [{}, {"num_beams": 3}, {"do_sample": True, "seed": 1, "num_return_sequences": 2}])
 def test_tonal_poems_follow_a_pattern_with_every_search(gen, form, kw):
-    from genrt.poems.tonal import tonal_problem
+    from genrt.poems.verse.tonal import tonal_problem
     for p in gen.generate("春江", form=form, tonal=True, **kw):
         assert p.finished and tonal_problem(p.text, form) is None, p.text
 
 
 def test_pingshui_rhyme_and_a_continued_line_under_tones(gen):
-    from genrt.poems.tonal import pingshui_rhyme_problem, tonal_problem
+    from genrt.poems.verse.tonal import pingshui_rhyme_problem, tonal_problem
     p = gen.generate("春江", form="wulv", rhyme="pingshui")[0]
     assert pingshui_rhyme_problem(p.text, "wulv") is None, p.text
     q = gen.generate("春风花草香", mode="continue", form="wujue", tonal=True)[0]   # 平平平仄平: a B variant
@@ -262,7 +262,7 @@ def test_min_new_tokens_gives_at_least_that_many_characters(gen, kw):
 
 
 def test_acrostic_and_continue_mode(gen):
-    from genrt.poems.forms import well_formed
+    from genrt.poems.verse.forms import well_formed
     p = gen.generate("春夏秋冬", acrostic="春夏秋冬")[0]
     assert [line[0] for line in p.text.replace("，", "。").split("。") if line] == list("春夏秋冬")
     q = gen.generate("春江花月夜", mode="continue", form="wujue")[0]
@@ -305,7 +305,7 @@ def test_the_form_token_changes_what_the_model_sees(form_gen):
 
 @pytest.mark.parametrize("kw", [{}, {"num_beams": 3}, {"do_sample": True, "seed": 2}])
 def test_form_token_model_yields_the_shape_and_never_emits_control_tokens(form_gen, kw):
-    from genrt.poems.forms import well_formed
+    from genrt.poems.verse.forms import well_formed
     p = form_gen.generate("春江", form="qijue", **kw)[0]
     assert well_formed(p.text, form="qijue") and "<" not in p.text
     free = form_gen.generate("春江", max_new_tokens=30, **kw)[0]

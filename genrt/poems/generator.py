@@ -15,7 +15,7 @@ from genrt.decoding.processors import (
 )
 from genrt.decoding.scheduler import Request, Scheduler
 from genrt.decoding.search import BeamSampling, BeamSearch, Hypothesis, SampleSearch, Search
-from genrt.poems.doubling import IdiomaticDoubling, load_doubling
+from genrt.poems.verse.doubling import IdiomaticDoubling, load_doubling
 from genrt.poems.model import PoemModel
 from genrt.poems.options import GenerationOptions
 from genrt.poems.tokenizer import CharTokenizer, load_t2s
@@ -261,7 +261,7 @@ class PoemGenerator:
         """ASCII name of the requested form, to put its token in the source (None: no form, or told not to)."""
         if not (opts.form and opts.form_token):
             return None
-        from genrt.poems.forms import resolve_form
+        from genrt.poems.verse.forms import resolve_form
         return resolve_form(opts.form).aliases[0]
 
     def _forced_line(self, line: str) -> list[int]:
@@ -283,7 +283,7 @@ class PoemGenerator:
             raise ValueError(f"min_new_tokens={opts.min_new_tokens} does not fit: the model decodes at most "
                              f"{max_new} new tokens here (model limit {self.manifest.max_len})")
         if opts.form or opts.acrostic:
-            from genrt.poems.forms import poem_token_budget
+            from genrt.poems.verse.forms import poem_token_budget
             needed = poem_token_budget(opts.form, opts.acrostic) - (prefix.shape[1] - 1)
             if needed > max_new:
                 raise ValueError(f"the requested form needs {needed} more tokens but only {max_new} are allowed "
@@ -307,14 +307,14 @@ class PoemGenerator:
             processors.append(self._doubling)
         if opts.regular_shape and not (opts.form or opts.acrostic):
             if self._shape is None:
-                from genrt.poems.shape import RegularShape
+                from genrt.poems.verse.shape import RegularShape
                 self._shape = RegularShape(tok)
             processors.append(self._shape)                 # last: it decides what remains allowed
         if opts.form or opts.acrostic:
-            from genrt.poems.forms import FormConstraint
+            from genrt.poems.verse.forms import FormConstraint
             constraints = [FormConstraint(tok, opts.form, opts.acrostic, opts.rhyme_scheme == "modern")]
             if opts.tonal or opts.rhyme_scheme == "pingshui":
-                from genrt.poems.tonal import TonalConstraint
+                from genrt.poems.verse.tonal import TonalConstraint
                 constraints.append(TonalConstraint(tok, opts.form, opts.acrostic, opts.tonal))
             for constraint in constraints:
                 for line in forced:  # a continued first line must already fit the form

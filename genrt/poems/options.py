@@ -36,16 +36,16 @@ class GenerationOptions:
     no_repeat_ngram_size: int = 0        # 0 = off
     max_char_repeats: int = 0            # most times one character may appear in a verse; 0 = off (2 keeps 叠字)
     no_repeat_verse: bool = False        # never write a verse that repeats an earlier verse of the poem
-    regular_shape: bool = False          # without `form`: 4 or 8 verses of 5 or 7 characters (genrt.poems.shape)
-    idiomatic_doubling: bool = True      # double a character (叠字) only where the corpus does (genrt.poems.doubling;
+    regular_shape: bool = False          # without `form`: 4 or 8 verses of 5 or 7 characters (genrt.poems.verse.shape)
+    idiomatic_doubling: bool = True      # double a character (叠字) only where the corpus does (verse.doubling;
                                          # no effect for a model directory without the table)
     num_return_sequences: int = 1
     best_of: int = 1                     # sampling: draw this many candidates per prompt, return the most likely
     seed: int | None = None
-    form: str | None = None              # 七言绝句 / qijue ... (genrt.poems.forms)
+    form: str | None = None              # 七言绝句 / qijue ... (genrt.poems.verse.forms)
     acrostic: str | None = None          # line i starts with acrostic[i]
     rhyme: bool | str = False            # even lines end on one rhyme group: True/'modern' or 'pingshui' (平水韵)
-    tonal: bool = False                  # with `form`: 平仄 of 近体诗, rhyme in 平水韵 (genrt.poems.tonal)
+    tonal: bool = False                  # with `form`: 平仄 of 近体诗, rhyme in 平水韵 (genrt.poems.verse.tonal)
     form_token: bool = True              # with `form`, also tell the model (its form token) if it knows them
 
     @classmethod
@@ -131,9 +131,12 @@ class GenerationOptions:
     def _form_problems(self) -> list[str]:
         if self.form is None and self.acrostic is None and not self.rhyme and not self.tonal:
             return []
-        from genrt.poems.forms import check_request  # imported lazily: forms are optional machinery
+        from genrt.poems.verse.requests import check_request  # imported lazily: verse rules are optional machinery
         try:
             check_request(self.form, self.acrostic, self.rhyme, self.tonal)
+            if self.tonal:
+                from genrt.poems.verse.tonal import VerseRules   # an acrostic must fit some tonal pattern
+                VerseRules(self.form, self.acrostic, True)
         except ValueError as e:
             return [str(e)]
         return []
@@ -141,7 +144,7 @@ class GenerationOptions:
     @property
     def rhyme_scheme(self) -> str | None:
         """None, 'modern' or 'pingshui' (tonal verse rhymes in 平水韵)."""
-        from genrt.poems.forms import rhyme_scheme
+        from genrt.poems.verse.requests import rhyme_scheme
         return rhyme_scheme(self.rhyme, self.tonal)
 
     @property

@@ -1,10 +1,10 @@
-"""genrt.poems.rhyme: the 14 modern rhyme groups from pypinyin finals."""
+"""genrt.poems.verse.rhyme: the 14 modern rhyme groups from pypinyin finals."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from genrt.poems.rhyme import FINAL_TO_GROUP, RHYME_GROUPS, rhyme_group, rhyme_groups_of
+from genrt.poems.verse.rhyme import FINAL_TO_GROUP, RHYME_GROUPS, rhyme_group, rhyme_groups_of
 
 
 def test_rhyme_groups_follow_the_documented_mapping():

@@ -26,7 +26,7 @@ import numpy as np
 
 from genrt.contract import VERSE_BREAKS, ManifestError, PoemsManifest, contained_file, is_han, read_json
 from genrt.decoding.processors import NEG
-from genrt.poems.forms import _vocab_tables
+from genrt.poems.verse.forms import _vocab_tables
 
 DOUBLING_FILE = "doubling.json"
 MIN_COUNT = 20              # the definition: a doubled pair seen fewer than 20 times is not idiomatic

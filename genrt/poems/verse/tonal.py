@@ -26,8 +26,8 @@ from typing import Sequence
 import numpy as np
 
 from genrt.contract import is_han
-from genrt.poems.forms import COMMA, PERIOD, Rules, form_problem
-from genrt.poems.pingshui import PING, ZE, PingshuiTable, vocab_tones
+from genrt.poems.verse.forms import COMMA, PERIOD, Rules, form_problem
+from genrt.poems.verse.pingshui import PING, ZE, PingshuiTable, vocab_tones
 from genrt.decoding.processors import NEG  # a banned token's logit
 
 P, Z = PING, ZE

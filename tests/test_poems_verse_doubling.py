@@ -1,11 +1,12 @@
-"""genrt.poems.doubling: the doubling table, its loading through the manifest, and the IdiomaticDoubling processor."""
+"""genrt.poems.verse.doubling: the doubling table, its loading through the manifest, and the IdiomaticDoubling
+processor."""
 import json
 
 import numpy as np
 import pytest
 
 from genrt.contract import SPECIAL_TOKENS, ManifestError, PoemsManifest
-from genrt.poems.doubling import (
+from genrt.poems.verse.doubling import (
     DOUBLING_FILE, DoublingTable, IdiomaticDoubling, doubled_pairs, load_doubling, verses,
 )
 from genrt.decoding.processors import NEG

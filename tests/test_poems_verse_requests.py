@@ -1,10 +1,10 @@
-"""genrt.poems.form_requests: the four forms, rhyme schemes, checking a request before decoding, and Rules."""
+"""genrt.poems.verse.requests: the four forms, rhyme schemes, checking a request before decoding, and Rules."""
 from __future__ import annotations
 
 import pytest
 
-from genrt.poems import form_requests
-from genrt.poems.form_requests import (
+from genrt.poems.verse import requests as form_requests
+from genrt.poems.verse.requests import (
     FORMS, Rules, check_request, form_choices, poem_token_budget, resolve_form, rhyme_scheme,
 )
 from genrt.poems.options import GenerationOptions
@@ -84,6 +84,6 @@ def test_rules_of_a_form_and_of_an_acrostic_without_one():
     assert (free.lines, free.length, free.rhyme) == (3, None, False)
     assert [free.end_mark(i) for i in range(3)] == ["，", "。", "。"]           # the last line always ends '。'
     assert free.max_tokens == 3 * (7 + 1) + 1                                 # the longer free length
-    assert Rules.of("qijue", None, "pingshui").rhyme is False                 # 平水韵 is genrt.poems.tonal's
+    assert Rules.of("qijue", None, "pingshui").rhyme is False                 # 平水韵 is genrt.poems.verse.tonal's
     with pytest.raises(ValueError, match="a form constraint needs a form or an acrostic"):
         Rules.of(None, None, False)

@@ -1,5 +1,5 @@
 """Modern rhyme groups (押韵 for `rhyme=True` / 'modern'): a 中华新韵-like approximation, 14 groups, from each
-character's most common modern reading (pypinyin finals, strict). 平水韵 lives in genrt.poems.pingshui."""
+character's most common modern reading (pypinyin finals, strict). 平水韵 lives in genrt.poems.verse.pingshui."""
 from __future__ import annotations
 
 from functools import lru_cache

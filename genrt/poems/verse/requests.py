@@ -1,6 +1,7 @@
 """Form requests: the four regulated forms, rhyme schemes, and checking a form/acrostic/rhyme/tonal request
-before any decoding (`check_request`, `Rules`). The rules themselves and the processor are in genrt.poems.forms;
-tones and 平水韵 in genrt.poems.tonal."""
+before any decoding (`check_request`, `Rules`; that an acrostic fits a tonal pattern is tonal.VerseRules' check).
+The rules themselves and the processor are in genrt.poems.verse.forms;
+tones and 平水韵 in genrt.poems.verse.tonal."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ def resolve_form(name: str) -> FormSpec:
     return spec
 
 
-RHYME_SCHEMES = ("modern", "pingshui")    # modern: the 14 groups below (pypinyin); pingshui: 平水韵 (genrt.poems.tonal)
+RHYME_SCHEMES = ("modern", "pingshui")    # modern: the 14 groups below (pypinyin); pingshui: 平水韵 (tonal.py)
 
 
 def rhyme_scheme(rhyme: bool | str | None, tonal: bool = False) -> str | None:
@@ -75,12 +76,6 @@ def check_request(form: str | None, acrostic: str | None, rhyme: bool | str | No
     if scheme == "modern" and not _pypinyin_installed():
         from genrt.extras import install_hint
         problems.append(f"rhyme needs the pypinyin package: {install_hint('forms')}")
-    if tonal and not problems:
-        from genrt.poems.tonal import VerseRules   # checks that an acrostic fits some tonal pattern
-        try:
-            VerseRules(form, acrostic, True)
-        except ValueError as e:
-            problems.append(str(e))
     if problems:
         raise ValueError("; ".join(problems))
 
@@ -116,7 +111,7 @@ class Rules:
 
     @classmethod
     def of(cls, form: str | None, acrostic: str | None, rhyme: bool) -> "Rules":
-        """rhyme: the modern rhyme groups (True/'modern'); 平水韵 rhyme and tones are genrt.poems.tonal's."""
+        """rhyme: the modern rhyme groups (True/'modern'); 平水韵 rhyme and tones are genrt.poems.verse.tonal's."""
         rhyme = rhyme_scheme(rhyme) == "modern"
         check_request(form, acrostic, rhyme)
         if form is None and acrostic is None:

@@ -3,7 +3,7 @@
 `RegularShape` is a LogitsProcessor that lets the model choose the form while keeping it regular: the first verse
 has 5 or 7 characters (the model decides at the 5th), every later verse has the same length, odd verses end with
 '，' and even ones with '。', and the poem may end only after 4 or 8 verses (a 绝句 or 律诗 shape, as `--form`
-would give, see genrt.poems.forms). A row whose forced text (continue mode) already breaks the shape is left free.
+would give, see genrt.poems.verse.forms). A row whose forced text (continue mode) already breaks the shape is left free.
 Stateless: each row's state is read from its tokens, so beam search may reorder rows.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from genrt.contract import VERSE_BREAKS
-from genrt.poems.forms import COMMA, FREE_LENGTHS, PERIOD, _vocab_tables
+from genrt.poems.verse.forms import COMMA, FREE_LENGTHS, PERIOD, _vocab_tables
 from genrt.decoding.processors import NEG  # a banned token's logit
 
 POEM_LINES = (4, 8)

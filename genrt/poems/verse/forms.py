@@ -33,12 +33,12 @@ from typing import Callable, Sequence
 import numpy as np
 
 from genrt.contract import SPECIAL_TOKENS, UNK, is_han
-from genrt.poems.form_requests import (  # noqa: F401 -- re-exported: the request side of forms
+from genrt.poems.verse.requests import (  # noqa: F401 -- re-exported: the request side of forms
     COMMA, FORMS, FREE_LENGTHS, MAX_FREE_LINES, PERIOD, RHYME_SCHEMES, FormSpec, Rules, check_request, form_choices,
     poem_token_budget, resolve_form, rhyme_scheme,
 )
 from genrt.decoding.processors import NEG  # a banned token's logit
-from genrt.poems.rhyme import RHYME_GROUPS, rhyme_group, rhyme_groups_of  # noqa: F401 -- re-exported
+from genrt.poems.verse.rhyme import RHYME_GROUPS, rhyme_group, rhyme_groups_of  # noqa: F401 -- re-exported
 
 
 # ---------------------------------------------------------------- the reference rules, character by character
