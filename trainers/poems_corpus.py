@@ -127,8 +127,8 @@ def build_vocab(poems: Iterable[dict], min_freq: int, form_tokens: bool = False)
 
 
 def form_of(body: str) -> str | None:
-    """The ASCII name of the regular form a poem body has (genrt.poems.forms decides), or None."""
-    from genrt.poems.forms import FORMS, well_formed
+    """The ASCII name of the regular form a poem body has (genrt.poems.verse.forms decides), or None."""
+    from genrt.poems.verse.forms import FORMS, well_formed
     for spec in FORMS.values():
         if well_formed(body, spec.name):
             return spec.aliases[0]

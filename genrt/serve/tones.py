@@ -1,7 +1,7 @@
 """平仄 marks for the page and the API: one mark per character of a poem, from genrt's 平水韵 table."""
 from __future__ import annotations
 
-from genrt.poems.pingshui import PingshuiTable
+from genrt.poems.verse.pingshui import PingshuiTable
 
 
 def tone_marks(text: str) -> str:
