@@ -20,10 +20,12 @@ T2S_FILE = "t2s.json"
 # CJK Unified Ideographs and Extension A: every traditional character a prompt is likely to hold
 CJK_RANGES = ((0x3400, 0x4DC0), (0x4E00, 0xA000))
 
-# Chosen by benchmarks/poem_decoding.py on validation titles (see README, "Decoding defaults").
+# Chosen by benchmarks/poem_decoding.py on validation titles (benchmarks/results/poem_decoding*.md).
 RECOMMENDED_GENERATION: dict[str, dict[str, Any]] = {
-    # every mode: no verse repeats, at most 2 of a character per verse, 4 or 8 verses of 5 or 7 characters
-    "default": {"max_char_repeats": 2, "no_repeat_verse": True, "regular_shape": True, "repetition_penalty": 1.2},
+    # every mode: no verse repeats, at most 2 of a character per verse, 4 or 8 verses of 5 or 7 characters, no
+    # character opening a third verse, no piece of the title recurring
+    "default": {"max_char_repeats": 2, "no_repeat_verse": True, "regular_shape": True, "repetition_penalty": 1.2,
+                "max_verse_openings": 2, "max_title_echoes": 1},
     # `genrt poem TITLE`: the most likely of 4 sampled poems, seeded, so a title always gives the same poem
     "no_options": {"do_sample": True, "best_of": 4, "temperature": 0.8, "top_k": 40, "top_p": 0.95, "seed": 0,
                    "repetition_penalty": 1.0},

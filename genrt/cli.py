@@ -340,8 +340,8 @@ SETTINGS_MODES = (("", {}), ("--num-beams 4", {"num_beams": 4}), ("--num-beams 4
                   ("--greedy", {"do_sample": False}))
 SAMPLING_FIELDS = ("best_of", "temperature", "top_k", "top_p", "seed")
 SHOWN_FIELDS = ("num_beams", "length_penalty", "do_sample", *SAMPLING_FIELDS, "repetition_penalty",
-                "no_repeat_ngram_size", "max_char_repeats", "no_repeat_verse", "regular_shape", "max_new_tokens",
-                "min_new_tokens")
+                "no_repeat_ngram_size", "max_char_repeats", "max_verse_openings", "max_title_echoes",
+                "no_repeat_verse", "regular_shape", "max_new_tokens", "min_new_tokens")
 SWITCHES = {"do_sample": ("--do-sample", "--greedy"), "no_repeat_verse": ("--no-repeat-verse", "--allow-repeat-verse"),
             "regular_shape": ("--regular-shape", "--free-shape"),
             "idiomatic_doubling": ("--idiomatic-doubling", "--allow-any-doubling")}
@@ -417,6 +417,10 @@ def print_settings(generator: PoemGenerator, as_json: bool) -> None:
 @click.option("--no-repeat-ngram-size", type=click.IntRange(min=0), default=None, help="0 = off " + RECOMMENDED)
 @click.option("--max-char-repeats", type=click.IntRange(min=0), default=None,
               help="most times a character may appear in one verse; 0 = off " + RECOMMENDED)
+@click.option("--max-verse-openings", type=click.IntRange(min=0), default=None,
+              help="most verses one character may open; 0 = off " + RECOMMENDED)
+@click.option("--max-title-echoes", type=click.IntRange(min=0), default=None,
+              help="most times a two-character piece of the title may recur in the poem; 0 = off " + RECOMMENDED)
 @click.option("--no-repeat-verse/--allow-repeat-verse", default=None,
               help="forbid a verse that repeats an earlier one " + RECOMMENDED)
 @click.option("--regular-shape/--free-shape", default=None,

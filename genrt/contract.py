@@ -368,6 +368,7 @@ GENERATION_SECTIONS = ("default", "no_options", "beam", "sample")
 GENERATION_KEYS = {
     "max_new_tokens": int, "length_penalty": float, "repetition_penalty": float, "no_repeat_ngram_size": int,
     "max_char_repeats": int, "no_repeat_verse": bool, "regular_shape": bool, "idiomatic_doubling": bool,
+    "max_verse_openings": int, "max_title_echoes": int,
     "best_of": int, "do_sample": bool,
     "seed": int, "temperature": float, "top_k": int, "top_p": float,
 }

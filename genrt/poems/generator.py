@@ -16,6 +16,7 @@ from genrt.decoding.processors import (
 from genrt.decoding.scheduler import Request, Scheduler
 from genrt.decoding.search import BeamSampling, BeamSearch, Hypothesis, SampleSearch, Search
 from genrt.poems.verse.doubling import IdiomaticDoubling, load_doubling
+from genrt.poems.verse.echo import TitleEcho, VerseOpenings
 from genrt.poems.model import PoemModel
 from genrt.poems.options import GenerationOptions
 from genrt.poems.tokenizer import CharTokenizer, load_t2s
@@ -215,7 +216,7 @@ class PoemGenerator:
             copies = opts.num_beams if opts.is_beam else max(opts.num_return_sequences, opts.best_of)
             prefix = np.tile(np.asarray([self.tokenizer.sos_id] + line, np.int64), (copies, 1))   # (R, P)
             max_new = self._max_new(opts, prefix)
-            processors = self._processors(opts, [line])
+            processors = self._processors(opts, [line], prompt)
             out.append(Request(source, prefix, self._search(opts, prefix, max_new, processors, root),
                                context=(prompt, line)))
         return out
@@ -290,7 +291,8 @@ class PoemGenerator:
                                  f"(max_new_tokens={opts.max_new_tokens}, model limit {self.manifest.max_len})")
         return max_new
 
-    def _processors(self, opts: GenerationOptions, forced: list[list[int]]) -> list[LogitsProcessor]:
+    def _processors(self, opts: GenerationOptions, forced: list[list[int]], prompt: str = ""
+                    ) -> list[LogitsProcessor]:
         tok = self.tokenizer
         processors: list[LogitsProcessor] = [self._suppress]
         if opts.min_new_tokens:
@@ -305,6 +307,11 @@ class PoemGenerator:
                                                    opts.no_repeat_verse))
         if opts.idiomatic_doubling and self._doubling is not None:
             processors.append(self._doubling)
+        if opts.max_verse_openings:
+            processors.append(VerseOpenings(tok.ids_of(LINE_PUNCTUATION), opts.max_verse_openings))
+        if opts.max_title_echoes and opts.mode == "title":
+            title = [i for i in tok.encode_text(tok.normalize(prompt).strip()) if i != tok.unk_id]
+            processors.append(TitleEcho(title, opts.max_title_echoes))
         if opts.regular_shape and not (opts.form or opts.acrostic):
             if self._shape is None:
                 from genrt.poems.verse.shape import RegularShape

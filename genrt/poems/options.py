@@ -36,6 +36,8 @@ class GenerationOptions:
     no_repeat_ngram_size: int = 0        # 0 = off
     max_char_repeats: int = 0            # most times one character may appear in a verse; 0 = off (2 keeps 叠字)
     no_repeat_verse: bool = False        # never write a verse that repeats an earlier verse of the poem
+    max_verse_openings: int = 0          # most verses one character may open; 0 = off (genrt.poems.verse.echo)
+    max_title_echoes: int = 0            # title mode: most times a 2-character piece of the title may recur; 0 = off
     regular_shape: bool = False          # without `form`: 4 or 8 verses of 5 or 7 characters (genrt.poems.verse.shape)
     idiomatic_doubling: bool = True      # double a character (叠字) only where the corpus does (verse.doubling;
                                          # no effect for a model directory without the table)
@@ -75,6 +77,8 @@ class GenerationOptions:
             _int_problem("top_k", self.top_k, 0),
             _int_problem("no_repeat_ngram_size", self.no_repeat_ngram_size, 0),
             _int_problem("max_char_repeats", self.max_char_repeats, 0),
+            _int_problem("max_verse_openings", self.max_verse_openings, 0),
+            _int_problem("max_title_echoes", self.max_title_echoes, 0),
             _int_problem("num_return_sequences", self.num_return_sequences, 1, MAX_NUM_RETURN_SEQUENCES),
             _int_problem("best_of", self.best_of, 1, MAX_NUM_RETURN_SEQUENCES),
             _float_problem("temperature", self.temperature, "> 0", _positive, TEMPERATURE_RANGE),
