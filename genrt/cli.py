@@ -260,24 +260,24 @@ def faces(n: int | None, out: Path, seed: int | None, seeds: list[int] | None, b
         run = RunFolder(out, overwrite)                 # genrt.faces.output: lock, staging, replace at the end
         if gif is not None and gif.exists() and not overwrite:
             raise UserError(f"{gif} exists; use --overwrite to replace it or choose another --gif")
-        if seeds is not None:
-            total, what = len(seeds), "faces"
-            names = [seed_image_name(s) for s in seeds]
-            batches = (generator.generate_from_latents(
-                np.concatenate([generator.latents(1, seed=s, truncation=truncation) for s in chunk]))
-                for chunk in (seeds[i:i + batch_size] for i in range(0, total, batch_size)))
-        elif frames is not None:
-            total, what = frames, "frames"
-            names = image_names(total, "frame")
-            batches = generator.iter_interpolation(frames, seed=pick_seed(seed), batch_size=batch_size,
-                                                   truncation=truncation)
-        else:
-            total, what = n or DEFAULT_FACES, "faces"
-            names = image_names(total, "face")
-            batches = generator.iter_batches(total, seed=pick_seed(seed), batch_size=batch_size,
-                                             truncation=truncation)
-        shown_in_grid = grid_indices(total, evenly=frames is not None)
-        with run:
+        with run:                                       # the folder is checked and locked before anything prints
+            if seeds is not None:
+                total, what = len(seeds), "faces"
+                names = [seed_image_name(s) for s in seeds]
+                batches = (generator.generate_from_latents(
+                    np.concatenate([generator.latents(1, seed=s, truncation=truncation) for s in chunk]))
+                    for chunk in (seeds[i:i + batch_size] for i in range(0, total, batch_size)))
+            elif frames is not None:
+                total, what = frames, "frames"
+                names = image_names(total, "frame")
+                batches = generator.iter_interpolation(frames, seed=pick_seed(seed), batch_size=batch_size,
+                                                       truncation=truncation)
+            else:
+                total, what = n or DEFAULT_FACES, "faces"
+                names = image_names(total, "face")
+                batches = generator.iter_batches(total, seed=pick_seed(seed), batch_size=batch_size,
+                                                 truncation=truncation)
+            shown_in_grid = grid_indices(total, evenly=frames is not None)
             kept = write_images(batches, run.stage, names, set(range(total)) if gif is not None else shown_in_grid,
                                 show_bar=total > batch_size)
             written = [f"{total} {what if total > 1 else what[:-1]}"]
@@ -543,6 +543,56 @@ def score(pairs: tuple[str, ...], jsonl, continue_line: bool, batch_size: int, p
         results = generator.score([p for p, _ in items], [q for _, q in items],
                                   mode="continue" if continue_line else "title", batch_size=batch_size)
     click.echo(json.dumps([asdict(r) for r in results], ensure_ascii=False, indent=1))
+
+
+REVISE_EXAMPLES = """\b
+Examples:
+  genrt revise 静夜思 床前明月光，疑是地上霜。举头望明月，低头思故乡。 --line 2
+  genrt revise 静夜思 床前明月光，疑是地上霜。举头望明月，低头思故乡。 --line 3 --do-sample --seed 1 -n 2
+  genrt revise 春夜 春夜夜深坐，春风入酒旗。东风吹客子，独自对芳枝。 --line 3 --form 五言绝句 --tonal --json
+"""
+
+
+@main.command(epilog=REVISE_EXAMPLES)
+@click.argument("prompt")
+@click.argument("poem")
+@click.option("--line", type=click.IntRange(min=1), required=True, help="the verse to write again (1 = the first)")
+@click.option("-n", "--num-alternatives", type=click.IntRange(1, MAX_NUM_BEAMS), default=3, show_default=True,
+              help="versions to print, best first by the model's log-probability of the whole poem")
+@click.option("--continue", "continue_line", is_flag=True, help="PROMPT is the poem's first line (as genrt poem)")
+@click.option("--num-beams", type=click.IntRange(1, MAX_NUM_BEAMS), default=None,
+              help="beam search " + RECOMMENDED)
+@click.option("--do-sample/--greedy", default=None, help="sample the verse / best-first beams " + RECOMMENDED)
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="with --do-sample: the random seed")
+@click.option("--form", default=None, help="the poem's form, which the new verse keeps (五言绝句 … or wujue …)")
+@click.option("--acrostic", default=None, help="the poem's acrostic, which the new verse keeps")
+@click.option("--rhyme", type=click.Choice(["modern", "pingshui"]), is_flag=False, flag_value="modern", default=None,
+              help="the poem's rhyme, which the new verse keeps")
+@click.option("--tonal", is_flag=True, default=None, help="with --form: the new verse keeps the poem's 平仄")
+@click.option("--json", "as_json", is_flag=True, help="print JSON (text and score of each version)")
+@provider_option
+@threads_option
+@precision_option
+@model_option
+def revise(prompt: str, poem: str, line: int, num_alternatives: int, continue_line: bool, as_json: bool,
+           provider: str, provider_options: dict[str, str], threads: int | None, precision: str | None,
+           model_dir: Path | None, **options) -> None:
+    """Write verse --line of POEM (a poem for PROMPT) again, keeping every other verse; print each version as the
+    whole poem on one line, best first."""
+    with user_errors():
+        require_stdout()
+        generator = load_poems(model_dir, provider, threads, precision, provider_options)
+        given = {k: v for k, v in options.items() if v is not None}
+        given["mode"] = "continue" if continue_line else "title"
+        versions = generator.revise(prompt, poem, line, num_alternatives, **given)
+        if not versions:
+            raise UserError("no version of that verse keeps the poem's form, tones and rhyme; try --do-sample or "
+                            "more --num-alternatives")
+    if as_json:
+        click.echo(json.dumps([asdict(p) for p in versions], ensure_ascii=False, indent=1))
+        return
+    for p in versions:
+        click.echo(p.text)
 
 
 def read_pair(line: str, number: int) -> tuple[str, str]:

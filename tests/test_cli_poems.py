@@ -223,3 +223,21 @@ def test_tonal_and_pingshui_rhyme(tiny_poems_dir):
     result = run(tiny_poems_dir, "春江", "--form", "wujue", "--rhyme", "pingshui", "--json")
     assert pingshui_rhyme_problem(json.loads(result.output)[0][0]["text"], "wujue") is None
     assert run(tiny_poems_dir, "春江", "--form", "wujue", "--rhyme").exit_code == 0     # bare --rhyme: modern
+
+
+def test_revise_prints_whole_poems_best_first_and_json(tiny_poems_dir):
+    import json as json_module
+    from click.testing import CliRunner
+    from genrt.cli import main
+    base = ["--model", str(tiny_poems_dir), "--threads", "1"]
+    made = CliRunner().invoke(main, ["poem", "春江", "--json", *base])
+    poem = json_module.loads(made.stdout)[0][0]["text"]
+    result = CliRunner().invoke(main, ["revise", "春江", poem, "--line", "2", "-n", "2", *base])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert 1 <= len(lines) <= 2 and all(line.split("，")[0] == poem.split("，")[0] for line in lines)
+    result = CliRunner().invoke(main, ["revise", "春江", poem, "--line", "2", "--json", *base])
+    scores = [v["score"] for v in json_module.loads(result.stdout)]
+    assert scores == sorted(scores, reverse=True)
+    bad = CliRunner().invoke(main, ["revise", "春江", poem, "--line", "99", *base])
+    assert bad.exit_code == 2 and bad.stderr.startswith("Error: line must be a verse number")

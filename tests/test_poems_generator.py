@@ -330,3 +330,35 @@ def test_many_prompts_run_in_bounded_rows(gen, monkeypatch):
     monkeypatch.setattr(gen.model, "step", counting)
     poems = gen.generate(["春江", "明月", "秋", "花"], num_beams=3, max_new_tokens=6)
     assert len(poems) == 4 and max(rows) == 6
+
+
+def test_revise_keeps_every_other_verse_and_ranks_by_the_whole_poem(gen):
+    from genrt.poems.revise import split_verses
+    poem = gen.generate("春江", max_new_tokens=60)[0].text
+    verses = split_verses(poem)
+    assert len(verses) >= 2
+    for kw in ({}, {"num_beams": 3}, {"do_sample": True, "seed": 2}):
+        versions = gen.revise("春江", poem, 2, num_alternatives=3, **kw)
+        assert 1 <= len(versions) <= 3
+        for v in versions:
+            new = split_verses(v.text)
+            assert new[0] == verses[0] and new[2:] == verses[2:] and new[1] != verses[1]
+            assert len(new[1]) == len(verses[1]) and new[1][-1] == verses[1][-1]
+        want = gen.score(["春江"] * len(versions), [v.text for v in versions])
+        assert [v.score for v in versions] == [w.logprob for w in want] == sorted(v.score for v in versions)[::-1]
+    assert gen.revise("春江", poem, 2, 2, do_sample=True, seed=5) == gen.revise("春江", poem, 2, 2, do_sample=True,
+                                                                                  seed=5)
+
+
+def test_revise_keeps_the_form_and_refuses_bad_input(gen):
+    from genrt.poems.verse.forms import well_formed
+    poem = gen.generate("春江", form="wujue")[0].text
+    for v in gen.revise("春江", poem, 3, 2, form="wujue"):
+        assert well_formed(v.text, form="wujue")
+    for bad, message in (({"line": 0}, "verse number from 1 to"), ({"line": 9}, "verse number"),
+                         ({"num_alternatives": 0}, "num_alternatives"), ({"poem": ""}, "non-empty")):
+        args = {"prompt": "春江", "poem": poem, "line": 1, "num_alternatives": 2, **bad}
+        with pytest.raises(ValueError, match=message):
+            gen.revise(**args)
+    with pytest.raises(ValueError, match="first verse is the prompt"):
+        gen.revise(poem.split("，")[0], poem, 1, mode="continue")

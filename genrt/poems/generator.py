@@ -204,6 +204,13 @@ class PoemGenerator:
         if len(final) > shown:
             yield self.tokenizer.decode(final[shown:])
 
+    def revise(self, prompt: str, poem: str, line: int, num_alternatives: int = 3, **kwargs: Any) -> list[Poem]:
+        """`poem` with verse `line` (1 = the first) written again, every other verse kept: up to
+        `num_alternatives` versions, best first by the model's log-probability of the whole poem (Poem.score), each
+        keeping the form, tones, rhyme and acrostic asked for (genrt.poems.revise)."""
+        from genrt.poems.revise import revise
+        return revise(self, prompt, poem, line, num_alternatives, **kwargs)
+
     def requests(self, prompts: Sequence[str], opts: GenerationOptions) -> list[Request]:
         """One scheduler request per prompt (validated options): source ids, forced prefix, processors and search.
         Sampling draws from streams seeded by (seed, row), the same for every prompt of the call, so a prompt
