@@ -152,6 +152,21 @@ def test_score_matches_the_generator(real_models):
     assert unknown.status_code == 400 and "vocabulary" in unknown.json()["error"]["message"]
 
 
+def test_revise_matches_the_generator(real_models):
+    poem = real_models.poems.generate("春江", max_new_tokens=40)[0].text
+    body = {"prompt": "春江", "poem": poem, "line": 2, "num_alternatives": 2, "num_beams": 3}
+    with app_client(models=real_models) as client:
+        r = client.post("/v1/revise", json=body)
+        bad = client.post("/v1/revise", json={**body, "line": 60})
+        unknown = client.post("/v1/revise", json={**body, "colour": "red"})
+    assert r.status_code == 200, r.text
+    direct = real_models.poems.revise("春江", poem, 2, 2, num_beams=3)
+    assert [p["text"] for p in r.json()["poems"]] == [p.text for p in direct]
+    assert all(len(p["tones"]) == len(p["text"]) for p in r.json()["poems"])
+    assert bad.status_code == 400 and "verse number" in bad.json()["error"]["message"]
+    assert unknown.status_code == 422
+
+
 def test_faces_formats_match_the_generator(real_models):
     expected = real_models.faces.generate(4, seed=7, truncation=0.5)
     with app_client(models=real_models) as client:

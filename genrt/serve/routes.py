@@ -1,4 +1,4 @@
-"""genrt's own endpoints: /v1/poems, /v1/score, /v1/faces, /healthz, /metrics, and the page at /."""
+"""genrt's own endpoints: /v1/poems, /v1/revise, /v1/score, /v1/faces, /healthz, /metrics, and the page at /."""
 from __future__ import annotations
 
 import asyncio
@@ -25,8 +25,8 @@ from genrt.poems.engine import EngineClosed, EngineFull
 from genrt.serve import sse
 from genrt.serve.errors import ApiError, bad_value
 from genrt.serve.middleware import CLIENT_CLOSED
-from genrt.serve.schemas import (FacesRequest, PoemRequest, PoemsResponse, ScoreRequest, ScoreResponse, given_options,
-                                 prompt_list, score_pairs)
+from genrt.serve.schemas import (FacesRequest, PoemRequest, PoemsResponse, ReviseRequest, ReviseResponse, ScoreRequest,
+                                 ScoreResponse, given_options, prompt_list, score_pairs)
 from genrt.serve.service import Busy, ClientGone, Models, Service
 from genrt.serve.tones import tone_marks
 
@@ -147,6 +147,24 @@ async def poem_events(service: Service, handle: Any, seed: int | None) -> AsyncI
     finally:
         if not handle.done:                                # the client left, or the deadline passed
             handle.cancel()
+
+
+@router.post("/v1/revise", response_model=ReviseResponse, responses=ERRORS)
+async def revise(body: ReviseRequest, request: Request) -> Any:  # type: ignore[valid-type]
+    """A poem with one verse written again, every other verse kept (as `genrt revise`)."""
+    service = service_of(request)
+    models = service.ready_models()
+    work = service.score_work.run(partial(models.poems.revise, body.prompt, body.poem, body.line,
+                                          body.num_alternatives, **given_options(body)))
+    try:
+        versions = await service.bounded(request, work, lambda: None)
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED)
+    except Busy:
+        raise service.queue_full("revise") from None
+    except ValueError as e:
+        raise bad_value(e) from None
+    return {"poems": [poem_json(v) for v in versions]}
 
 
 @router.post("/v1/score", response_model=ScoreResponse, responses=ERRORS)

@@ -37,6 +37,19 @@ def given_options(body: BaseModel) -> dict[str, Any]:
     return {name: getattr(body, name) for name in OPTION_NAMES if getattr(body, name, None) is not None}
 
 
+class ReviseRequestBase(BaseModel):
+    model_config = STRICT
+    prompt: str = Field(description="the poem's title (or with mode 'continue' its first line)", examples=["静夜思"])
+    poem: str = Field(examples=["床前明月光，疑是地上霜。举头望明月，低头思故乡。"])
+    line: int = Field(ge=1, le=64, description="the verse to write again (1 = the first)")
+    num_alternatives: int = Field(3, ge=1, le=64, description="versions, best first by the whole poem's score")
+
+
+# The verse's own generate options too, by their Python names (form, tonal, rhyme, acrostic, num_beams, ...).
+ReviseRequest = create_model("ReviseRequest", __base__=ReviseRequestBase,
+                             **{name: (Optional[_hints[name]], None) for name in OPTION_NAMES})
+
+
 class ScoreRequest(BaseModel):
     model_config = STRICT
     prompts: str | list[str] = Field(description="one prompt per poem", examples=[["静夜思"]])
@@ -125,6 +138,10 @@ class ScoreOut(BaseModel):
     logprob: float
     tokens: int
     nll_per_char: float
+
+
+class ReviseResponse(BaseModel):
+    poems: list[PoemOut] = Field(description="the whole poem with the verse written again, best first")
 
 
 class ScoreResponse(BaseModel):
