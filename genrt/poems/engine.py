@@ -44,6 +44,7 @@ class PoemHandle:
         self._pieces: list[str] = []
         self._shown = 0                                        # settled ids already turned into pieces
         self._ended = False                                    # the last piece is in: the request finished
+        self._streaming = False                                # someone reads pieces: settle them every step
         forced = request.context[1]
         if forced:
             self._pieces.append(engine.generator.tokenizer.decode(forced))
@@ -67,7 +68,7 @@ class PoemHandle:
     def pieces(self) -> Iterator[str]:
         """Pieces of the first poem as they become certain (as PoemGenerator.stream), then the end; raises the
         request's error."""
-        sent = 0
+        sent, self._streaming = 0, True
         while True:
             with self._changed:
                 while sent == len(self._pieces) and not self._ended:
@@ -84,7 +85,7 @@ class PoemHandle:
         return self._engine.generator.poems_of(self.request)
 
     async def apieces(self) -> AsyncIterator[str]:
-        sent = 0
+        sent, self._streaming = 0, True
         while True:
             await self._until(lambda: sent < len(self._pieces) or self._ended)
             with self._changed:
@@ -115,6 +116,8 @@ class PoemHandle:
     def _update(self) -> None:
         """On the engine thread, after a step: new settled characters become a piece; the end adds the rest."""
         r = self.request
+        if not r.done and not self._streaming:
+            return                                             # nobody reads pieces yet: the end settles them all
         if r.done:
             ids = r.result[0].tokens if r.result else []
         else:
