@@ -35,7 +35,8 @@ from genrt.poems.verse.doubling import DoublingTable, IdiomaticDoubling, load_do
 from genrt.poems.verse.forms import FORMS, well_formed
 from genrt.poems.tokenizer import CharTokenizer
 
-OFF = dict(do_sample=False, repetition_penalty=1.0, max_char_repeats=0, no_repeat_verse=False, regular_shape=False)
+OFF = dict(do_sample=False, repetition_penalty=1.0, max_char_repeats=0, no_repeat_verse=False, regular_shape=False,
+           max_verse_openings=0, max_title_echoes=0)
 RULES = dict(max_char_repeats=2, no_repeat_verse=True, regular_shape=True)
 
 # name -> generate() keyword arguments; "defaults" rows add nothing to what the model directory recommends; the

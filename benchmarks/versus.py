@@ -54,7 +54,7 @@ def genrt_runner(model_dir: Path, threads: int, beams: int = 1, batch: int = 1):
     gen = PoemGenerator.load(model_dir, provider="cpu", threads=threads)
     opts = gen.options(do_sample=False, min_new_tokens=NEW_TOKENS, max_new_tokens=NEW_TOKENS, regular_shape=False,
                        max_char_repeats=0, no_repeat_verse=False, repetition_penalty=1.0, num_beams=beams,
-                       length_penalty=1.0, idiomatic_doubling=False)
+                       length_penalty=1.0, idiomatic_doubling=False, max_verse_openings=0, max_title_echoes=0)
     prompts = batch_prompts(batch)
 
     def run() -> int:
