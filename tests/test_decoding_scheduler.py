@@ -89,3 +89,38 @@ def test_a_request_larger_than_the_row_limit_is_refused():
         Scheduler(TableModel(), max_rows=2).submit(Request([4], np.ones((3, 1), np.int64), _search("beam")))
     with pytest.raises(ValueError, match="max_rows"):
         Scheduler(TableModel(), max_rows=0)
+
+
+def test_greedy_requests_with_shared_processors_step_as_one(monkeypatch):
+    """Consecutive greedy searches with the same processor objects at the same length are updated together, and
+    each still gets what it gets alone; a different processor list or length splits the group."""
+    from genrt.decoding.processors import SuppressTokens
+    shared = [SuppressTokens([0, 3])]
+    calls = []
+    original = SampleSearch.update_group
+
+    def counting(searches, logits, log_norm):
+        calls.append(len(searches))
+        return original(searches, logits, log_norm)
+    monkeypatch.setattr(SampleSearch, "update_group", staticmethod(counting))
+    make = lambda procs, prefix=(1,): SampleSearch(np.array([prefix]), 8, EOS, procs, pick_greedy)  # noqa: E731
+    searches = [make(shared), make(shared), make(shared), make([SuppressTokens([0, 3])]), make(shared, (1, 4))]
+    sources = [[4, i] for i in range(len(searches))]
+    together = decode(TableModel(3), sources, searches)
+    monkeypatch.setattr(SampleSearch, "update_group", staticmethod(original))
+    alone = [decode(TableModel(3), [s], [make(p.processors, tuple(p.prefix[0]))])[0]
+             for s, p in zip(sources, searches)]
+    assert together == alone
+    assert 3 in calls                                     # the three sharing searches stepped as one group
+
+
+def test_a_failing_group_fails_its_members_only():
+    def broken(tokens, logits):
+        raise RuntimeError("processor broke")
+    shared = [broken]
+    group = [SampleSearch(np.ones((1, 1), np.int64), 5, EOS, shared, pick_greedy) for _ in range(2)]
+    other = _search("greedy")
+    scheduler = Scheduler(TableModel(1))
+    requests = [scheduler.submit(Request([4], s.prefix, s)) for s in [*group, other]]
+    scheduler.run()
+    assert all(isinstance(r.error, RuntimeError) for r in requests[:2]) and requests[2].result == _alone("greedy", [4])

@@ -129,19 +129,18 @@ class Scheduler:
         tokens = np.concatenate([r.next_tokens for r in self.active])[:, None]           # (N, 1)
         logits, self.cache = self.model.step(tokens, self.cache)                          # (N, V)
         log_norm = step_log_norm(self.cache, logits)                                     # (N,)
-        moves, offset, still = {}, 0, []                  # moves: request -> its rows' sources, when they change
+        updates = self._update_searches(logits, log_norm)                               # id(request) -> Update
+        moves, still = {}, []                             # moves: request -> its rows' sources, when they change
         for r in self.active:
-            start, offset = offset, offset + r.rows
             r.steps += 1
             if r.fed < r.prefix.shape[1]:                 # still feeding forced ids: the logits are not read
                 r.next_tokens = r.prefix[:, r.fed]
                 r.fed += 1
                 still.append(r)
                 continue
-            try:
-                update: Update = r.search.update(logits[start:offset], log_norm[start:offset])
-            except Exception as e:                        # one request's failure must not stop the others
-                r._finish(error=e)
+            update = updates[id(r)]
+            if isinstance(update, BaseException):         # one request's failure must not stop the others
+                r._finish(error=update)
                 ended.append(r)
                 continue
             self.tokens_generated += r.rows
@@ -164,6 +163,32 @@ class Scheduler:
             self.cache = self.model.reorder(self.cache, np.concatenate(rows)) if still else None
         self.active = still
         return ended
+
+    def _update_searches(self, logits: np.ndarray, log_norm: np.ndarray) -> dict[int, Update | BaseException]:
+        """Each decoding request's update for this step (its exception if it failed). Consecutive requests whose
+        searches share a `group_key` (greedy ones with the same stateless processors, at the same length) step
+        as one: one numpy call per processor for all their rows instead of one per request."""
+        out: dict[int, Update | BaseException] = {}
+        i, active = 0, self.active
+        starts = np.cumsum([0] + [r.rows for r in active])
+        while i < len(active):
+            r = active[i]
+            if r.fed < r.prefix.shape[1]:
+                i += 1
+                continue
+            key, j = getattr(r.search, "group_key", None), i + 1
+            while key is not None and j < len(active) and active[j].fed >= active[j].prefix.shape[1] \
+                    and getattr(active[j].search, "group_key", None) == key:
+                j += 1
+            group, rows = active[i:j], slice(starts[i], starts[j])
+            try:
+                updates = (type(r.search).update_group([g.search for g in group], logits[rows], log_norm[rows])
+                           if len(group) > 1 else [r.search.update(logits[rows], log_norm[rows])])
+                out.update((id(g), u) for g, u in zip(group, updates))
+            except Exception as e:                        # a group shares its processors: they fail together
+                out.update((id(g), e) for g in group)
+            i = j
+        return out
 
     def _drop_cancelled(self) -> list[Request]:
         ended = []

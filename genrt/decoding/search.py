@@ -15,7 +15,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 from genrt.decoding.processors import (
-    LogitsProcessor, apply_processors, logsumexp, reorder_processors, top_candidates, top_ids,
+    LogitsProcessor, apply_processors, logsumexp, pick_greedy, reorder_processors, top_candidates, top_ids,
 )
 
 
@@ -92,13 +92,39 @@ class SampleSearch:
         self.score = np.zeros(self.rows)
         self.alive = np.ones(self.rows, bool)
         self.step = 0
-        self._rows = np.arange(self.rows)
 
     def update(self, logits: np.ndarray, log_norm: np.ndarray) -> Update:
-        raw = logits[self._rows, :] if self.processors else logits   # processors write in place: keep the model's
-        logits = apply_processors(self.processors, self.history[:, :self.p + self.step], logits, self.eos_id)
-        new = self.pick(logits).astype(np.int64, copy=False)                                 # (R,)
-        logprob = raw[self._rows, new] - log_norm                                            # (R,)
+        return SampleSearch.update_group([self], logits, log_norm)[0]
+
+    @property
+    def group_key(self) -> tuple | None:
+        """Searches with equal keys may be stepped as one (`update_group`): greedy (a picker without per-row
+        state), the same processor objects (stateless ones, shared), the same number of ids so far."""
+        if self.pick is not pick_greedy:
+            return None
+        return (tuple(map(id, self.processors)), self.p + self.step, self.eos_id)
+
+    @staticmethod
+    def update_group(searches: Sequence["SampleSearch"], logits: np.ndarray, log_norm: np.ndarray) -> list[Update]:
+        """One step of several searches whose rows are consecutive in `logits` (sum R, V), each as it would step
+        alone: the processors and the picker work row by row, so running them once over all rows changes no
+        row's result, and costs one numpy call where there were one per search."""
+        first = searches[0]
+        width = first.p + first.step
+        tokens = first.history[:, :width] if len(searches) == 1 else \
+            np.concatenate([s.history[:, :width] for s in searches])                     # (sum R, P + step)
+        rows = np.arange(len(tokens))
+        raw = logits[rows, :] if first.processors else logits  # processors write in place: keep the model's
+        logits = apply_processors(first.processors, tokens, logits, first.eos_id)
+        new = first.pick(logits).astype(np.int64, copy=False)                                # (sum R,)
+        logprob = raw[rows, new] - log_norm                                                  # (sum R,)
+        updates, offset = [], 0
+        for s in searches:
+            updates.append(s._advance(new[offset:offset + s.rows], logprob[offset:offset + s.rows]))
+            offset += s.rows
+        return updates
+
+    def _advance(self, new: np.ndarray, logprob: np.ndarray) -> Update:
         if not self.alive.all():
             new[~self.alive], logprob[~self.alive] = self.eos_id, 0.0
         self.history[:, self.p + self.step] = new

@@ -27,6 +27,7 @@ SAMPLING_ONLY = ("do_sample", "temperature", "top_k", "top_p", "best_of", "seed"
 # Rows one call decodes together at most (prompts x beams / returned sequences); more requests wait for room and
 # join as others finish.
 BATCH_ROWS = 64
+SHARED_PROCESSOR_LISTS = 256           # configurations whose processor lists are kept for reuse
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class PoemGenerator:
         self._doubling = IdiomaticDoubling(self.tokenizer, table) if table else None
         self._suppress = SuppressTokens(self.tokenizer.never_generated_ids)
         self._shape = None                                   # RegularShape, built on first use
+        self._shared: dict[tuple, list[LogitsProcessor]] = {}  # processor lists by configuration (_shared_processors)
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None,
@@ -223,7 +225,7 @@ class PoemGenerator:
             copies = opts.num_beams if opts.is_beam else max(opts.num_return_sequences, opts.best_of)
             prefix = np.tile(np.asarray([self.tokenizer.sos_id] + line, np.int64), (copies, 1))   # (R, P)
             max_new = self._max_new(opts, prefix)
-            processors = self._processors(opts, [line], prompt)
+            processors = self._shared_processors(opts, line, prompt)
             out.append(Request(source, prefix, self._search(opts, prefix, max_new, processors, root),
                                context=(prompt, line)))
         return out
@@ -330,11 +332,32 @@ class PoemGenerator:
             if opts.tonal or opts.rhyme_scheme == "pingshui":
                 from genrt.poems.verse.tonal import TonalConstraint
                 constraints.append(TonalConstraint(tok, opts.form, opts.acrostic, opts.tonal))
-            for constraint in constraints:
-                for line in forced:  # a continued first line must already fit the form
-                    constraint.check_prefix(line)
             processors += constraints  # last: they decide what remains allowed
+        for processor in processors:
+            if hasattr(processor, "check_prefix"):
+                for line in forced:  # a continued first line must already fit the form
+                    processor.check_prefix(line)
         return processors
+
+    def _shared_processors(self, opts: GenerationOptions, line: list[int], prompt: str) -> list[LogitsProcessor]:
+        """`_processors`, the same list for requests that need the same ones: every processor is stateless (it
+        re-reads each row's ids), so requests of one configuration share them, and the scheduler can step such
+        greedy requests as one (SampleSearch.group_key)."""
+        title = prompt if opts.max_title_echoes and opts.mode == "title" else None      # TitleEcho is per title
+        key = (opts, len(line), title)
+        shared = self._shared.get(key)
+        if shared is None:
+            shared = self._processors(opts, [line], prompt)
+            if any(hasattr(p, "reorder") for p in shared):                         # state: never shared
+                return shared
+            if len(self._shared) >= SHARED_PROCESSOR_LISTS:
+                self._shared.clear()
+            self._shared[key] = shared
+        else:
+            for processor in shared:
+                if hasattr(processor, "check_prefix"):
+                    processor.check_prefix(line)
+        return shared
 
     @staticmethod
     def _root_seed(opts: GenerationOptions) -> int:
