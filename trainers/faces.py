@@ -58,6 +58,7 @@ class FacesConfig:
     threads: int = 0              # 0 = leave torch's default
     amp: bool = False             # bf16 autocast (CPU with AVX512-BF16, or CUDA)
     device: str = "auto"
+    max_minutes: float = 0.0      # stop (and checkpoint) after this much wall-clock training time; 0 = run all steps
     resume: bool = False
     init_from: str = ""           # weights-only checkpoint (save_weights) to warm-start from; fresh optimizers
     dry_run: bool = False
@@ -355,10 +356,13 @@ def train(cfg: FacesConfig) -> Path:
             save_checkpoint(out / "snapshots" / f"step_{done:06d}.pt", {   # the EMA generator alone, for SWD
                 "config": config_dict(cfg), "step": done, "kind": "faces-dcgan",
                 "generator": exported_generator(state.G_ema, cfg).state_dict()})
-        if dist_info.is_main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+        out_of_time = cfg.max_minutes > 0 and time.time() - t0 > 60 * cfg.max_minutes
+        if dist_info.is_main and (done % cfg.checkpoint_every == 0 or done == cfg.steps or out_of_time):
             save_checkpoint(ckpt_path, state.checkpoint(cfg))
+        if out_of_time:                                    # resume goes on from here (--resume)
+            break
     if dist_info.is_main:
-        print(f"faces: {cfg.steps - start} steps in {time.time() - t0:.0f}s; checkpoint {ckpt_path}")
+        print(f"faces: {state.step - start} steps in {time.time() - t0:.0f}s; checkpoint {ckpt_path}")
     teardown_distributed()
     return ckpt_path
 

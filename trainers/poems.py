@@ -54,6 +54,7 @@ class PoemsConfig:
     threads: int = 0
     amp: bool = False              # bf16 autocast
     device: str = "auto"
+    max_minutes: float = 0.0       # stop (and checkpoint) after this much wall-clock training time; 0 = run all steps
     resume: bool = False
     init_from: str = ""            # weights-only checkpoint (save_weights) to warm-start from; fresh optimizer
     dry_run: bool = False
@@ -300,7 +301,7 @@ def build_state(cfg: PoemsConfig, vocab: list[str], device: torch.device, dist_i
 
 
 # where a run's files are and how it runs on this machine: changing them on resume changes nothing it learns
-_PLACE_SETTINGS = {"cache", "out", "resume", "init_from", "dry_run", "threads", "device"}
+_PLACE_SETTINGS = {"cache", "out", "resume", "init_from", "dry_run", "threads", "device", "max_minutes"}
 
 
 def changed_settings(saved: dict, cfg: PoemsConfig) -> list[str]:
@@ -386,6 +387,8 @@ def train(cfg: PoemsConfig) -> Path:
             record_eval(loss)
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             save()
+        if cfg.max_minutes > 0 and time.time() - t0 > 60 * cfg.max_minutes:   # resume goes on from here
+            break
     if not state.history or state.history[-1]["step"] != state.step:  # `--resume --steps N` on a run stopped at N
         record_eval(None)
         save()
