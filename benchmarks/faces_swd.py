@@ -2,7 +2,7 @@
 
     python -m benchmarks.faces_swd --calibrate --model genrt/models/faces --model genrt/models/faces_int8 \\
                                    --out benchmarks/results/faces_swd.json
-    python -m benchmarks.faces_swd --run ~/genrt-runs/faces          # every snapshots/step_*.pt, cached in swd.json
+    python -m benchmarks.faces_swd --run runs/faces          # every snapshots/step_*.pt, cached in swd.json
 
 The metrics (SWD x10^3 on pyramid levels 64/32/16, diversity = mean pairwise L2 over the real set's, per-channel
 mean and std) are the numpy-only functions of benchmarks.swd, which describes them. Lower SWD is better; the

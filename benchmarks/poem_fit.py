@@ -1,6 +1,6 @@
 """Is the poem model over- or under-fitting? Its NLL per character on training pairs and on validation pairs.
 
-    python -m benchmarks.poem_fit --checkpoint ~/genrt-runs/poems/checkpoint.pt --cache cache/poems [--batches 40]
+    python -m benchmarks.poem_fit --checkpoint runs/poems/checkpoint.pt --cache cache/poems [--batches 40]
 
 Both splits are scored the same way the trainer scores validation (trainers.poems.evaluate: eval mode, so no
 dropout, fp32, no label smoothing) on the first `--batches` length-bucketed batches of seed 0 (for validation, the

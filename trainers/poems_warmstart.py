@@ -1,6 +1,6 @@
 """Recover the torch weights of an exported fp32 poem model directory, as a weights-only checkpoint.
 
-    python -m trainers.poems_warmstart --model genrt/models/poems --out ~/genrt-runs/poems_init.pt
+    python -m trainers.poems_warmstart --model genrt/models/poems --out runs/poems_init.pt
 
 The exported graphs hold every parameter: named initializers for biases/norms/embeddings, anonymous MatMul
 weights (stored transposed, in the order the model applies them) and attention scales folded into the query
