@@ -60,3 +60,19 @@ def test_join_step_and_reorder_keep_each_rows_own_slots(tiny_poems_dir):
     left = model.reorder(joined, np.array([3, 0]))
     assert left.lengths.tolist() == [1, CACHE_ALIGN + 1] and left.cross_kv[0].shape[0] == 2
     np.testing.assert_array_equal(left.src_mask[0], joined.src_mask[3])
+
+
+def test_append_rows_reuses_spare_rows_and_keep_rows_compacts_in_place():
+    from genrt.poems.model import append_rows, keep_rows
+    a = np.arange(6.0).reshape(3, 2)
+    grown = append_rows(a, np.full((1, 2), 9.0))
+    np.testing.assert_array_equal(grown, [[0, 1], [2, 3], [4, 5], [9, 9]])
+    assert len(grown.base) == 8                                     # room for as many more
+    again = append_rows(grown, np.full((2, 2), 7.0))
+    assert again.base is grown.base and len(again) == 6             # written into the spare rows, nothing copied
+    np.testing.assert_array_equal(again[4:], 7.0)
+    kept = keep_rows(again, np.array([1, 3, 5]))
+    np.testing.assert_array_equal(kept, [[2, 3], [9, 9], [7, 7]])
+    assert kept.base is grown.base
+    third = append_rows(kept, np.zeros((1, 2)))
+    assert third.base is grown.base and len(third) == 4

@@ -98,6 +98,27 @@ def _host(x) -> np.ndarray:
     return x if isinstance(x, np.ndarray) else x.numpy()
 
 
+def append_rows(x: np.ndarray, extra: np.ndarray) -> np.ndarray:
+    """x (N, ...) then extra (M, ...), as the first N + M rows of a buffer with spare rows: written into x's own
+    buffer when it has room (no copy of x's rows), else into a new one twice the size. Requests join the batch
+    often; this keeps a join from copying every row already decoding."""
+    n, m = len(x), len(extra)
+    base = x.base
+    if (isinstance(base, np.ndarray) and base.shape[1:] == x.shape[1:] and len(base) >= n + m
+            and base.ctypes.data == x.ctypes.data and x.flags.c_contiguous):
+        base[n:n + m] = extra
+        return base[:n + m]
+    grown = np.empty((2 * (n + m),) + x.shape[1:], x.dtype)
+    grown[:n], grown[n:n + m] = x, extra
+    return grown[:n + m]
+
+
+def keep_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """x[rows] for fewer rows (those that stay), written over x's first rows: the buffer keeps its spare rows."""
+    x[:len(rows)] = x[rows]                          # the right side is gathered into a temporary first
+    return x[:len(rows)]
+
+
 class PoemModel:
     """`device_cache=True` (the default on CUDA) keeps the KV cache in the provider's memory between steps via
     IOBinding: only token ids and masks go in and logits come out each step, and each step's keys are appended
@@ -172,7 +193,7 @@ class PoemModel:
         src = max(_host(first.src_mask).shape[1], _host(second.src_mask).shape[1])
 
         def cat(a, b, axis, size):
-            return np.concatenate([_pad_axis(_host(a), axis, size), _pad_axis(_host(b), axis, size)])
+            return append_rows(_pad_axis(_host(a), axis, size), _pad_axis(_host(b), axis, size))
         return DecoderCache(
             tuple(self._upload(cat(a, b, 2, width)) for a, b in zip(first.self_kv, second.self_kv)),
             cat(first.filled, second.filled, 1, width), np.concatenate([first.lengths, second.lengths]),
@@ -265,10 +286,12 @@ class PoemModel:
         change: the cache passed in must not be used afterwards."""
         rows = np.asarray(rows, np.int64)
         prefix = cache.prefix[rows] if cache.prefix is not None else None
-        if len(rows) != cache.rows:
-            return DecoderCache(tuple(self._upload(_host(x)[rows]) for x in cache.self_kv), cache.filled[rows],
-                                cache.lengths[rows], tuple(self._upload(_host(x)[rows]) for x in cache.cross_kv),
-                                self._upload(_host(cache.src_mask)[rows]), prefix)
+        if len(rows) != cache.rows:                  # rows leave (and beams may move): the rest keep their buffers
+            pick = keep_rows if not self.device_cache and (np.diff(rows) > 0).all() else lambda x, r: x[r]
+            return DecoderCache(tuple(self._upload(pick(_host(x), rows)) for x in cache.self_kv),
+                                pick(cache.filled, rows), cache.lengths[rows],
+                                tuple(self._upload(pick(_host(x), rows)) for x in cache.cross_kv),
+                                self._upload(pick(_host(cache.src_mask), rows)), prefix)
         if self.device_cache:
             moved = tuple(self._upload(x.numpy()[rows]) for x in cache.self_kv)
             filled = cache.filled[rows]
