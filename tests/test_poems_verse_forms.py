@@ -174,7 +174,7 @@ def test_pypinyin_is_imported_only_for_rhyme():
 # ---------------------------------------------------------------- decoding with random logits
 
 class RandomModel:
-    """A StepModel (genrt.poems.search) whose logits are noise: any structure in the output is the constraint's."""
+    """A step model (genrt.decoding.scheduler.StepModel) whose logits are noise: any structure in the output is the constraint's."""
 
     def __init__(self, seed: int = 0, vocab_size: int = len(VOCAB)):
         self.rng, self.vocab_size = np.random.default_rng(seed), vocab_size

@@ -177,7 +177,7 @@ class IdiomaticDoubling:
     Stateless between steps (reads each row's tokens), so beam search may reorder rows. `start` is the column
     where the poem begins (1: after <sos>); forced continue-mode text counts as part of the poem."""
 
-    max_banned_ids = 1           # genrt.poems.search.could_empty_a_row
+    max_banned_ids = 1           # genrt.decoding.processors.could_empty_a_row
 
     def __init__(self, tokenizer, table: DoublingTable, start: int = 1):
         vocab = tokenizer.vocab
