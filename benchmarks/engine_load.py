@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from benchmarks.report import save_report
 from benchmarks.timing import cpu_info
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,11 +160,8 @@ def main(argv: list[str] | None = None) -> dict:
               .intra_op_num_threads, "max_rows": args.max_rows, "seconds": args.seconds,
               "onnxruntime": onnxruntime.__version__, "date": time.strftime("%Y-%m-%d"), "rows": rows,
               "latency_turns_up_at": turn_up(rows)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    args.out.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
+    save_report(args.out, report, markdown(report))
     write_png(report, args.out.with_suffix(".png"))
-    print(markdown(report))
     return report
 
 

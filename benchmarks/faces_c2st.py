@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from benchmarks.faces_swd import DEFAULT_DATA, load_real
+from benchmarks.report import save_report
 
 ROOT = Path(__file__).resolve().parents[1]
 CROP = 32
@@ -180,10 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     report = {"model": args.model or "bundled", "seeds": args.seeds, "steps": args.steps,
               "date": time.strftime("%Y-%m-%d"), "rows": rows(args.data, args.seeds, args.steps, args.model)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    args.out.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
-    print(markdown(report))
+    save_report(args.out, report, markdown(report))
     return report
 
 

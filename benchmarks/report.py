@@ -1,6 +1,7 @@
 """Benchmark JSON -> markdown tables and a PNG bar chart (pillow only)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -93,6 +94,14 @@ def target_lines(rows: list[dict]) -> list[str]:
                            f"{r['median_ms']:.2f} ms per call, {torch_row['median_ms'] / r['median_ms']:.1f}x "
                            f"torch eager")
     return out
+
+
+def save_report(out: Path, report: dict, text: str) -> None:
+    """A benchmark's report: the JSON at `out`, its markdown beside it (same name, .md), the markdown printed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    out.with_suffix(".md").write_text(text, encoding="utf-8")
+    print(text)
 
 
 def write_markdown(result: dict, path: Path) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.report import save_report
 from benchmarks.timing import cpu_info
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,10 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"cpu": cpu_info(), "models": "bundled" if args.models == MODELS else str(args.models),
               "rounds": args.rounds, "block": args.block, "onnxruntime": onnxruntime.__version__,
               "ctranslate2": ctranslate2.__version__, "date": time.strftime("%Y-%m-%d"), "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    args.out.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
-    print(markdown(report))
+    save_report(args.out, report, markdown(report))
     return report
 
 

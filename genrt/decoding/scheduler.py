@@ -16,6 +16,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from genrt.decoding.processors import logsumexp
 from genrt.decoding.search import Hypothesis, Search, Update
 
 
@@ -30,10 +31,7 @@ def step_log_norm(cache, logits: np.ndarray) -> np.ndarray:
     """(N,) log-sum-exp of the logits (N, V) a step just returned with `cache`: computed by the decoder graph when
     it has a log_norm output (a vectorised LogSoftmax, cheaper than a numpy pass over the vocabulary), else here."""
     given = getattr(cache, "log_norm", None)
-    if given is not None:
-        return given
-    top = logits.max(axis=1, keepdims=True)
-    return (top + np.log(np.exp(logits - top).sum(axis=1, keepdims=True)))[:, 0]
+    return given if given is not None else logsumexp(logits)[:, 0]
 
 
 class Cancelled(Exception):

@@ -11,7 +11,7 @@ import zipfile
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import numpy as np
 from fastapi import APIRouter, Request
@@ -149,21 +149,27 @@ async def poem_events(service: Service, handle: Any, seed: int | None) -> AsyncI
             handle.cancel()
 
 
+async def bounded_work(service: Service, request: Request, kind: str, work: Callable[[], Any]) -> Any:
+    """Run a blocking model call in the service's bounded pool: ClientGone -> None, a full pool -> 429, a value
+    genrt refuses -> 400."""
+    try:
+        return await service.bounded(request, service.score_work.run(work), lambda: None)
+    except Busy:
+        raise service.queue_full(kind) from None
+    except ValueError as e:
+        raise bad_value(e) from None
+
+
 @router.post("/v1/revise", response_model=ReviseResponse, responses=ERRORS)
 async def revise(body: ReviseRequest, request: Request) -> Any:  # type: ignore[valid-type]
     """A poem with one verse written again, every other verse kept (as `genrt revise`)."""
     service = service_of(request)
     models = service.ready_models()
-    work = service.score_work.run(partial(models.poems.revise, body.prompt, body.poem, body.line,
-                                          body.num_alternatives, **given_options(body)))
     try:
-        versions = await service.bounded(request, work, lambda: None)
+        versions = await bounded_work(service, request, "revise", partial(
+            models.poems.revise, body.prompt, body.poem, body.line, body.num_alternatives, **given_options(body)))
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED)
-    except Busy:
-        raise service.queue_full("revise") from None
-    except ValueError as e:
-        raise bad_value(e) from None
     return {"poems": [poem_json(v) for v in versions]}
 
 
@@ -173,15 +179,11 @@ async def score(body: ScoreRequest, request: Request) -> Any:
     service = service_of(request)
     models = service.ready_models()
     prompts, poems_ = score_pairs(body)
-    work = service.score_work.run(partial(models.poems.score, prompts, poems_, mode=body.mode))
     try:
-        results = await service.bounded(request, work, lambda: None)
+        results = await bounded_work(service, request, "score",
+                                     partial(models.poems.score, prompts, poems_, mode=body.mode))
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED)
-    except Busy:
-        raise service.queue_full("score") from None
-    except ValueError as e:
-        raise bad_value(e) from None
     return {"scores": [asdict(r) for r in results]}
 
 
