@@ -1,4 +1,5 @@
 """`python -m genrt ...` and the `genrt` command."""
+import signal
 import sys
 
 
@@ -18,6 +19,7 @@ def run() -> None:
     except BaseException as e:
         if not _interrupted(e):
             raise
+        signal.signal(signal.SIGINT, signal.SIG_IGN)     # a Ctrl-C still pending must not kill the exit itself
         print("genrt: interrupted", file=sys.stderr)
         sys.exit(130)
     main(prog_name="genrt")
