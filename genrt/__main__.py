@@ -1,6 +1,8 @@
 """`python -m genrt ...` and the `genrt` command."""
-import signal
+import os
 import sys
+
+INTERRUPTED_EXITS = (130, 143)   # Ctrl-C, SIGTERM (genrt.cli_boundary)
 
 
 def _interrupted(error: BaseException | None) -> bool:
@@ -12,6 +14,18 @@ def _interrupted(error: BaseException | None) -> bool:
     return False
 
 
+def _exit_now(code: int) -> None:
+    """Exit at once with `code`, the cleanup already done. A Ctrl-C that landed inside code a C extension ran
+    through PyRun_* (onnxruntime's import does) leaves the interpreter marked as killed by SIGINT even once the
+    error was handled, so a normal exit would end as death by SIGINT instead of `code`."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 def run() -> None:
     """The command line, with a Ctrl-C during start-up (while numpy and onnxruntime load) ending in one line."""
     try:
@@ -19,10 +33,14 @@ def run() -> None:
     except BaseException as e:
         if not _interrupted(e):
             raise
-        signal.signal(signal.SIGINT, signal.SIG_IGN)     # a Ctrl-C still pending must not kill the exit itself
         print("genrt: interrupted", file=sys.stderr)
-        sys.exit(130)
-    main(prog_name="genrt")
+        _exit_now(130)
+    try:
+        main(prog_name="genrt")
+    except SystemExit as e:
+        if e.code in INTERRUPTED_EXITS:
+            _exit_now(e.code)
+        raise
 
 
 if __name__ == "__main__":

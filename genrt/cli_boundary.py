@@ -39,9 +39,6 @@ class Interrupted(click.ClickException):
         self.exit_code = TERMINATED_EXIT if terminated else INTERRUPTED_EXIT
 
     def show(self, file=None) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):   # exiting now: a signal still pending must not kill the exit
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(sig, signal.SIG_IGN)
         note(f"genrt: {self.message}")
 
 

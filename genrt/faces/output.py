@@ -85,8 +85,13 @@ class RunFolder:
     def __exit__(self, *exc) -> None:
         try:
             if self.stage is not None:
-                shutil.rmtree(self.stage, ignore_errors=True)
-                self.stage = None
+                try:
+                    shutil.rmtree(self.stage, ignore_errors=True)
+                except KeyboardInterrupt:                 # a signal landed mid-cleanup: finish it, then report it
+                    shutil.rmtree(self.stage, ignore_errors=True)
+                    raise
+                finally:
+                    self.stage = None
         finally:
             self._unlock()
 
