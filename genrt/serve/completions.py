@@ -9,7 +9,6 @@ model's recommended settings. Tokens are characters.
 """
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 from typing import Any, AsyncIterator
@@ -20,9 +19,9 @@ from fastapi.responses import Response
 from genrt.serve import sse
 from genrt.serve.errors import ApiError
 from genrt.serve.middleware import CLIENT_CLOSED
-from genrt.serve.routes import ERRORS, request_error, service_of, submit, with_seed
+from genrt.serve.routes import ERRORS, await_poems, request_error, service_of, submit, with_seed
 from genrt.serve.schemas import CompletionRequest, prompt_list
-from genrt.serve.service import ClientGone, Service
+from genrt.serve.service import Service
 
 MODEL_ID = "genrt-poems"
 CREATED = 0                     # a model card's "created" time: the bundled model has none to give
@@ -94,16 +93,9 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
         include_usage = bool((body.stream_options or {}).get("include_usage"))
         return sse.event_stream(chunks(service, body, handles[0], ident, created, include_usage))
 
-    def cancel_all() -> None:
-        for handle in handles:
-            handle.cancel()
-    try:
-        results = await service.bounded(request, asyncio.gather(*(h.aresult() for h in handles)), cancel_all)
-    except ClientGone:
+    results = await await_poems(service, request, handles)
+    if results is None:
         return Response(status_code=CLIENT_CLOSED)
-    except Exception as e:
-        cancel_all()
-        raise request_error(service, e) from None
     choices, used = [], 0
     for prompt, poems in zip(prompts, results):
         for poem in poems:

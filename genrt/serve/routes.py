@@ -117,17 +117,25 @@ async def poems(body: PoemRequest, request: Request) -> Any:
     if body.stream:
         return sse.event_stream(poem_events(service, handles[0], seed))
 
+    results = await await_poems(service, request, handles)
+    if results is None:
+        return Response(status_code=CLIENT_CLOSED)
+    return {"poems": [[poem_json(p) for p in per_prompt] for per_prompt in results], "seed": seed}
+
+
+async def await_poems(service: Service, request: Request, handles: list) -> list | None:
+    """Every handle's poems, within the request's deadline; a client that left (None) or an error cancels them
+    all."""
     def cancel_all() -> None:
         for handle in handles:
             handle.cancel()
     try:
-        results = await service.bounded(request, asyncio.gather(*(h.aresult() for h in handles)), cancel_all)
+        return await service.bounded(request, asyncio.gather(*(h.aresult() for h in handles)), cancel_all)
     except ClientGone:
-        return Response(status_code=CLIENT_CLOSED)
+        return None
     except Exception as e:
         cancel_all()
         raise request_error(service, e) from None
-    return {"poems": [[poem_json(p) for p in per_prompt] for per_prompt in results], "seed": seed}
 
 
 async def poem_events(service: Service, handle: Any, seed: int | None) -> AsyncIterator[bytes]:
