@@ -14,8 +14,6 @@ so and exits 1, having run nothing.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import subprocess
 import sys
 import time

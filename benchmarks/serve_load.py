@@ -426,7 +426,7 @@ def machine() -> dict:
 
 def markdown(result: dict) -> str:
     m, r = result["machine"], result["phases"]
-    lines = [f"# genrt serve under load", "",
+    lines = ["# genrt serve under load", "",
              f"{m['cpu']}, {m['cores']} cores; Python {m['python']}, onnxruntime {m['onnxruntime']}, fastapi "
              f"{m['fastapi']}, uvicorn {m['uvicorn']}; {m['date']}; bundled int8 models, loopback, clients in one "
              f"process beside the server (they share the cores). "
