@@ -3,6 +3,8 @@ says so: queue-full, timeout, disconnect and drain tests need an engine they can
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import threading
 import time
 
@@ -145,3 +147,24 @@ def fake_models(tiny_generators):
     from genrt.serve.service import Models
     poems, faces = tiny_generators
     return Models(poems, faces, FakeEngine())
+
+
+@contextlib.contextmanager
+def uvicorn_server(app):
+    """The app served by uvicorn on a free loopback port in a thread, until the block ends. -> its base URL."""
+    import uvicorn                      # the serve extra, imported only by tests that run a server
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run)
+    thread.start()
+    for _ in range(250):
+        if server.started:
+            break
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -3,9 +3,6 @@ uvicorn server on a free loopback port."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 
 import pytest
 
@@ -13,7 +10,7 @@ pytest.importorskip("fastapi")
 
 from genrt.serve.app import create_app  # noqa: E402
 from genrt.serve.config import ServeConfig  # noqa: E402
-from tests.serve_fakes import app_client, real_models, tiny_generators  # noqa: F401,E402
+from tests.serve_fakes import app_client, real_models, tiny_generators, uvicorn_server  # noqa: F401,E402
 
 
 def test_models_list_and_card(real_models):
@@ -83,27 +80,12 @@ def test_completion_errors(real_models, body, status, words):
     assert r.status_code == status and words in r.json()["error"]["message"], r.text
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture
 def running_server(real_models):
-    uvicorn = pytest.importorskip("uvicorn")
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(ServeConfig(api_key="sk-test"), real_models),
-                                           host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run)
-    thread.start()
-    for _ in range(250):
-        if server.started:
-            break
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(10)
+    pytest.importorskip("uvicorn")
+    with uvicorn_server(create_app(ServeConfig(api_key="sk-test"), real_models)) as url:
+        yield f"{url}/v1"
 
 
 def test_the_openai_client_works_unchanged(running_server, real_models):

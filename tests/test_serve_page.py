@@ -3,44 +3,26 @@ missing): load it, write a poem for a title and see it stream in with its 平仄
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 
 import pytest
 
 pytest.importorskip("fastapi")
-uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from genrt.serve.app import create_app  # noqa: E402
 from genrt.serve.config import ServeConfig  # noqa: E402
-from tests.serve_fakes import real_models, tiny_generators  # noqa: F401,E402
+from tests.serve_fakes import real_models, tiny_generators, uvicorn_server  # noqa: F401,E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs a system chromium (apt-get install chromium)")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture
 def page_url(real_models):
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(ServeConfig(), real_models), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run)
-    thread.start()
-    for _ in range(250):
-        if server.started:
-            break
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/"
-    server.should_exit = True
-    thread.join(10)
+    with uvicorn_server(create_app(ServeConfig(), real_models)) as url:
+        yield f"{url}/"
 
 
 def test_page_writes_a_poem_and_draws_faces(page_url):
