@@ -1,12 +1,12 @@
-"""Why no int8 scheme gives both speed ratios: the poem decoder's matrix products, one at a time.
+"""The int8 schemes' matrix products at 1, 4 and 32 rows: the poem decoder's weight shapes, one at a time.
 
     python -m benchmarks.kernels [--model genrt/models/poems] [--quick]
 
 For every weight shape of the decoder (QKV, attention output, feed-forward in and out, output layer) a graph of one
 MatMul is timed at M = 1, 4 and 32 rows (a greedy step, a beam-4 step, re-running a 32-character prefix), as fp32,
-as MatMulNBits (the bundled int8: 8-bit blocks of 128, int8 activations) and as dynamic MatMulInteger
-(`export.quantize --scheme dynamic`), with onnxruntime on one thread. Writes benchmarks/results/kernels.{json,md}.
-Needs `onnx` (the train extra).
+as per-row int8 (the bundled int8, `export.row_int8`), as MatMulNBits (8-bit blocks of 32, int8 activations per
+block) and as dynamic MatMulInteger (`export.quantize --scheme dynamic`), with onnxruntime on one thread. Writes
+benchmarks/results/kernels.{json,md}. Needs `onnx` (the train extra).
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def variants(k: int, n: int, folder: Path) -> dict[str, Path]:
     from export.quantize import quantize_graph
     fp32 = one_matmul(k, n, folder / "fp32.onnx")
     out = {"fp32": fp32}
-    for scheme in ("nbits", "dynamic"):
+    for scheme in ("rows", "nbits", "dynamic"):
         out[scheme] = folder / f"{scheme}.onnx"
         quantize_graph(fp32, out[scheme], scheme)
     return out

@@ -3,8 +3,9 @@
 genrt's engine decodes many requests in one decoder call, rows of different lengths side by side. A request's
 tokens and scores stay bit-identical to decoding it alone only if every kernel computes a row the same way
 whatever else is in the call. Caches and sources are padded to multiples of CACHE_ALIGN for attention; the weight
-matrices must be row-independent too: fp32 MatMul is, and so is int8 MatMulNBits with blocks of 32 (other block
-sizes take another code path for a lone row). `batch_invariance_problems` decodes rows alone and in mixed batches
+matrices must be row-independent too: fp32 MatMul is, and so are the int8 per-row products of export.row_int8
+(exact integer sums, one activation scale per row) and MatMulNBits with blocks of 32 (other block sizes take
+another code path for a lone row). `batch_invariance_problems` decodes rows alone and in mixed batches
 (other rows joining mid-way, longer and shorter sources, odd and even row counts) and compares the logits bit for
 bit; `declare_batch_invariance` writes the outcome into the manifest (`batch_invariant`).
 """

@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--check-prompts", type=int, default=20)
     parser.add_argument("--plain-attention", action="store_true",
                         help="standard ONNX ops for attention instead of onnxruntime's fused MultiHeadAttention")
-    parser.add_argument("--int8", action="store_true", help="also write <out>_int8 with 8-bit block-quantized MatMuls (export/quantize.py)")
+    parser.add_argument("--int8", action="store_true", help="also write <out>_int8 with per-row int8 MatMuls (export/quantize.py)")
     parser.add_argument("--calibrate", metavar="CACHE", default=None,
                         help="fold a logit temperature fitted on this corpus cache's training pairs into the model "
                              "(trainers/poems_calibration.py)")

@@ -1,20 +1,16 @@
-"""int8 variants of an exported poem model: 8-bit weight-only quantization of the Transformer's MatMuls.
+"""int8 variants of an exported poem model: 8-bit quantization of the Transformer's MatMuls.
 
-    python -m export.quantize genrt/models/poems genrt/models/poems_int8
+    python -m export.quantize genrt/models/poems genrt/models/poems_int8 [--scheme rows|nbits|dynamic]
 
-Every MatMul with constant weights becomes onnxruntime's MatMulNBits: weights stored as int8 in blocks of 32 along
-the input dimension, each block with its own scale (symmetric), and accuracy_level 4, which quantizes the
-activations to int8 per block on the fly and runs integer dot products (VNNI where the CPU has it). Blocks of 32
-keep rows independent: onnxruntime computes a lone row with its matrix-vector kernel and pairs of rows with another,
-and only at this block size do the two agree bit for bit, so a prompt decodes the same alone or in a batch
-(export.poem_invariance checks the written graphs and the manifest declares it). No calibration
-set is needed. Against plain dynamic quantization (MatMulInteger with per-tensor activation scales) it is both
-closer to fp32 (finer scales) and faster for batch-1 decoding, whose matrix-vector products it is built for
-(benchmarks/results/quality.md and latest.md).
-
-`--scheme dynamic` writes the other int8 form instead: MatMulInteger with per-tensor activation scales quantized on
-the fly. It is slower for one sequence but faster when many rows share each step (beam search, batches of
-prompts), where MatMulNBits' matrix-vector kernels lose their edge; README has the measured trade-off.
+`rows` (the default, and the bundled int8 model): int8 weights per output column, activations quantized to int8
+per row on the fly, exact int32 products (export/row_int8.py). A row's numbers never depend on the other rows of a
+call, so a prompt decodes the same alone or in a batch, and onnxruntime's integer GEMM reuses each weight across
+rows: the form for many prompts at once (16 rows cost ~4.5x one row's decoder step where `nbits` costs ~7x).
+`nbits`: onnxruntime's MatMulNBits, weights in 8-bit blocks of 32 with int8 activations per block; the fastest for a
+single sequence (~20 % under `rows` there) and batch-invariant only at blocks of 32, but its cost grows linearly with
+rows. `dynamic`: MatMulInteger with one activation scale per call (per tensor): a row's numbers depend on its
+neighbours, so it is declared not batch-invariant. No scheme needs a calibration set. export.poem_invariance
+checks each written directory and the manifest declares what it guarantees.
 """
 from __future__ import annotations
 
@@ -28,12 +24,16 @@ from genrt.contract import POEMS_KIND
 
 
 BITS, BLOCK_SIZE, ACCURACY_LEVEL = 8, 32, 4   # int8 blocks of 32; int8 activations, integer dot products
-SCHEMES = ("nbits", "dynamic")
+SCHEMES = ("rows", "nbits", "dynamic")
 
 
-def quantize_graph(src: Path, dst: Path, scheme: str = "nbits") -> None:
+def quantize_graph(src: Path, dst: Path, scheme: str = "rows") -> None:
     if scheme == "dynamic":
         return quantize_graph_dynamic(src, dst)
+    if scheme == "rows":
+        from export.row_int8 import quantize_rows
+        onnx.save(quantize_rows(onnx.load(str(src))), str(dst))
+        return
     if scheme != "nbits":
         raise ValueError(f"unknown int8 scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
@@ -65,7 +65,7 @@ def quantize_graph_dynamic(src: Path, dst: Path) -> None:
     onnx.checker.check_model(onnx.load(str(dst)))
 
 
-def quantize_poems(src_dir: str | Path, out_dir: str | Path, scheme: str = "nbits", force: bool = False) -> Path:
+def quantize_poems(src_dir: str | Path, out_dir: str | Path, scheme: str = "rows", force: bool = False) -> Path:
     """Write an int8 copy of a poem model directory; the manifest says precision 'int8'."""
     return write_variant(src_dir, out_dir, "int8", lambda src, dst: quantize_graph(src, dst, scheme), POEMS_KIND,
                          force)
@@ -76,8 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("src", help="fp32 poem model directory")
     parser.add_argument("out", help="directory for the int8 copy")
     parser.add_argument("--force", action="store_true", help="replace a non-empty OUT")
-    parser.add_argument("--scheme", choices=SCHEMES, default="nbits",
-                        help="nbits: fastest for one sequence (default); dynamic: for beams and batches")
+    parser.add_argument("--scheme", choices=SCHEMES, default="rows",
+                        help="rows: per-row int8, exact integer products (default); nbits: MatMulNBits, fastest for "
+                             "one sequence; dynamic: per-call activation scale, not batch-invariant")
     args = parser.parse_args(argv)
     from export.model_dir import ExportError
     try:

@@ -46,9 +46,9 @@ class ProviderSpec:
 
 # Table order is the order `auto` tries, and the order providers are listed in. Precision defaults: on CPU int8
 # where it is faster at equal quality (benchmarks/results/quality.md and latest.md); elsewhere fp32, because the
-# int8 graphs (MatMulNBits, QDQ) are built for CPU integer kernels. OpenVINO takes the int8 faces graph whole and
+# int8 graphs (per-row int8 products, QDQ) are built for CPU integer kernels. OpenVINO takes the int8 faces graph whole and
 # draws the CPU provider's images (benchmarks/results/providers.md), faster than its fp32; its int8 poems differ
-# from the CPU provider's (8-bit MatMulNBits computed its own way) and are slower than its fp32, so poems are fp32
+# from the CPU provider's (8-bit integer products computed its own way) and are slower than its fp32, so poems are fp32
 # there. `auto` does not choose OpenVINO: at batch 1 the CPU provider with its defaults was faster for both models,
 # and no OpenVINO gain elsewhere was larger than the run-to-run spread of the machine measured.
 PROVIDER_TABLE = (

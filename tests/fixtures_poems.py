@@ -50,7 +50,7 @@ def tiny_poems_dir(tiny_poems_checkpoint, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_int8_dir(tiny_poems_dir, tmp_path_factory) -> Path:
-    """The tiny model's int8 variant (MatMulNBits, blocks of 32), as export.quantize writes it."""
+    """The tiny model's int8 variant (per-row int8, the default scheme), as export.quantize writes it."""
     from export.quantize import quantize_poems
     return quantize_poems(tiny_poems_dir, tmp_path_factory.mktemp("poems_int8"))
 

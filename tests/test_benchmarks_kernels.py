@@ -11,8 +11,8 @@ def test_kernel_benchmark_covers_every_decoder_matrix_and_scheme(tiny_poems_dir,
     from benchmarks.kernels import main as kernels_main
     result = kernels_main(["--model", str(tiny_poems_dir), "--out", str(tmp_path), "--quick"])
     rows = result["rows"]
-    assert {r["scheme"] for r in rows} == {"fp32", "nbits", "dynamic"}
-    assert len(rows) == 5 * 3 and all(r["us_m1"] > 0 and r["us_m32"] > 0 for r in rows)
+    assert {r["scheme"] for r in rows} == {"fp32", "rows", "nbits", "dynamic"}
+    assert len(rows) == 5 * 4 and all(r["us_m1"] > 0 and r["us_m32"] > 0 for r in rows)
     assert [r["n"] for r in rows if r["matrix"] == "output layer"][0] == 88      # the tiny vocab
     md = (tmp_path / "kernels.md").read_text(encoding="utf-8")
     assert "| nbits |" in md and "M=4 / M=1" in md

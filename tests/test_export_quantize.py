@@ -1,5 +1,5 @@
-"""export.quantize: the int8 poem variant is a valid model directory whose MatMuls run as MatMulNBits and whose
-logits stay close to fp32."""
+"""export.quantize: the int8 poem variant is a valid model directory whose weight MatMuls run as per-row int8
+products (or MatMulNBits, or MatMulInteger, by scheme) and whose logits stay close to fp32."""
 from __future__ import annotations
 
 import collections
@@ -30,8 +30,9 @@ def test_int8_directory_is_self_describing(int8_dir, tiny_poems_dir):
 def test_every_weight_matmul_is_quantized(int8_dir, tiny_poems_dir, graph):
     before = collections.Counter(n.op_type for n in onnx.load(str(tiny_poems_dir / graph)).graph.node)
     after = collections.Counter(n.op_type for n in onnx.load(str(int8_dir / graph)).graph.node)
-    assert after["MatMulNBits"] > 0
-    assert before["MatMul"] - after["MatMul"] == after["MatMulNBits"]   # left: activation x activation products
+    assert after["MatMulIntegerToFloat"] > 0 and after["MatMulNBits"] == 0
+    assert before["MatMul"] - after["MatMul"] == after["MatMulIntegerToFloat"]   # left: activation x activation
+    assert after["QuantizeLinear"] == after["ReduceMax"] <= after["MatMulIntegerToFloat"]  # one scale per input
 
 
 def test_int8_logits_stay_close_to_fp32(int8_dir, tiny_poems_dir):
@@ -53,6 +54,15 @@ def test_dynamic_scheme_uses_matmulinteger_and_stays_close(tiny_poems_dir, tmp_p
     l1, _ = fp32.step(np.ones((2, 1), np.int64), fp32.start(sources))
     l2, _ = int8.step(np.ones((2, 1), np.int64), int8.start(sources))
     assert np.abs(l1 - l2).max() < 0.05 * np.abs(l1).max()
+
+
+def test_nbits_scheme_uses_matmulnbits_and_stays_batch_invariant(tiny_poems_dir, tmp_path):
+    from export.poem_invariance import batch_invariance_problems
+    out = quantize_poems(tiny_poems_dir, tmp_path / "nbits", scheme="nbits")
+    ops = collections.Counter(n.op_type for n in onnx.load(str(out / "decoder.onnx")).graph.node)
+    assert ops["MatMulNBits"] > 0 and ops["MatMulIntegerToFloat"] == 0
+    int8 = PoemModel.load(out, provider="cpu", threads=1)
+    assert batch_invariance_problems(int8) == [] and read_manifest(out).batch_invariant
 
 
 def test_unknown_scheme_is_refused(tiny_poems_dir, tmp_path):
