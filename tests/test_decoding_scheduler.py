@@ -124,3 +124,27 @@ def test_a_failing_group_fails_its_members_only():
     requests = [scheduler.submit(Request([4], s.prefix, s)) for s in [*group, other]]
     scheduler.run()
     assert all(isinstance(r.error, RuntimeError) for r in requests[:2]) and requests[2].result == _alone("greedy", [4])
+
+
+def test_beam_searches_with_shared_processors_step_as_one(monkeypatch):
+    """Best-first beam searches with the same processor objects and length are updated together (one candidate
+    selection for all), each getting what it gets alone, also when a processor leaves fewer live candidates than
+    beams and <eos> candidates fill the finished pools; sampled beams step alone."""
+    narrow = lambda tokens, logits: np.where(np.arange(logits.shape[1]) % 3 == 0, -np.inf, logits)  # noqa: E731
+    shared = [narrow]
+    calls = []
+    original = BeamSearch.update_group
+
+    def counting(searches, logits, log_norm):
+        calls.append(len(searches))
+        return original(searches, logits, log_norm)
+    monkeypatch.setattr(BeamSearch, "update_group", staticmethod(counting))
+    make = lambda procs, k=4: BeamSearch(np.ones((k, 1), np.int64), 7, EOS, procs, num_return=2)  # noqa: E731
+    searches = [make(shared), make(shared), make(shared), make([]), make([]), make(shared, 2), _search("beam-sampled")]
+    sources = [[4, i] for i in range(len(searches))]
+    together = decode(TableModel(5), sources, searches)
+    monkeypatch.setattr(BeamSearch, "update_group", staticmethod(original))
+    alone = [decode(TableModel(5), [s], [make(p.processors, p.k) if p.sampling is None else _search("beam-sampled")])[0]
+             for s, p in zip(sources, searches)]
+    assert together == alone
+    assert 3 in calls and 2 in calls                       # the sharing searches stepped as groups

@@ -128,8 +128,12 @@ class Scheduler:
         logits, self.cache = self.model.step(tokens, self.cache)                          # (N, V)
         log_norm = step_log_norm(self.cache, logits)                                     # (N,)
         updates = self._update_searches(logits, log_norm)                               # id(request) -> Update
-        moves, still = {}, []                             # moves: request -> its rows' sources, when they change
+        sources = np.arange(len(tokens))            # (N,) the old row each row continues (beams move)
+        kept = np.ones(len(tokens), bool)           # (N,) rows of requests that stay
+        still, offset = [], 0
         for r in self.active:
+            rows, at = r.rows, offset
+            offset += rows
             r.steps += 1
             if r.fed < r.prefix.shape[1]:                 # still feeding forced ids: the logits are not read
                 r.next_tokens = r.prefix[:, r.fed]
@@ -139,54 +143,65 @@ class Scheduler:
             update = updates[id(r)]
             if isinstance(update, BaseException):         # one request's failure must not stop the others
                 r._finish(error=update)
-                ended.append(r)
-                continue
-            self.tokens_generated += r.rows
-            if r.on_step is not None:
-                r.on_step(r)
-            if update.done:
-                r._finish(r.search.result())
-                ended.append(r)
-                continue
-            r.next_tokens = update.tokens
-            if update.source_rows is not None and (update.source_rows != np.arange(r.rows)).any():
-                moves[id(r)] = update.source_rows
-            still.append(r)
-        if len(still) < len(self.active) or moves:        # one reorder for every beam move and every leaver
-            rows, offset, kept = [], 0, {id(r) for r in still}
-            for r in self.active:
-                if id(r) in kept:
-                    rows.append(offset + moves.get(id(r), np.arange(r.rows)))
-                offset += r.rows
-            self.cache = self.model.reorder(self.cache, np.concatenate(rows)) if still else None
+            else:
+                self.tokens_generated += rows
+                if r.on_step is not None:
+                    r.on_step(r)
+                if update.done:
+                    r._finish(r.search.result())
+                else:
+                    r.next_tokens = update.tokens
+                    if update.source_rows is not None:
+                        sources[at:offset] = at + update.source_rows
+                    still.append(r)
+                    continue
+            ended.append(r)
+            kept[at:offset] = False
         self.active = still
+        self._move_rows(sources, kept)
         return ended
+
+    def _move_rows(self, sources: np.ndarray, kept: np.ndarray) -> None:
+        """One reorder of the cache for every beam move and every leaver: old row sources[i] continues as row i,
+        for the rows kept (N,) (skipped when nothing moved or left)."""
+        if not self.active:
+            self.cache = None
+        elif not kept.all() or (sources != np.arange(len(sources))).any():
+            self.cache = self.model.reorder(self.cache, sources[kept])
 
     def _update_searches(self, logits: np.ndarray, log_norm: np.ndarray) -> dict[int, Update | BaseException]:
         """Each decoding request's update for this step (its exception if it failed). Consecutive requests whose
-        searches share a `group_key` (greedy ones with the same stateless processors, at the same length) step
-        as one: one numpy call per processor for all their rows instead of one per request."""
+        searches share a `group_key` (greedy or best-first beam ones with the same stateless processors, at the
+        same length) step as one: one numpy call per stage for all their rows instead of one per request."""
         out: dict[int, Update | BaseException] = {}
-        i, active = 0, self.active
-        starts = np.cumsum([0] + [r.rows for r in active])
-        while i < len(active):
-            r = active[i]
-            if r.fed < r.prefix.shape[1]:
-                i += 1
-                continue
-            key, j = getattr(r.search, "group_key", None), i + 1
-            while key is not None and j < len(active) and active[j].fed >= active[j].prefix.shape[1] \
-                    and getattr(active[j].search, "group_key", None) == key:
-                j += 1
-            group, rows = active[i:j], slice(starts[i], starts[j])
+        for group, rows in self._search_groups():
+            search = group[0].search
             try:
-                updates = (type(r.search).update_group([g.search for g in group], logits[rows], log_norm[rows])
-                           if len(group) > 1 else [r.search.update(logits[rows], log_norm[rows])])
-                out.update((id(g), u) for g, u in zip(group, updates))
+                updates = (type(search).update_group([g.search for g in group], logits[rows], log_norm[rows])
+                           if len(group) > 1 else [search.update(logits[rows], log_norm[rows])])
+                out.update(zip(map(id, group), updates))
             except Exception as e:                        # a group shares its processors: they fail together
                 out.update((id(g), e) for g in group)
-            i = j
         return out
+
+    def _search_groups(self) -> list[tuple[list[Request], slice]]:
+        """The decoding requests (forced ids all fed) in runs of consecutive ones whose searches share a
+        `group_key` (alone when they have none), each with the slice of its rows in the step's logits."""
+        runs: list[list] = []                             # [requests, first row, end row]
+        key, offset = None, 0
+        for r in self.active:
+            rows, at = r.rows, offset
+            offset += rows
+            if r.fed < r.prefix.shape[1]:                 # feeding: not updated, and it splits a run
+                key = None
+                continue
+            previous, key = key, getattr(r.search, "group_key", None)
+            if key is not None and key == previous:
+                runs[-1][0].append(r)
+                runs[-1][2] = offset
+            else:
+                runs.append([[r], at, offset])
+        return [(group, slice(a, b)) for group, a, b in runs]
 
     def _drop_cancelled(self) -> list[Request]:
         ended = []
@@ -210,6 +225,8 @@ class Scheduler:
 
     def _admit(self) -> None:
         """Encode the waiting requests that fit (in arrival order) in one call and join them to the batch."""
+        if not self.waiting:
+            return
         room, admitted = self.max_rows - self.active_rows, []
         while self.waiting and self.waiting[0].rows <= room:
             r = self.waiting.popleft()

@@ -92,6 +92,10 @@ class SampleSearch:
         self.score = np.zeros(self.rows)
         self.alive = np.ones(self.rows, bool)
         self.step = 0
+        # what greedy searches stepping as one must share besides their length (group_key); built once, as the
+        # scheduler asks every step
+        self._kind = (tuple(map(id, self.processors)), eos_id) if pick is pick_greedy else None
+        self._group: _SampleGroup | None = None     # the group whose arrays hold its history, score and alive flags
 
     def update(self, logits: np.ndarray, log_norm: np.ndarray) -> Update:
         return SampleSearch.update_group([self], logits, log_norm)[0]
@@ -100,38 +104,21 @@ class SampleSearch:
     def group_key(self) -> tuple | None:
         """Searches with equal keys may be stepped as one (`update_group`): greedy (a picker without per-row
         state), the same processor objects (stateless ones, shared), the same number of ids so far."""
-        if self.pick is not pick_greedy:
-            return None
-        return (tuple(map(id, self.processors)), self.p + self.step, self.eos_id)
+        return None if self._kind is None else (self._kind, self.p + self.step)
 
     @staticmethod
     def update_group(searches: Sequence["SampleSearch"], logits: np.ndarray, log_norm: np.ndarray) -> list[Update]:
         """One step of several searches whose rows are consecutive in `logits` (sum R, V), each as it would step
         alone: the processors and the picker work row by row, so running them once over all rows changes no
         row's result, and costs one numpy call where there were one per search."""
+        group = _SampleGroup.of(searches)
         first = searches[0]
-        width = first.p + first.step
-        tokens = first.history[:, :width] if len(searches) == 1 else \
-            np.concatenate([s.history[:, :width] for s in searches])                     # (sum R, P + step)
-        rows = np.arange(len(tokens))
-        raw = logits[rows, :] if first.processors else logits  # processors write in place: keep the model's
+        tokens = group.history[:, :first.p + first.step]                                   # (sum R, P + step)
+        raw = logits.copy() if first.processors else logits   # processors write in place: keep the model's
         logits = apply_processors(first.processors, tokens, logits, first.eos_id)
         new = first.pick(logits).astype(np.int64, copy=False)                                # (sum R,)
-        logprob = raw[rows, new] - log_norm                                                  # (sum R,)
-        updates, offset = [], 0
-        for s in searches:
-            updates.append(s._advance(new[offset:offset + s.rows], logprob[offset:offset + s.rows]))
-            offset += s.rows
-        return updates
-
-    def _advance(self, new: np.ndarray, logprob: np.ndarray) -> Update:
-        if not self.alive.all():
-            new[~self.alive], logprob[~self.alive] = self.eos_id, 0.0
-        self.history[:, self.p + self.step] = new
-        self.score += logprob
-        self.alive &= new != self.eos_id
-        self.step += 1
-        return Update(new, None, self.step == self.max_new or not self.alive.any())
+        logprob = raw[group.row_ids, new] - log_norm                                         # (sum R,)
+        return group.advance(new, logprob)
 
     def generated(self) -> np.ndarray:
         return self.history[:, self.p:self.p + self.step]                                  # (R, step)
@@ -144,6 +131,52 @@ class SampleSearch:
         gen = self.generated()
         ids = gen[0, :_common_prefix(gen) if self.best_of else gen.shape[1]].tolist()
         return ids[:ids.index(self.eos_id)] if self.eos_id in ids else ids
+
+
+class _SampleGroup:
+    """Searches that step together (the same ones, in the same order, step after step) keep their history, score
+    and alive flags as row slices of one array each: a step writes each array once for the whole group, and the
+    processors read the group's history without a concatenation. Formed again whenever the membership changes
+    (a search finished, or another joined): the members' state is copied into fresh arrays."""
+
+    def __init__(self, searches: Sequence[SampleSearch]):
+        self.searches = list(searches)
+        self.starts = np.cumsum([0] + [s.rows for s in searches])                        # (G + 1,)
+        rows = int(self.starts[-1])
+        self.row_ids = np.arange(rows)
+        self.history = np.empty((rows, max(s.history.shape[1] for s in searches)), np.int64)  # (sum R, width)
+        self.score = np.concatenate([s.score for s in searches])                          # (sum R,)
+        self.alive = np.concatenate([s.alive for s in searches])                          # (sum R,)
+        for s, a, b in zip(searches, self.starts[:-1], self.starts[1:]):
+            width = s.history.shape[1]
+            self.history[a:b, :width] = s.history
+            s.history, s.score, s.alive = self.history[a:b, :width], self.score[a:b], self.alive[a:b]
+            s._group = self
+
+    @classmethod
+    def of(cls, searches: Sequence[SampleSearch]) -> "_SampleGroup":
+        """The group these searches already form (each still holds its state there), else a new one."""
+        group = searches[0]._group
+        if group is not None and group.searches == list(searches) and all(s._group is group for s in searches):
+            return group
+        return cls(searches)
+
+    def advance(self, new: np.ndarray, logprob: np.ndarray) -> list[Update]:
+        """Record one step's ids (sum R,) and their log-probs; rows that ended keep taking <eos> at no cost."""
+        first = self.searches[0]
+        eos = first.eos_id
+        if not self.alive.all():
+            new[~self.alive], logprob[~self.alive] = eos, 0.0
+        self.history[:, first.p + first.step] = new            # every member has the same number of ids so far
+        self.score += logprob
+        self.alive &= new != eos
+        any_alive = np.logical_or.reduceat(self.alive, self.starts[:-1])                   # (G,)
+        updates = []
+        for s, a, b, alive in zip(self.searches, self.starts[:-1].tolist(), self.starts[1:].tolist(),
+                                  any_alive.tolist()):
+            s.step += 1
+            updates.append(Update(new[a:b], None, s.step == s.max_new or not alive))
+        return updates
 
 
 @dataclass(frozen=True)
@@ -192,54 +225,60 @@ class BeamSearch:
         self.finished = _Finished(max(self.k, num_return), length_penalty)
         self.t = 0
         self.done = False
+        self._stateful = [p for p in self.processors if hasattr(p, "reorder")]     # follow the beams' moves
+        # what best-first searches stepping as one must share besides their length (group_key): beams drawn from
+        # a search's own random stream, or processors with per-row state, step alone
+        self._kind = (tuple(map(id, self.processors)), eos_id, self.k) \
+            if sampling is None and not self._stateful else None
 
     def update(self, logits: np.ndarray, log_norm: np.ndarray) -> Update:
-        k = self.k
-        self.t += 1
-        logits = apply_processors(self.processors, self.tokens, logits, self.eos_id)            # (K, V)
-        if self.sampling is None:
-            # the best 2K continuations are among the best 2K of each beam; log-probs are needed only for those,
-            # so the (K, V) log-softmax is never materialised
-            row_top = top_ids(logits, 2 * k)                                                  # (K, 2K)
-            cand = self.scores[:, None] + np.take_along_axis(logits, row_top, axis=1) - logsumexp(logits)
-            rank = cand
-        else:
-            row_top, cand, rank = _sampled_candidates(logits, self.scores, self.sampling)    # (K, C) each
-        rows, new_tok, new_scores = self._select(cand.ravel(), row_top.ravel(), rank.ravel(),
-                                                 np.repeat(np.arange(k), row_top.shape[1]))
-        live = new_scores[np.isfinite(new_scores)]
-        self.done = self.done or self.finished.is_done(float(live.max()) if live.size else -np.inf, self.t)
-        self.tokens = np.concatenate([self.tokens[rows], new_tok[:, None]], axis=1)
-        self.scores = new_scores
-        if self.done or self.t == self.max_new:
-            self._close()
-            return Update(new_tok, rows, True)
-        reorder_processors(self.processors, rows)
-        return Update(new_tok, rows, False)
+        return BeamSearch.update_group([self], logits, log_norm)[0]
 
-    def _select(self, cand, cand_tok, rank, cand_beam):
-        """Pick the next K live beams from the candidates (C,) (scores, token ids, ranking keys, source beam),
-        best key first; candidates ending in <eos> go to the finished pool. -> source rows (K,), new tokens (K,),
-        new scores (K,)."""
-        k = self.k
-        rows = np.zeros(k, np.int64)
-        new_tok = np.full(k, self.eos_id, np.int64)
-        new_scores = np.full(k, -np.inf)
-        slot = 0
-        for c in _best_first(rank, 2 * k):
-            score = float(cand[c])
-            if not np.isfinite(rank[c]) or not np.isfinite(score):
-                break
-            src, tok = int(cand_beam[c]), int(cand_tok[c])
-            if tok == self.eos_id:
-                if not self.done:
-                    self.finished.add(Hypothesis(self.tokens[src, self.p:].tolist(), score, True), self.t)
+    @property
+    def group_key(self) -> tuple | None:
+        """Searches with equal keys may be stepped as one (`update_group`): best-first, the same stateless
+        processor objects, the same number of beams and of ids so far."""
+        return None if self._kind is None else (self._kind, self.p + self.t)
+
+    @staticmethod
+    def update_group(searches: Sequence["BeamSearch"], logits: np.ndarray, log_norm: np.ndarray) -> list[Update]:
+        """One step of G searches whose K rows each are consecutive in `logits` (G*K, V), each as it would step
+        alone: processors, top candidates and log-softmax work row by row, and the best-first selection of each
+        search's next beams is done for all of them at once (one numpy call per stage instead of one per search)."""
+        first, g = searches[0], len(searches)
+        k = first.k
+        for s in searches:
+            s.t += 1
+        tokens = first.tokens if g == 1 else np.concatenate([s.tokens for s in searches])       # (G*K, P + t)
+        logits = apply_processors(first.processors, tokens, logits, first.eos_id)               # (G*K, V)
+        if first.sampling is None:
+            # the best 2K continuations are among the best 2K of each beam; log-probs are needed only for those,
+            # so the (G*K, V) log-softmax is never materialised
+            scores = first.scores if g == 1 else np.concatenate([s.scores for s in searches])   # (G*K,)
+            row_top = top_ids(logits, 2 * k)                                                    # (G*K, 2K)
+            cand = scores[:, None] + np.take_along_axis(logits, row_top, axis=1) - logsumexp(logits)
+            rank = None                            # best-first: ranked by the scores themselves
+        else:                                      # alone (no group_key): its own random stream
+            row_top, cand, rank = _sampled_candidates(logits, first.scores, first.sampling)      # (K, C) each
+        per_beam = row_top.shape[1]
+        rows, new_tok, new_scores = _select_beams(searches, cand.reshape(g, -1), row_top.reshape(g, -1),
+                                                  None if rank is None else rank.reshape(g, -1), per_beam)
+        best_live = new_scores.max(axis=1).tolist()            # (G,) -inf where no candidate lives
+        moved = (rows != np.arange(k)).any(axis=1).tolist()    # (G,)
+        sources = (rows + k * np.arange(g)[:, None]).ravel()                                     # (G*K,)
+        grown = np.concatenate([tokens[sources], new_tok.reshape(-1, 1)], axis=1)                # (G*K, P + t + 1)
+        updates = []
+        for i, s in enumerate(searches):
+            s.done = s.done or s.finished.is_done(best_live[i], s.t)
+            s.tokens, s.scores = grown[i * k:(i + 1) * k], new_scores[i]
+            if s.done or s.t == s.max_new:
+                s._close()
+                updates.append(Update(new_tok[i], rows[i], True))
                 continue
-            rows[slot], new_tok[slot], new_scores[slot] = src, tok, score
-            slot += 1
-            if slot == k:
-                break
-        return rows, new_tok, new_scores               # fewer than K live candidates: parked on row 0, -inf
+            if s._stateful:
+                reorder_processors(s._stateful, rows[i])
+            updates.append(Update(new_tok[i], rows[i] if moved[i] else None, False))
+        return updates
 
     def _close(self) -> None:
         """Beams still alive at the end compete as unfinished hypotheses (unless the pool was already decided)."""
@@ -265,6 +304,37 @@ class BeamSearch:
         return ids[:ids.index(self.eos_id)] if self.eos_id in ids else ids
 
 
+def _select_beams(searches: Sequence[BeamSearch], cand: np.ndarray, cand_tok: np.ndarray, rank: np.ndarray | None,
+                  per_beam: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each search's next K live beams from its candidates, row g of cand / cand_tok / rank (G, K*C): scores,
+    token ids and ranking keys (None: the scores), beam-major (candidate c continues beam c // per_beam).
+    Candidates are read best key first up to the first non-finite key or score, or until K live ones are taken:
+    those ending in <eos> go to the search's finished pool on the way. -> source rows, new tokens, new scores,
+    each (G, K); a search with fewer than K live candidates parks the rest on row 0 with score -inf."""
+    first, g = searches[0], len(searches)
+    k, eos = first.k, first.eos_id
+    at = (np.arange(g)[:, None], _best_first(cand if rank is None else rank, 2 * k))             # (G, 2K) each
+    score, tok, src = cand[at], cand_tok[at], at[1] // per_beam
+    read = np.isfinite(score) if rank is None else np.isfinite(score) & np.isfinite(rank[at])
+    read = np.logical_and.accumulate(read, axis=1)                          # up to the first non-finite one
+    live = read & (tok != eos)
+    before = live.cumsum(axis=1) - live                    # live candidates ranked before each one
+    read &= before < k                                     # reading stops at the K-th live one
+    ended = read & ~live
+    if ended.any():
+        for i, c in zip(*np.nonzero(ended)):               # in each search's reading order
+            s = searches[i]
+            if not s.done:
+                s.finished.add(Hypothesis(s.tokens[src[i, c], s.p:].tolist(), float(score[i, c]), True), s.t)
+    taken = live & read
+    if taken.sum() == g * k:                               # every search has its K (row-major: slot order)
+        return src[taken].reshape(g, k), tok[taken].reshape(g, k), score[taken].reshape(g, k)
+    rows, new_tok, new_scores = np.zeros((g, k), np.int64), np.full((g, k), eos, np.int64), np.full((g, k), -np.inf)
+    slot = (np.nonzero(taken)[0], before[taken])                      # (search, slot) of each taken one
+    rows[slot], new_tok[slot], new_scores[slot] = src[taken], tok[taken], score[taken]
+    return rows, new_tok, new_scores
+
+
 def _sampled_candidates(logits: np.ndarray, scores: np.ndarray, sampling: BeamSampling
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """logits (K, V) after the processors, scores (K,) -> candidate ids, their cumulative log-probs and their
@@ -283,9 +353,11 @@ def _sampled_candidates(logits: np.ndarray, scores: np.ndarray, sampling: BeamSa
 
 
 def _best_first(keys: np.ndarray, m: int) -> np.ndarray:
-    """Indices of the m largest keys, largest first (equal keys among those taken in index order)."""
-    if len(keys) > 4 * m:
-        part = np.argpartition(-keys, m)[:m]
-        part.sort()
-        return part[np.argsort(-keys[part], kind="stable")]
-    return np.argsort(-keys, kind="stable")[:m]
+    """Indices of the m largest keys of each row (G, N) -> (G, m), largest first (equal keys among those taken
+    in index order)."""
+    if keys.shape[1] > 4 * m:
+        part = np.argpartition(-keys, m, axis=1)[:, :m]
+        part.sort(axis=1)
+        return np.take_along_axis(part, np.argsort(-np.take_along_axis(keys, part, axis=1), axis=1, kind="stable"),
+                                  axis=1)
+    return np.argsort(-keys, axis=1, kind="stable")[:, :m]
