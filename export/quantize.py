@@ -5,12 +5,13 @@
 `rows` (the default, and the bundled int8 model): int8 weights per output column, activations quantized to int8
 per row on the fly, exact int32 products (export/row_int8.py). A row's numbers never depend on the other rows of a
 call, so a prompt decodes the same alone or in a batch, and onnxruntime's integer GEMM reuses each weight across
-rows: the form for many prompts at once (16 rows cost ~4.5x one row's decoder step where `nbits` costs ~7x).
-`nbits`: onnxruntime's MatMulNBits, weights in 8-bit blocks of 32 with int8 activations per block; the fastest for a
-single sequence (~20 % under `rows` there) and batch-invariant only at blocks of 32, but its cost grows linearly with
-rows. `dynamic`: MatMulInteger with one activation scale per call (per tensor): a row's numbers depend on its
-neighbours, so it is declared not batch-invariant. No scheme needs a calibration set. export.poem_invariance
-checks each written directory and the manifest declares what it guarantees.
+rows: the form for many prompts at once (a 16-row decoder step costs 3.8x a one-row step, with `nbits` 7.3x;
+docs/performance.md). `nbits`: onnxruntime's MatMulNBits, weights in 8-bit blocks of 32 with int8 activations per
+block; the fastest for a single sequence (a one-row step ~20 % shorter than with `rows`), batch-invariant only at
+blocks of 32, and its cost grows linearly with rows. `dynamic`: MatMulInteger with one activation scale per call
+(per tensor): a row's numbers depend on its neighbours, so it is declared not batch-invariant. No scheme needs a
+calibration set. export.poem_invariance checks each written directory and the manifest declares what it
+guarantees.
 """
 from __future__ import annotations
 
