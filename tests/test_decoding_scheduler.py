@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from genrt.decoding.processors import make_sampler, pick_greedy
-from genrt.decoding.scheduler import Cancelled, Request, Scheduler, decode
+from genrt.decoding.scheduler import Cancelled, Request, Scheduler, decode, fill_gaps
 from genrt.decoding.search import BeamSampling, BeamSearch, SampleSearch
 from tests.decoding_fakes import EOS, TableModel
 
@@ -148,3 +148,16 @@ def test_beam_searches_with_shared_processors_step_as_one(monkeypatch):
              for s, p in zip(sources, searches)]
     assert together == alone
     assert 3 in calls and 2 in calls                       # the sharing searches stepped as groups
+
+
+def test_a_gap_takes_the_last_request_of_its_size():
+    a, b, c, d = "abcd"
+    # rows a(1) gap(2) b(1) c(2): c moves into the gap, b stays where it is
+    assert [r for r, _, _ in fill_gaps([(a, 0, 1), (None, 1, 2), (b, 3, 1), (c, 4, 2)])] == [a, c, b]
+    # a(1) gap(1) b(2) gap(1) d(1): d fills the first gap, and the second is then at the end
+    layout = [(a, 0, 1), (None, 1, 1), (b, 2, 2), (None, 4, 1), (d, 5, 1)]
+    assert fill_gaps(layout) == [(a, 0, 1), (d, 5, 1), (b, 2, 2)]
+    # no request of the gap's size: the rows after it move down, in order
+    assert [r for r, _, _ in fill_gaps([(a, 0, 1), (None, 1, 3), (b, 4, 1), (c, 5, 2)])] == [a, b, c]
+    assert fill_gaps([(None, 0, 1), (None, 1, 1)]) == []
+    assert [r for r, _, _ in fill_gaps([(a, 0, 1), (None, 1, 1), (None, 2, 1)])] == [a]

@@ -76,3 +76,17 @@ def test_append_rows_reuses_spare_rows_and_keep_rows_compacts_in_place():
     assert kept.base is grown.base
     third = append_rows(kept, np.zeros((1, 2)))
     assert third.base is grown.base and len(third) == 4
+
+
+def test_keep_rows_copies_only_the_rows_that_change_place():
+    from genrt.poems.model import keep_rows
+    x = np.arange(12.0).reshape(6, 2)
+    rows = np.array([0, 5, 2])                                      # row 5 moves into the gap left by row 1
+    want = x[rows].copy()
+    before = x[[0, 2]].copy()
+    kept = keep_rows(x, rows)
+    np.testing.assert_array_equal(kept, want)
+    assert kept.base is x or kept.base is x.base
+    np.testing.assert_array_equal(x[[0, 2]], before)                # untouched in place
+    np.testing.assert_array_equal(keep_rows(np.arange(8.0).reshape(4, 2), np.array([3, 3, 0])),
+                                  np.arange(8.0).reshape(4, 2)[[3, 3, 0]])   # repeats and backwards moves too

@@ -129,8 +129,7 @@ class Scheduler:
         log_norm = step_log_norm(self.cache, logits)                                     # (N,)
         updates = self._update_searches(logits, log_norm)                               # id(request) -> Update
         sources = np.arange(len(tokens))            # (N,) the old row each row continues (beams move)
-        kept = np.ones(len(tokens), bool)           # (N,) rows of requests that stay
-        still, offset = [], 0
+        layout, offset = [], 0                      # (request, its first row, rows); request None: rows that leave
         for r in self.active:
             rows, at = r.rows, offset
             offset += rows
@@ -138,7 +137,7 @@ class Scheduler:
             if r.fed < r.prefix.shape[1]:                 # still feeding forced ids: the logits are not read
                 r.next_tokens = r.prefix[:, r.fed]
                 r.fed += 1
-                still.append(r)
+                layout.append((r, at, rows))
                 continue
             update = updates[id(r)]
             if isinstance(update, BaseException):         # one request's failure must not stop the others
@@ -153,21 +152,23 @@ class Scheduler:
                     r.next_tokens = update.tokens
                     if update.source_rows is not None:
                         sources[at:offset] = at + update.source_rows
-                    still.append(r)
+                    layout.append((r, at, rows))
                     continue
             ended.append(r)
-            kept[at:offset] = False
-        self.active = still
-        self._move_rows(sources, kept)
+            layout.append((None, at, rows))
+        self._move_rows(sources, fill_gaps(layout))
         return ended
 
-    def _move_rows(self, sources: np.ndarray, kept: np.ndarray) -> None:
-        """One reorder of the cache for every beam move and every leaver: old row sources[i] continues as row i,
-        for the rows kept (N,) (skipped when nothing moved or left)."""
+    def _move_rows(self, sources: np.ndarray, layout: list[tuple]) -> None:
+        """One reorder of the cache for every beam move and every leaver: the requests that stay, in `layout`'s
+        order, continue old rows sources[first:first + rows] (skipped when nothing moved or left)."""
+        self.active = [r for r, _, _ in layout]
         if not self.active:
             self.cache = None
-        elif not kept.all() or (sources != np.arange(len(sources))).any():
-            self.cache = self.model.reorder(self.cache, sources[kept])
+            return
+        rows = np.concatenate([sources[at:at + n] for _, at, n in layout])               # (N kept,)
+        if len(rows) != len(sources) or (rows != np.arange(len(rows))).any():
+            self.cache = self.model.reorder(self.cache, rows)
 
     def _update_searches(self, logits: np.ndarray, log_norm: np.ndarray) -> dict[int, Update | BaseException]:
         """Each decoding request's update for this step (its exception if it failed). Consecutive requests whose
@@ -239,6 +240,24 @@ class Scheduler:
         for r in admitted:
             r.next_tokens, r.fed = r.prefix[:, 0], 1
         self.active += admitted
+
+
+def fill_gaps(layout: list[tuple]) -> list[tuple]:
+    """The requests that stay, in the order their rows take after a step: [(request, first row, rows)] in row order,
+    request None for rows that leave -> the staying entries. A gap takes the last staying request when that one
+    has exactly the gap's rows (its rows move, the rows between stay where they are); otherwise the rows after the
+    gap move down. Rows are independent of their neighbours, so the order changes no result, only what is copied."""
+    blocks, out = list(layout), []
+    while blocks:
+        block = blocks.pop(0)
+        if block[0] is not None:
+            out.append(block)
+            continue
+        while blocks and blocks[-1][0] is None:           # gaps at the end close by themselves
+            blocks.pop()
+        if blocks and blocks[-1][2] == block[2]:
+            out.append(blocks.pop())
+    return out
 
 
 def decode(model: StepModel, sources: Sequence[Sequence[int]], searches: Sequence[Search],

@@ -114,8 +114,12 @@ def append_rows(x: np.ndarray, extra: np.ndarray) -> np.ndarray:
 
 
 def keep_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """x[rows] for fewer rows (those that stay), written over x's first rows: the buffer keeps its spare rows."""
-    x[:len(rows)] = x[rows]                          # the right side is gathered into a temporary first
+    """x[rows] for fewer rows (those that stay), written over x's first rows: the buffer keeps its spare rows, and
+    only the positions whose row changes are copied (a request moved into the place of one that left costs its own
+    rows, not every row after the gap)."""
+    moved = np.flatnonzero(rows != np.arange(len(rows)))
+    if moved.size:
+        x[moved] = x[rows[moved]]                    # the right side is gathered into a temporary first
     return x[:len(rows)]
 
 
@@ -287,7 +291,7 @@ class PoemModel:
         rows = np.asarray(rows, np.int64)
         prefix = cache.prefix[rows] if cache.prefix is not None else None
         if len(rows) != cache.rows:                  # rows leave (and beams may move): the rest keep their buffers
-            pick = keep_rows if not self.device_cache and (np.diff(rows) > 0).all() else lambda x, r: x[r]
+            pick = keep_rows if not self.device_cache else lambda x, r: x[r]
             return DecoderCache(tuple(self._upload(pick(_host(x), rows)) for x in cache.self_kv),
                                 pick(cache.filled, rows), cache.lengths[rows],
                                 tuple(self._upload(pick(_host(x), rows)) for x in cache.cross_kv),
