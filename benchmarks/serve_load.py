@@ -498,7 +498,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(phases) - set(PHASES))
     if unknown:
         parser.error(f"unknown phase(s): {', '.join(unknown)}")
-    result = json.loads(args.out.read_text()) if args.out.exists() else {"phases": {}}
+    # some phases: merged into the last results (each phase replaced whole); every phase: a fresh report
+    merge = args.out.exists() and set(phases) != set(PHASES)
+    result = json.loads(args.out.read_text()) if merge else {"phases": {}}
     command = "python -m benchmarks.serve_load " + " ".join(argv if argv is not None else sys.argv[1:])
     result.update({"machine": machine(), "clients": args.clients,
                    "commands": sorted({*result.get("commands", []), command.strip()})})
