@@ -9,8 +9,8 @@ uint8 with zero point 128, the operand onnxruntime's VNNI kernels take). The pro
 exact whatever order or tiling a kernel uses, and every other step (the row's scale, its rounding, the final
 multiply) is element-wise or confined to the row. So a row's numbers cannot depend on the other rows of
 the call: batch invariance by construction, at any row count. onnxruntime's integer GEMM reuses each weight across
-rows, so 16 rows cost about 2.5x one row on the output layer where 8-bit MatMulNBits costs 6x
-(benchmarks/kernels.py).
+rows, so 32 rows cost 4.7x one row on the output layer where 8-bit MatMulNBits costs 17x
+(benchmarks/results/kernels.md).
 
 The accumulators stay exact in float32: |sum| <= K * 127 * 127 < 2^24 for K <= 1040. An all-zero row gets scale 0;
 its products are then 0 * (finite int) = 0, the right answer, so no epsilon is needed. On x86 CPUs without VNNI,
