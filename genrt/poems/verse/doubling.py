@@ -182,7 +182,8 @@ class IdiomaticDoubling:
     def __init__(self, tokenizer, table: DoublingTable, start: int = 1):
         vocab = tokenizer.vocab
         self.start = start
-        self.break_ids = np.asarray([i for i, tok in enumerate(vocab) if tok in VERSE_BREAKS], np.int64)
+        # (V,) bool: a table lookup per step, cheaper than np.isin (which sorts)
+        self.is_break = np.array([tok in VERSE_BREAKS for tok in vocab])
         self.han = _vocab_tables(tuple(vocab)).han                                     # (V,) bool
         # places as bits: one per (verse length, pair start), then one "idiomatic, place not kept" bit
         lengths = table.verse_lengths
@@ -215,7 +216,7 @@ class IdiomaticDoubling:
         if u == 0:
             return logits
         prev = body[:, -1]                                                             # (N,)
-        breaks = np.isin(body, self.break_ids)                                         # (N, U)
+        breaks = self.is_break[body]                                                   # (N, U)
         any_break = breaks.any(axis=1)
         last_break = np.where(any_break, u - 1 - breaks[:, ::-1].argmax(axis=1), -1)
         start = u - 2 - last_break                           # index in its verse of the pair `prev` would start
