@@ -118,7 +118,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="few repeats (smoke run)")
     args = parser.parse_args(argv)
     rows = measure(args.model, repeats=20 if args.quick else 400)
-    result = {"model_dir": str(args.model), "rows": rows, "totals": totals(rows)}
+    model = args.model.resolve()
+    shown = model.relative_to(ROOT) if model.is_relative_to(ROOT) else model      # no machine paths in results
+    result = {"model_dir": str(shown), "rows": rows, "totals": totals(rows)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "kernels.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     write_markdown(rows, args.model, args.out / "kernels.md")

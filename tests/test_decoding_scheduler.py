@@ -91,18 +91,23 @@ def test_a_request_larger_than_the_row_limit_is_refused():
         Scheduler(TableModel(), max_rows=0)
 
 
+def count_group_updates(monkeypatch, search_class) -> tuple[list[int], object]:
+    """Record the size of every group `search_class.update_group` steps -> (sizes, the original update_group)."""
+    calls, original = [], search_class.update_group
+
+    def counting(searches, logits, log_norm):
+        calls.append(len(searches))
+        return original(searches, logits, log_norm)
+    monkeypatch.setattr(search_class, "update_group", staticmethod(counting))
+    return calls, original
+
+
 def test_greedy_requests_with_shared_processors_step_as_one(monkeypatch):
     """Consecutive greedy searches with the same processor objects at the same length are updated together, and
     each still gets what it gets alone; a different processor list or length splits the group."""
     from genrt.decoding.processors import SuppressTokens
     shared = [SuppressTokens([0, 3])]
-    calls = []
-    original = SampleSearch.update_group
-
-    def counting(searches, logits, log_norm):
-        calls.append(len(searches))
-        return original(searches, logits, log_norm)
-    monkeypatch.setattr(SampleSearch, "update_group", staticmethod(counting))
+    calls, original = count_group_updates(monkeypatch, SampleSearch)
     make = lambda procs, prefix=(1,): SampleSearch(np.array([prefix]), 8, EOS, procs, pick_greedy)  # noqa: E731
     searches = [make(shared), make(shared), make(shared), make([SuppressTokens([0, 3])]), make(shared, (1, 4))]
     sources = [[4, i] for i in range(len(searches))]
@@ -132,13 +137,7 @@ def test_beam_searches_with_shared_processors_step_as_one(monkeypatch):
     beams and <eos> candidates fill the finished pools; sampled beams step alone."""
     narrow = lambda tokens, logits: np.where(np.arange(logits.shape[1]) % 3 == 0, -np.inf, logits)  # noqa: E731
     shared = [narrow]
-    calls = []
-    original = BeamSearch.update_group
-
-    def counting(searches, logits, log_norm):
-        calls.append(len(searches))
-        return original(searches, logits, log_norm)
-    monkeypatch.setattr(BeamSearch, "update_group", staticmethod(counting))
+    calls, original = count_group_updates(monkeypatch, BeamSearch)
     make = lambda procs, k=4: BeamSearch(np.ones((k, 1), np.int64), 7, EOS, procs, num_return=2)  # noqa: E731
     searches = [make(shared), make(shared), make(shared), make([]), make([]), make(shared, 2), _search("beam-sampled")]
     sources = [[4, i] for i in range(len(searches))]
