@@ -189,6 +189,8 @@ def test_only_graphs_run_in_a_loop_keep_spinning_threads(tiny_poems_dir, tiny_fa
     faces = runtime.open_model_dir(tiny_faces_model, FACES_KIND, "cpu", 2)
     assert faces.sessions["generator"].get_session_options().get_session_config_entry(spinning) == "1"
     assert poems.sessions["decoder"].get_session_options().intra_op_num_threads == 2
+    beside = runtime.open_model_dir(tiny_faces_model, FACES_KIND, "cpu", 2, spin=False)   # as genrt serve opens it
+    assert beside.sessions["generator"].get_session_options().get_session_config_entry(spinning) == "0"
 
 
 def test_poem_models_default_to_one_thread_per_physical_core(tiny_poems_dir):

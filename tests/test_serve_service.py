@@ -127,3 +127,14 @@ def test_shutdown_refuses_new_requests_while_draining(tiny_generators):
         health = client.get("/healthz")
     assert r.status_code == 503 and "shutting down" in r.json()["error"]["message"]
     assert health.status_code == 503 and health.json()["status"] == "shutting down"
+
+
+def test_served_faces_do_not_spin_beside_the_poem_decoder(tiny_poems_dir, tiny_faces_model):
+    from genrt.serve.service import load_models
+    models = load_models(ServeConfig(model_dir=str(tiny_poems_dir), faces_model_dir=str(tiny_faces_model),
+                                     threads=1))
+    try:
+        options = models.faces._session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    finally:
+        models.engine.close(drain=False)

@@ -58,12 +58,15 @@ class FaceGenerator:
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None,
-             precision: str | None = None, provider_options: dict | None = None) -> FaceGenerator:
+             precision: str | None = None, provider_options: dict | None = None,
+             spin: bool = True) -> FaceGenerator:
         """Open a model directory (None = the bundled model of `precision`; by default the provider's:
         genrt.providers.PROVIDER_TABLE), checking manifest and graph. `provider` is a short name or any
-        onnxruntime execution provider name; `provider_options` go to onnxruntime as they are."""
+        onnxruntime execution provider name; `provider_options` go to onnxruntime as they are. spin=False: the
+        generator's idle threads sleep at once after a call, for a process where another loop needs the cores
+        (genrt serve, beside the poem decoder); True keeps them ready for the next call."""
         opened = open_model_dir(model_dir, FACES_KIND, provider, threads, precision,
-                                provider_options=provider_options)
+                                provider_options=provider_options, spin=spin)
         return cls(opened.manifest, opened.sessions["generator"], opened.model_dir, opened.provider)
 
     @property
