@@ -36,6 +36,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from genrt.serve.sse import parse_events
+
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ("春江花月夜", "秋思", "静夜思", "山居秋暝", "登高", "春晓", "送别", "江雪", "月夜", "春望", "夜泊", "边塞",
@@ -174,19 +176,6 @@ class Tally:
                             for k, v in sorted(self.latency.items())}}
 
 
-def sse_events(text: str) -> list[tuple[str, dict]]:
-    out = []
-    for block in text.strip().split("\n\n"):
-        name, data = None, None
-        for line in block.split("\n"):
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                data = json.loads(line[6:])
-        out.append((name, data))
-    return out
-
-
 async def one_request(client: httpx.AsyncClient, kind: str, rng: random.Random, expected: Expected,
                       tally: Tally) -> None:
     start = time.perf_counter()
@@ -196,7 +185,7 @@ async def one_request(client: httpx.AsyncClient, kind: str, rng: random.Random, 
         r = await client.post("/v1/poems", json=body)
         if r.status_code == 200:
             if kind == "stream":
-                events = sse_events(r.text)
+                events = parse_events(r.text)
                 text = "".join(d["text"] for n, d in events if n == "piece")
                 done = events[-1][1]["poem"]["text"] if events[-1][0] == "done" else None
                 ok = text == done == expected.poems[(prompt, seed)]
@@ -346,7 +335,7 @@ async def faults(url: str, expected: Expected) -> dict:
                 async for chunk in r.aiter_text():
                     chunks.append(chunk)
                     await asyncio.sleep(0.3)
-            events = sse_events("".join(chunks))
+            events = parse_events("".join(chunks))
             if "".join(d["text"] for n, d in events if n == "piece") == expected.poems[(prompt, 1)]:
                 counts["slow_readers_whole"] += 1
 

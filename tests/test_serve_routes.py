@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import zipfile
 
 import numpy as np
@@ -13,20 +12,8 @@ from PIL import Image
 
 pytest.importorskip("fastapi")
 
+from genrt.serve.sse import parse_events  # noqa: E402
 from tests.serve_fakes import FakeEngine, app_client, fake_models, real_models, tiny_generators  # noqa: F401,E402
-
-
-def sse_events(text: str) -> list[tuple[str, dict]]:
-    events = []
-    for block in text.strip().split("\n\n"):
-        name = data = None
-        for line in block.split("\n"):
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                data = json.loads(line[6:])
-        events.append((name, data))
-    return events
 
 
 def test_poem_matches_the_generator(real_models):
@@ -66,7 +53,7 @@ def test_stream_sends_pieces_then_the_poem(real_models):
         r = client.post("/v1/poems", json={"prompt": "春江", "do_sample": False, "max_new_tokens": 12, "stream": True})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     assert r.headers["cache-control"] == "no-cache"
-    events = sse_events(r.text)
+    events = parse_events(r.text)
     names = [name for name, _ in events]
     assert names[-1] == "done" and set(names[:-1]) == {"piece"}
     pieces = [data["text"] for name, data in events if name == "piece"]
@@ -134,7 +121,7 @@ def test_request_timeout_is_503_and_cancels(fake_models):
         r = client.post("/v1/poems", json={"prompt": "春江"})
         streamed = client.post("/v1/poems", json={"prompt": "春江", "stream": True})
     assert r.status_code == 503 and r.json()["error"]["type"] == "timeout_error"
-    assert sse_events(streamed.text) == [("error", {"error": {"message": "the request took longer than 0.3 s",
+    assert parse_events(streamed.text) == [("error", {"error": {"message": "the request took longer than 0.3 s",
                                                               "type": "timeout_error"}})]
     assert all(h.cancelled for h in fake_models.engine.handles)
 

@@ -24,6 +24,20 @@ def event(data: Any, name: str | None = None) -> bytes:
     return ((f"event: {name}\n" if name else "") + f"data: {text}\n\n").encode()
 
 
+def parse_events(text: str) -> list[tuple[str | None, Any]]:
+    """A whole /v1/poems event stream as a client reads it -> [(event name, decoded JSON data)], in order."""
+    events = []
+    for block in text.strip().split("\n\n"):
+        name = data = None
+        for line in block.split("\n"):
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                data = json.loads(line[6:])
+        events.append((name, data))
+    return events
+
+
 def event_stream(events: AsyncIterator[bytes]) -> StreamingResponse:
     return StreamingResponse(events, media_type="text/event-stream", headers=HEADERS)
 
