@@ -96,7 +96,8 @@ def test_snapshots_hold_the_ema_generator_with_its_own_batchnorm_stats(synthetic
 
 @pytest.mark.parametrize("flag, value", [("--batch-size", "0"), ("--checkpoint-every", "0"), ("--steps", "0"),
                                          ("--ema-decay", "1.0"), ("--augment", "rotate"),
-                                         ("--d-batch", "mixed"), ("--moment-match", "-1")])
+                                         ("--d-batch", "mixed"), ("--moment-match", "-1"),
+                                         ("--r1", "-1"), ("--r1-every", "0")])
 def test_bad_settings_stop_with_one_line(synthetic_faces_dir, tmp_path, flag, value):
     with pytest.raises((SystemExit, ValueError), match=flag.lstrip("-").split("-")[0] if flag != "--augment"
                        else "rotate"):
@@ -163,6 +164,39 @@ def moment_gap_after_training(weight: float, target: torch.Tensor, steps: int = 
 def test_moment_match_pulls_the_fake_batch_toward_the_target_moments():
     target = torch.tensor([[0.2, -0.1, -0.3], [0.6, 0.55, 0.55]])  # (2, 3) far from a fresh G's ~0 mean, small std
     assert moment_gap_after_training(50.0, target) < 0.7 * moment_gap_after_training(0.0, target)
+
+
+def test_r1_penalty_is_the_squared_input_gradient_of_a_linear_critic():
+    from trainers.faces import r1_penalty
+    D = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 1), torch.nn.Flatten(0))
+    real = torch.rand(5, 3, 8, 8)
+    expected = D[1].weight.square().sum()                  # D(x) = w.x + b: the input gradient is w for every face
+    penalty = r1_penalty(D, real, [], torch.Generator().manual_seed(0))
+    assert torch.allclose(penalty, expected, rtol=1e-5)
+    penalty.backward()                                     # differentiable in D's weights: d|w|^2/dw = 2w
+    assert torch.allclose(D[1].weight.grad, 2 * D[1].weight, rtol=1e-5)
+
+
+def r1_after_training(gamma: float, steps: int = 12) -> tuple[float, int]:
+    from trainers.common import DistInfo
+    from trainers.faces import build_state, r1_penalty, train_step
+    cfg = FacesConfig(batch_size=8, r1=gamma, r1_every=2, augment="", lr=1e-3, **TINY)
+    torch.manual_seed(0)
+    state = build_state(cfg, torch.device("cpu"), DistInfo(), Path("/nonexistent/checkpoint.pt"))
+    gen = torch.Generator().manual_seed(1)
+    real = torch.rand(8, 3, 64, 64, generator=gen) * 2 - 1
+    noise = torch.randn(8, cfg.nz, 1, 1, generator=gen)
+    autocast = torch.autocast("cpu", enabled=False)
+    penalised = sum("r1" in train_step(state, cfg, real, noise, [], torch.Generator().manual_seed(step), autocast)
+                    for step in range(steps))
+    return r1_penalty(state.D, real, [], torch.Generator()).item(), penalised
+
+
+def test_r1_keeps_the_discriminator_smooth_at_the_real_faces_every_nth_step():
+    smooth, penalised = r1_after_training(10.0)
+    rough, none = r1_after_training(0.0)
+    assert (penalised, none) == (6, 0)                     # lazy: steps 0, 2, 4, ... of 12
+    assert smooth < 0.5 * rough
 
 
 def test_resume_with_nothing_to_resume_says_so(synthetic_faces_dir, tmp_path):

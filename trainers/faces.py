@@ -52,6 +52,9 @@ class FacesConfig:
                                   # "separate": one batch each (pytorch/examples), blind to batch-level statistics
     moment_match: float = 0.0     # weight of a G loss term pulling the fake batch's per-channel mean and std toward the
                                   # training set's (squared error, summed over 2x3 moments); 0 = off
+    r1: float = 0.0               # gamma of an R1 penalty on D (gamma/2 * E|grad_x D(x)|^2 on the real faces as D sees
+                                  # them; Mescheder et al. 2018), which keeps D smooth around the data; 0 = off
+    r1_every: int = 16            # lazy regularisation (StyleGAN2): the penalty every N steps, scaled by N
     snapshot_every: int = 1000    # write the EMA generator to snapshots/ every N steps (for SWD vs steps); 0 = off
     sample_every: int = 0         # 0 = once per epoch
     checkpoint_every: int = 250
@@ -193,6 +196,10 @@ def check_config(cfg: FacesConfig) -> None:
         raise SystemExit(f"--d-batch must be one of {', '.join(D_BATCH_MODES)}, got {cfg.d_batch!r}")
     if cfg.moment_match < 0:
         raise SystemExit(f"--moment-match must be >= 0, got {cfg.moment_match}")
+    if cfg.r1 < 0:
+        raise SystemExit(f"--r1 must be >= 0, got {cfg.r1}")
+    if cfg.r1_every < 1:
+        raise SystemExit(f"--r1-every must be >= 1, got {cfg.r1_every}")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise SystemExit(f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
     if cfg.lr_decay_start < 0 or (cfg.lr_decay_start and cfg.lr_decay_start >= cfg.steps):
@@ -210,6 +217,15 @@ def discriminate(D: nn.Module, real: torch.Tensor, fake: torch.Tensor, policy, a
         logits = D(diff_augment(torch.cat([real, fake]), policy, aug_gen)).float()
         return logits[:len(real)], logits[len(real):]
     return (D(diff_augment(real, policy, aug_gen)).float(), D(diff_augment(fake, policy, aug_gen)).float())
+
+
+def r1_penalty(D: nn.Module, real: torch.Tensor, policy, aug_gen: torch.Generator) -> torch.Tensor:
+    """E |grad_x D(aug(x))|^2 over real (B, 3, H, W): the squared norm of D's input gradient at the real faces,
+    through the same DiffAugment draws D trains on -> scalar, differentiable in D's weights."""
+    real = real.detach().float().requires_grad_(True)
+    logits = D(diff_augment(real, policy, aug_gen)).float()
+    grad, = torch.autograd.grad(logits.sum(), real, create_graph=True)
+    return grad.square().sum(dim=(1, 2, 3)).mean()
 
 
 @dataclass
@@ -282,6 +298,12 @@ def train_step(state: TrainState, cfg: FacesConfig, real: torch.Tensor, noise: t
               + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
     state.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
+    stats = {}
+    if cfg.r1 and state.step % cfg.r1_every == 0:
+        # in float32 and outside autocast: a gradient penalty differentiates twice, bf16 would swamp it
+        penalty = r1_penalty(D, real, policy, aug_gen)
+        (cfg.r1 / 2 * cfg.r1_every * penalty).backward()
+        stats["r1"] = penalty.item()
     state.opt_d.step()
 
     # (2) Update G: maximise log D(G(z)) (joint: judged in a batch with real faces, as D was trained)
@@ -291,7 +313,6 @@ def train_step(state: TrainState, cfg: FacesConfig, real: torch.Tensor, noise: t
         else:
             logit_gen = D(diff_augment(fake, policy, aug_gen)).float()
     loss_g = F.binary_cross_entropy_with_logits(logit_gen, torch.ones_like(logit_gen))
-    stats = {}
     if cfg.moment_match and target_moments is not None:
         gap = channel_moments(fake) - target_moments                                      # (2, 3)
         loss_g = loss_g + cfg.moment_match * gap.square().sum()
@@ -325,7 +346,8 @@ def train(cfg: FacesConfig) -> Path:
         print(f"faces: {len(data_u8)} training images from {cfg.data} ({skipped} unreadable, skipped); "
               f"last {0 if cfg.dry_run else cfg.holdout} by name held out; augment {','.join(policy) or 'off'}; "
               f"EMA {cfg.ema_decay or 'off'}; D batches {cfg.d_batch}"
-              + (f"; moment match {cfg.moment_match}" if cfg.moment_match else ""))
+              + (f"; moment match {cfg.moment_match}" if cfg.moment_match else "")
+              + (f"; R1 {cfg.r1} every {cfg.r1_every} steps" if cfg.r1 else ""))
     state = build_state(cfg, device, dist_info, ckpt_path)
     start = state.step
     target_moments = dataset_moments(data_u8).to(device) if cfg.moment_match else None  # (2, 3)
