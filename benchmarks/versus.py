@@ -63,26 +63,32 @@ def genrt_runner(model_dir: Path, threads: int, beams: int = 1, batch: int = 1):
     return run
 
 
-def ct2_runner(ct2_dir: Path, compute_type: str, threads: int, beams: int = 1, batch: int = 1):
+def ct2_runner(ct2_dir: Path, compute_type: str, threads: int, beams: int = 1, batch: int = 1,
+               parallel: str = "intra"):
+    """parallel "intra": one batch on `threads` threads; "inter": the batch split into `threads` parts decoded at
+    once, one thread each (CTranslate2's inter_threads with max_batch_size, what genrt's lanes do)."""
     import ctranslate2
     from export.ctranslate2 import decode_options
     from genrt.poems.tokenizer import CharTokenizer
+    inter = parallel == "inter"
     translator = ctranslate2.Translator(str(ct2_dir), device="cpu", compute_type=compute_type,
-                                        intra_threads=threads, inter_threads=1)
+                                        intra_threads=1 if inter else threads, inter_threads=threads if inter else 1)
     vocab = json.loads((ct2_dir / "shared_vocabulary.json").read_text(encoding="utf-8"))
     src = [[vocab[i] for i in CharTokenizer(vocab).encode_prompt(p, "title", 200)] for p in batch_prompts(batch)]
     options = {"beam_size": beams, "length_penalty": 1.0, "min_decoding_length": NEW_TOKENS,
                "max_decoding_length": NEW_TOKENS, **decode_options(vocab)}
+    if inter:
+        options["max_batch_size"] = -(-batch // threads)
 
     def run() -> int:
         return sum(len(r.hypotheses[0]) for r in translator.translate_batch(src, **options))
     return run
 
 
-def _worker(conn, kind: str, args: tuple) -> None:
+def _worker(conn, kind: str, args: tuple, options: dict) -> None:
     """One engine in a process of its own (no thread pool of the other engine spinning beside it): builds its
     runner, then answers every "run" with the milliseconds per new token it just took and the tokens decoded."""
-    run = genrt_runner(*args) if kind == "genrt" else ct2_runner(*args)
+    run = genrt_runner(*args, **options) if kind == "genrt" else ct2_runner(*args, **options)
     run()                                                                   # warm-up
     while conn.recv() == "run":
         t0 = time.perf_counter()
@@ -90,17 +96,17 @@ def _worker(conn, kind: str, args: tuple) -> None:
         conn.send(((time.perf_counter() - t0) * 1e3 / n, n))
 
 
-def head_to_head(engines: dict[str, tuple[str, tuple]], rounds: int, block: int = 5) -> dict[str, float]:
-    """(each engine's args end with its batch size: every prompt must decode exactly NEW_TOKENS)"""
-    """Median ms per new token of each engine, each in its own worker process. Every round runs each engine
+def head_to_head(engines: dict[str, tuple], rounds: int, block: int = 5) -> dict[str, float]:
+    """engines: name -> (kind, args[, keyword options]), the args ending with the batch size (every prompt must
+    decode exactly NEW_TOKENS). Median ms per new token of each engine, each in its own worker process. Every round runs each engine
     `block` times in a row and keeps all but the first (caches warm again after the other engine, as for a user
     decoding poem after poem), alternating which engine goes first, so both see the same machine state."""
     import multiprocessing as mp
     ctx = mp.get_context("spawn")
     workers = {}
-    for name, (kind, args) in engines.items():
+    for name, (kind, args, *options) in engines.items():
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(child, kind, args), daemon=True)
+        proc = ctx.Process(target=_worker, args=(child, kind, args, options[0] if options else {}), daemon=True)
         proc.start()
         workers[name] = (parent, proc)
     samples = {name: [] for name in engines}
@@ -130,22 +136,28 @@ def markdown(report: dict) -> str:
              f"engine (the first of each block untimed), {NEW_TOKENS} new characters per prompt (batch 1: "
              f"{PROMPT}; batch N: the first N of {', '.join(PROMPTS)}); onnxruntime {report['onnxruntime']}, "
              f"CTranslate2 {report['ctranslate2']}; {report.get('date', '')}.", "",
+             "genrt runs a batch in one lane per thread (genrt.decoding.lanes). CTranslate2 on several threads runs "
+             "either all of them inside one batch (intra_threads) or the batch split into one part per thread, "
+             "decoded at once (inter_threads with max_batch_size: \"split\").", "",
              "| precision | threads | prompts per call | search | genrt ms/token | genrt tokens/s | "
-             "CTranslate2 ms/token | CTranslate2 tokens/s | genrt speed vs CTranslate2 |",
-             "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+             "CTranslate2 threads | CTranslate2 ms/token | CTranslate2 tokens/s | genrt speed vs CTranslate2 |",
+             "|---|---:|---:|---|---:|---:|---|---:|---:|---:|"]
     for r in report["rows"]:
         lines.append(f"| {r['precision']} | {r['threads']} | {r.get('batch', 1)} | {_search(r.get('beams', 1))} | "
-                     f"{r['genrt_ms']:.3f} | {1e3 / r['genrt_ms']:,.0f} | {r['ct2_ms']:.3f} | {1e3 / r['ct2_ms']:,.0f} | "
-                     f"{r['ct2_ms'] / r['genrt_ms']:.2f}x |")
-    key = lambda r: (r["precision"], r["threads"], r.get("batch", 1))                            # noqa: E731
+                     f"{r['genrt_ms']:.3f} | {1e3 / r['genrt_ms']:,.0f} | "
+                     f"{'split' if r.get('ct2_parallel') == 'inter' else 'one batch'} | {r['ct2_ms']:.3f} | "
+                     f"{1e3 / r['ct2_ms']:,.0f} | {r['ct2_ms'] / r['genrt_ms']:.2f}x |")
+    key = lambda r: (r["precision"], r["threads"], r.get("batch", 1), r.get("ct2_parallel", "intra"))  # noqa: E731
     greedy = {key(r): r for r in report["rows"] if r.get("beams", 1) == 1}
     ratios = [f"{r['precision']} {r['threads']} thread{'s' if r['threads'] > 1 else ''} batch {r.get('batch', 1)}: "
-              f"genrt {r['genrt_ms'] / g['genrt_ms']:.2f}x, CTranslate2 {r['ct2_ms'] / g['ct2_ms']:.2f}x"
+              f"genrt {r['genrt_ms'] / g['genrt_ms']:.2f}x, CTranslate2"
+              f"{' split' if r.get('ct2_parallel') == 'inter' else ''} {r['ct2_ms'] / g['ct2_ms']:.2f}x"
               for r in report["rows"] if r.get("beams", 1) > 1 for g in [greedy.get(key(r))] if g]
     single = {(r["precision"], r["threads"]): r for r in report["rows"]
               if r.get("beams", 1) == 1 and r.get("batch", 1) == 1}
     gains = [f"{r['precision']} {r['threads']} thread{'s' if r['threads'] > 1 else ''}: genrt "
-             f"{g['genrt_ms'] / r['genrt_ms']:.2f}x, CTranslate2 {g['ct2_ms'] / r['ct2_ms']:.2f}x"
+             f"{g['genrt_ms'] / r['genrt_ms']:.2f}x, CTranslate2"
+             f"{' split' if r.get('ct2_parallel') == 'inter' else ''} {g['ct2_ms'] / r['ct2_ms']:.2f}x"
              for r in report["rows"] if r.get("beams", 1) == 1 and r.get("batch", 1) > 1
              for g in [single.get((r["precision"], r["threads"]))] if g]
     if gains:
@@ -156,6 +168,12 @@ def markdown(report: dict) -> str:
         lines += ["", f"Beam {beams} per token against the same engine's greedy (same rounds): " + "; ".join(ratios)
                   + "."]
     return "\n".join(lines) + "\n"
+
+
+def ct2_modes(threads: int, batch: int) -> tuple[str, ...]:
+    """CTranslate2's ways to use `threads` on a batch: its threads inside one batch ("intra"), and, for a batch on
+    several threads, also the batch split into one part per thread decoded at once ("inter", like genrt's lanes)."""
+    return ("intra", "inter") if threads > 1 and batch > 1 else ("intra",)
 
 
 def _search(beams: int) -> str:
@@ -192,14 +210,17 @@ def main(argv: list[str] | None = None) -> dict:
                 engines, cases = {}, [(beams, batch) for batch in args.batch for beams in args.beams]
                 for beams, batch in cases:
                     engines[f"genrt/{beams}/{batch}"] = ("genrt", (args.models / bundled, threads, beams, batch))
-                    engines[f"ct2/{beams}/{batch}"] = ("ct2", (ct2_dir, ct2_type, threads, beams, batch))
+                    for parallel in ct2_modes(threads, batch):
+                        engines[f"ct2-{parallel}/{beams}/{batch}"] = (
+                            "ct2", (ct2_dir, ct2_type, threads, beams, batch), {"parallel": parallel})
                 medians = head_to_head(engines, args.rounds, args.block)
                 for beams, batch in cases:
-                    rows.append({"precision": precision, "threads": threads, "beams": beams, "batch": batch,
-                                 "genrt_ms": medians[f"genrt/{beams}/{batch}"],
-                                 "ct2_ms": medians[f"ct2/{beams}/{batch}"],
-                                 "model_dir": bundled if args.models == MODELS else str(args.models / bundled)})
-                    print(rows[-1], file=sys.stderr)
+                    for parallel in ct2_modes(threads, batch):
+                        rows.append({"precision": precision, "threads": threads, "beams": beams, "batch": batch,
+                                     "genrt_ms": medians[f"genrt/{beams}/{batch}"], "ct2_parallel": parallel,
+                                     "ct2_ms": medians[f"ct2-{parallel}/{beams}/{batch}"],
+                                     "model_dir": bundled if args.models == MODELS else str(args.models / bundled)})
+                        print(rows[-1], file=sys.stderr)
     report = {"cpu": cpu_info(), "models": "bundled" if args.models == MODELS else str(args.models),
               "rounds": args.rounds, "block": args.block, "onnxruntime": onnxruntime.__version__,
               "ctranslate2": ctranslate2.__version__, "date": time.strftime("%Y-%m-%d"), "rows": rows}

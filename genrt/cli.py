@@ -101,7 +101,8 @@ def load_poems(model_dir: Path | None, provider: str, threads: int | None, preci
 
 def threads_option(f):
     return click.option("--threads", type=click.IntRange(min=1, max=limits.MAX_THREADS), default=None,
-                        help="CPU threads for onnxruntime [default: physical cores]")(f)
+                        help="CPU threads for onnxruntime (poems: one decoder lane per thread) "
+                             "[default: physical cores]")(f)
 
 
 def precision_option(f):

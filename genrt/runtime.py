@@ -199,11 +199,14 @@ EXPORT_HINTS = {
 
 def open_model_dir(model_dir: str | Path | None, kind: str, provider: str = "auto", threads: int | None = None,
                    precision: str | None = None, default_threads: int | None = None,
-                   provider_options: dict | None = None, spin: bool = True) -> OpenModel:
+                   provider_options: dict | None = None, spin: bool = True,
+                   graph_threads: dict[str, int] | None = None) -> OpenModel:
     """The one way every generator opens a model: check the arguments, pick the provider and the directory
     (bundled / user variant of `precision` when None), read and check the manifest, then open and check every
     graph it names. threads None = default_threads (None = physical cores); provider_options go to onnxruntime.
-    spin=False: no graph's idle threads spin (the model shares its cores with another loop, as in genrt serve)."""
+    spin=False: no graph's idle threads spin (the model shares its cores with another loop, as in genrt serve).
+    graph_threads: a thread count for some graphs by name, overriding `threads` (a graph run from several threads
+    at once, one call per thread: genrt.decoding.lanes)."""
     threads = check_threads(threads)
     provider_options = check_provider_options(provider_options)
     chosen = resolve_provider(provider)
@@ -211,7 +214,8 @@ def open_model_dir(model_dir: str | Path | None, kind: str, provider: str = "aut
     folder = model_dir_or_bundled(model_dir, name, hint, precision, chosen)
     manifest = read_manifest(folder, expected_kind=kind)
     check_precision(manifest.precision, precision, folder)
-    sessions = {graph: load_checked_session(folder, spec, chosen, threads or default_threads,
+    graph_threads = graph_threads or {}
+    sessions = {graph: load_checked_session(folder, spec, chosen, graph_threads.get(graph, threads or default_threads),
                                             spin=spin and graph not in NON_SPINNING_GRAPHS,
                                             provider_options=provider_options)
                 for graph, spec in manifest.graphs().items()}

@@ -17,8 +17,8 @@ def test_markdown_gives_each_engine_and_genrts_speed_ratio():
     assert lines[0].startswith("Test CPU (avx2, fma), 8 rounds of 5 runs per engine")
     assert f"{versus.NEW_TOKENS} new characters per prompt (batch 1: {versus.PROMPT}" in lines[0]
     assert "onnxruntime 1.22.0, CTranslate2 4.5.0" in lines[0]
-    assert lines[-2:] == ["| fp32 | 1 | 1 | greedy | 0.500 | 2,000 | 0.750 | 1,333 | 1.50x |",
-                          "| int8 | 2 | 1 | greedy | 0.400 | 2,500 | 0.200 | 5,000 | 0.50x |"]
+    assert lines[-2:] == ["| fp32 | 1 | 1 | greedy | 0.500 | 2,000 | one batch | 0.750 | 1,333 | 1.50x |",
+                          "| int8 | 2 | 1 | greedy | 0.400 | 2,500 | one batch | 0.200 | 5,000 | 0.50x |"]
 
 
 def test_markdown_gives_each_engines_batch_gain_over_its_single_prompt():
@@ -26,11 +26,15 @@ def test_markdown_gives_each_engines_batch_gain_over_its_single_prompt():
               "ctranslate2": "4.5.0",
               "rows": [{"precision": "int8", "threads": 2, "beams": 1, "batch": 1, "genrt_ms": 0.3, "ct2_ms": 0.3},
                        {"precision": "int8", "threads": 2, "beams": 1, "batch": 16, "genrt_ms": 0.1,
-                        "ct2_ms": 0.12}]}
+                        "ct2_ms": 0.12},
+                       {"precision": "int8", "threads": 2, "beams": 1, "batch": 16, "genrt_ms": 0.1,
+                        "ct2_ms": 0.075, "ct2_parallel": "inter"}]}
     lines = versus.markdown(report).splitlines()
-    assert "| int8 | 2 | 16 | greedy | 0.100 | 10,000 | 0.120 | 8,333 | 1.20x |" in lines
+    assert "| int8 | 2 | 16 | greedy | 0.100 | 10,000 | one batch | 0.120 | 8,333 | 1.20x |" in lines
+    assert "| int8 | 2 | 16 | greedy | 0.100 | 10,000 | split | 0.075 | 13,333 | 0.75x |" in lines
     assert lines[-1] == ("Batch tokens/s against the same engine's single prompt (same rounds): int8 2 threads: "
-                         "genrt 3.00x, CTranslate2 2.50x.")
+                         "genrt 3.00x, CTranslate2 2.50x; int8 2 threads: genrt 3.00x, CTranslate2 split 4.00x.")
+    assert versus.ct2_modes(2, 16) == ("intra", "inter") and versus.ct2_modes(2, 1) == versus.ct2_modes(1, 16)
     assert versus.batch_prompts(3) == list(versus.PROMPTS[:3]) and len(set(versus.batch_prompts(16))) == 16
 
 
@@ -40,7 +44,7 @@ def test_markdown_gives_each_engines_beam_cost_against_its_own_greedy():
               "rows": [{"precision": "int8", "threads": 1, "beams": 1, "genrt_ms": 0.3, "ct2_ms": 0.4},
                        {"precision": "int8", "threads": 1, "beams": 4, "genrt_ms": 0.75, "ct2_ms": 0.6}]}
     lines = versus.markdown(report).splitlines()
-    assert "| int8 | 1 | 1 | beam 4 | 0.750 | 1,333 | 0.600 | 1,667 | 0.80x |" in lines
+    assert "| int8 | 1 | 1 | beam 4 | 0.750 | 1,333 | one batch | 0.600 | 1,667 | 0.80x |" in lines
     assert lines[-1] == ("Beam 4 per token against the same engine's greedy (same rounds): int8 1 thread batch 1: "
                          "genrt 2.50x, CTranslate2 1.50x.")
 
@@ -65,7 +69,7 @@ def test_worker_answers_each_run_until_told_to_stop(monkeypatch):
     parent, child = Pipe()
     for message in ("run", "run", "stop"):
         parent.send(message)
-    versus._worker(child, "genrt", ("model", 1, 1, 1))
+    versus._worker(child, "genrt", ("model", 1, 1, 1), {})
     answers = [parent.recv(), parent.recv()]
     assert not parent.poll()
     assert len(runs) == 3                                               # the warm-up, then one per "run"

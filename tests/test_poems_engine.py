@@ -17,9 +17,11 @@ MODES = [{}, {"num_beams": 3}, {"do_sample": True, "seed": 4}, {"do_sample": Fal
          {"form": "wujue"}, {"do_sample": True, "best_of": 2, "num_return_sequences": 2, "seed": 1}]
 
 
-@pytest.fixture(scope="module", params=["tiny_poems_dir", "tiny_int8_dir"])
+@pytest.fixture(scope="module", params=[("tiny_poems_dir", 1), ("tiny_int8_dir", 1), ("tiny_int8_dir", 2)],
+                ids=["fp32", "int8", "int8-2-lanes"])
 def gen(request):
-    return PoemGenerator.load(request.getfixturevalue(request.param), provider="cpu", threads=1)
+    folder, threads = request.param
+    return PoemGenerator.load(request.getfixturevalue(folder), provider="cpu", threads=threads)
 
 
 @pytest.fixture(scope="module")
@@ -105,10 +107,10 @@ def test_bounds_and_bad_input_are_refused_before_queueing(gen):
         engine.submit(["春江"])
     engine._lock.acquire()                                    # hold the loop: nothing leaves the queue
     try:
-        engine._incoming.extend([object(), object()])
+        engine._lanes[-1].incoming.extend([object(), object()])
         with pytest.raises(EngineFull, match="2 requests are already waiting"):
             engine.submit("春江")
-        engine._incoming.clear()
+        engine._lanes[-1].incoming.clear()
     finally:
         engine._lock.release()
     engine.close()

@@ -193,11 +193,20 @@ def test_only_graphs_run_in_a_loop_keep_spinning_threads(tiny_poems_dir, tiny_fa
     assert beside.sessions["generator"].get_session_options().get_session_config_entry(spinning) == "0"
 
 
-def test_poem_models_default_to_one_thread_per_physical_core(tiny_poems_dir):
+def test_poem_models_default_to_one_lane_per_physical_core(tiny_poems_dir):
     from genrt.poems.model import PoemModel
     model = PoemModel.load(tiny_poems_dir, provider="cpu")
-    for session in (model.encoder, model.decoder):
-        assert session.get_session_options().intra_op_num_threads == runtime.physical_cores()
+    assert model.encoder.get_session_options().intra_op_num_threads == runtime.physical_cores()
+    assert model.decoder.get_session_options().intra_op_num_threads == 1      # one call per lane, one thread each
+    assert model.lanes == runtime.physical_cores()
+    assert PoemModel.load(tiny_poems_dir, provider="cpu", threads=3).lanes == 3
+
+
+def test_graph_threads_override_the_thread_count_of_named_graphs(tiny_poems_dir):
+    from genrt.contract import POEMS_KIND
+    opened = runtime.open_model_dir(tiny_poems_dir, POEMS_KIND, "cpu", 2, graph_threads={"decoder": 1})
+    assert opened.sessions["encoder"].get_session_options().intra_op_num_threads == 2
+    assert opened.sessions["decoder"].get_session_options().intra_op_num_threads == 1
 
 
 def test_open_model_dir_serves_every_kind(tiny_poems_dir, tiny_faces_model):

@@ -1,14 +1,16 @@
-"""PoemEngine: many callers, one decoder loop. Requests come from any thread; one engine thread runs the
-scheduler (genrt.decoding.scheduler), so requests that arrive at different times share decoder steps.
+"""PoemEngine: many callers, one decoder loop per lane. Requests come from any thread; each lane's thread runs a
+scheduler (genrt.decoding.scheduler), so requests that arrive at different times share decoder steps. A CPU model
+has one lane per thread (genrt.decoding.lanes): a request goes to the lane with the fewest rows, and the lanes'
+decoder calls run at once.
 
     engine = PoemEngine(PoemGenerator.load(), max_rows=64, max_queued=256, timeout=60)
     handle = engine.submit("春江花月夜", num_beams=4)
     print(handle.result()[0].text)                  # or: for piece in handle.pieces(): ...
     engine.close()
 
-Bounded: at most `max_rows` decoder rows are active (prompts x beams / returned sequences; more requests wait),
-at most `max_queued` requests wait (EngineFull beyond that), a request older than `timeout` seconds is dropped
-with TimeoutError, and a cancelled one frees its rows at the next step. Options are validated in the caller's
+Bounded: at most `max_rows` decoder rows are active in each lane (prompts x beams / returned sequences; more
+requests wait), at most `max_queued` requests wait (EngineFull beyond that), a request older than `timeout`
+seconds is dropped with TimeoutError, and a cancelled one frees its rows at the next step. Options are validated in the caller's
 thread, before anything is queued. A request decodes to the same poems as it would alone (for models that declare
 batch invariance: PoemModel.batch_invariant).
 """
@@ -20,6 +22,7 @@ import time
 from collections import deque
 from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 
+from genrt.decoding.lanes import lanes_of
 from genrt.decoding.scheduler import Cancelled, Request, Scheduler
 from genrt.poems.generator import BATCH_ROWS, Poem, PoemGenerator
 
@@ -133,6 +136,20 @@ class PoemHandle:
             wake()
 
 
+class _Lane:
+    """One scheduler and its thread (genrt.decoding.lanes); `rows` counts the rows of its unfinished requests."""
+
+    def __init__(self, scheduler: Scheduler):
+        self.scheduler = scheduler
+        self.incoming: deque[PoemHandle] = deque()
+        self.rows = 0
+        self.thread: threading.Thread | None = None
+
+    @property
+    def queued(self) -> int:
+        return len(self.incoming) + len(self.scheduler.waiting)
+
+
 class PoemEngine:
     def __init__(self, generator: PoemGenerator, max_rows: int = BATCH_ROWS, max_queued: int = MAX_QUEUED,
                  timeout: float | None = None):
@@ -142,19 +159,25 @@ class PoemEngine:
         if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.generator, self.max_queued, self.timeout = generator, max_queued, timeout
-        self._scheduler = Scheduler(generator.model, max_rows)
+        self._lanes = [_Lane(Scheduler(generator.model, max_rows)) for _ in range(lanes_of(generator.model))]
         self._lock = threading.Condition()
-        self._incoming: deque[PoemHandle] = deque()
         self._handles: dict[int, PoemHandle] = {}              # id(request) -> handle, while unfinished
         self._deadlines: dict[int, float] = {}
         self._closed = self._drain = False
         self.steps = self.requests_finished = 0
-        self._thread = threading.Thread(target=self._loop, name="genrt-poem-engine", daemon=True)
-        self._thread.start()
+        for i, lane in enumerate(self._lanes):
+            lane.thread = threading.Thread(target=self._loop, args=(lane,), name=f"genrt-poem-engine-{i}",
+                                           daemon=True)
+            lane.thread.start()
 
     @property
     def max_rows(self) -> int:
-        return self._scheduler.max_rows
+        """Rows one decoder call steps together (in each lane)."""
+        return self._lanes[0].scheduler.max_rows
+
+    @property
+    def lanes(self) -> int:
+        return len(self._lanes)
 
     def submit(self, prompt: str, **options: Any) -> PoemHandle:
         """Queue one prompt with its own options (PoemGenerator.generate's keywords). ValueError for bad input,
@@ -171,9 +194,11 @@ class PoemEngine:
         with self._lock:
             if self._closed:
                 raise EngineClosed("the engine is shutting down")
-            if len(self._incoming) + len(self._scheduler.waiting) >= self.max_queued:
+            if sum(lane.queued for lane in self._lanes) >= self.max_queued:
                 raise EngineFull(f"{self.max_queued} requests are already waiting")
-            self._incoming.append(handle)
+            lane = min(self._lanes, key=lambda lane: lane.rows)   # the lane with the fewest rows to step
+            lane.incoming.append(handle)
+            lane.rows += request.rows
             if self.timeout is not None:
                 self._deadlines[id(request)] = time.monotonic() + self.timeout
             self._lock.notify_all()
@@ -186,20 +211,24 @@ class PoemEngine:
 
     def stats(self) -> dict:
         with self._lock:
-            return {"queued": len(self._incoming) + len(self._scheduler.waiting),
-                    "active_requests": len(self._scheduler.active), "active_rows": self._scheduler.active_rows,
-                    "tokens_generated": self._scheduler.tokens_generated, "steps": self.steps,
+            schedulers = [lane.scheduler for lane in self._lanes]
+            return {"queued": sum(lane.queued for lane in self._lanes),
+                    "active_requests": sum(len(s.active) for s in schedulers),
+                    "active_rows": sum(s.active_rows for s in schedulers),
+                    "tokens_generated": sum(s.tokens_generated for s in schedulers), "steps": self.steps,
                     "requests_finished": self.requests_finished}
 
     def close(self, drain: bool = True, timeout: float | None = None) -> None:
-        """Stop accepting requests; with `drain` finish those in flight, else cancel them; then stop the thread."""
+        """Stop accepting requests; with `drain` finish those in flight, else cancel them; then stop the threads."""
         with self._lock:
             self._closed, self._drain = True, drain
             if not drain:
-                for handle in list(self._incoming) + list(self._handles.values()):
+                for handle in [h for lane in self._lanes for h in lane.incoming] + list(self._handles.values()):
                     handle.request.cancel(Cancelled("the engine was closed"))
             self._lock.notify_all()
-        self._thread.join(timeout)
+        end = None if timeout is None else time.monotonic() + timeout
+        for lane in self._lanes:
+            lane.thread.join(None if end is None else max(0.0, end - time.monotonic()))
 
     def __enter__(self) -> "PoemEngine":
         return self
@@ -211,16 +240,16 @@ class PoemEngine:
         with self._lock:
             self._lock.notify_all()
 
-    def _loop(self) -> None:
-        scheduler = self._scheduler
+    def _loop(self, lane: _Lane) -> None:
+        scheduler = lane.scheduler
         while True:
             with self._lock:
-                while not self._closed and not self._incoming and scheduler.idle:
+                while not self._closed and not lane.incoming and scheduler.idle:
                     self._lock.wait()
-                if self._closed and not self._incoming and scheduler.idle:
+                if self._closed and not lane.incoming and scheduler.idle:
                     return
-                while self._incoming:
-                    handle = self._incoming.popleft()
+                while lane.incoming:
+                    handle = lane.incoming.popleft()
                     self._handles[id(handle.request)] = handle
                     scheduler.submit(handle.request)
             self._expire()
@@ -238,6 +267,7 @@ class PoemEngine:
                     handle = self._handles.pop(id(r), None)
                     self._deadlines.pop(id(r), None)
                     self.requests_finished += 1
+                    lane.rows -= r.rows
                     if handle is not None:
                         handle._update()
 

@@ -13,6 +13,7 @@ from genrt.decoding.processors import (
     LogitsProcessor, MinNewTokens, NoRepeatNGram, RepetitionPenalty, SuppressTokens, VerseRepetitionBlock, logsumexp,
     make_sampler, pick_greedy,
 )
+from genrt.decoding.lanes import run_requests
 from genrt.decoding.scheduler import Request, Scheduler
 from genrt.decoding.search import BeamSampling, BeamSearch, Hypothesis, SampleSearch, Search
 from genrt.poems.verse.doubling import IdiomaticDoubling, load_doubling
@@ -158,8 +159,8 @@ class PoemGenerator:
     def generate(self, prompt: str | Sequence[str], options: GenerationOptions | None = None,
                  **kwargs: Any) -> list[Poem] | list[list[Poem]]:
         """One prompt -> list of `num_return_sequences` poems; a list of prompts -> one such list per prompt,
-        decoded together in one scheduler (genrt.decoding.scheduler: one decoder call per step for all of them;
-        each prompt gets the poems it would get alone). Options: see `options`. Raises ValueError naming any bad
+        decoded together (genrt.decoding.scheduler: one decoder call per step for all of them, in each of the
+        model's lanes, genrt.decoding.lanes; each prompt gets the poems it would get alone). Options: see `options`. Raises ValueError naming any bad
         input or option."""
         opts = self.options(options, **kwargs)
         if prompt is None or not isinstance(prompt, (str, list, tuple)):
@@ -168,10 +169,7 @@ class PoemGenerator:
         if not prompts:
             raise ValueError("no prompt given")
         requests = self.requests(prompts, opts)
-        scheduler = Scheduler(self.model, max(BATCH_ROWS, max(r.rows for r in requests)))
-        for r in requests:
-            scheduler.submit(r)
-        scheduler.run()
+        run_requests(self.model, requests, BATCH_ROWS)
         poems = [self.poems_of(r) for r in requests]
         return poems[0] if isinstance(prompt, str) else poems
 

@@ -22,14 +22,18 @@ from genrt.contract import (
     ALL_LOGITS, CACHE_ALIGN, LOG_NORM, POEMS_KIND, SELF_MASK, PoemsManifest, cross_key, cross_value, past_key,
     past_value,
 )
-from genrt.providers import provider_spec
-from genrt.runtime import GRAPH_RUN_ERRORS, GraphRunError, hot_loop_run, open_model_dir
+from genrt.decoding.lanes import in_lanes
+from genrt.providers import CPU, provider_spec
+from genrt.runtime import (
+    GRAPH_RUN_ERRORS, GraphRunError, check_threads, hot_loop_run, open_model_dir, physical_cores,
+)
 
 
-# Threads when the caller names none: None = one per physical core, as for every genrt session. A second thread
-# speeds up fp32 and several-row (beam, batch) steps and leaves int8 greedy level, once the encoder's idle pool no
-# longer spins on the decoder's core (genrt.runtime.NON_SPINNING_GRAPHS).
+# Threads when the caller names none: None = one per physical core, as for every genrt session. On CPU the
+# decoder runs one thread per call and the threads become lanes (genrt.decoding.lanes): schedulers stepping at
+# once, each call on its own core.
 DEFAULT_DECODE_THREADS = None
+DECODER_THREADS_PER_LANE = 1
 
 
 def aligned(width: int) -> int:
@@ -129,8 +133,9 @@ class PoemModel:
     (the cache grows by one slot a step for every row). Reordering and joining rows then go through the host."""
 
     def __init__(self, manifest: PoemsManifest, encoder, decoder, provider: str, model_dir: Path,
-                 device_cache: bool | None = None):
+                 device_cache: bool | None = None, lanes: int = 1):
         self.manifest, self.provider, self.model_dir = manifest, provider, model_dir
+        self.lanes = lanes                  # decoder calls made at once, from as many threads (genrt.decoding.lanes)
         self.encoder, self.decoder = encoder, decoder
         self._run_decoder = hot_loop_run(decoder)
         layers = range(manifest.num_decoder_layers)
@@ -150,10 +155,13 @@ class PoemModel:
              provider_options: dict | None = None) -> "PoemModel":
         """Open a model directory (None = the bundled model of `precision`; by default the provider's precision,
         genrt.providers)."""
+        threads = check_threads(threads)
         opened = open_model_dir(model_dir, POEMS_KIND, provider, threads, precision, DEFAULT_DECODE_THREADS,
-                                provider_options)
+                                provider_options, graph_threads={"decoder": DECODER_THREADS_PER_LANE})
+        # CPU: one lane per thread asked for; an accelerator batches all rows in one call
+        lanes = (threads or DEFAULT_DECODE_THREADS or physical_cores()) if opened.provider == CPU else 1
         return cls(opened.manifest, opened.sessions["encoder"], opened.sessions["decoder"], opened.provider,
-                   opened.model_dir, device_cache)
+                   opened.model_dir, device_cache, lanes)
 
     @property
     def batch_invariant(self) -> bool:
@@ -312,10 +320,20 @@ class PoemModel:
                               ) -> list[np.ndarray]:
         """Logits of every target position in one encoder and one decoder call: targets[i] = <sos> + ids (the
         decoder input) -> per pair (len(targets[i]), V) float32, row t predicting the id after targets[i][t].
-        Targets are padded to a multiple of CACHE_ALIGN, so a pair scores the same in any batch."""
+        Targets are padded to a multiple of CACHE_ALIGN, so a pair scores the same in any batch (and in any lane:
+        with several lanes the pairs are split among them and scored at once)."""
         if not self.manifest.scoring:
             raise ValueError(f"{self.model_dir} has no scoring output ({ALL_LOGITS}); re-export it with "
                              f"python -m export.poems to score poems")
+        if self.lanes > 1 and len(sources) > 1:     # the pairs split among the lanes, scored at once
+            parts = np.array_split(np.arange(len(sources)), min(self.lanes, len(sources)))
+            scored = in_lanes(lambda rows: self._teacher_forced([sources[i] for i in rows],
+                                                                [targets[i] for i in rows]), parts)
+            return [logits for part in scored for logits in part]
+        return self._teacher_forced(sources, targets)
+
+    def _teacher_forced(self, sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]
+                        ) -> list[np.ndarray]:
         cache = self.start(sources)
         ids, _ = pad_batch(targets, self.manifest.pad_id, aligned(max(len(t) for t in targets)))  # pads after <eos>
         positions = np.ascontiguousarray(np.broadcast_to(np.arange(ids.shape[1], dtype=np.int64), ids.shape))
