@@ -304,7 +304,8 @@ def phase_mix(args, expected: Expected) -> dict:
             "server_logged_requests": logged,
             "memory_mb": {"first_quarter_mean": round(float(np.mean(memory[:quarter])), 1),
                           "last_quarter_mean": round(float(np.mean(memory[-quarter:])), 1),
-                          "max": round(max(memory), 1), "samples": len(memory)}}
+                          "max": round(max(memory), 1), "samples": len(memory),
+                          "every_10_s": [round(m, 1) for m in memory[9::10]]}}
 
 
 async def faults(url: str, expected: Expected) -> dict:
@@ -442,7 +443,9 @@ def markdown(result: dict) -> str:
                   f"request's own result alone (lost, duplicated or mixed): **{x['mismatched']}**; the server "
                   f"logged {x['server_logged_requests']} requests",
                   f"- server memory: {x['memory_mb']['first_quarter_mean']} MB mean in the first quarter, "
-                  f"{x['memory_mb']['last_quarter_mean']} MB in the last, max {x['memory_mb']['max']} MB", "",
+                  f"{x['memory_mb']['last_quarter_mean']} MB in the last, max {x['memory_mb']['max']} MB"
+                  + (f"; every 10 s: {', '.join(f'{m:.0f}' for m in x['memory_mb']['every_10_s'])}"
+                     if x["memory_mb"].get("every_10_s") else ""), "",
                   "| kind | answered | p50 ms | p99 ms |", "|---|---|---|---|"]
         lines += [f"| {k} | {v['count']} | {v['p50_ms']} | {v['p99_ms']} |" for k, v in x["by_kind"].items()]
         lines.append("")
