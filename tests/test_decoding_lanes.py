@@ -1,12 +1,13 @@
 """Lanes (genrt.decoding.lanes): schedulers stepping at once over one model, the rows dealt evenly."""
 import threading
+import time
 
 import numpy as np
 import pytest
 
 from genrt.decoding.lanes import in_lanes, lanes_of, run_requests, split_by_rows
 from genrt.decoding.processors import pick_greedy
-from genrt.decoding.scheduler import Request, decode
+from genrt.decoding.scheduler import Cancelled, Request, decode
 from genrt.decoding.search import BeamSearch, SampleSearch
 from tests.decoding_fakes import EOS, TableModel
 
@@ -58,6 +59,34 @@ def test_lanes_decode_at_once_and_give_what_one_scheduler_gives():
                    [_request(i, r.rows).search for i, r in enumerate(requests)])
     assert [r.result for r in requests] == alone
     assert len(model.threads) == 2 and model.most_at_once == 2
+
+
+class FailingLaneModel(TableModel):
+    """Fails on the third step of the rows whose source is [4, 0]; the other rows take 2 ms a step."""
+    lanes = 2
+
+    def __init__(self):
+        super().__init__(1)
+        self.other_steps = 0
+
+    def step(self, tokens, cache):
+        if any(row[0] == (4, 0) for row in cache):
+            if len(cache[0]) >= 4:
+                raise RuntimeError("decoder failed")
+        else:
+            self.other_steps += 1
+            time.sleep(0.002)
+        return super().step(tokens, cache)
+
+
+def test_a_failing_lane_stops_the_others_and_raises():
+    requests = [Request([4, i], np.ones((1, 1), np.int64),
+                        SampleSearch(np.ones((1, 1), np.int64), 200, -1, [], pick_greedy)) for i in range(2)]
+    model = FailingLaneModel()
+    with pytest.raises(RuntimeError, match="decoder failed"):
+        run_requests(model, requests, max_rows=8)
+    assert model.other_steps < 150                        # the healthy lane stopped, not after its 200 steps
+    assert requests[1].done and isinstance(requests[1].error, Cancelled)
 
 
 def test_in_lanes_keeps_order_and_raises_after_joining_every_lane():

@@ -64,10 +64,17 @@ def in_lanes(work: Callable[[T], R], parts: Sequence[T]) -> list[R]:
 
 
 def run_requests(model: StepModel, requests: Sequence[Request], max_rows: int) -> None:
-    """Decode every request to its end: in `lanes_of(model)` schedulers at once, the rows dealt evenly."""
+    """Decode every request to its end: in `lanes_of(model)` schedulers at once, the rows dealt evenly. When one
+    lane fails (the model raised, or Ctrl-C reached the calling thread) every request is cancelled, so the other
+    lanes stop at their next step instead of decoding to the end; then the error is raised."""
     def run(part: list[Request]) -> None:
         scheduler = Scheduler(model, max(max_rows, max(r.rows for r in part)))
         for r in part:
             scheduler.submit(r)
-        scheduler.run()
+        try:
+            scheduler.run()
+        except BaseException:
+            for r in requests:
+                r.cancel()
+            raise
     in_lanes(run, split_by_rows(requests, lanes_of(model)))
