@@ -62,8 +62,8 @@ def check_threads(threads: object) -> int | None:
 
 
 # Graphs run once per call before another graph's tight loop (the poem encoder, then the decoder once per new
-# character): their worker threads must not spin after the call, or they hold the core the decoder's pool needs
-# (with a spinning encoder pool a 2-thread fp32 decoder ran slower than a 1-thread one; README, "fp32 and threads").
+# character): their worker threads must not spin after the call, or they hold the cores the decoder's lanes need
+# (with a spinning encoder pool a 2-thread fp32 decoder once ran slower than a 1-thread one).
 NON_SPINNING_GRAPHS = frozenset({"encoder"})
 
 
