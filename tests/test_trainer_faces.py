@@ -144,16 +144,23 @@ def test_dataset_moments_match_the_whole_set_at_once():
     assert expected[1, 2] < expected[1, 0] and expected[0, 2] < expected[0, 0]
 
 
-def moment_gap_after_training(weight: float, target: torch.Tensor, steps: int = 20) -> float:
+def tiny_training(**settings):
+    """A tiny DCGAN's fresh TrainState and one fixed batch: (cfg, state, real (8, 3, 64, 64), noise (8, nz, 1, 1),
+    autocast off), for loss terms trained on the same batch with and without them."""
     from trainers.common import DistInfo
-    from trainers.faces import build_state, channel_moments, train_step
-    cfg = FacesConfig(batch_size=8, moment_match=weight, augment="", lr=1e-3, **TINY)
+    from trainers.faces import build_state
+    cfg = FacesConfig(batch_size=8, augment="", lr=1e-3, **settings, **TINY)
     torch.manual_seed(0)
     state = build_state(cfg, torch.device("cpu"), DistInfo(), Path("/nonexistent/checkpoint.pt"))
     gen = torch.Generator().manual_seed(1)
     real = torch.rand(8, 3, 64, 64, generator=gen) * 2 - 1
     noise = torch.randn(8, cfg.nz, 1, 1, generator=gen)
-    autocast = torch.autocast("cpu", enabled=False)
+    return cfg, state, real, noise, torch.autocast("cpu", enabled=False)
+
+
+def moment_gap_after_training(weight: float, target: torch.Tensor, steps: int = 20) -> float:
+    from trainers.faces import channel_moments, train_step
+    cfg, state, real, noise, autocast = tiny_training(moment_match=weight)
     for step in range(steps):
         stats = train_step(state, cfg, real, noise, [], torch.Generator().manual_seed(step), autocast, target)
         assert ("std_gap" in stats) == (weight > 0)
@@ -178,15 +185,8 @@ def test_r1_penalty_is_the_squared_input_gradient_of_a_linear_critic():
 
 
 def r1_after_training(gamma: float, steps: int = 12) -> tuple[float, int]:
-    from trainers.common import DistInfo
-    from trainers.faces import build_state, r1_penalty, train_step
-    cfg = FacesConfig(batch_size=8, r1=gamma, r1_every=2, augment="", lr=1e-3, **TINY)
-    torch.manual_seed(0)
-    state = build_state(cfg, torch.device("cpu"), DistInfo(), Path("/nonexistent/checkpoint.pt"))
-    gen = torch.Generator().manual_seed(1)
-    real = torch.rand(8, 3, 64, 64, generator=gen) * 2 - 1
-    noise = torch.randn(8, cfg.nz, 1, 1, generator=gen)
-    autocast = torch.autocast("cpu", enabled=False)
+    from trainers.faces import r1_penalty, train_step
+    cfg, state, real, noise, autocast = tiny_training(r1=gamma, r1_every=2)
     penalised = sum("r1" in train_step(state, cfg, real, noise, [], torch.Generator().manual_seed(step), autocast)
                     for step in range(steps))
     return r1_penalty(state.D, real, [], torch.Generator()).item(), penalised
