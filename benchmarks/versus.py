@@ -98,9 +98,10 @@ def _worker(conn, kind: str, args: tuple, options: dict) -> None:
 
 def head_to_head(engines: dict[str, tuple], rounds: int, block: int = 5) -> dict[str, float]:
     """engines: name -> (kind, args[, keyword options]), the args ending with the batch size (every prompt must
-    decode exactly NEW_TOKENS). Median ms per new token of each engine, each in its own worker process. Every round runs each engine
-    `block` times in a row and keeps all but the first (caches warm again after the other engine, as for a user
-    decoding poem after poem), alternating which engine goes first, so both see the same machine state."""
+    decode exactly NEW_TOKENS). Median ms per new token of each engine, each in its own worker process. Every round
+    runs each engine `block` times in a row and keeps all but the first (caches warm again after the other engine,
+    as for a user decoding poem after poem), alternating which engine goes first, so both see the same machine
+    state."""
     import multiprocessing as mp
     ctx = mp.get_context("spawn")
     workers = {}

@@ -121,6 +121,18 @@ def test_bounds_and_bad_input_are_refused_before_queueing(gen):
             PoemEngine(gen, **bad)
 
 
+def test_requests_go_to_the_lane_with_the_fewest_rows(gen):
+    if gen.model.lanes < 2:
+        pytest.skip("a one-lane model")
+    engine = PoemEngine(gen, max_rows=8)
+    assert engine.lanes == gen.model.lanes == 2
+    with engine._lock:                                        # hold the loops: requests stay where they were sent
+        for title, options in (("春江", {"num_beams": 3}), ("明月", {}), ("山水清风", {})):
+            engine.submit(title, do_sample=False, **options)
+        assert [sum(h.request.rows for h in lane.incoming) for lane in engine._lanes] == [3, 2]
+    engine.close()
+
+
 def test_close_drains_or_cancels_what_is_in_flight(gen, alone):
     engine = PoemEngine(gen)
     handles = [engine.submit(t, **_options(1)) for t in TITLES]

@@ -159,9 +159,9 @@ class PoemGenerator:
     def generate(self, prompt: str | Sequence[str], options: GenerationOptions | None = None,
                  **kwargs: Any) -> list[Poem] | list[list[Poem]]:
         """One prompt -> list of `num_return_sequences` poems; a list of prompts -> one such list per prompt,
-        decoded together (genrt.decoding.scheduler: one decoder call per step for all of them, in each of the
-        model's lanes, genrt.decoding.lanes; each prompt gets the poems it would get alone). Options: see `options`. Raises ValueError naming any bad
-        input or option."""
+        decoded together (genrt.decoding.scheduler: one decoder call per step for all of them in each of the
+        model's lanes, genrt.decoding.lanes; each prompt gets the poems it would get alone). Options: see
+        `options`. Raises ValueError naming any bad input or option."""
         opts = self.options(options, **kwargs)
         if prompt is None or not isinstance(prompt, (str, list, tuple)):
             raise ValueError(f"prompt must be a string or a list of strings, got {type(prompt).__name__}")
