@@ -93,7 +93,8 @@ def graceful_signals() -> Iterator[None]:
 @click.option("--threads", type=click.IntRange(min=1, max=limits.MAX_THREADS), default=None,
               help="CPU threads per onnxruntime session [default: physical cores, divided among --workers]")
 @click.option("--max-rows", type=click.IntRange(1, 4096), default=BATCH_ROWS, show_default=True,
-              help="decoder rows the engine steps together (prompts x beams or samples)")
+              help="decoder rows one engine lane steps together (prompts x beams or samples; one lane per "
+                   "thread)")
 @click.option("--max-queued", type=click.IntRange(1, 100_000), default=MAX_QUEUED, show_default=True,
               help="requests that may wait; more get 429 with Retry-After")
 @click.option("--timeout", "request_timeout", type=click.FloatRange(0, 3600, min_open=True),

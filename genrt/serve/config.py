@@ -31,7 +31,7 @@ class ServeConfig:
     precision: str | None = None
     provider: str = "auto"
     threads: int | None = None
-    max_rows: int = BATCH_ROWS            # decoder rows the engine steps together
+    max_rows: int = BATCH_ROWS            # decoder rows each engine lane steps together
     max_queued: int = MAX_QUEUED
     request_timeout: float = REQUEST_TIMEOUT
     max_body_bytes: int = MAX_BODY_BYTES
