@@ -121,6 +121,17 @@ class Server:
                 pass
         return total / 1024
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of the server and its workers so far."""
+        total = 0
+        for pid in [self.process.pid, *children(self.process.pid)]:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])           # utime, stime in clock ticks
+            except (OSError, IndexError):
+                pass
+        return total / os.sysconf("SC_CLK_TCK")
+
     def engine_tokens(self) -> float:
         text = httpx.get(f"{self.url}/metrics", timeout=10).text
         return sum(float(l.split()[-1]) for l in text.splitlines()
@@ -167,7 +178,8 @@ class Tally:
         every = [s for values in self.latency.values() for s in values]
         def pct(values, q):
             return round(float(np.percentile(values, q)) * 1e3, 1) if values else None
-        return {"seconds": round(seconds, 1), "answered": self.answered, "requests_per_s": round(self.answered / seconds, 2),
+        return {"seconds": round(seconds, 1), "answered": self.answered,
+                "requests_per_s": round(self.answered / seconds, 2),
                 "chars_per_s": round(self.chars / seconds, 1), "status": self.status,
                 "errors_other_than_429": len(self.errors), "mismatched": len(self.mismatches),
                 "mismatch_examples": self.mismatches[:3], "error_examples": self.errors[:3],
@@ -240,7 +252,7 @@ async def run_clients(url: str, clients: int, seconds: float, mix, expected: Exp
 def phase_direct(args, expected: Expected) -> dict:
     from genrt.poems.engine import PoemEngine
     engine = PoemEngine(expected.poems_generator, max_rows=64, max_queued=256)
-    deadline, answered, mismatched = time.monotonic() + args.short, [0], [0]
+    deadline, answered, mismatched, chars = time.monotonic() + args.short, [0], [0], [0]
 
     def client(i: int) -> None:
         rng = random.Random(i)
@@ -248,31 +260,37 @@ def phase_direct(args, expected: Expected) -> dict:
             prompt, seed = rng.choice(PROMPTS), rng.choice(SEEDS)
             (poem,) = engine.submit(prompt, seed=seed, **POEM_OPTIONS).result()
             answered[0] += 1
+            chars[0] += len(poem.text)
             mismatched[0] += poem.text != expected.poems[(prompt, seed)]
-    before, start = engine.stats()["tokens_generated"], time.monotonic()
+    before, start, cpu = engine.stats()["tokens_generated"], time.monotonic(), time.process_time()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    seconds = time.monotonic() - start
+    seconds, cpu = time.monotonic() - start, time.process_time() - cpu
     tokens = engine.stats()["tokens_generated"] - before
     engine.close()
     return {"clients": args.clients, "seconds": round(seconds, 1), "requests": answered[0],
             "mismatched": mismatched[0], "tokens_per_s": round(tokens / seconds, 1),
-            "requests_per_s": round(answered[0] / seconds, 2)}
+            "requests_per_s": round(answered[0] / seconds, 2), "chars_per_s": round(chars[0] / seconds, 1),
+            "cores_busy": round(cpu / seconds, 2)}
 
 
 def phase_served(args, expected: Expected, results: dict) -> dict:
     server = Server()
     try:
         tally, before = Tally(), server.engine_tokens()
+        server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
         seconds = asyncio.run(run_clients(server.url, args.clients, args.short, (("poem", 0.5), ("stream", 0.5)),
                                           expected, tally))
+        server_cpu, client_cpu = server.cpu_seconds() - server_cpu, time.process_time() - client_cpu
         tokens = server.engine_tokens() - before
     finally:
         server.stop()
-    out = {**tally.summary(seconds), "tokens_per_s": round(tokens / seconds, 1)}
+    # the clients share the cores with the server: how much of them each side used (cores busy on average)
+    out = {**tally.summary(seconds), "tokens_per_s": round(tokens / seconds, 1),
+           "server_cores_busy": round(server_cpu / seconds, 2), "client_cores_busy": round(client_cpu / seconds, 2)}
     direct = results.get("direct", {}).get("tokens_per_s")
     if direct:
         out["ratio_to_direct"] = round(out["tokens_per_s"] / direct, 3)
@@ -383,7 +401,9 @@ def phase_sigterm(args, expected: Expected) -> dict:
             "every_accepted_answered": logged == tally.answered and not tally.errors, "exit_code": code}
 
 
-def phase_scaleout(args, expected: Expected) -> dict:
+def phase_scaleout(args, expected: Expected, results: dict) -> dict:
+    """One process (two lanes) against two uvicorn workers (one lane each); each one's poem characters/s against
+    the engine's direct ones (the direct phase), as a worker's /metrics counts only its own tokens."""
     out = {}
     for name, flags in (("1 process, 2 threads", ("--threads", "2")),
                         ("2 workers, 1 thread each", ("--workers", "2", "--threads", "1"))):
@@ -396,6 +416,9 @@ def phase_scaleout(args, expected: Expected) -> dict:
         finally:
             server.stop()
         out[name] = {**tally.summary(seconds), "memory_mb": round(memory, 1), "flags": " ".join(flags)}
+        direct = results.get("direct", {}).get("chars_per_s")
+        if direct:
+            out[name]["chars_ratio_to_direct"] = round(out[name]["chars_per_s"] / direct, 3)
     return out
 
 
@@ -433,6 +456,9 @@ def markdown(result: dict) -> str:
                          f"{s['tokens_per_s']} | {s['p50_ms']} | {s['p99_ms']} |")
         if "ratio_to_direct" in s:
             lines += ["", f"Served / direct tokens/s: **{s['ratio_to_direct']:.1%}** (target ≥ 90 %)."]
+        if "server_cores_busy" in s:
+            lines += ["", f"Cores busy on average (CPU time / wall time): engine direct {d.get('cores_busy', '–')}; "
+                          f"served: server {s['server_cores_busy']}, clients {s['client_cores_busy']}."]
         lines.append("")
     if "mix" in r:
         x = r["mix"]
@@ -464,14 +490,20 @@ def markdown(result: dict) -> str:
         lines += ["## SIGTERM under load", "",
                   f"{t['clients']} clients, SIGTERM after {t['sigterm_after_s']} s: the server logged "
                   f"{t['server_logged']} poem requests and {t['answered_whole']} were answered whole "
-                  f"(mismatched {t['mismatched']}); every accepted request answered: **{t['every_accepted_answered']}**; "
+                  f"(mismatched {t['mismatched']}); every accepted request answered: "
+                  f"**{t['every_accepted_answered']}**; "
                   f"exit code {t['exit_code']}.", ""]
     if "scaleout" in r:
         lines += ["## Scale-out: 2 replicas on one port (uvicorn workers), poems only", "",
-                  "| | requests/s | poem chars/s | p50 ms | p99 ms | errors | memory MB |", "|---|---|---|---|---|---|---|"]
+                  "| | requests/s | poem chars/s | / engine direct | p50 ms | p99 ms | errors | memory MB |",
+                  "|---|---|---|---|---|---|---|---|"]
+        if r.get("direct", {}).get("chars_per_s"):
+            lines.append(f"| engine direct (one process, 2 lanes, no HTTP) | {r['direct']['requests_per_s']} | "
+                         f"{r['direct']['chars_per_s']} | 100 % | | | | |")
         for name, v in r["scaleout"].items():
-            lines.append(f"| {name} | {v['requests_per_s']} | {v['chars_per_s']} | {v['p50_ms']} | {v['p99_ms']} | "
-                         f"{v['errors_other_than_429']} | {v['memory_mb']} |")
+            ratio = f"{v['chars_ratio_to_direct']:.1%}" if "chars_ratio_to_direct" in v else ""
+            lines.append(f"| {name} | {v['requests_per_s']} | {v['chars_per_s']} | {ratio} | {v['p50_ms']} | "
+                         f"{v['p99_ms']} | {v['errors_other_than_429']} | {v['memory_mb']} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -501,8 +533,10 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         print(f"{name} ...", flush=True)
         fn = PHASES[name]
-        result["phases"][name] = fn(args, expected, result["phases"]) if name == "served" else fn(args, expected)
-        print(f"{name}: {json.dumps(result['phases'][name], ensure_ascii=False)[:400]} ({time.monotonic() - started:.0f} s)",
+        result["phases"][name] = (fn(args, expected, result["phases"]) if name in ("served", "scaleout")
+                                  else fn(args, expected))
+        print(f"{name}: {json.dumps(result['phases'][name], ensure_ascii=False)[:400]} "
+              f"({time.monotonic() - started:.0f} s)",
               flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, ensure_ascii=False, indent=1))

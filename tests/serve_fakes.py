@@ -55,12 +55,15 @@ class FakeHandle:
             await asyncio.sleep(0.005)
         return self._poems()
 
-    async def apieces(self):
+    async def apiece_batches(self, deadline: float | None = None):
+        """As the engine's: its pieces in two writes; TimeoutError past `deadline` (time.monotonic())."""
         while not self.done:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError()
             await asyncio.sleep(0.005)
         if self.error is None:
-            for piece in self.pieces_ready:
-                yield piece
+            yield self.pieces_ready[:2]
+            yield self.pieces_ready[2:]
         self._poems()
 
 

@@ -77,6 +77,29 @@ def test_fast_candidates_keep_exactly_the_warped_set(temperature, top_k, top_p):
         np.testing.assert_allclose(probs[row][probs[row] > 0], want[row][kept], rtol=1e-5)
 
 
+@pytest.mark.parametrize("temperature, top_k, top_p", [(1.0, 0, 1.0), (0.9, 100, 0.95), (1.0, 0, 0.9)])
+def test_candidates_and_draws_of_a_row_do_not_depend_on_the_other_rows(temperature, top_k, top_p):
+    """Peaked rows (their top 512 hold p of the mass) next to flat ones (they need the whole vocab): each row
+    gets what it gets alone, so sampled requests can share one sample_rows call."""
+    from genrt.decoding.processors import sample_rows, top_candidates
+    rng = np.random.default_rng(3)
+    logits = (rng.standard_normal((6, 3000)) * np.array([[8.0], [0.1], [8.0], [0.1], [3.0], [8.0]])
+              ).astype(np.float32)
+    ids, probs = top_candidates(logits, temperature, top_k, top_p)
+    for row in range(6):
+        ids1, probs1 = top_candidates(logits[row:row + 1], temperature, top_k, top_p)
+        width = ids1.shape[1]
+        assert np.array_equal(ids[row, :width], ids1[0]) and np.array_equal(probs[row, :width], probs1[0])
+        assert not probs[row, width:].any()                          # padding of a shorter row: never drawn
+    samplers = [make_sampler([np.random.default_rng([k, j]) for j in range(n)], temperature, top_k, top_p)
+                for k, n in enumerate((2, 1, 3))]
+    together = sample_rows(samplers, logits)
+    fresh = [make_sampler([np.random.default_rng([k, j]) for j in range(n)], temperature, top_k, top_p)
+             for k, n in enumerate((2, 1, 3))]
+    alone = np.concatenate([fresh[0](logits[:2]), fresh[1](logits[2:3]), fresh[2](logits[3:])])
+    assert together.tolist() == alone.tolist()
+
+
 def test_logsumexp_and_log_softmax_handle_banned_tokens():
     logits = np.array([[1.0, 2.0, -np.inf, 0.5], [-np.inf, 3.0, -np.inf, -np.inf]], np.float32)
     with np.errstate(divide="ignore"):

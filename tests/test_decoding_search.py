@@ -145,3 +145,26 @@ def test_a_row_the_processors_empty_ends_even_when_others_skip_the_check():
     logits = apply_processors(fixed + [ban_all_but_eos], np.ones((1, 1), np.int64),
                               np.zeros((1, V), np.float32), EOS)
     assert logits.argmax() == EOS and np.isfinite(logits[0, EOS])
+
+
+def test_sampling_searches_picking_together_step_as_each_alone():
+    """update_sampled: searches with their own processors and streams, one candidate pass for all their rows,
+    give each search's own history and scores."""
+    from genrt.decoding.processors import SuppressTokens, make_sampler
+    rng = np.random.default_rng(0)
+
+    def searches():
+        return [SampleSearch(np.ones((n, 1), np.int64), 6, EOS, procs,
+                             make_sampler([np.random.default_rng([k, j]) for j in range(n)], 0.9, 3, 0.95))
+                for k, (n, procs) in enumerate([(2, []), (1, [SuppressTokens([2])]), (3, [SuppressTokens([3, 4])])])]
+    together, alone = searches(), searches()
+    assert len({s.sampler_key for s in together}) == 1 and together[0].sampler_key is not None
+    for _ in range(6):
+        logits = rng.standard_normal((6, V)).astype(np.float32)
+        log_norm = rng.standard_normal(6)
+        rows = [slice(0, 2), slice(2, 3), slice(3, 6)]
+        got = SampleSearch.update_sampled(together, rows, logits.copy(), log_norm)
+        want = [s.update(logits[r].copy(), log_norm[r]) for s, r in zip(alone, rows)]
+        assert [(u.tokens.tolist(), u.done) for u in got] == [(u.tokens.tolist(), u.done) for u in want]
+    for a, b in zip(together, alone):
+        assert np.array_equal(a.generated(), b.generated()) and np.array_equal(a.score, b.score)

@@ -159,3 +159,43 @@ def test_asyncio_clients(gen, alone):
         return await asyncio.gather(*(one(t) for t in TITLES))
     with PoemEngine(gen) as engine:
         assert asyncio.run(main(engine)) == [alone[(t, 2)] for t in TITLES]
+
+
+def test_async_piece_batches_make_the_poem_and_wake_each_loop_once_per_step(gen, alone, monkeypatch):
+    """Streams read as batches (what a server writes at once) give the same text; waiters on one event loop
+    are woken by one call per lane step, not one per request."""
+    import genrt.poems.engine as engine_module
+    calls = []
+    real_wake = engine_module._wake
+    monkeypatch.setattr(engine_module, "_wake", lambda listeners: (calls.append(len(listeners)),
+                                                                  real_wake(listeners)))
+
+    async def main(engine):
+        async def one(title):
+            handle = engine.submit(title, **_options(0))
+            batches = [b async for b in handle.apiece_batches()]
+            assert all(batches)                                        # no empty batch
+            return "".join(p for b in batches for p in b), await handle.aresult()
+        return await asyncio.gather(*(one(t) for t in TITLES))
+    with PoemEngine(gen) as engine:
+        for text, poems in asyncio.run(main(engine)):
+            assert text == poems[0].text
+        steps = engine.stats()["steps"]
+    assert len([c for c in calls if c]) <= steps and max(calls) > 1      # several waiters woken by one call
+
+
+def test_async_pieces_time_out_at_the_deadline(gen):
+    """A stream whose next piece has not come by the deadline raises TimeoutError (here: queued behind requests
+    that hold every row, with the deadline already passed)."""
+    long = {"max_new_tokens": 70, "min_new_tokens": 70, "regular_shape": False, "do_sample": False}
+
+    async def main(engine):
+        handle = engine.submit(TITLES[0], **long)
+        with pytest.raises(TimeoutError):
+            async for _ in handle.apieces(deadline=time.monotonic()):
+                pass
+        handle.cancel()
+    with PoemEngine(gen, max_rows=1) as engine:
+        blockers = [engine.submit(TITLES[1], **long) for _ in range(engine.lanes)]
+        asyncio.run(main(engine))
+        assert all(b.result() for b in blockers)

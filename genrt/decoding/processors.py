@@ -211,47 +211,90 @@ def top_candidates(logits: np.ndarray, temperature: float, top_k: int, top_p: fl
     """The tokens that temperature + top-k + top-p leave, and their renormalised probabilities, computed on a
     short candidate list instead of sorting the whole vocab. -> ids (N, C), probs (N, C) (0 where dropped).
     Keeps exactly the set apply_top_p(apply_top_k(apply_temperature(...))) keeps, up to ties.
-    Without top-k and top-p every token is a candidate, in vocab order (no sorting at all)."""
+    Without top-k and top-p every token is a candidate, in vocab order (no sorting at all).
+    Row by row: a row's candidates and probabilities do not depend on the other rows (so sampled requests can
+    share one call); with top-p alone, a row whose top `probe` tokens hold p of the mass is cut there, the others
+    take the whole vocab (their rows then padded with probability 0)."""
     x = apply_temperature(logits.astype(np.float32, copy=False), temperature)     # read only: no copy needed
     n, v = x.shape
     width = top_k if 0 < top_k < v else v
     if width == v and top_p >= 1.0:
         return np.broadcast_to(np.arange(v), (n, v)), softmax(x.astype(np.float64))
-    log_norm = None                         # log of the softmax denominator over the whole support
     if top_p < 1.0 and width == v and probe < v:
-        log_norm = logsumexp(x.astype(np.float64))
-        ids = top_ids(x, probe)
-        if np.exp(np.take_along_axis(x, ids, axis=1) - log_norm).sum(axis=1).min() >= top_p:
-            width = probe                   # the top `probe` tokens already hold p of the mass
+        log_norm = logsumexp(x.astype(np.float64))                                 # (N, 1)
+        probe_ids = top_ids(x, probe)
+        held = np.exp(np.take_along_axis(x, probe_ids, axis=1) - log_norm).sum(axis=1) >= top_p   # (N,)
+        if held.all():
+            return _candidates(x, probe_ids, top_p, log_norm)
+        if held.any():                      # rows of both kinds: each kind as it would be alone
+            ids, probs = np.zeros((n, v), np.int64), np.zeros((n, v))
+            short = _candidates(x[held], probe_ids[held], top_p, log_norm[held])
+            ids[held, :probe], probs[held, :probe] = short
+            ids[~held], probs[~held] = _candidates(x[~held], np.broadcast_to(np.arange(v), (int((~held).sum()), v)),
+                                                   top_p)
+            return ids, probs
     ids = top_ids(x, width) if width < v else np.broadcast_to(np.arange(v), (n, v))
+    return _candidates(x, ids, top_p)
+
+
+def _candidates(x: np.ndarray, ids: np.ndarray, top_p: float, log_norm: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """ids (N, C) -> the same ids best first and their probabilities after top-p, renormalised. With `log_norm`
+    (N, 1), the log of each row's whole-vocab softmax denominator, probabilities are taken against it."""
     vals = np.take_along_axis(x, ids, axis=1).astype(np.float64)
     order = np.argsort(-vals, axis=1)                                          # best first
     ids, vals = np.take_along_axis(ids, order, axis=1), np.take_along_axis(vals, order, axis=1)
-    probs = np.exp(vals - log_norm) if width == probe and log_norm is not None else softmax(vals)
+    probs = np.exp(vals - log_norm) if log_norm is not None else softmax(vals)
     if top_p < 1.0:
         probs = np.where(np.cumsum(probs, axis=1) - probs >= top_p, 0.0, probs)
     return ids, probs / probs.sum(axis=1, keepdims=True)
 
 
-def make_sampler(rng: np.random.Generator | Sequence[np.random.Generator], temperature: float, top_k: int,
-                 top_p: float) -> Callable[[np.ndarray], np.ndarray]:
+class Sampler:
     """Picker drawing one token per row from the warped distribution, reproducible through `rng`: one Generator
-    for all rows, or one per row (then a row's draws never depend on the other rows of the batch)."""
-    per_row = not isinstance(rng, np.random.Generator)
+    for all rows, or one per row (then a row's draws never depend on the other rows of the batch). Samplers with
+    per-row streams and the same `key` (temperature, top-k, top-p) can pick for several requests' rows in one
+    call (`sample_rows`)."""
 
-    def pick(logits: np.ndarray) -> np.ndarray:
-        ids, probs = top_candidates(logits, temperature, top_k, top_p)
-        cum = np.cumsum(probs, axis=1)
-        if per_row:
-            if len(rng) != len(probs):
-                raise ValueError(f"{len(rng)} random streams for {len(probs)} rows")
-            draws = np.array([[g.random()] for g in rng])                       # (N, 1)
-        else:
-            draws = rng.random((probs.shape[0], 1))
-        u = draws * cum[:, -1:]             # < total mass: never lands on a dropped tail token
-        choice = np.minimum((cum <= u).sum(axis=1), probs.shape[1] - 1)
-        return ids[np.arange(len(ids)), choice]
-    return pick
+    def __init__(self, rng: np.random.Generator | Sequence[np.random.Generator], temperature: float, top_k: int,
+                 top_p: float):
+        self.rng, self.temperature, self.top_k, self.top_p = rng, temperature, top_k, top_p
+        self.per_row = not isinstance(rng, np.random.Generator)
+        self.key = (temperature, top_k, top_p) if self.per_row else None
+
+    def __call__(self, logits: np.ndarray) -> np.ndarray:
+        return sample_rows([self], logits)
+
+    def draws(self, rows: int) -> np.ndarray:
+        """(rows,) uniform draws in [0, 1), one per row."""
+        if not self.per_row:
+            return self.rng.random(rows)
+        if len(self.rng) != rows:
+            raise ValueError(f"{len(self.rng)} random streams for {rows} rows")
+        return np.array([g.random() for g in self.rng])
+
+
+def make_sampler(rng: np.random.Generator | Sequence[np.random.Generator], temperature: float, top_k: int,
+                 top_p: float) -> Sampler:
+    return Sampler(rng, temperature, top_k, top_p)
+
+
+def sample_rows(samplers: Sequence[Sampler], logits: np.ndarray) -> np.ndarray:
+    """(sum R, V) -> (sum R,) ids: each sampler draws for its own consecutive rows (R each: its streams), from
+    candidates found in one pass for all rows; every sampler must have the first one's temperature, top-k and
+    top-p."""
+    first = samplers[0]
+    ids, probs = top_candidates(logits, first.temperature, first.top_k, first.top_p)
+    cum = np.cumsum(probs, axis=1)
+    if len(samplers) == 1:
+        draws = first.draws(len(probs))
+    else:
+        draws = np.concatenate([s.draws(len(s.rng)) for s in samplers])
+        if len(draws) != len(probs):
+            raise ValueError(f"{len(draws)} random streams for {len(probs)} rows")
+    u = draws[:, None] * cum[:, -1:]        # < total mass: never lands on a dropped tail token
+    choice = np.minimum((cum <= u).sum(axis=1), probs.shape[1] - 1)
+    return ids[np.arange(len(ids)), choice]
 
 
 # ---------------------------------------------------------------- verse-aware repetition control

@@ -173,17 +173,40 @@ class Scheduler:
     def _update_searches(self, logits: np.ndarray, log_norm: np.ndarray) -> dict[int, Update | BaseException]:
         """Each decoding request's update for this step (its exception if it failed). Consecutive requests whose
         searches share a `group_key` (greedy or best-first beam ones with the same stateless processors, at the
-        same length) step as one: one numpy call per stage for all their rows instead of one per request."""
+        same length) step as one: one numpy call per stage for all their rows instead of one per request.
+        Sampling requests, each with processors of its own, pick together when their `sampler_key`s match."""
         out: dict[int, Update | BaseException] = {}
+        sampled: dict[tuple, list[tuple[Request, slice]]] = {}
         for group, rows in self._search_groups():
             search = group[0].search
+            key = getattr(search, "sampler_key", None) if len(group) == 1 else None
+            if key is not None:
+                sampled.setdefault((type(search), key), []).append((group[0], rows))
+                continue
+            self._update_group(group, rows, logits, log_norm, out)
+        for (kind, _), members in sampled.items():
+            if len(members) == 1:
+                self._update_group([members[0][0]], members[0][1], logits, log_norm, out)
+                continue
             try:
-                updates = (type(search).update_group([g.search for g in group], logits[rows], log_norm[rows])
-                           if len(group) > 1 else [search.update(logits[rows], log_norm[rows])])
-                out.update(zip(map(id, group), updates))
-            except Exception as e:                        # a group shares its processors: they fail together
-                out.update((id(g), e) for g in group)
+                updates = kind.update_sampled([r.search for r, _ in members], [rows for _, rows in members], logits,
+                                              log_norm)
+                out.update(zip((id(r) for r, _ in members), updates))
+            except Exception:                             # find the failing request: each then steps alone
+                for r, rows in members:
+                    self._update_group([r], rows, logits, log_norm, out)
         return out
+
+    @staticmethod
+    def _update_group(group: list[Request], rows: slice, logits: np.ndarray, log_norm: np.ndarray,
+                      out: dict[int, Update | BaseException]) -> None:
+        search = group[0].search
+        try:
+            updates = (type(search).update_group([g.search for g in group], logits[rows], log_norm[rows])
+                       if len(group) > 1 else [search.update(logits[rows], log_norm[rows])])
+            out.update(zip(map(id, group), updates))
+        except Exception as e:                            # a group shares its processors: they fail together
+            out.update((id(g), e) for g in group)
 
     def _search_groups(self) -> list[tuple[list[Request], slice]]:
         """The decoding requests (forced ids all fed) in runs of consecutive ones whose searches share a

@@ -15,7 +15,8 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 from genrt.decoding.processors import (
-    LogitsProcessor, apply_processors, logsumexp, pick_greedy, reorder_processors, top_candidates, top_ids,
+    LogitsProcessor, apply_processors, logsumexp, pick_greedy, reorder_processors, sample_rows, top_candidates,
+    top_ids,
 )
 
 
@@ -119,6 +120,32 @@ class SampleSearch:
         new = first.pick(logits).astype(np.int64, copy=False)                                # (sum R,)
         logprob = raw[group.row_ids, new] - log_norm                                         # (sum R,)
         return group.advance(new, logprob)
+
+    @property
+    def sampler_key(self) -> tuple | None:
+        """Sampling searches with equal keys may pick together (`update_sampled`), each keeping its own
+        processors and random streams: a picker with per-row streams and the same temperature, top-k, top-p."""
+        return getattr(self.pick, "key", None)
+
+    @staticmethod
+    def update_sampled(searches: Sequence["SampleSearch"], rows: Sequence[slice], logits: np.ndarray,
+                       log_norm: np.ndarray) -> list[Update]:
+        """One step of sampling searches with equal `sampler_key`s, each over its `rows` of the step's logits
+        (V wide) and log_norm: each runs its own processors, then one sample_rows call finds the candidates of
+        all their rows and each draws from its own streams. Row by row throughout, so every search steps exactly
+        as it would alone; one candidate search where there were one per request."""
+        index = np.concatenate([np.arange(r.start, r.stop) for r in rows])                 # (sum R,)
+        raw = logits[index]                                  # (sum R, V) a copy: the model's, for the scores
+        processed = raw.copy() if any(s.processors for s in searches) else raw
+        starts = np.cumsum([0] + [s.rows for s in searches]).tolist()
+        for s, a, b in zip(searches, starts[:-1], starts[1:]):
+            if s.processors:
+                processed[a:b] = apply_processors(s.processors, s.history[:, :s.p + s.step], processed[a:b],
+                                                  s.eos_id)
+        new = sample_rows([s.pick for s in searches], processed).astype(np.int64, copy=False)  # (sum R,)
+        logprob = raw[np.arange(len(index)), new] - log_norm[index]                          # (sum R,)
+        return [_SampleGroup.of([s]).advance(new[a:b], logprob[a:b])[0]
+                for s, a, b in zip(searches, starts[:-1], starts[1:])]
 
     def generated(self) -> np.ndarray:
         return self.history[:, self.p:self.p + self.step]                                  # (R, step)

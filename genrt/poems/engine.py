@@ -43,7 +43,7 @@ class PoemHandle:
     def __init__(self, engine: "PoemEngine", request: Request):
         self._engine, self.request = engine, request
         self._changed = threading.Condition()
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []   # async waiters
         self._pieces: list[str] = []
         self._shown = 0                                        # settled ids already turned into pieces
         self._ended = False                                    # the last piece is in: the request finished
@@ -87,34 +87,45 @@ class PoemHandle:
         await self._until(lambda: self._ended)
         return self._engine.generator.poems_of(self.request)
 
-    async def apieces(self) -> AsyncIterator[str]:
+    async def apieces(self, deadline: float | None = None) -> AsyncIterator[str]:
+        """pieces(), without blocking the event loop; TimeoutError once time.monotonic() passes `deadline`."""
+        async for batch in self.apiece_batches(deadline):
+            for piece in batch:
+                yield piece
+
+    async def apiece_batches(self, deadline: float | None = None) -> AsyncIterator[list[str]]:
+        """The pieces as lists: every piece that became certain since the last list (a server sends each list
+        in one write). TimeoutError once time.monotonic() passes `deadline`."""
         sent, self._streaming = 0, True
         while True:
-            await self._until(lambda: sent < len(self._pieces) or self._ended)
+            await self._until(lambda: sent < len(self._pieces) or self._ended, deadline)
             with self._changed:
                 fresh, ended = self._pieces[sent:], self._ended
-            for piece in fresh:
-                yield piece
+            if fresh:
+                yield fresh
             sent += len(fresh)
             if ended and sent == len(self._pieces):
                 break
         self._engine.generator.poems_of(self.request)
 
-    async def _until(self, ready: Callable[[], bool]) -> None:
-        """Wait without blocking the event loop: the engine thread sets an asyncio event on every change."""
+    async def _until(self, ready: Callable[[], bool], deadline: float | None = None) -> None:
+        """Wait without blocking the event loop: the engine thread sets an asyncio event on every change
+        (`deadline`: time.monotonic(), TimeoutError past it)."""
         loop, event = asyncio.get_running_loop(), asyncio.Event()
-
-        def wake() -> None:
-            loop.call_soon_threadsafe(event.set)
+        listener = (loop, event)
         with self._changed:
-            self._listeners.append(wake)
+            self._listeners.append(listener)
         try:
-            while not ready():
-                await event.wait()
-                event.clear()
+            if ready():
+                return
+            at = None if deadline is None else loop.time() + (deadline - time.monotonic())
+            async with asyncio.timeout_at(at):                 # one timer for the whole wait, no task per wait
+                while not ready():
+                    await event.wait()
+                    event.clear()
         finally:
             with self._changed:
-                self._listeners.remove(wake)
+                self._listeners.remove(listener)
 
     def _update(self) -> None:
         """On the engine thread, after a step: new settled characters become a piece; the end adds the rest."""
@@ -132,8 +143,25 @@ class PoemHandle:
             self._ended = r.done
             self._changed.notify_all()
             listeners = list(self._listeners)
-        for wake in listeners:
-            wake()
+        if listeners:
+            self._engine._wake_listeners(listeners)
+
+
+def _wake(listeners: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]) -> None:
+    """Set each waiter's event on its own loop: one call_soon_threadsafe per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
+    for loop, event in listeners:
+        by_loop.setdefault(loop, []).append(event)
+    for loop, events in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_set_all, events)
+        except RuntimeError:                                   # that loop has closed: nobody waits any more
+            pass
+
+
+def _set_all(events: list[asyncio.Event]) -> None:
+    for event in events:
+        event.set()
 
 
 class _Lane:
@@ -164,6 +192,7 @@ class PoemEngine:
         self._handles: dict[int, PoemHandle] = {}              # id(request) -> handle, while unfinished
         self._deadlines: dict[int, float] = {}
         self._closed = self._drain = False
+        self._stepping = threading.local()                     # .wakes: async waiters to wake after this step
         self.steps = self.requests_finished = 0
         for i, lane in enumerate(self._lanes):
             lane.thread = threading.Thread(target=self._loop, args=(lane,), name=f"genrt-poem-engine-{i}",
@@ -236,6 +265,15 @@ class PoemEngine:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _wake_listeners(self, listeners: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]) -> None:
+        """Wake async waiters: during a lane's step, once at its end (one call into each event loop per step,
+        not one per request and piece); elsewhere at once."""
+        wakes = getattr(self._stepping, "wakes", None)
+        if wakes is not None:
+            wakes.extend(listeners)
+        else:
+            _wake(listeners)
+
     def _wake_up(self) -> None:
         with self._lock:
             self._lock.notify_all()
@@ -253,6 +291,7 @@ class PoemEngine:
                     self._handles[id(handle.request)] = handle
                     scheduler.submit(handle.request)
             self._expire()
+            self._stepping.wakes = []
             try:
                 ended = scheduler.step()
             except Exception as e:                    # the model itself failed: every request in it fails
@@ -270,6 +309,8 @@ class PoemEngine:
                     lane.rows -= r.rows
                     if handle is not None:
                         handle._update()
+            wakes, self._stepping.wakes = self._stepping.wakes, None
+            _wake(wakes)
 
     def _expire(self) -> None:
         if not self._deadlines:

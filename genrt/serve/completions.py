@@ -87,7 +87,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     options, _ = with_seed(models, generate_options(body))
     if body.stream and (len(prompts) != 1 or body.n != 1):
         raise ApiError(400, "stream sends one completion: give one prompt and n = 1")
-    handles = await submit(service, models, prompts, options)
+    handles = submit(service, models, prompts, options)
     ident, created = f"cmpl-{secrets.token_hex(12)}", int(time.time())
     if body.stream:
         include_usage = bool((body.stream_options or {}).get("include_usage"))
@@ -118,12 +118,16 @@ async def chunks(service: Service, body: CompletionRequest, handle: Any, ident: 
     skip = len(prompt.strip()) if body.mode == "continue" else 0      # the given line is not completion text
     deadline, sent = time.monotonic() + service.config.request_timeout, 0
     try:
-        async for piece in sse.within(deadline, handle.apieces(), service.timed_out):
-            cut = min(skip, len(piece))
-            piece, skip = piece[cut:], skip - cut
-            if piece:
-                sent += len(piece)
-                yield sse.event(chunk(piece, None))
+        async for pieces in handle.apiece_batches(deadline):       # TimeoutError past the deadline
+            events = []
+            for piece in pieces:
+                cut = min(skip, len(piece))
+                piece, skip = piece[cut:], skip - cut
+                if piece:
+                    sent += len(piece)
+                    events.append(sse.event(chunk(piece, None)))
+            if events:
+                yield b"".join(events)
         (poem, *_) = await handle.aresult()
         yield sse.event(chunk("", "stop" if poem.finished else "length"))
         if include_usage:

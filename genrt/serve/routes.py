@@ -17,7 +17,6 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from PIL import Image
-from starlette.concurrency import run_in_threadpool
 
 from genrt.decoding.scheduler import Cancelled
 from genrt.faces.images import image_names, make_grid
@@ -84,7 +83,7 @@ def with_seed(models: Models, options: dict) -> tuple[dict, int | None]:
     return options, options.get("seed", resolved.seed)
 
 
-async def submit(service: Service, models: Models, prompts: list[str], options: dict) -> list:
+def submit(service: Service, models: Models, prompts: list[str], options: dict) -> list:
     """One engine request per prompt, all or none (a refusal cancels the ones already queued)."""
     def submit_all() -> list:
         handles = []
@@ -97,7 +96,7 @@ async def submit(service: Service, models: Models, prompts: list[str], options: 
             raise
         return handles
     try:
-        return await run_in_threadpool(submit_all)
+        return submit_all()              # on the event loop: ~0.1 ms per prompt, cheaper than a thread hop
     except (ValueError, EngineFull, EngineClosed) as e:
         raise request_error(service, e) from None
 
@@ -113,7 +112,7 @@ async def poems(body: PoemRequest, request: Request) -> Any:
     options, seed = with_seed(models, given_options(body))
     if body.stream and (len(prompts) != 1 or options.get("num_return_sequences", 1) != 1):
         raise ApiError(400, "stream sends one poem: give one prompt and no num_return_sequences")
-    handles = await submit(service, models, prompts, options)
+    handles = submit(service, models, prompts, options)
     if body.stream:
         return sse.event_stream(poem_events(service, handles[0], seed))
 
@@ -141,8 +140,8 @@ async def await_poems(service: Service, request: Request, handles: list) -> list
 async def poem_events(service: Service, handle: Any, seed: int | None) -> AsyncIterator[bytes]:
     deadline = time.monotonic() + service.config.request_timeout
     try:
-        async for piece in sse.within(deadline, handle.apieces(), service.timed_out):
-            yield sse.event({"text": piece, "tones": tone_marks(piece)}, "piece")
+        async for pieces in handle.apiece_batches(deadline):       # TimeoutError past the deadline
+            yield b"".join(sse.event({"text": piece, "tones": tone_marks(piece)}, "piece") for piece in pieces)
         (poem, *_) = await handle.aresult()
         yield sse.event({"poem": poem_json(poem), "seed": seed}, "done")
     except Exception as e:

@@ -6,14 +6,10 @@
 """
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator
 
 from starlette.responses import StreamingResponse
-
-from genrt.serve.errors import ApiError
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}     # no proxy may buffer the pieces
 
@@ -40,19 +36,3 @@ def parse_events(text: str) -> list[tuple[str | None, Any]]:
 
 def event_stream(events: AsyncIterator[bytes]) -> StreamingResponse:
     return StreamingResponse(events, media_type="text/event-stream", headers=HEADERS)
-
-
-async def within(deadline: float, pieces: AsyncIterator[str], timed_out: Callable[[], ApiError]
-                 ) -> AsyncIterator[str]:
-    """The pieces, each awaited only until `deadline` (time.monotonic()): then the timeout error."""
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise timed_out()
-        try:
-            piece = await asyncio.wait_for(pieces.__anext__(), left)
-        except StopAsyncIteration:
-            return
-        except asyncio.TimeoutError:
-            raise timed_out() from None
-        yield piece
