@@ -13,7 +13,9 @@ Phases (each starts its own `genrt serve` process with the bundled models, excep
   faults   mid-stream disconnects, malformed JSON, oversize bodies and slow readers beside normal clients; then
            the engine must be idle (cancelled rows freed) and the service healthy
   sigterm  SIGTERM under load: every request the server logged is answered whole, and it exits 0
-  scaleout 2 replicas: `genrt serve --workers 2 --threads 1` (uvicorn's workers on one port) vs one process
+  scaleout the default server (an engine process per lane), the engine in the server's process
+           (--engine-in-process), and 2 replicas (`--workers 2 --threads 1`: uvicorn's workers on one port),
+           each against the direct engine's poem characters/s
 Results: benchmarks/results/serve_load.json and .md (machine, versions, date as data).
 """
 from __future__ import annotations
@@ -402,11 +404,13 @@ def phase_sigterm(args, expected: Expected) -> dict:
 
 
 def phase_scaleout(args, expected: Expected, results: dict) -> dict:
-    """One process (two lanes) against two uvicorn workers (one lane each); each one's poem characters/s against
-    the engine's direct ones (the direct phase), as a worker's /metrics counts only its own tokens."""
+    """The default server (an engine process per lane), the engine in the server's own process, and two uvicorn
+    workers (one lane each); each one's poem characters/s against the engine's direct ones (the direct phase),
+    as a worker's /metrics counts only its own tokens."""
     out = {}
-    for name, flags in (("1 process, 2 threads", ("--threads", "2")),
-                        ("2 workers, 1 thread each", ("--workers", "2", "--threads", "1"))):
+    for name, flags in (("one server, an engine process per lane (the default)", ("--threads", "2")),
+                        ("one server, the engine in its process", ("--threads", "2", "--engine-in-process")),
+                        ("2 uvicorn workers, 1 lane each", ("--workers", "2", "--threads", "1"))):
         server = Server(*flags)
         try:
             tally = Tally()
@@ -494,7 +498,7 @@ def markdown(result: dict) -> str:
                   f"**{t['every_accepted_answered']}**; "
                   f"exit code {t['exit_code']}.", ""]
     if "scaleout" in r:
-        lines += ["## Scale-out: 2 replicas on one port (uvicorn workers), poems only", "",
+        lines += ["## Process layouts and scale-out (2 replicas on one port: uvicorn workers), poems only", "",
                   "| | requests/s | poem chars/s | / engine direct | p50 ms | p99 ms | errors | memory MB |",
                   "|---|---|---|---|---|---|---|---|"]
         if r.get("direct", {}).get("chars_per_s"):

@@ -40,6 +40,9 @@ class FakeHandle:
             raise self.error
         return [Poem(self.prompt, "".join(self.pieces_ready), -1.5, True)]
 
+    async def accepted(self) -> None:
+        """As the engine's: submit() already queued it."""
+
     def result(self, timeout: float | None = None) -> list[Poem]:
         if not self._done.wait(timeout):
             raise TimeoutError()
@@ -77,7 +80,7 @@ class FakeEngine:
         self.closed_with: bool | None = None
         self.finished = 0
 
-    def submit(self, prompt: str, **options) -> FakeHandle:
+    def submit(self, prompt: str, stream: bool = False, **options) -> FakeHandle:
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError("a prompt must be a non-empty string")
         if self.closed_with is not None:

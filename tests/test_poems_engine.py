@@ -166,8 +166,8 @@ def test_async_piece_batches_make_the_poem_and_wake_each_loop_once_per_step(gen,
     are woken by one call per lane step, not one per request."""
     import genrt.poems.engine as engine_module
     calls = []
-    real_wake = engine_module._wake
-    monkeypatch.setattr(engine_module, "_wake", lambda listeners: (calls.append(len(listeners)),
+    real_wake = engine_module.wake
+    monkeypatch.setattr(engine_module, "wake", lambda listeners: (calls.append(len(listeners)),
                                                                   real_wake(listeners)))
 
     async def main(engine):

@@ -20,7 +20,7 @@ import asyncio
 import threading
 import time
 from collections import deque
-from typing import Any, AsyncIterator, Callable, Iterator, Sequence
+from typing import Any, AsyncIterator, Callable, Iterator, Protocol, Sequence
 
 from genrt.decoding.lanes import lanes_of
 from genrt.decoding.scheduler import Cancelled, Request, Scheduler
@@ -37,55 +37,40 @@ class EngineClosed(RuntimeError):
     """The engine no longer accepts requests."""
 
 
-class PoemHandle:
-    """One submitted prompt: wait for its poems, read its pieces as they become certain, or cancel it."""
+class PiecesReader:
+    """What every handle's readers share: pieces and the end arrive from the engine's side (`_changed` notified,
+    `_listeners` woken), and are read here from threads (pieces) or from asyncio (aresult, apieces,
+    apiece_batches). A subclass sets the four fields and says what the outcome is."""
+    _changed: threading.Condition
+    _listeners: list[tuple[Any, Any]]          # (event loop, asyncio.Event) async waiters; (Watcher, handle)
+    _pieces: list[str]
+    _ended: bool                               # the last piece is in: the request finished
 
-    def __init__(self, engine: "PoemEngine", request: Request):
-        self._engine, self.request = engine, request
-        self._changed = threading.Condition()
-        self._listeners: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []   # async waiters
-        self._pieces: list[str] = []
-        self._shown = 0                                        # settled ids already turned into pieces
-        self._ended = False                                    # the last piece is in: the request finished
-        self._streaming = False                                # someone reads pieces: settle them every step
-        forced = request.context[1]
-        if forced:
-            self._pieces.append(engine.generator.tokenizer.decode(forced))
+    def _outcome(self) -> list[Poem]:
+        """The poems; raises the request's error."""
+        raise NotImplementedError
 
-    @property
-    def done(self) -> bool:
-        return self.request.done
-
-    def cancel(self) -> None:
-        """Drop the request; its rows are freed at the engine's next step. result() then raises Cancelled."""
-        self.request.cancel()
-        self._engine._wake_up()
-
-    def result(self, timeout: float | None = None) -> list[Poem]:
-        """The poems (best first); raises the request's error (ValueError, Cancelled, TimeoutError), or
-        TimeoutError when `timeout` seconds pass first (the request keeps running)."""
-        if not self.request.wait(timeout):
-            raise TimeoutError(f"no result within {timeout} s")
-        return self._engine.generator.poems_of(self.request)
+    def _reading(self) -> None:
+        """Someone reads pieces (PoemHandle then settles them every step)."""
 
     def pieces(self) -> Iterator[str]:
         """Pieces of the first poem as they become certain (as PoemGenerator.stream), then the end; raises the
         request's error."""
-        sent, self._streaming = 0, True
+        sent = 0
+        self._reading()
         while True:
             with self._changed:
-                while sent == len(self._pieces) and not self._ended:
-                    self._changed.wait()
+                self._changed.wait_for(lambda: sent < len(self._pieces) or self._ended)
                 fresh, ended = self._pieces[sent:], self._ended
             yield from fresh
             sent += len(fresh)
             if ended and sent == len(self._pieces):
                 break
-        self._engine.generator.poems_of(self.request)           # raises the request's error, if any
+        self._outcome()                                        # raises the request's error, if any
 
     async def aresult(self) -> list[Poem]:
         await self._until(lambda: self._ended)
-        return self._engine.generator.poems_of(self.request)
+        return self._outcome()
 
     async def apieces(self, deadline: float | None = None) -> AsyncIterator[str]:
         """pieces(), without blocking the event loop; TimeoutError once time.monotonic() passes `deadline`."""
@@ -96,7 +81,8 @@ class PoemHandle:
     async def apiece_batches(self, deadline: float | None = None) -> AsyncIterator[list[str]]:
         """The pieces as lists: every piece that became certain since the last list (a server sends each list
         in one write). TimeoutError once time.monotonic() passes `deadline`."""
-        sent, self._streaming = 0, True
+        sent = 0
+        self._reading()
         while True:
             await self._until(lambda: sent < len(self._pieces) or self._ended, deadline)
             with self._changed:
@@ -106,10 +92,10 @@ class PoemHandle:
             sent += len(fresh)
             if ended and sent == len(self._pieces):
                 break
-        self._engine.generator.poems_of(self.request)
+        self._outcome()
 
     async def _until(self, ready: Callable[[], bool], deadline: float | None = None) -> None:
-        """Wait without blocking the event loop: the engine thread sets an asyncio event on every change
+        """Wait without blocking the event loop: the engine's side sets an asyncio event on every change
         (`deadline`: time.monotonic(), TimeoutError past it)."""
         loop, event = asyncio.get_running_loop(), asyncio.Event()
         listener = (loop, event)
@@ -126,6 +112,58 @@ class PoemHandle:
         finally:
             with self._changed:
                 self._listeners.remove(listener)
+
+
+class PoemHandle(PiecesReader):
+    """One submitted prompt: wait for its poems, read its pieces as they become certain, or cancel it."""
+
+    def __init__(self, engine: "PoemEngine", request: Request):
+        self._engine, self.request = engine, request
+        self._changed = threading.Condition()
+        self._listeners: list[tuple[Any, Any]] = []
+        self._pieces: list[str] = []
+        self._shown = 0                                        # settled ids already turned into pieces
+        self._ended = False
+        self._streaming = False                                # someone reads pieces: settle them every step
+        forced = request.context[1]
+        if forced:
+            self._pieces.append(engine.generator.tokenizer.decode(forced))
+
+    @property
+    def done(self) -> bool:
+        return self.request.done
+
+    def watch(self, watcher: "Watcher", pieces: bool = False) -> None:
+        """Have `watcher.changed(handles)` called on the engine's thread at the end of every step that changed
+        this handle (with every handle it watches that changed in that step), and once more if it has already
+        ended; `pieces`: settle pieces every step (as a reader of pieces() would)."""
+        with self._changed:
+            self._streaming = self._streaming or pieces
+            self._listeners.append((watcher, self))
+            ended = self._ended
+        if ended:
+            watcher.changed([self])
+
+    async def accepted(self) -> None:
+        """Returns once the engine holds the request (at once here: submit() queued it or raised)."""
+
+    def cancel(self) -> None:
+        """Drop the request; its rows are freed at the engine's next step. result() then raises Cancelled."""
+        self.request.cancel()
+        self._engine._wake_up()
+
+    def result(self, timeout: float | None = None) -> list[Poem]:
+        """The poems (best first); raises the request's error (ValueError, Cancelled, TimeoutError), or
+        TimeoutError when `timeout` seconds pass first (the request keeps running)."""
+        if not self.request.wait(timeout):
+            raise TimeoutError(f"no result within {timeout} s")
+        return self._outcome()
+
+    def _outcome(self) -> list[Poem]:
+        return self._engine.generator.poems_of(self.request)
+
+    def _reading(self) -> None:
+        self._streaming = True
 
     def _update(self) -> None:
         """On the engine thread, after a step: new settled characters become a piece; the end adds the rest."""
@@ -147,14 +185,22 @@ class PoemHandle:
             self._engine._wake_listeners(listeners)
 
 
-def _wake(listeners: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]) -> None:
-    """Set each waiter's event on its own loop: one call_soon_threadsafe per loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
-    for loop, event in listeners:
-        by_loop.setdefault(loop, []).append(event)
-    for loop, events in by_loop.items():
+class Watcher(Protocol):
+    def changed(self, handles: list[PoemHandle]) -> None: ...
+
+
+def wake(listeners: list[tuple[Any, Any]]) -> None:
+    """Set each async waiter's event on its own loop (one call_soon_threadsafe per loop) and tell each watcher
+    which of its handles changed (one call per watcher)."""
+    by_target: dict[Any, list] = {}
+    for target, item in listeners:
+        by_target.setdefault(target, []).append(item)
+    for target, items in by_target.items():
+        if not isinstance(target, asyncio.AbstractEventLoop):
+            target.changed(items)
+            continue
         try:
-            loop.call_soon_threadsafe(_set_all, events)
+            target.call_soon_threadsafe(_set_all, items)
         except RuntimeError:                                   # that loop has closed: nobody waits any more
             pass
 
@@ -208,8 +254,9 @@ class PoemEngine:
     def lanes(self) -> int:
         return len(self._lanes)
 
-    def submit(self, prompt: str, **options: Any) -> PoemHandle:
-        """Queue one prompt with its own options (PoemGenerator.generate's keywords). ValueError for bad input,
+    def submit(self, prompt: str, stream: bool = False, **options: Any) -> PoemHandle:
+        """Queue one prompt with its own options (PoemGenerator.generate's keywords); `stream`: its pieces will be
+        read (settled from the first step on; reading pieces() turns this on anyway). ValueError for bad input,
         EngineFull when `max_queued` requests already wait, EngineClosed after close()."""
         if not isinstance(prompt, str):
             raise ValueError(f"a prompt must be a string, got {type(prompt).__name__}")
@@ -219,6 +266,7 @@ class PoemEngine:
             raise ValueError(f"the request needs {request.rows} decoder rows; this engine holds at most "
                              f"{self.max_rows}")
         handle = PoemHandle(self, request)
+        handle._streaming = stream
         request.on_step = lambda _: handle._update()
         with self._lock:
             if self._closed:
@@ -265,14 +313,14 @@ class PoemEngine:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _wake_listeners(self, listeners: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]) -> None:
+    def _wake_listeners(self, listeners: list[tuple[Any, Any]]) -> None:
         """Wake async waiters: during a lane's step, once at its end (one call into each event loop per step,
         not one per request and piece); elsewhere at once."""
         wakes = getattr(self._stepping, "wakes", None)
         if wakes is not None:
             wakes.extend(listeners)
         else:
-            _wake(listeners)
+            wake(listeners)
 
     def _wake_up(self) -> None:
         with self._lock:
@@ -310,7 +358,7 @@ class PoemEngine:
                     if handle is not None:
                         handle._update()
             wakes, self._stepping.wakes = self._stepping.wakes, None
-            _wake(wakes)
+            wake(wakes)
 
     def _expire(self) -> None:
         if not self._deadlines:

@@ -91,12 +91,14 @@ def graceful_signals() -> Iterator[None]:
               help="bundled model variant [default: the fastest variant that passed its quality gate]")
 @click.option("--provider", default="auto", show_default=True, help="onnxruntime execution provider (as genrt poem)")
 @click.option("--threads", type=click.IntRange(min=1, max=limits.MAX_THREADS), default=None,
-              help="CPU threads per onnxruntime session [default: physical cores, divided among --workers]")
+              help="CPU threads per onnxruntime session, and the poem engine's lanes: on CPU one engine process "
+                   "per lane [default: physical cores, divided among --workers]")
 @click.option("--max-rows", type=click.IntRange(1, 4096), default=BATCH_ROWS, show_default=True,
               help="decoder rows one engine lane steps together (prompts x beams or samples; one lane per "
                    "thread)")
 @click.option("--max-queued", type=click.IntRange(1, 100_000), default=MAX_QUEUED, show_default=True,
-              help="requests that may wait; more get 429 with Retry-After")
+              help="requests that may wait (shared out among the engine processes); more get 429 with "
+                   "Retry-After")
 @click.option("--timeout", "request_timeout", type=click.FloatRange(0, 3600, min_open=True),
               default=REQUEST_TIMEOUT, show_default=True, help="seconds a request may take, queueing included")
 @click.option("--max-body-bytes", type=click.IntRange(1, 64 << 20), default=MAX_BODY_BYTES, show_default=True,
@@ -105,9 +107,12 @@ def graceful_signals() -> Iterator[None]:
               help="require 'Authorization: Bearer KEY' on every API request")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="processes serving the same port (uvicorn's workers), each with its own models and engine")
+@click.option("--engine-process/--engine-in-process", default=True, show_default=True,
+              help="run the poem engine's lanes in processes of their own (on CPU one per lane), so their Python "
+                   "shares no interpreter lock with the HTTP side or with each other")
 def serve(host: str, port: int, model_dir: Path | None, faces_model_dir: Path | None, precision: str | None,
           provider: str, threads: int | None, max_rows: int, max_queued: int, request_timeout: float,
-          max_body_bytes: int, api_key: str | None, workers: int) -> None:
+          max_body_bytes: int, api_key: str | None, workers: int, engine_process: bool) -> None:
     """Serve poems and faces over HTTP (JSON, Server-Sent Events, OpenAI completions) with a playground page at
     /, until Ctrl-C or SIGTERM, which finish the requests in flight first."""
     from genrt.cli_boundary import UserError, one_line
@@ -122,7 +127,8 @@ def serve(host: str, port: int, model_dir: Path | None, faces_model_dir: Path | 
     try:
         config = ServeConfig(None if model_dir is None else str(model_dir),
                              None if faces_model_dir is None else str(faces_model_dir), precision, provider, threads,
-                             max_rows, max_queued, request_timeout, max_body_bytes, api_key)
+                             max_rows, max_queued, request_timeout, max_body_bytes, api_key,
+                             engine_process=engine_process)
     except ValueError as e:
         raise UserError(str(e)) from None
     import uvicorn

@@ -87,7 +87,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     options, _ = with_seed(models, generate_options(body))
     if body.stream and (len(prompts) != 1 or body.n != 1):
         raise ApiError(400, "stream sends one completion: give one prompt and n = 1")
-    handles = submit(service, models, prompts, options)
+    handles = await submit(service, models, prompts, options, body.stream)
     ident, created = f"cmpl-{secrets.token_hex(12)}", int(time.time())
     if body.stream:
         include_usage = bool((body.stream_options or {}).get("include_usage"))

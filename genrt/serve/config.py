@@ -37,6 +37,7 @@ class ServeConfig:
     max_body_bytes: int = MAX_BODY_BYTES
     api_key: str | None = None
     retry_after: int = RETRY_AFTER
+    engine_process: bool = True           # the engine's lanes in processes of their own (poems.engine_process)
 
     def __post_init__(self) -> None:
         for name in ("max_rows", "max_queued", "max_body_bytes", "retry_after"):

@@ -22,7 +22,7 @@ T = TypeVar("T")
 class Models:
     poems: Any              # genrt.PoemGenerator (scoring, the tokenizer)
     faces: Any              # genrt.FaceGenerator
-    engine: Any             # genrt.poems.engine.PoemEngine: submit / stats / close
+    engine: Any             # PoemEngine, or EngineProcess (the same in a child process): submit / stats / close
 
 
 def load_models(config: ServeConfig) -> Models:
@@ -37,8 +37,16 @@ def load_models(config: ServeConfig) -> Models:
     # spinning faces threads cost the mixed load a sixth of its poem throughput)
     faces = FaceGenerator.load(config.faces_model_dir, provider=config.provider, threads=config.threads,
                                precision=config.precision, spin=False)
-    engine = PoemEngine(poems, max_rows=config.max_rows, max_queued=config.max_queued,
-                        timeout=config.request_timeout)
+    if config.engine_process:           # lanes in processes of their own: no lock shared with the event loop
+        from genrt.poems.engine_process import EnginePool
+        cpu = poems.provider == "cpu"       # on CPU one process per lane, each one lane (one core) of the model
+        engine = EnginePool.start(dict(model_dir=config.model_dir, provider=poems.provider,
+                                       threads=1 if cpu else config.threads, precision=config.precision),
+                                  processes=poems.model.lanes if cpu else 1, max_rows=config.max_rows,
+                                  max_queued=config.max_queued, timeout=config.request_timeout)
+    else:
+        engine = PoemEngine(poems, max_rows=config.max_rows, max_queued=config.max_queued,
+                            timeout=config.request_timeout)
     return Models(poems, faces, engine)
 
 

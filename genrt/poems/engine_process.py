@@ -1,0 +1,369 @@
+"""The poem engine in processes of its own, for a caller whose own Python is busy (an HTTP server's event loop).
+
+A PoemEngine's searches and processors are Python. In the caller's process they take turns on one interpreter
+lock with the caller's work, and with each other's lanes: measured under `genrt serve` on two cores, the service
+answered 67-72 % of the tokens the engine decodes when called directly. `EnginePool` runs one engine process per
+lane instead (on CPU, one per core, each engine one lane): no two lanes and no HTTP work share a lock. The caller
+keeps PoemEngine's API for services:
+
+    pool = EnginePool.start(dict(model_dir=None, provider="cpu"), processes=2, max_rows=64, max_queued=256,
+                            timeout=60)
+    handle = pool.submit("春江花月夜", stream=True, seed=1)
+    await handle.accepted()                  # EngineFull / EngineClosed / ValueError, as PoemEngine.submit raises
+    async for pieces in handle.apiece_batches(deadline): ...
+    poems = await handle.aresult()           # or handle.result(), handle.cancel()
+    pool.close()
+
+One pipe per process, each way. Parent -> child: ("submit", id, prompt, options, stream), ("cancel", id),
+("close", drain). Child -> parent: ("ready", lanes) or ("failed", message) at start; ("accepted", id, error | None)
+per submit; once per engine step that changed a request, ("step", stats, [(id, new pieces, ended, poems | None,
+error | None), ...]). A request decodes in a child exactly as in the caller's process (rows are independent).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import signal
+import threading
+from typing import Any
+
+from genrt.poems.engine import (BATCH_ROWS, MAX_QUEUED, EngineClosed, PiecesReader, PoemEngine, PoemHandle,
+                                wake)
+from genrt.poems.generator import Poem, PoemGenerator
+
+START_TIMEOUT_S = 300                    # loading the model in the child
+
+
+class RemoteHandle(PiecesReader):
+    """One request in a child's engine: PoemHandle's waiting, streaming and cancelling (PiecesReader), fed by the
+    parent's reader thread."""
+
+    def __init__(self, engine: "EngineProcess", ident: int):
+        self._engine, self._id = engine, ident
+        self._changed = threading.Condition()
+        self._listeners: list[tuple[Any, Any]] = []
+        self._pieces: list[str] = []
+        self._ended = self._accepted = False
+        self._poems: list[Poem] | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._ended
+
+    def cancel(self) -> None:
+        if not self._ended:
+            self._engine._send(("cancel", self._id))
+
+    async def accepted(self) -> None:
+        """Returns once the child's engine holds the request; raises what its submit raised."""
+        await self._until(lambda: self._accepted or self._ended)
+        if self._ended and self._error is not None and not self._accepted:
+            raise self._error
+
+    def result(self, timeout: float | None = None) -> list[Poem]:
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._ended, timeout):
+                raise TimeoutError(f"no result within {timeout} s")
+        return self._outcome()
+
+    def _outcome(self) -> list[Poem]:
+        if self._error is not None:
+            raise self._error
+        assert self._poems is not None
+        return self._poems
+
+    def _apply(self, pieces: list[str], ended: bool, poems: list[Poem] | None, error: BaseException | None,
+               wakes: list) -> None:
+        """On the reader thread: what the child reported for this request."""
+        with self._changed:
+            self._accepted = True
+            self._pieces.extend(pieces)
+            if ended:
+                self._poems, self._error, self._ended = poems, error, True
+            self._changed.notify_all()
+            wakes.extend(self._listeners)
+
+    def _refuse(self, error: BaseException, wakes: list) -> None:
+        with self._changed:
+            if self._ended:
+                return
+            self._error, self._ended = error, True
+            self._changed.notify_all()
+            wakes.extend(self._listeners)
+
+
+class EngineProcess:
+    """PoemEngine(PoemGenerator.load(**load), max_rows, max_queued, timeout) in a child process (see the module's
+    docstring). Starts loading at once; wait_ready() raises RuntimeError when the child cannot load the model."""
+
+    def __init__(self, load: dict, max_rows: int = BATCH_ROWS, max_queued: int = MAX_QUEUED,
+                 timeout: float | None = None):
+        context = multiprocessing.get_context("spawn")        # no fork of a process with threads
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_child_main, args=(child, load, max_rows, max_queued, timeout),
+                                        name="genrt-poem-engine", daemon=True)
+        self._process.start()
+        child.close()
+        self.lanes, self.max_rows = 0, max_rows
+        self._send_lock, self._lock = threading.Lock(), threading.Lock()
+        self._handles: dict[int, RemoteHandle] = {}
+        self._next_id, self._closed = 0, False
+        self._stats = {"queued": 0, "active_requests": 0, "active_rows": 0, "tokens_generated": 0, "steps": 0,
+                       "requests_finished": 0}
+        self._reader = threading.Thread(target=self._read, name="genrt-poem-engine-reader", daemon=True)
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> "EngineProcess":
+        if not self._conn.poll(timeout):
+            self._process.kill()
+            raise RuntimeError(f"the poem engine process did not start within {timeout:g} s")
+        try:
+            message = self._conn.recv()
+        except EOFError:
+            message = ("failed", f"it exited with code {self._process.join(10) or self._process.exitcode}")
+        if message[0] != "ready":
+            self._process.join(10)
+            raise RuntimeError(f"the poem engine process failed: {message[1]}")
+        self.lanes = message[1]
+        self._reader.start()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        """Started, and its process has not stopped."""
+        return self._reader.is_alive()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._handles)
+
+    def submit(self, prompt: str, stream: bool = False, **options: Any) -> RemoteHandle:
+        """Queue one prompt (PoemGenerator.generate's keywords); `stream`: pieces are sent as they settle. The
+        child's refusal (ValueError, EngineFull, EngineClosed) comes from `await handle.accepted()` and from the
+        result."""
+        with self._lock:
+            if self._closed or not self.alive:
+                raise EngineClosed("the engine is shutting down" if self._closed else
+                                   "the poem engine process has stopped")
+            self._next_id += 1
+            handle = self._handles[self._next_id] = RemoteHandle(self, self._next_id)
+        self._send(("submit", handle._id, prompt, options, stream))
+        return handle
+
+    def stats(self) -> dict:
+        """The child engine's counters as of its last step."""
+        return dict(self._stats)
+
+    def close(self, drain: bool = True, timeout: float | None = None) -> None:
+        """Stop accepting; with `drain` the child finishes what is in flight, else cancels it; then it exits."""
+        with self._lock:
+            self._closed = True
+        try:
+            self._send(("close", drain))
+        except (OSError, EngineClosed):
+            pass
+        if self._reader.ident is not None:
+            self._reader.join(timeout)
+        self._process.join(0 if self._reader.is_alive() else 10)
+        if self._process.is_alive() and self._reader.ident is None:   # never became ready
+            self._process.kill()
+
+    def __enter__(self) -> "EngineProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _send(self, message: tuple) -> None:
+        with self._send_lock:
+            try:
+                self._conn.send(message)
+            except OSError as e:                               # the child has gone
+                raise EngineClosed("the poem engine process has stopped") from e
+
+    def _read(self) -> None:
+        """The reader thread: apply the child's reports, wake async waiters once per event loop per report."""
+        while True:
+            try:
+                message = self._conn.recv()
+            except (EOFError, OSError):
+                break
+            wakes: list = []
+            if message[0] == "accepted":
+                _, ident, error = message
+                handle = self._handles.get(ident)
+                if handle is not None and error is not None:
+                    del self._handles[ident]
+                    handle._refuse(error, wakes)
+                elif handle is not None:
+                    handle._apply([], False, None, None, wakes)
+            elif message[0] == "step":
+                _, self._stats, updates = message
+                for ident, pieces, ended, poems, error in updates:
+                    handle = self._handles.get(ident)
+                    if handle is not None:
+                        if ended:
+                            del self._handles[ident]
+                        handle._apply(pieces, ended, poems, error, wakes)
+            wake(wakes)
+        wakes = []
+        for handle in list(self._handles.values()):          # the child ended (or died) with these unanswered
+            handle._refuse(EngineClosed("the poem engine process has stopped"), wakes)
+        self._handles.clear()
+        wake(wakes)
+        self._conn.close()
+
+
+class EnginePool:
+    """Engine processes behind one submit: a request goes to the process with the fewest requests in flight.
+    `max_queued` is shared out among them. Same API as PoemEngine for services (submit, stats, close, lanes,
+    max_rows), handles as RemoteHandle."""
+
+    def __init__(self, engines: list[EngineProcess]):
+        self.engines = engines
+        self.lanes = sum(e.lanes for e in engines)
+        self.max_rows = engines[0].max_rows
+
+    @classmethod
+    def start(cls, load: dict, processes: int, max_rows: int = BATCH_ROWS, max_queued: int = MAX_QUEUED,
+              timeout: float | None = None) -> "EnginePool":
+        """`processes` engine processes loading `load` (PoemGenerator.load's keywords) at once."""
+        share = -(-max_queued // processes)                    # each process's part of the queue, rounded up
+        engines = [EngineProcess(load, max_rows, share, timeout) for _ in range(processes)]
+        try:
+            for engine in engines:
+                engine.wait_ready()
+        except BaseException:
+            for engine in engines:
+                engine.close(drain=False, timeout=10)
+            raise
+        return cls(engines)
+
+    @property
+    def alive(self) -> bool:
+        return all(e.alive for e in self.engines)
+
+    def submit(self, prompt: str, stream: bool = False, **options: Any) -> RemoteHandle:
+        live = [e for e in self.engines if e.alive] or self.engines
+        return min(live, key=lambda e: e.in_flight).submit(prompt, stream=stream, **options)
+
+    def stats(self) -> dict:
+        total: dict = {}
+        for engine in self.engines:
+            for key, value in engine.stats().items():
+                total[key] = total.get(key, 0) + value
+        return total
+
+    def close(self, drain: bool = True, timeout: float | None = None) -> None:
+        """Stop accepting everywhere first, then let each process finish (drain) or cancel, and exit."""
+        for engine in self.engines:
+            with engine._lock:
+                engine._closed = True
+        for engine in self.engines:
+            engine.close(drain, timeout)
+
+    def __enter__(self) -> "EnginePool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------- the child
+
+class _Reporter:
+    """In the child: a Watcher of every handle, sending each step's changes to the parent in one message. A
+    thread of its own writes to the pipe, so a lane never waits for the parent to read (a full pipe would stop
+    the lanes)."""
+
+    def __init__(self, conn, engine: PoemEngine):
+        self.conn, self.engine = conn, engine
+        self.lock = threading.Lock()
+        self.ids: dict[int, int] = {}                         # id(handle) -> the parent's id
+        self.sent: dict[int, int] = {}                        # id(handle) -> pieces sent
+        self.outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.writer = threading.Thread(target=self._write, name="genrt-poem-engine-writer", daemon=True)
+        self.writer.start()
+
+    def send(self, message: tuple | None) -> None:
+        """Queue a message for the parent (None: the last one, the writer then stops)."""
+        self.outbox.put(message)
+
+    def _write(self) -> None:
+        while True:
+            message = self.outbox.get()
+            if message is None:
+                return
+            try:
+                self.conn.send(message)
+            except OSError:                                    # the parent has gone: nothing to report to
+                pass
+
+    def changed(self, handles: list[PoemHandle]) -> None:
+        updates = []
+        for handle in handles:
+            key = id(handle)
+            ident = self.ids.get(key)
+            if ident is None:
+                continue
+            with handle._changed:
+                pieces, ended = handle._pieces[self.sent[key]:], handle._ended
+            self.sent[key] += len(pieces)
+            poems = error = None
+            if ended:
+                del self.ids[key], self.sent[key]
+                try:
+                    poems = self.engine.generator.poems_of(handle.request)
+                except Exception as e:                          # the request's error, sent as it is
+                    error = e
+            updates.append((ident, pieces, ended, poems, error))
+        if updates:
+            self.send(("step", self.engine.stats(), updates))
+
+
+def _child_main(conn, load: dict, max_rows: int, max_queued: int, timeout: float | None) -> None:
+    # the parent decides when to stop: Ctrl-C or SIGTERM to the process group must not cut requests short
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        engine = PoemEngine(PoemGenerator.load(**load), max_rows=max_rows, max_queued=max_queued, timeout=timeout)
+    except Exception as e:
+        conn.send(("failed", " ".join(str(e).split()) or type(e).__name__))
+        return
+    reporter = _Reporter(conn, engine)
+    reporter.send(("ready", engine.lanes))
+    handles: dict[int, PoemHandle] = {}
+    drain = True
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):                           # the parent has gone: stop, nobody to answer
+            drain = False
+            break
+        if message[0] == "submit":
+            _, ident, prompt, options, stream = message
+            try:
+                handle = engine.submit(prompt, **options)
+            except Exception as e:                             # ValueError, EngineFull, EngineClosed
+                reporter.send(("accepted", ident, e))
+                continue
+            with reporter.lock:
+                reporter.ids[id(handle)], reporter.sent[id(handle)] = ident, 0
+            handles[ident] = handle
+            reporter.send(("accepted", ident, None))
+            handle.watch(reporter, pieces=stream)
+            for gone in [i for i, h in handles.items() if h.done]:
+                del handles[gone]
+        elif message[0] == "cancel":
+            handle = handles.pop(message[1], None)
+            if handle is not None:
+                handle.cancel()
+        elif message[0] == "close":
+            drain = message[1]
+            break
+    engine.close(drain=drain)
+    reporter.send(("closed",))
+    reporter.send(None)
+    reporter.writer.join()
+    conn.close()
+

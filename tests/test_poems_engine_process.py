@@ -1,0 +1,122 @@
+"""EnginePool / EngineProcess: PoemEngine in child processes answers exactly as a request decoded alone, and keeps
+the engine's bounds, cancellation, timeouts and refusals across the pipe."""
+import asyncio
+import time
+
+import pytest
+
+from genrt.decoding.scheduler import Cancelled
+from genrt.poems.engine import EngineClosed, EngineFull
+from genrt.poems.engine_process import EnginePool
+from genrt.poems.generator import PoemGenerator
+
+TITLES = ["春江", "明月", "山水清风", "秋"]
+MODES = [{}, {"num_beams": 3}, {"do_sample": True, "seed": 4}, {"mode": "continue"},
+         {"do_sample": True, "best_of": 2, "num_return_sequences": 2, "seed": 1}]
+LONG = {"max_new_tokens": 70, "min_new_tokens": 70, "regular_shape": False, "do_sample": False}
+
+
+def _load(folder) -> dict:
+    return dict(model_dir=str(folder), provider="cpu", threads=1)
+
+
+@pytest.fixture(scope="module")
+def pool(tiny_int8_dir):
+    with EnginePool.start(_load(tiny_int8_dir), processes=2, max_rows=12) as pool:
+        yield pool
+
+
+def test_a_pool_answers_each_request_as_it_decodes_alone(pool, tiny_int8_dir):
+    gen = PoemGenerator.load(tiny_int8_dir, provider="cpu", threads=1)
+    alone = {(t, i): gen.generate(t, max_new_tokens=20, **m) for t in TITLES for i, m in enumerate(MODES)}
+    assert pool.lanes == 2 and pool.max_rows == 12
+
+    async def main():
+        async def one(title, i):
+            stream = i % 2 == 0 and MODES[i].get("num_return_sequences", 1) == 1
+            handle = pool.submit(title, stream=stream, max_new_tokens=20, **MODES[i])
+            await handle.accepted()
+            text = "".join([p async for b in handle.apiece_batches() for p in b]) if stream else None
+            poems = await handle.aresult()
+            if stream:
+                assert text == poems[0].text
+            return poems
+        keys = [(t, i) for t in TITLES for i in range(len(MODES))]
+        return keys, await asyncio.gather(*(one(t, i) for t, i in keys))
+    keys, results = asyncio.run(main())
+    assert results == [alone[k] for k in keys]
+    threaded = pool.submit(TITLES[0], max_new_tokens=20)                 # the blocking API too
+    assert list(threaded.pieces()) and threaded.result(timeout=30) == alone[(TITLES[0], 0)]
+    stats = pool.stats()
+    assert stats["active_rows"] == 0 and stats["requests_finished"] >= len(keys)
+
+
+def test_refusals_come_from_accepted_and_the_result(pool):
+    async def main():
+        handle = pool.submit("春江", num_beams=0)
+        with pytest.raises(ValueError, match="num_beams"):
+            await handle.accepted()
+        with pytest.raises(ValueError, match="num_beams"):
+            handle.result(timeout=30)
+    asyncio.run(main())
+
+
+def test_the_queue_bound_holds_across_the_pipe(tiny_int8_dir):
+    with EnginePool.start(_load(tiny_int8_dir), processes=1, max_rows=1, max_queued=1) as pool:
+        blocker = pool.submit("春江", stream=True, **LONG)
+        next(iter(blocker.pieces()))                                  # it holds the only row now
+
+        async def main():
+            handles = [pool.submit(t, **LONG) for t in TITLES]          # one may wait; the others are refused
+            outcomes = await asyncio.gather(*(h.accepted() for h in handles), return_exceptions=True)
+            return handles, outcomes
+        handles, outcomes = asyncio.run(main())
+        refused = [o for o in outcomes if isinstance(o, EngineFull)]
+        assert 1 <= len(refused) < len(TITLES) and all(o is None or isinstance(o, EngineFull) for o in outcomes)
+        for handle, outcome in zip(handles, outcomes):
+            if outcome is None:
+                assert handle.result(timeout=60)
+        assert blocker.result(timeout=60)
+
+
+def test_cancel_and_timeout_free_rows(tiny_int8_dir):
+    with EnginePool.start(_load(tiny_int8_dir), processes=1, max_rows=4) as pool:
+        long = pool.submit("春江", num_beams=4, **{**LONG, "do_sample": False})
+        long.cancel()
+        with pytest.raises(Cancelled):
+            long.result(timeout=30)
+        assert pool.submit("明月", max_new_tokens=5).result(timeout=30)
+        assert pool.stats()["active_rows"] == 0
+    with EnginePool.start(_load(tiny_int8_dir), processes=1, timeout=1e-6) as pool:
+        with pytest.raises(TimeoutError, match="longer than 1e-06 s"):
+            pool.submit("春江", **LONG).result(timeout=30)
+
+
+def test_close_drains_then_refuses(tiny_int8_dir):
+    pool = EnginePool.start(_load(tiny_int8_dir), processes=2)
+    handles = [pool.submit(t, **LONG) for t in TITLES]
+    pool.close(drain=True)
+    assert all(len(h.result(timeout=0)) == 1 for h in handles)      # answered before close returned
+    with pytest.raises(EngineClosed):
+        pool.submit("春江")
+    assert not any(e._process.is_alive() for e in pool.engines)
+
+
+def test_a_process_that_dies_fails_its_requests_and_refuses_new_ones(tiny_int8_dir):
+    pool = EnginePool.start(_load(tiny_int8_dir), processes=1, max_rows=4)
+    handle = pool.submit("春江", num_beams=4, **{**LONG, "max_new_tokens": 120, "min_new_tokens": 120})
+    pool.engines[0]._process.kill()
+    with pytest.raises(EngineClosed, match="process has stopped"):
+        handle.result(timeout=30)
+    deadline = time.monotonic() + 30
+    while pool.alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pool.alive
+    with pytest.raises(EngineClosed, match="process has stopped"):
+        pool.submit("明月")
+    pool.close(timeout=10)
+
+
+def test_a_model_that_cannot_load_is_one_error(tmp_path):
+    with pytest.raises(RuntimeError, match="the poem engine process failed: .*manifest"):
+        EnginePool.start(dict(model_dir=str(tmp_path), provider="cpu", threads=1), processes=2)
