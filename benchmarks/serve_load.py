@@ -113,15 +113,19 @@ class Server:
             self.lines.append(line)
 
     def rss_mb(self) -> float:
-        """Resident memory of the server and its workers, MB."""
-        total = 0
+        """Resident memory of the server and its workers or engine processes, MB."""
+        return sum(self.rss_by_process_mb())
+
+    def rss_by_process_mb(self) -> list[float]:
+        """Resident memory of the server, then of each process it started, MB."""
+        sizes = []
         for pid in [self.process.pid, *children(self.process.pid)]:
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
-                total += int(next(l.split()[1] for l in status.splitlines() if l.startswith("VmRSS:")))
+                sizes.append(int(next(l.split()[1] for l in status.splitlines() if l.startswith("VmRSS:"))) / 1024)
             except (OSError, StopIteration):
                 pass
-        return total / 1024
+        return sizes
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) of the server and its workers so far."""
@@ -302,11 +306,13 @@ def phase_served(args, expected: Expected, results: dict) -> dict:
 def phase_mix(args, expected: Expected) -> dict:
     server = Server()
     memory: list[float] = []
+    by_process: list[list[float]] = []
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(1.0):
-            memory.append(server.rss_mb())
+            by_process.append(server.rss_by_process_mb())
+            memory.append(sum(by_process[-1]))
     sampler = threading.Thread(target=sample)
     try:
         tally, before = Tally(), server.engine_tokens()
@@ -325,7 +331,8 @@ def phase_mix(args, expected: Expected) -> dict:
             "memory_mb": {"first_quarter_mean": round(float(np.mean(memory[:quarter])), 1),
                           "last_quarter_mean": round(float(np.mean(memory[-quarter:])), 1),
                           "max": round(max(memory), 1), "samples": len(memory),
-                          "every_10_s": [round(m, 1) for m in memory[9::10]]}}
+                          "every_10_s": [round(m, 1) for m in memory[9::10]],
+                          "by_process_every_10_s": [[round(m) for m in row] for row in by_process[9::10]]}}
 
 
 async def faults(url: str, expected: Expected) -> dict:
@@ -475,7 +482,10 @@ def markdown(result: dict) -> str:
                   f"- server memory: {x['memory_mb']['first_quarter_mean']} MB mean in the first quarter, "
                   f"{x['memory_mb']['last_quarter_mean']} MB in the last, max {x['memory_mb']['max']} MB"
                   + (f"; every 10 s: {', '.join(f'{m:.0f}' for m in x['memory_mb']['every_10_s'])}"
-                     if x["memory_mb"].get("every_10_s") else ""), "",
+                     if x["memory_mb"].get("every_10_s") else "")
+                  + (f" (by process, the server first: "
+                     f"{' → '.join('/'.join(map(str, row)) for row in x['memory_mb']['by_process_every_10_s'])})"
+                     if x["memory_mb"].get("by_process_every_10_s") else ""), "",
                   "| kind | answered | p50 ms | p99 ms |", "|---|---|---|---|"]
         lines += [f"| {k} | {v['count']} | {v['p50_ms']} | {v['p99_ms']} |" for k, v in x["by_kind"].items()]
         lines.append("")
