@@ -58,7 +58,7 @@ class FakeHandle:
             await asyncio.sleep(0.005)
         return self._poems()
 
-    async def apiece_batches(self, deadline: float | None = None):
+    async def apiece_batches(self, deadline: float | None = None, interval: float = 0.0):
         """As the engine's: its pieces in two writes; TimeoutError past `deadline` (time.monotonic())."""
         while not self.done:
             if deadline is not None and time.monotonic() >= deadline:

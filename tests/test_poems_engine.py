@@ -199,3 +199,20 @@ def test_async_pieces_time_out_at_the_deadline(gen):
         blockers = [engine.submit(TITLES[1], **long) for _ in range(engine.lanes)]
         asyncio.run(main(engine))
         assert all(b.result() for b in blockers)
+
+
+def test_paced_batches_come_an_interval_apart_and_the_end_is_not_held(gen, alone):
+    async def main(engine, interval):
+        handle = engine.submit(TITLES[2], **_options(0))
+        times, batches = [], []
+        async for batch in handle.apiece_batches(interval=interval):
+            times.append(time.monotonic())
+            batches.append(batch)
+        return times, batches, await handle.aresult()
+    with PoemEngine(gen) as engine:
+        times, batches, poems = asyncio.run(main(engine, 0.01))
+        assert "".join(p for b in batches for p in b) == poems[0].text and poems == alone[(TITLES[2], 0)]
+        assert all(b - a >= 0.0099 for a, b in zip(times, times[1:]))
+        start = time.monotonic()
+        times, batches, poems = asyncio.run(main(engine, 30.0))      # the end cuts a 30 s pause short
+        assert time.monotonic() - start < 20 and "".join(p for b in batches for p in b) == poems[0].text

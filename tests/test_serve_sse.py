@@ -18,3 +18,4 @@ def test_events_written_together_read_back_one_by_one():
     chunk = b"".join(sse.event({"text": t}, "piece") for t in ("春江", "潮水")) + sse.event({"poem": {}}, "done")
     assert sse.parse_events(chunk.decode()) == [("piece", {"text": "春江"}), ("piece", {"text": "潮水"}),
                                                 ("done", {"poem": {}})]
+

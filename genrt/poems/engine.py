@@ -43,12 +43,17 @@ class PiecesReader:
     apiece_batches). A subclass sets the four fields and says what the outcome is."""
     _changed: threading.Condition
     _listeners: list[tuple[Any, Any]]          # (event loop, asyncio.Event) async waiters; (Watcher, handle)
+    _end_listeners: list[tuple[Any, Any]]      # async waiters for the end only
     _pieces: list[str]
     _ended: bool                               # the last piece is in: the request finished
 
     def _outcome(self) -> list[Poem]:
         """The poems; raises the request's error."""
         raise NotImplementedError
+
+    def _to_wake(self) -> list[tuple[Any, Any]]:
+        """Under `_changed`, after a change: the listeners it concerns."""
+        return self._listeners + self._end_listeners if self._ended else list(self._listeners)
 
     def _reading(self) -> None:
         """Someone reads pieces (PoemHandle then settles them every step)."""
@@ -78,29 +83,40 @@ class PiecesReader:
             for piece in batch:
                 yield piece
 
-    async def apiece_batches(self, deadline: float | None = None) -> AsyncIterator[list[str]]:
+    async def apiece_batches(self, deadline: float | None = None, interval: float = 0.0
+                             ) -> AsyncIterator[list[str]]:
         """The pieces as lists: every piece that became certain since the last list (a server sends each list
-        in one write). TimeoutError once time.monotonic() passes `deadline`."""
-        sent = 0
+        in one write), at most one list per `interval` seconds unless the request ends sooner. TimeoutError once
+        time.monotonic() passes `deadline`."""
+        sent, last = 0, None
         self._reading()
         while True:
+            if interval > 0 and last is not None:          # pace the lists; the end cuts the pause short
+                try:
+                    pause = last + interval
+                    await self._until(lambda: self._ended, pause if deadline is None else min(pause, deadline),
+                                      end_only=True)
+                except TimeoutError:
+                    pass
             await self._until(lambda: sent < len(self._pieces) or self._ended, deadline)
             with self._changed:
                 fresh, ended = self._pieces[sent:], self._ended
             if fresh:
+                last = time.monotonic()
                 yield fresh
             sent += len(fresh)
             if ended and sent == len(self._pieces):
                 break
         self._outcome()
 
-    async def _until(self, ready: Callable[[], bool], deadline: float | None = None) -> None:
-        """Wait without blocking the event loop: the engine's side sets an asyncio event on every change
-        (`deadline`: time.monotonic(), TimeoutError past it)."""
+    async def _until(self, ready: Callable[[], bool], deadline: float | None = None, end_only: bool = False
+                     ) -> None:
+        """Wait without blocking the event loop: the engine's side sets an asyncio event on every change, or
+        with `end_only` at the end only (`deadline`: time.monotonic(), TimeoutError past it)."""
         loop, event = asyncio.get_running_loop(), asyncio.Event()
-        listener = (loop, event)
+        listener, waiting = (loop, event), self._end_listeners if end_only else self._listeners
         with self._changed:
-            self._listeners.append(listener)
+            waiting.append(listener)
         try:
             if ready():
                 return
@@ -111,7 +127,7 @@ class PiecesReader:
                     event.clear()
         finally:
             with self._changed:
-                self._listeners.remove(listener)
+                waiting.remove(listener)
 
 
 class PoemHandle(PiecesReader):
@@ -121,6 +137,7 @@ class PoemHandle(PiecesReader):
         self._engine, self.request = engine, request
         self._changed = threading.Condition()
         self._listeners: list[tuple[Any, Any]] = []
+        self._end_listeners: list[tuple[Any, Any]] = []
         self._pieces: list[str] = []
         self._shown = 0                                        # settled ids already turned into pieces
         self._ended = False
@@ -180,7 +197,7 @@ class PoemHandle(PiecesReader):
                 self._shown = len(ids)
             self._ended = r.done
             self._changed.notify_all()
-            listeners = list(self._listeners)
+            listeners = self._to_wake()
         if listeners:
             self._engine._wake_listeners(listeners)
 

@@ -42,6 +42,7 @@ class RemoteHandle(PiecesReader):
         self._engine, self._id = engine, ident
         self._changed = threading.Condition()
         self._listeners: list[tuple[Any, Any]] = []
+        self._end_listeners: list[tuple[Any, Any]] = []
         self._pieces: list[str] = []
         self._ended = self._accepted = False
         self._poems: list[Poem] | None = None
@@ -82,7 +83,7 @@ class RemoteHandle(PiecesReader):
             if ended:
                 self._poems, self._error, self._ended = poems, error, True
             self._changed.notify_all()
-            wakes.extend(self._listeners)
+            wakes.extend(self._to_wake())
 
     def _refuse(self, error: BaseException, wakes: list) -> None:
         with self._changed:
@@ -90,7 +91,7 @@ class RemoteHandle(PiecesReader):
                 return
             self._error, self._ended = error, True
             self._changed.notify_all()
-            wakes.extend(self._listeners)
+            wakes.extend(self._to_wake())
 
 
 class EngineProcess:

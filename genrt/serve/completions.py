@@ -118,7 +118,7 @@ async def chunks(service: Service, body: CompletionRequest, handle: Any, ident: 
     skip = len(prompt.strip()) if body.mode == "continue" else 0      # the given line is not completion text
     deadline, sent = time.monotonic() + service.config.request_timeout, 0
     try:
-        async for pieces in handle.apiece_batches(deadline):       # TimeoutError past the deadline
+        async for pieces in handle.apiece_batches(deadline, sse.STREAM_INTERVAL_S):   # TimeoutError past it
             events = []
             for piece in pieces:
                 cut = min(skip, len(piece))

@@ -141,7 +141,7 @@ async def await_poems(service: Service, request: Request, handles: list) -> list
 async def poem_events(service: Service, handle: Any, seed: int | None) -> AsyncIterator[bytes]:
     deadline = time.monotonic() + service.config.request_timeout
     try:
-        async for pieces in handle.apiece_batches(deadline):       # TimeoutError past the deadline
+        async for pieces in handle.apiece_batches(deadline, sse.STREAM_INTERVAL_S):   # TimeoutError past it
             yield b"".join(sse.event({"text": piece, "tones": tone_marks(piece)}, "piece") for piece in pieces)
         (poem, *_) = await handle.aresult()
         yield sse.event({"poem": poem_json(poem), "seed": seed}, "done")
