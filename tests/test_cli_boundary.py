@@ -72,6 +72,15 @@ def test_home_is_untouched_by_poem_and_score(home, tiny_poems_dir):
     assert list(home.iterdir()) == []
 
 
+def test_home_is_untouched_by_benchmarks_that_import_onnxruntime_first(home):
+    """A benchmark module importing onnxruntime before genrt still writes no telemetry (the package switches it
+    off first)."""
+    done = subprocess.run([sys.executable, "-c", "import benchmarks.engine_load, onnxruntime, benchmarks.versus"],
+                          env=genrt_env(home), cwd=home, timeout=120, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert list(home.iterdir()) == []
+
+
 def test_a_read_only_home_gives_no_warning(home, tiny_faces_model, tmp_path):
     home.chmod(0o555)
     try:

@@ -18,6 +18,8 @@ One pipe per process, each way. Parent -> child: ("submit", id, prompt, options,
 ("close", drain). Child -> parent: ("ready", lanes) or ("failed", message) at start; ("accepted", id, error | None)
 per submit; once per engine step that changed a request, ("step", stats, [(id, new pieces, ended, poems | None,
 error | None), ...]). A request decodes in a child exactly as in the caller's process (rows are independent).
+Children are started with multiprocessing's "spawn": as for any spawned process, the caller's main module must be
+importable (a script or `python -m`, not code piped to `python -`).
 """
 from __future__ import annotations
 
