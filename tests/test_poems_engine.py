@@ -216,3 +216,15 @@ def test_paced_batches_come_an_interval_apart_and_the_end_is_not_held(gen, alone
         start = time.monotonic()
         times, batches, poems = asyncio.run(main(engine, 30.0))      # the end cuts a 30 s pause short
         assert time.monotonic() - start < 20 and "".join(p for b in batches for p in b) == poems[0].text
+
+
+def test_a_failing_watcher_does_not_stop_the_engine(gen, alone, caplog):
+    class Broken:
+        def changed(self, handles):
+            raise RuntimeError("a watcher bug")
+    with PoemEngine(gen) as engine:
+        handle = engine.submit(TITLES[0], max_new_tokens=70, min_new_tokens=70, regular_shape=False)
+        handle.watch(Broken(), pieces=True)                  # 70 steps: it is still running when watched
+        assert len(handle.result(timeout=30)[0].text) >= 70
+        assert "a watcher bug" in caplog.text
+        assert engine.submit(TITLES[1], **_options(0)).result(timeout=30) == alone[(TITLES[1], 0)]

@@ -17,6 +17,7 @@ models that declare batch invariance: PoemModel.batch_invariant).
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import deque
@@ -27,6 +28,7 @@ from genrt.decoding.scheduler import Cancelled, Request, Scheduler
 from genrt.poems.generator import BATCH_ROWS, Poem, PoemGenerator
 
 MAX_QUEUED = 256
+log = logging.getLogger("genrt.poems.engine")
 
 
 class EngineFull(RuntimeError):
@@ -214,7 +216,10 @@ def wake(listeners: list[tuple[Any, Any]]) -> None:
         by_target.setdefault(target, []).append(item)
     for target, items in by_target.items():
         if not isinstance(target, asyncio.AbstractEventLoop):
-            target.changed(items)
+            try:
+                target.changed(items)
+            except Exception:                                  # a watcher's bug must not stop the engine's lane
+                log.exception("a watcher of the poem engine failed")
             continue
         try:
             target.call_soon_threadsafe(_set_all, items)

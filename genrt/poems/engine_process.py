@@ -303,18 +303,22 @@ class _Reporter:
                 pass
 
     def changed(self, handles: list[PoemHandle]) -> None:
+        """On a lane's thread at the end of a step (or on the main thread for a request that ended before it was
+        watched): one message with what each handle gained; the lock keeps each piece and end reported once."""
         updates = []
         for handle in handles:
             key = id(handle)
-            ident = self.ids.get(key)
-            if ident is None:
-                continue
-            with handle._changed:
-                pieces, ended = handle._pieces[self.sent[key]:], handle._ended
-            self.sent[key] += len(pieces)
+            with self.lock:
+                ident = self.ids.get(key)
+                if ident is None:
+                    continue
+                with handle._changed:
+                    pieces, ended = handle._pieces[self.sent[key]:], handle._ended
+                self.sent[key] += len(pieces)
+                if ended:
+                    del self.ids[key], self.sent[key]
             poems = error = None
             if ended:
-                del self.ids[key], self.sent[key]
                 try:
                     poems = self.engine.generator.poems_of(handle.request)
                 except Exception as e:                          # the request's error, sent as it is
