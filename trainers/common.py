@@ -86,7 +86,10 @@ def main_process_first(info: DistInfo):
 
 
 def teardown_distributed() -> None:
+    """Every rank waits for the others (rank 0 may still be writing its checkpoint) before the group goes: a rank
+    that destroyed its gloo group while a peer still held connections to it was seen to abort (SIGABRT)."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
