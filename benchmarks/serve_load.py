@@ -303,6 +303,21 @@ def phase_served(args, expected: Expected, results: dict) -> dict:
     return out
 
 
+def interleaved_rounds(args, expected: Expected) -> dict:
+    """direct, served, direct, served, ...: each served run against the direct run just before it (a single
+    direct run moves by several per cent between runs on a shared machine). -> the last round's phases, with
+    every round's figures."""
+    directs, serveds = [], []
+    for i in range(args.rounds):
+        print(f"round {i + 1}: direct, served ...", flush=True)
+        directs.append(phase_direct(args, expected))
+        serveds.append(phase_served(args, expected, {"direct": directs[-1]}))
+    ratios = [s["ratio_to_direct"] for s in serveds]
+    return {"direct": {**directs[-1], "rounds_tokens_per_s": [d["tokens_per_s"] for d in directs]},
+            "served": {**serveds[-1], "rounds_ratio_to_direct": ratios,
+                       "median_ratio_to_direct": round(float(np.median(ratios)), 3)}}
+
+
 def phase_mix(args, expected: Expected) -> dict:
     server = Server()
     memory: list[float] = []
@@ -467,6 +482,12 @@ def markdown(result: dict) -> str:
                          f"{s['tokens_per_s']} | {s['p50_ms']} | {s['p99_ms']} |")
         if "ratio_to_direct" in s:
             lines += ["", f"Served / direct tokens/s: **{s['ratio_to_direct']:.1%}** (target ≥ 90 %)."]
+        if "rounds_ratio_to_direct" in s:
+            lines += ["", f"Interleaved rounds (direct, then served, {len(s['rounds_ratio_to_direct'])} times; the "
+                          f"table shows the last): served / direct "
+                          f"{', '.join(f'{x:.1%}' for x in s['rounds_ratio_to_direct'])}; median "
+                          f"**{s['median_ratio_to_direct']:.1%}** (direct tokens/s "
+                          f"{', '.join(f'{t:,.0f}' for t in r.get('direct', {}).get('rounds_tokens_per_s', []))})."]
         if "server_cores_busy" in s:
             lines += ["", f"Cores busy on average (CPU time / wall time): engine direct {d.get('cores_busy', '–')}; "
                           f"served: server {s['server_cores_busy']}, clients {s['client_cores_busy']}."]
@@ -528,10 +549,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=60, help="the mixed load's length")
     parser.add_argument("--short", type=float, default=20, help="direct, served and each scale-out run")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="direct and served alternated this many times (each ratio against its own direct run)")
     parser.add_argument("--out", type=Path, default=RESULTS / "serve_load.json")
     args = parser.parse_args(argv)
-    if not (1 <= args.clients <= 256 and 0 < args.seconds <= 300 and 0 < args.short <= 120):
-        parser.error("bounded runs only: 1-256 clients, --seconds <= 300, --short <= 120")
+    if not (1 <= args.clients <= 256 and 0 < args.seconds <= 300 and 0 < args.short <= 120 and 1 <= args.rounds <= 10):
+        parser.error("bounded runs only: 1-256 clients, --seconds <= 300, --short <= 120, --rounds <= 10")
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     unknown = sorted(set(phases) - set(PHASES))
     if unknown:
@@ -543,6 +566,9 @@ def main(argv: list[str] | None = None) -> int:
     result.update({"machine": machine(), "clients": args.clients,
                    "commands": sorted({*result.get("commands", []), command.strip()})})
     expected = Expected()
+    if args.rounds > 1 and {"direct", "served"} <= set(phases):
+        result["phases"].update(interleaved_rounds(args, expected))
+        phases = [p for p in phases if p not in ("direct", "served")]
     for name in phases:
         started = time.monotonic()
         print(f"{name} ...", flush=True)

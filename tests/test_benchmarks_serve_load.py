@@ -18,9 +18,11 @@ def test_the_report_shows_each_layout_against_the_direct_engine():
               "clients": 64, "commands": ["python -m benchmarks.serve_load"],
               "phases": {
                   "direct": {"clients": 64, "seconds": 20.0, "requests": 120, "mismatched": 0, "tokens_per_s": 1000.0,
-                             "requests_per_s": 6.0, "chars_per_s": 250.0, "cores_busy": 1.6},
+                             "requests_per_s": 6.0, "chars_per_s": 250.0, "cores_busy": 1.6,
+                             "rounds_tokens_per_s": [1100.0, 1000.0]},
                   "served": _tally(tokens_per_s=900.0, ratio_to_direct=0.9, server_cores_busy=1.5,
-                                   client_cores_busy=0.3),
+                                   client_cores_busy=0.3, rounds_ratio_to_direct=[0.85, 0.9],
+                                   median_ratio_to_direct=0.875),
                   "mix": {**_tally(), "clients": 64, "tokens_per_s": 700.0, "server_logged_requests": 100,
                           "memory_mb": {"first_quarter_mean": 500.0, "last_quarter_mean": 501.0, "max": 510.0,
                                         "samples": 20, "every_10_s": [500.0, 501.0],
@@ -30,6 +32,7 @@ def test_the_report_shows_each_layout_against_the_direct_engine():
     text = serve_load.markdown(result)
     assert "Served / direct tokens/s: **90.0%** (target ≥ 90 %)." in text
     assert "engine direct 1.6; served: server 1.5, clients 0.3" in text
+    assert ("served / direct 85.0%, 90.0%; median **87.5%** (direct tokens/s 1,100, 1,000)" in text)
     assert "(by process, the server first: 170/13/180 → 171/13/181)" in text
     assert "| engine direct (one process, 2 lanes, no HTTP) | 6.0 | 250.0 | 100 % |" in text
     assert "| one server | 5.0 | 225.0 | 90.0% | 400.0 | 900.0 | 0 | 520.0 |" in text
