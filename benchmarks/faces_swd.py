@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -248,7 +249,8 @@ def write_report(args: argparse.Namespace, rows: list[dict], reference: dict, op
     print(table, end="")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        settings = {"n": args.n, "seed": args.seed, "data": str(args.data), "holdout": args.holdout,
+        settings = {"n": args.n, "seed": args.seed, "data": os.path.relpath(Path(args.data).resolve(), ROOT),
+                    "holdout": args.holdout,
                     "levels": list(LEVELS), "patch_size": PATCH_SIZE, **options}
         _write_json(args.out, {"settings": settings, "reference": reference, "rows": rows})
         args.out.with_suffix(".md").write_text(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -104,6 +105,7 @@ def test_main_calibrate_models_and_report(tmp_path, faces, monkeypatch, capsys):
     assert [r["name"] for r in report["rows"]] == names
     assert report["rows"][-1]["model"] == "m1" and report["rows"][-1]["truncation"] == 0.7
     assert report["settings"]["levels"] == [64, 32, 16] and report["settings"]["patches_per_image"] == 32
+    assert report["settings"]["data"] == os.path.relpath(tmp_path, fs.ROOT)     # no machine path in results
     assert report["reference"]["name"] == f"real held-out ({len(faces)})"
     md = out.with_suffix(".md").read_text()
     assert md.startswith("SWD x10^3 (ProGAN") and md.count("\n| ") == len(names) + 2   # header, reference, rows
