@@ -6,7 +6,7 @@
 A plain classifier trained to convergence on whole 64x64 images separates generated faces from real ones
 perfectly, and JPEG-30 or lightly noised copies of real faces as well, so it cannot rank them. Here small CNNs get
 a fixed budget of Adam steps (batches of 64, half real, half the other set, flipped at random) and are scored on
-held-out images. Two views of the same sets, each blind to what the other sees:
+held-out images. Two views of the same sets, which see different things:
 
 - texture: random 32x32 crops of the full-resolution colour image (`--texture-steps`, 800); scored by held-out
   cross-entropy in nats over five fixed crops per image. ln 2 = 0.693: nothing learned that tells the sets apart.
@@ -14,21 +14,22 @@ held-out images. Two views of the same sets, each blind to what the other sees:
   pixel noise and JPEG blocks, and the network keeps where things are (no global pooling): it sees the layout of
   eyes, nose, mouth and jaw, which is where a melted face differs. Scored by the area under the ROC curve of the
   held-out images (image and its mirror averaged): 0.5 = indistinguishable, 1.0 = always told apart. Its
-  cross-entropy is reported too, but it overfits the 500 training images of each set, so real against real sits
+  cross-entropy is reported too, but it overfits the 500 held-out faces it trains on, so real against real sits
   above ln 2 there.
 
 Real faces are the trainer's held-out split (the last 1,000 CelebA images by name, preprocessed by the trainer's
 load_face), 500 to train on and 500 to test; every other set has `--count` images (4,000), split the same way:
 with 1,000 a set, drawing another 1,000 generated faces moved the structure score by as much as 0.035, with 4,000 by
-about 0.01. The other real faces and their degraded copies are the first images of the training split. Each figure is
+0.009. The other real faces and their degraded copies are the first images of the training split. Each figure is
 the mean and spread over `--seeds` classifier seeds (the sets stay fixed; the row with the next latents seed shows
 how much a different draw of generated faces moves it).
 
 Calibration rows check that each view orders known degradations of real faces: other real faces from the training
 split (the floor), JPEG quality 30, Gaussian noise 4/255 and 8/255, a blur of radius 1, and smooth random warps of
 1, 2 and 4 pixels (a displacement field drawn on an 8x8 grid and interpolated: features that slide and bend, as
-in a melted face). Then the bundled generator at truncation 1.0 and 0.7, discriminator rejection (2,000 faces
-drawn, the 1,000 the bundled model's own discriminator rates most real kept), and `--compare` models.
+in a melted face). Then the generator (default: bundled) at truncation 1.0 (and from the next latents seed), 0.9
+and 0.7, discriminator rejection (twice `--count` faces drawn, the half that the discriminator of
+trainers/checkpoints/faces_weights_fp16.pt rates most real kept), and `--compare` models.
 """
 from __future__ import annotations
 
