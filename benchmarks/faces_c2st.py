@@ -28,8 +28,8 @@ Calibration rows check that each view orders known degradations of real faces: o
 split (the floor), JPEG quality 30, Gaussian noise 4/255 and 8/255, a blur of radius 1, and smooth random warps of
 1, 2 and 4 pixels (a displacement field drawn on an 8x8 grid and interpolated: features that slide and bend, as
 in a melted face). Then the generator (default: bundled) at truncation 1.0 (and from the next latents seed), 0.9
-and 0.7, discriminator rejection (twice `--count` faces drawn, the half that the discriminator of
-trainers/checkpoints/faces_weights_fp16.pt rates most real kept), and `--compare` models.
+and 0.7, filtered by its own discriminator as `genrt faces --filter KEEP` does (`--filters`, default 0.5: twice
+`--count` faces drawn, the half the discriminator rates most real kept), and `--compare` models.
 """
 from __future__ import annotations
 
@@ -52,7 +52,6 @@ COUNT = 4000                    # images in each compared set: 2,000 to train on
 CROP = 32                       # texture view: crop side
 STRUCTURE_POOL = 4              # structure view: 64x64 -> 16x16 box average
 LUMA = (0.299, 0.587, 0.114)
-FACES_WEIGHTS = ROOT / "trainers" / "checkpoints" / "faces_weights_fp16.pt"
 
 
 # ---------------------------------------------------------------- degradations of real faces (uint8 NHWC in, out)
@@ -222,34 +221,21 @@ def c2st(real: np.ndarray, other: np.ndarray, seed: int, steps: int | None = Non
 
 # ---------------------------------------------------------------- the sets
 
-def generated(count: int, truncation: float = 1.0, model: str | None = None, seed: int = 1) -> np.ndarray:
-    """`count` faces from a genrt faces model directory (default: bundled), or from a trainer snapshot (.pt)."""
+def generated(count: int, truncation: float = 1.0, model: str | None = None, seed: int = 1,
+              keep: float = 1.0) -> np.ndarray:
+    """`count` faces from a genrt faces model directory (default: bundled), or from a trainer snapshot (.pt);
+    keep < 1: filtered by the directory's discriminator, as `genrt faces --filter KEEP` does."""
     if model and str(model).endswith(".pt"):
-        if truncation != 1.0:
-            raise ValueError("truncation applies to model directories only")
+        if truncation != 1.0 or keep != 1.0:
+            raise ValueError("truncation and the filter apply to model directories only")
         return generate_snapshot(model, count, seed)[0]
     import genrt
-    return genrt.FaceGenerator.load(model, provider="cpu").generate(count, seed=seed, truncation=truncation)
-
-
-def discriminator_filtered(count: int, keep: float, model: str | None = None, seed: int = 1) -> np.ndarray:
-    """Draw count / keep faces, keep the `count` the bundled model's discriminator scores highest."""
-    import torch
-    from trainers.common import load_checkpoint
-    from trainers.faces_model import Discriminator
-    state = load_checkpoint(FACES_WEIGHTS, expected_kind="faces-dcgan-weights")
-    D = Discriminator(state["config"].get("ndf", 64))
-    D.load_state_dict({k: v.float() for k, v in state["discriminator"].items()})
-    D.eval()
-    faces = generated(int(round(count / keep)), model=model, seed=seed)
-    with torch.no_grad():
-        x = torch.from_numpy(faces.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0)
-        scores = torch.cat([D(x[i:i + 256]) for i in range(0, len(x), 256)]).numpy()
-    return faces[np.argsort(-scores)[:count]]
+    return genrt.FaceGenerator.load(model, provider="cpu").generate(count, seed=seed, truncation=truncation,
+                                                                     keep=keep)
 
 
 def sets(data: Path, model: str | None, compare: list[str], calibration: bool = True, latents: int = 1,
-         count: int = COUNT) -> dict[str, Callable[[], np.ndarray]]:
+         count: int = COUNT, filters: tuple[float, ...] = ()) -> dict[str, Callable[[], np.ndarray]]:
     """The sets to score against the held-out faces, by row name: the real floor, degraded real faces (a known
     order of strength), the model, the levers applied to it, then `compare`. Without `calibration`: the real
     floor, the model and `compare` only. Each set has `count` images; generated faces come from the latents of
@@ -274,8 +260,9 @@ def sets(data: Path, model: str | None, compare: list[str], calibration: bool = 
             f"generated, truncation 1.0, latents seed {latents + 1}": lambda: generated(count, 1.0, model, latents + 1),
             "generated, truncation 0.9": lambda: generated(count, 0.9, model, latents),
             "generated, truncation 0.7": lambda: generated(count, 0.7, model, latents),
-            "generated, discriminator keeps 1 in 2": lambda: discriminator_filtered(count, 0.5, model, latents),
         })
+    for keep in filters:
+        out[f"generated, --filter {keep:g}"] = lambda keep=keep: generated(count, 1.0, model, latents, keep)
     for entry in compare:
         label, path = compare_entry(entry)
         out[label] = lambda path=path: generated(count, 1.0, path, latents)
@@ -293,12 +280,13 @@ def compare_entry(entry: str) -> tuple[str, str]:
 
 
 def rows(data: Path, seeds: int, steps: dict[str, int], model: str | None, compare: list[str],
-         calibration: bool = True, latents: int = 1, first_seed: int = 0, count: int = COUNT) -> list[dict]:
+         calibration: bool = True, latents: int = 1, first_seed: int = 0, count: int = COUNT,
+         filters: tuple[float, ...] = ()) -> list[dict]:
     import torch
     torch.set_num_threads(2)
     real = load_real(data)                                                     # (1000, 64, 64, 3) held out
     out = []
-    for name, make in sets(data, model, compare, calibration, latents, count).items():
+    for name, make in sets(data, model, compare, calibration, latents, count, filters).items():
         other = make()
         row = {"set": name}
         for view, budget in steps.items():
@@ -347,6 +335,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--calibration", action=argparse.BooleanOptionalAction, default=True,
                         help="score the degraded real faces and the levers (default); --no-calibration: the real "
                              "floor, the model and --compare only")
+    parser.add_argument("--filters", type=float, nargs="*", default=[0.5], metavar="KEEP",
+                        help="rows of the model filtered by its discriminator (genrt faces --filter KEEP)")
     parser.add_argument("--seeds", type=int, default=3, help="classifier seeds per set")
     parser.add_argument("--first-seed", type=int, default=0, help="the first classifier seed")
     parser.add_argument("--latents", type=int, default=1, help="seed of the generated faces' latents")
@@ -369,11 +359,13 @@ def main(argv: list[str] | None = None) -> dict:
     steps = {v: getattr(args, f"{v}_steps") for v in views}
     if args.count < 2:
         parser.error(f"--count must be >= 2, got {args.count}")
+    if any(not 0 < k <= 1 for k in args.filters):
+        parser.error(f"--filters: each KEEP is in (0, 1], got {args.filters}")
     report = {"model": args.model or "bundled", "seeds": args.seeds, "first_seed": args.first_seed,
               "latents": args.latents, "count": args.count, "steps": steps,
               "date": time.strftime("%Y-%m-%d"),
               "rows": rows(args.data, args.seeds, steps, args.model, args.compare, args.calibration, args.latents,
-                           args.first_seed, args.count)}
+                           args.first_seed, args.count, tuple(args.filters))}
     save_report(args.out, report, markdown(report))
     return report
 

@@ -1,4 +1,5 @@
-"""Export the DCGAN generator to one self-contained ONNX graph that follows genrt.contract.FacesManifest.
+"""Export the DCGAN generator (and its discriminator) to self-contained ONNX graphs that follow
+genrt.contract.FacesManifest.
 
     python -m export.faces --checkpoint runs/faces/checkpoint.pt --out genrt/models/faces [--int8]
 
@@ -7,14 +8,22 @@ and the NCHW -> NHWC permute run inside the graph, so the runtime needs nothing 
 Before the manifest is written the export is checked: onnx.checker, float parity with PyTorch (a float-output
 twin of the graph, max abs diff <= 1e-4), uint8 parity (off-by-one rounding allowed) and the contract's graph I/O.
 
+The discriminator, when the checkpoint holds one (training checkpoints do), becomes `discriminator.onnx`:
+uint8 images (batch, H, W, 3), the generator's output, -> realness logits (batch,), BatchNorm folded, checked
+against PyTorch on random images. It is what `genrt faces --filter` runs to keep the faces it rates most real;
+--no-discriminator leaves it out.
+
 --int8 also writes `<out>_int8`: the generator rewritten without ConvTranspose (export/faces_subpixel.py: 2x2
 convolutions + pixel shuffle, checked against PyTorch like the fp32 graph), then statically quantized (QDQ) so that
-onnxruntime runs QLinearConv/QGemm kernels, and compared with the fp32 graph on fresh latents.
+onnxruntime runs QLinearConv/QGemm kernels, and compared with the fp32 graph on fresh latents. Its discriminator is
+quantized the same way, calibrated on generated faces; if it keeps other faces than the fp32 one (below 85 % of
+the same half kept), the fp32 discriminator is shipped there instead.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -32,12 +41,14 @@ from export.model_dir import ExportError, check_target, portable_paths, staged_m
 from genrt.contract import FacesManifest, ManifestError, MANIFEST_NAME, write_manifest
 from genrt.runtime import load_checked_session, make_session
 from trainers.common import config_dict
-from trainers.faces import load_generator
+from trainers.faces import load_discriminator, load_generator
 
 OPSET = 17
 FLOAT_TOLERANCE = 1e-4      # max abs diff of the [-1, 1] output, ONNX Runtime vs PyTorch
 UINT8_TOLERANCE = 1         # rounding of values that sit on a .5 boundary may flip by one level
 PARITY_BATCH_SIZES = (1, 5, 64)
+DISCRIMINATOR_FILE = "discriminator.onnx"
+DISCRIMINATOR_TOLERANCE = 1e-4   # max |onnx - torch| of a logit, relative to max(1, |logit|)
 CELEBA_LICENCE = ("CelebA: non-commercial research purposes only (MMLAB, CUHK); "
                   "these weights inherit that restriction")
 
@@ -57,11 +68,11 @@ class ParityReport:
 # ---------------------------------------------------------------- the graph
 
 def fold_batchnorm(net: nn.Sequential) -> nn.Sequential:
-    """Fold each eval-mode BatchNorm2d into the ConvTranspose2d before it (fewer nodes, cleaner int8)."""
+    """Fold each eval-mode BatchNorm2d into the Conv2d / ConvTranspose2d before it (fewer nodes, cleaner int8)."""
     layers: list[nn.Module] = []
     for layer in net:
-        if isinstance(layer, nn.BatchNorm2d) and layers and isinstance(layers[-1], nn.ConvTranspose2d):
-            layers[-1] = fuse_conv_bn_eval(layers[-1], layer, transpose=True)
+        if isinstance(layer, nn.BatchNorm2d) and layers and isinstance(layers[-1], (nn.Conv2d, nn.ConvTranspose2d)):
+            layers[-1] = fuse_conv_bn_eval(layers[-1], layer, transpose=isinstance(layers[-1], nn.ConvTranspose2d))
         else:
             layers.append(layer)
     return nn.Sequential(*layers)
@@ -87,6 +98,26 @@ class FacesGraph(nn.Module):
         return pixels if self.channels_last else pixels.permute(0, 2, 3, 1)  # (B, H, W, 3) uint8
 
 
+class DiscriminatorGraph(nn.Module):
+    """images (B, H, W, 3) uint8 -> realness (B,) float32: the trainer's discriminator in eval mode, BatchNorm
+    folded, with the generator's output format converted inside the graph (NHWC uint8 -> NCHW in [-1, 1])."""
+
+    def __init__(self, discriminator: nn.Module):
+        super().__init__()
+        self.net = fold_batchnorm(copy.deepcopy(discriminator).eval().net)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).float() / 127.5 - 1.0           # (B, 3, H, W) in [-1, 1]
+        return self.net(x).flatten()                                    # (B,)
+
+
+def discriminator_reference(discriminator: nn.Module, images: np.ndarray) -> np.ndarray:
+    """The unmodified discriminator's logits (B,) for uint8 images (B, H, W, 3), as in training."""
+    with torch.no_grad():
+        x = torch.from_numpy(images.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0)
+        return discriminator.eval()(x).numpy()
+
+
 def reference_output(generator: nn.Module, z: torch.Tensor, as_uint8: bool) -> np.ndarray:
     """What the graph must reproduce, computed by the unmodified checkpoint generator."""
     with torch.no_grad():
@@ -96,13 +127,14 @@ def reference_output(generator: nn.Module, z: torch.Tensor, as_uint8: bool) -> n
     return x.numpy()
 
 
-def export_graph(module: FacesGraph, path: Path, spec_names: tuple[str, str]) -> None:
+def export_graph(module: nn.Module, path: Path, spec_names: tuple[str, str],
+                 example: torch.Tensor | None = None) -> None:
     """Trace to a single .onnx file (weights inside), dynamic batch axis "batch".
 
     Uses the TorchScript exporter (dynamo=False): on torch 2.13 it emits opset 17 directly and embeds the
     weights, while the dynamo exporter only emits opset >= 18 and converts down."""
     input_name, output_name = spec_names
-    z = torch.zeros(2, module.nz)                                       # (B, nz)
+    z = torch.zeros(2, module.nz) if example is None else example        # (B, nz) for a generator
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
@@ -157,11 +189,35 @@ def check_parity(generator: nn.Module, nz: int, uint8_graph: Path, float_graph: 
 
 
 def check_contract(model_dir: Path, manifest: FacesManifest, threads: int | None = None) -> None:
-    """The graph's I/O names, dtypes and shapes must be exactly the contract's."""
+    """Every graph's I/O names, dtypes and shapes must be exactly the contract's."""
     try:
-        load_checked_session(model_dir, manifest.graph(), "cpu", threads)
+        for spec in manifest.graphs().values():
+            load_checked_session(model_dir, spec, "cpu", threads)
     except ManifestError as e:
         raise ExportError(str(e)) from None
+
+
+def export_discriminator(discriminator: nn.Module, path: Path, manifest: FacesManifest,
+                         batch_sizes: Sequence[int] = PARITY_BATCH_SIZES, seed: int = 0,
+                         threads: int | None = None) -> float:
+    """Write the discriminator graph to `path` and check it against PyTorch on random images; returns the largest
+    difference of a logit relative to max(1, |logit|), or raises ExportError beyond DISCRIMINATOR_TOLERANCE."""
+    spec = manifest.discriminator()
+    size, channels = manifest.image_size, manifest.channels
+    example = torch.zeros(2, size, size, channels, dtype=torch.uint8)                 # (B, H, W, 3)
+    export_graph(DiscriminatorGraph(discriminator), path, (spec.inputs[0].name, spec.outputs[0].name), example)
+    session = make_session(path, "cpu", threads)
+    worst = 0.0
+    for i, batch in enumerate(batch_sizes):
+        images = np.random.default_rng(seed + i).integers(0, 256, (batch, size, size, channels), dtype=np.uint8)
+        got = session.run(None, {spec.inputs[0].name: images})[0]                    # (B,)
+        want = discriminator_reference(discriminator, images)
+        if got.shape != want.shape:
+            raise ExportError(f"{spec.file}: {got.shape} logits for {batch} images, expected {want.shape}")
+        worst = max(worst, float((np.abs(got - want) / np.maximum(1.0, np.abs(want))).max()))
+    if worst > DISCRIMINATOR_TOLERANCE:
+        raise ExportError(f"{spec.file}: onnxruntime and PyTorch disagree by {worst:.2e} (relative)")
+    return worst
 
 
 # ---------------------------------------------------------------- manifest
@@ -175,61 +231,83 @@ def training_summary(cfg_dict: dict, state: dict) -> dict:
     return summary
 
 
-def build_manifest(cfg_dict: dict, state: dict, image_size: int, precision: str = "fp32") -> FacesManifest:
+def build_manifest(cfg_dict: dict, state: dict, image_size: int, precision: str = "fp32",
+                   discriminator: bool = False) -> FacesManifest:
     return FacesManifest(nz=int(cfg_dict["nz"]), image_size=image_size, precision=precision,
-                         training=training_summary(cfg_dict, state), data_licence=CELEBA_LICENCE)
+                         training=training_summary(cfg_dict, state), data_licence=CELEBA_LICENCE,
+                         discriminator_file=DISCRIMINATOR_FILE if discriminator else "")
 
 
 # ---------------------------------------------------------------- the whole export
 
 def export_faces(checkpoint: str | Path, out_dir: str | Path, *, int8: bool = False,
                  int8_out_dir: str | Path | None = None, batch_sizes: Sequence[int] = PARITY_BATCH_SIZES,
-                 seed: int = 0, threads: int | None = None, force: bool = False,
+                 seed: int = 0, threads: int | None = None, force: bool = False, discriminator: bool = True,
                  log: Callable[[str], None] = print) -> Path:
     """Export, check, write the manifest last, in a temporary directory renamed into place. Returns the model
-    directory (and writes `<out>_int8` if int8). A non-empty target is refused unless `force`."""
+    directory (and writes `<out>_int8` if int8). A non-empty target is refused unless `force`. `discriminator`:
+    ship the checkpoint's discriminator too, when it has one (what `genrt faces --filter` runs)."""
     final_dir = check_target(out_dir, force)
     int8_final = (Path(int8_out_dir) if int8_out_dir else final_dir.with_name(final_dir.name + "_int8")) if int8 \
         else None
     if int8_final is not None:
         check_target(int8_final, force)
     generator, cfg, state = load_generator(checkpoint)
+    critic = load_discriminator(checkpoint) if discriminator else None
+    if discriminator and critic is None:
+        log(f"{checkpoint} holds no discriminator: the model directory will have none (no --filter)")
     with staged_model_dir(final_dir, force) as out_dir:
-        graph_path = _export_fp32(generator, cfg, state, out_dir, batch_sizes, seed, threads, log)
+        graph_path = _export_fp32(generator, critic, cfg, state, out_dir, batch_sizes, seed, threads, log)
         if int8_final is not None:
             with staged_model_dir(int8_final, force) as int8_dir:
-                _export_int8_variant(generator, cfg, state, graph_path, int8_dir, batch_sizes, seed, threads, log)
+                _export_int8_variant(generator, critic, cfg, state, graph_path, int8_dir, batch_sizes, seed, threads,
+                                     log)
     return final_dir
 
 
-def _export_fp32(generator, cfg, state, out_dir: Path, batch_sizes, seed, threads, log) -> Path:
+def _export_fp32(generator, critic, cfg, state, out_dir: Path, batch_sizes, seed, threads, log) -> Path:
     cfg_dict = config_dict(cfg)
 
     image_size = reference_output(generator, torch.zeros(1, cfg.nz), as_uint8=True).shape[1]
-    manifest = build_manifest(cfg_dict, state, image_size)
+    manifest = build_manifest(cfg_dict, state, image_size, discriminator=critic is not None)
     spec = manifest.graph()
     names = (spec.inputs[0].name, spec.outputs[0].name)
     graph_path = out_dir / spec.file
     report = export_checked(generator, cfg.nz, graph_path, names, batch_sizes, seed, threads, subpixel=False)
     log(f"parity vs PyTorch: {report.summary()}")
+    _export_critic(critic, out_dir, manifest, batch_sizes, seed, threads, log)
     check_contract(out_dir, manifest, threads)
     write_manifest(out_dir, manifest)
     log(f"checked {spec.file} ({graph_path.stat().st_size / 1e6:.1f} MB) and {MANIFEST_NAME}")
     return graph_path
 
 
-def _export_int8_variant(generator, cfg, state, graph_path: Path, int8_dir: Path, batch_sizes, seed, threads,
-                         log) -> None:
+def _export_critic(critic, out_dir: Path, manifest: FacesManifest, batch_sizes, seed, threads, log) -> None:
+    if critic is None:
+        return
+    path = out_dir / manifest.discriminator_file
+    worst = export_discriminator(critic, path, manifest, batch_sizes, seed, threads)
+    log(f"checked {manifest.discriminator_file} ({path.stat().st_size / 1e6:.1f} MB): "
+        f"parity vs PyTorch {worst:.1e} (relative)")
+
+
+def _export_int8_variant(generator, critic, cfg, state, graph_path: Path, int8_dir: Path, batch_sizes, seed,
+                         threads, log) -> None:
     cfg_dict = config_dict(cfg)
     image_size = reference_output(generator, torch.zeros(1, cfg.nz), as_uint8=True).shape[1]
-    spec = build_manifest(cfg_dict, state, image_size).graph()
+    manifest = build_manifest(cfg_dict, state, image_size, "int8", discriminator=critic is not None)
+    spec = manifest.graph()
     names = (spec.inputs[0].name, spec.outputs[0].name)
     with tempfile.TemporaryDirectory() as tmp:
+        if critic is not None:
+            _export_critic(critic, Path(tmp), manifest, batch_sizes, seed, threads, log)
+            export_int8_discriminator(Path(tmp) / manifest.discriminator_file, int8_dir, manifest, graph_path,
+                                      seed=seed, threads=threads, log=log)
         subpixel_path = Path(tmp) / "generator_subpixel.onnx"
         report = export_checked(generator, cfg.nz, subpixel_path, names, batch_sizes, seed, threads, subpixel=True)
         log(f"sub-pixel form parity vs PyTorch: {report.summary()}")
-        export_int8(subpixel_path, int8_dir, build_manifest(cfg_dict, state, image_size, "int8"),
-                    reference_graph=graph_path, seed=seed, threads=threads, log=log)
+        export_int8(subpixel_path, int8_dir, manifest, reference_graph=graph_path, seed=seed, threads=threads,
+                    log=log)
 
 
 def export_checked(generator: nn.Module, nz: int, path: Path, names: tuple[str, str], batch_sizes: Sequence[int],
@@ -246,6 +324,56 @@ def export_checked(generator: nn.Module, nz: int, path: Path, names: tuple[str, 
 
 # Quantized: the matrix products and what sits between them; Tanh and the uint8 conversion stay float.
 INT8_OPS = ["Conv", "Gemm", "Relu", "Transpose", "Reshape", "Slice"]
+
+
+# The discriminator's convolutions and activations quantized; its input conversion and last logit stay float.
+DISCRIMINATOR_INT8_OPS = ["Conv", "LeakyRelu"]
+DISCRIMINATOR_INT8_AGREEMENT = 0.85   # at least this share of the faces the fp32 graph keeps at keep 0.5 kept alike
+DISCRIMINATOR_CHECK_FACES = 512
+
+
+def export_int8_discriminator(fp32_graph: Path, out_dir: Path, manifest: FacesManifest, generator_graph: Path, *,
+                              calibration_batches: int = 8, batch: int = 32, seed: int = 0,
+                              threads: int | None = None, log: Callable[[str], None] = print) -> float:
+    """Static QDQ quantization of the discriminator, calibrated on faces of `generator_graph` (the images it
+    scores at run time), then compared with the fp32 graph on fresh faces: of the half each rates most real, the
+    share both keep. Returns that share; below DISCRIMINATOR_INT8_AGREEMENT the fp32 graph is written instead
+    (an undertrained discriminator's logits are too close together for 8 bits to keep their order)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    generator = make_session(generator_graph, "cpu", threads)
+    spec = manifest.discriminator()
+    z_name, image_name = manifest.graph().inputs[0].name, spec.inputs[0].name
+
+    def faces(count: int, from_seed: int) -> np.ndarray:                 # (count, H, W, 3) uint8
+        return np.concatenate([generator.run(None, {z_name: random_latents(batch, manifest.nz, from_seed + i)})[0]
+                               for i in range(-(-count // batch))])[:count]
+
+    class GeneratedFaces(CalibrationDataReader):
+        def __init__(self) -> None:
+            images = faces(calibration_batches * batch, seed + 3000)
+            self.batches = iter([{image_name: images[i:i + batch]} for i in range(0, len(images), batch)])
+
+        def get_next(self) -> dict | None:
+            return next(self.batches, None)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    int8_path = out_dir / spec.file
+    quantize_static(str(fp32_graph), str(int8_path), GeneratedFaces(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                    op_types_to_quantize=DISCRIMINATOR_INT8_OPS)
+    onnx.checker.check_model(onnx.load(str(int8_path)), full_check=True)
+    images = faces(DISCRIMINATOR_CHECK_FACES, seed + 4000)
+    half = DISCRIMINATOR_CHECK_FACES // 2
+    kept = [set(np.argsort(-make_session(path, "cpu", threads).run(None, {image_name: images})[0])[:half].tolist())
+            for path in (fp32_graph, int8_path)]
+    agreement = len(kept[0] & kept[1]) / half
+    log(f"int8 {spec.file} ({int8_path.stat().st_size / 1e6:.1f} MB) vs fp32 on {DISCRIMINATOR_CHECK_FACES} faces: "
+        f"{agreement:.1%} of the half each keeps is the same")
+    if agreement < DISCRIMINATOR_INT8_AGREEMENT:
+        shutil.copyfile(fp32_graph, int8_path)
+        log(f"below {DISCRIMINATOR_INT8_AGREEMENT:.0%}: the int8 directory ships the fp32 {spec.file} instead")
+    return agreement
 
 
 def export_int8(fp32_graph: Path, out_dir: Path, manifest: FacesManifest, *, reference_graph: Path | None = None,
@@ -295,11 +423,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random latents used for checks")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads for the checks")
     parser.add_argument("--force", action="store_true", help="replace a non-empty --out (and --int8-out)")
+    parser.add_argument("--no-discriminator", dest="discriminator", action="store_false",
+                        help="leave the discriminator out (smaller directories; genrt faces --filter needs it)")
     args = parser.parse_args(argv)
     from trainers.common import CheckpointError
     try:
         out = export_faces(args.checkpoint, args.out, int8=args.int8, int8_out_dir=args.int8_out,
-                           seed=args.seed, threads=args.threads, force=args.force)
+                           seed=args.seed, threads=args.threads, force=args.force,
+                           discriminator=args.discriminator)
     except (ExportError, CheckpointError) as e:
         raise SystemExit(f"export failed: {e}") from None
     print(f"wrote {out}" + (f" and {args.int8_out or str(out) + '_int8'}" if args.int8 else ""))

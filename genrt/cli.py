@@ -190,6 +190,7 @@ Examples:
   genrt faces --seeds 0-15,42 -o seeds/              # seeds/seed0000.png ... seed0015.png, seed0042.png
   genrt faces --interpolate 60 -o morph/ --gif morph.gif   # 60 frames between two faces, also as a GIF
   genrt faces -n 64 -o typical/ --truncation 0.7     # latents pulled toward the mean: fewer odd faces
+  genrt faces -n 16 -o kept/ --filter 0.5            # 32 drawn, the 16 the discriminator rates most real kept
 """
 
 
@@ -226,6 +227,9 @@ def parse_seeds(ctx: click.Context | None, param: click.Parameter | None, text: 
               help="faces per onnxruntime call")
 @click.option("--truncation", type=FiniteFloat(0.0, 1.0, min_open=True), default=1.0, show_default=True,
               help="psi: scale latents toward the mean latent; lower = more typical, less varied faces")
+@click.option("--filter", "keep", type=FiniteFloat(0.0, 1.0, min_open=True), default=1.0, show_default=True,
+              metavar="KEEP", help="draw n / KEEP faces and keep the n the model's discriminator rates most real, "
+                                   "in the order drawn (1 = no filter)")
 @click.option("--interpolate", "frames", type=click.IntRange(min=2, max=MAX_IMAGES), default=None,
               help="instead of random faces, write this many frames morphing between two faces")
 @click.option("--gif", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -243,7 +247,7 @@ def parse_seeds(ctx: click.Context | None, param: click.Parameter | None, text: 
 @precision_option
 @model_option
 def faces(n: int | None, out: Path, seed: int | None, seeds: list[int] | None, batch_size: int, truncation: float,
-          frames: int | None, gif: Path | None, fps: int, nrow: int | None, grid: bool, overwrite: bool, provider: str,
+          keep: float, frames: int | None, gif: Path | None, fps: int, nrow: int | None, grid: bool, overwrite: bool, provider: str,
           provider_options: dict[str, str], threads: int | None, precision: str | None, model_dir: Path | None) -> None:
     """Generate faces: OUT/face_0000.png ... and OUT/grid.png (or one face per seed, or interpolation frames)."""
     modes = [flag for flag, value in (("--n", n), ("--seeds", seeds), ("--interpolate", frames)) if value]
@@ -253,11 +257,17 @@ def faces(n: int | None, out: Path, seed: int | None, seeds: list[int] | None, b
         raise click.UsageError("--seeds names every face's seed: leave out --seed")
     if gif is not None and frames is None:
         raise click.UsageError("--gif writes interpolation frames: add --interpolate N")
+    if keep < 1.0 and (seeds is not None or frames is not None):
+        raise click.UsageError("--filter chooses among random faces: use it with --n, not "
+                               f"{'--seeds' if seeds is not None else '--interpolate'}")
     if gif is not None and frames > MAX_GIF_FRAMES:
         raise click.UsageError(f"--gif holds at most {MAX_GIF_FRAMES} frames (got --interpolate {frames})")
     with user_errors():
         generator = FaceGenerator.load(model_dir, provider=provider, threads=threads, precision=precision,
                                        provider_options=provider_options)
+        if keep < 1.0 and not generator.can_filter:
+            raise UserError(f"--filter needs the model's discriminator, and {generator.model_dir} has none "
+                            "(export it without --no-discriminator)")
         run = RunFolder(out, overwrite)                 # genrt.faces.output: lock, staging, replace at the end
         if gif is not None and gif.exists() and not overwrite:
             raise UserError(f"{gif} exists; use --overwrite to replace it or choose another --gif")
@@ -277,7 +287,7 @@ def faces(n: int | None, out: Path, seed: int | None, seeds: list[int] | None, b
                 total, what = n or DEFAULT_FACES, "faces"
                 names = image_names(total, "face")
                 batches = generator.iter_batches(total, seed=pick_seed(seed), batch_size=batch_size,
-                                                 truncation=truncation)
+                                                 truncation=truncation, keep=keep)
             shown_in_grid = grid_indices(total, evenly=frames is not None)
             kept = write_images(batches, run.stage, names, set(range(total)) if gif is not None else shown_in_grid,
                                 show_bar=total > batch_size)

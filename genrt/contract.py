@@ -71,6 +71,8 @@ class GraphSpec:
 
 # ---------------------------------------------------------------- faces
 
+REALNESS = "realness"
+
 @dataclass(frozen=True)
 class FacesManifest:
     nz: int
@@ -80,6 +82,7 @@ class FacesManifest:
     precision: str = "fp32"
     training: dict[str, Any] = field(default_factory=dict)
     data_licence: str = ""
+    discriminator_file: str = ""     # the GAN's discriminator as a graph (discriminator()); "" = none shipped
     kind: str = FACES_KIND
     format_version: int = FORMAT_VERSION
 
@@ -91,11 +94,21 @@ class FacesManifest:
             outputs=(TensorSpec("images", "uint8", ("batch", self.image_size, self.image_size, self.channels)),),
         )
 
+    def discriminator(self) -> GraphSpec:
+        """images (batch, H, W, 3) uint8, the generator's output -> realness (batch,) float32: the discriminator's
+        logit, higher = rated more like a real photo (genrt faces --filter keeps the highest)."""
+        return GraphSpec(
+            self.discriminator_file,
+            inputs=(TensorSpec("images", "uint8", ("batch", self.image_size, self.image_size, self.channels)),),
+            outputs=(TensorSpec(REALNESS, "float32", ("batch",)),),
+        )
+
     def graphs(self) -> dict[str, GraphSpec]:
-        return {"generator": self.graph()}
+        return {"generator": self.graph(), **({"discriminator": self.discriminator()} if self.discriminator_file
+                                              else {})}
 
     def graph_files(self) -> tuple[str, ...]:
-        return (self.graph_file,)
+        return (self.graph_file, *((self.discriminator_file,) if self.discriminator_file else ()))
 
     def extra_files(self) -> tuple[str, ...]:
         return ()

@@ -6,7 +6,7 @@ import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-OPTIONAL_FILES = ("t2s_file", "doubling_file")   # "" = the directory has none
+OPTIONAL_FILES = ("t2s_file", "doubling_file", "discriminator_file")   # "" = the directory has none
 
 
 def file_fields(data: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -93,3 +93,15 @@ def test_compare_entries_take_a_label_or_the_file_name():
     assert faces_c2st.compare_entry("runs/x/step_022000.pt") == ("step_022000.pt", "runs/x/step_022000.pt")
     with pytest.raises(ValueError):
         faces_c2st.compare_entry("label=")
+
+
+def test_filter_rows_come_from_the_runtime_filter(tiny_faces_model, capsys):
+    import genrt
+    got = faces_c2st.generated(4, model=str(tiny_faces_model), seed=3, keep=0.5)
+    want = genrt.FaceGenerator.load(tiny_faces_model, provider="cpu").generate(4, seed=3, keep=0.5)
+    assert np.array_equal(got, want)
+    with pytest.raises(ValueError, match="model directories only"):
+        faces_c2st.generated(4, model="runs/x/step_022000.pt", keep=0.5)
+    with pytest.raises(SystemExit):
+        faces_c2st.main(["--filters", "0"])
+    assert "--filters" in capsys.readouterr().err

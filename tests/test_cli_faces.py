@@ -81,6 +81,40 @@ def test_truncation_changes_faces_and_one_is_the_default(tiny_faces_model, tmp_p
     assert (tmp_path / "plain" / face).read_bytes() != (tmp_path / "half" / face).read_bytes()
 
 
+def test_filter_writes_the_faces_the_discriminator_keeps(tiny_faces_model, tmp_path):
+    from genrt.faces import FaceGenerator
+    result = run(*faces_args(tiny_faces_model, tmp_path / "kept", "--n", "3", "--seed", "4", "--filter", "0.5",
+                             "--batch-size", "2"))
+    assert result.exit_code == 0, result.output
+    want = FaceGenerator.load(tiny_faces_model, provider="cpu", threads=1).generate(3, seed=4, keep=0.5)
+    for i in range(3):
+        with Image.open(tmp_path / "kept" / f"face_{i:04d}.png") as im:
+            assert np.array_equal(np.asarray(im), want[i])
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--filter", "0"], ["--filter"]), (["--filter", "1.5"], ["--filter"]), (["--filter", "nan"], ["--filter"]),
+    (["--filter", "0.5", "--seeds", "1-3"], ["--filter", "--seeds"]),
+    (["--filter", "0.5", "--interpolate", "4"], ["--filter", "--interpolate"]),
+])
+def test_bad_filter(tiny_faces_model, tmp_path, extra, words):
+    assert_user_error(run(*faces_args(tiny_faces_model, tmp_path / "out", *extra)), *words)
+    assert not (tmp_path / "out").exists()
+
+
+def test_filter_with_a_model_that_has_no_discriminator(model_copy, tmp_path):
+    import json
+    (model_copy / "discriminator.onnx").unlink()
+    data = json.loads((model_copy / "manifest.json").read_text())
+    data["discriminator_file"] = ""
+    data["graphs"].pop("discriminator")
+    (model_copy / "manifest.json").write_text(json.dumps(data))
+    assert run(*faces_args(model_copy, tmp_path / "plain", "--n", "2")).exit_code == 0
+    assert_user_error(run(*faces_args(model_copy, tmp_path / "out", "--n", "2", "--filter", "0.5")),
+                      "--filter", "discriminator", str(model_copy))
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("psi", ["0", "1.5", "-1", "nan", "inf"])
 def test_bad_truncation(tiny_faces_model, tmp_path, psi):
     assert_user_error(run(*faces_args(tiny_faces_model, tmp_path / "out", "--truncation", psi)), "--truncation")
@@ -251,7 +285,7 @@ def test_help_examples_run(tiny_faces_model, tmp_path, monkeypatch):
     from tests.cli_examples import example_argvs
 
     examples = example_argvs("faces")
-    assert 2 <= len(examples) <= 4
+    assert 2 <= len(examples) <= 5
     monkeypatch.chdir(tmp_path)
     for argv in examples:
         result = run(*argv, "--model", str(tiny_faces_model), "--threads", "1")

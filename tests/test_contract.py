@@ -119,6 +119,29 @@ def test_every_file_name_of_the_manifest_is_checked(tmp_path):
     assert [p.split(" ")[1] for p in err.value.problems] == ["'thumbnail_file'", "'graphs.generator.file'"]
 
 
+def test_the_discriminator_is_optional_and_checked_like_every_graph(tmp_path):
+    from genrt.contract import REALNESS
+    plain = read_manifest(faces_dir(tmp_path))
+    assert plain.discriminator_file == "" and list(plain.graphs()) == ["generator"]
+    assert plain.graph_files() == ("generator.onnx",)
+    folder = tmp_path / "faces"
+    (folder / "manifest.json").write_text(json.dumps({**json.loads((folder / "manifest.json").read_text()),
+                                                      "discriminator_file": "discriminator.onnx"}))
+    with pytest.raises(ManifestError, match="missing graph file discriminator.onnx"):
+        read_manifest(folder)
+    (folder / "discriminator.onnx").write_bytes(b"")
+    shipped = read_manifest(folder)
+    spec = shipped.graphs()["discriminator"]
+    assert shipped.graph_files() == ("generator.onnx", "discriminator.onnx")
+    assert spec.inputs[0].shape == ("batch", 16, 16, 3) and spec.inputs[0].dtype == "uint8"
+    assert spec.outputs[0].name == REALNESS and spec.outputs[0].shape == ("batch",)
+    for name, problem in (("../d.onnx", "contains '..'"), ("/d.onnx", "is an absolute path")):
+        data = json.loads((folder / "manifest.json").read_text())
+        (folder / "manifest.json").write_text(json.dumps({**data, "discriminator_file": name}))
+        with pytest.raises(ManifestError, match=f"field 'discriminator_file' {problem}"):
+            read_manifest(folder)
+
+
 @pytest.mark.parametrize("field", ["encoder_file", "decoder_file"])
 def test_poem_graph_files_are_checked_by_name(tmp_path, field):
     path = write(tmp_path, TINY_VOCAB)

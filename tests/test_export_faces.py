@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from export.faces import (
-    CELEBA_LICENCE, FLOAT_TOLERANCE, ExportError, FacesGraph, check_parity, export_graph,
-    random_latents, reference_output,
+    CELEBA_LICENCE, DISCRIMINATOR_FILE, FLOAT_TOLERANCE, ExportError, FacesGraph, check_parity,
+    discriminator_reference, export_discriminator, export_faces, export_graph, random_latents, reference_output,
 )
 from genrt.contract import FacesManifest, read_manifest
+from genrt.faces import FaceGenerator
 from genrt.graph_io import check_graph_io, session_io
-from trainers.faces import load_generator
+from trainers.faces import load_discriminator, load_generator
 
 torch.set_num_threads(1)
 
@@ -27,9 +28,11 @@ def cpu_session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def test_model_dir_holds_one_self_contained_graph(tiny_faces_model):
-    assert sorted(p.name for p in tiny_faces_model.iterdir()) == ["generator.onnx", "manifest.json"]
-    model = onnx.load(str(tiny_faces_model / "generator.onnx"), load_external_data=False)
+@pytest.mark.parametrize("graph", ["generator.onnx", DISCRIMINATOR_FILE])
+def test_model_dir_holds_self_contained_graphs(tiny_faces_model, graph):
+    assert sorted(p.name for p in tiny_faces_model.iterdir()) == ["discriminator.onnx", "generator.onnx",
+                                                                 "manifest.json"]
+    model = onnx.load(str(tiny_faces_model / graph), load_external_data=False)
     assert model.graph.initializer, "weights must live inside the .onnx file"
     assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
     onnx.checker.check_model(model, full_check=True)
@@ -75,6 +78,43 @@ def test_parity_check_catches_a_wrong_graph(tiny_faces_checkpoint, tmp_path):
         check_parity(generator, cfg.nz, tmp_path / "u8.onnx", tmp_path / "f32.onnx", batch_sizes=(2,), threads=1)
 
 
+@pytest.mark.parametrize("batch", [1, 5, 64])
+def test_discriminator_graph_matches_pytorch_on_generated_faces(tiny_faces_model, tiny_faces_checkpoint, batch):
+    generator, cfg, _ = load_generator(tiny_faces_checkpoint)
+    faces = reference_output(generator, torch.from_numpy(random_latents(batch, cfg.nz, seed=batch)), as_uint8=True)
+    got = cpu_session(tiny_faces_model / DISCRIMINATOR_FILE).run(None, {"images": faces})[0]
+    want = discriminator_reference(load_discriminator(tiny_faces_checkpoint), faces)
+    assert got.shape == want.shape == (batch,) and got.dtype == np.float32
+    assert np.allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert batch == 1 or np.ptp(want) > 0                            # the faces get different scores
+
+
+def test_discriminator_parity_check_catches_a_wrong_graph(tiny_faces_checkpoint, tiny_faces_model, tmp_path,
+                                                           monkeypatch):
+    import export.faces as export_faces_module
+    manifest = read_manifest(tiny_faces_model)
+    monkeypatch.setattr(export_faces_module, "discriminator_reference",
+                        lambda d, images: discriminator_reference(d, images) + 0.01)
+    with pytest.raises(ExportError, match="discriminator.onnx: onnxruntime and PyTorch disagree"):
+        export_discriminator(load_discriminator(tiny_faces_checkpoint), tmp_path / "d.onnx", manifest,
+                             batch_sizes=(3,), threads=1)
+
+
+def test_no_discriminator_and_a_generator_only_checkpoint_give_a_plain_directory(tiny_faces_checkpoint, tmp_path):
+    from trainers.common import load_checkpoint, save_checkpoint
+    plain = export_faces(tiny_faces_checkpoint, tmp_path / "plain", discriminator=False, batch_sizes=(2,),
+                         threads=1, log=lambda _: None)
+    assert sorted(p.name for p in plain.iterdir()) == ["generator.onnx", "manifest.json"]
+    assert read_manifest(plain).discriminator_file == "" and "discriminator" not in read_manifest(plain).graphs()
+    state = load_checkpoint(tiny_faces_checkpoint)
+    del state["discriminator"]
+    save_checkpoint(tmp_path / "generator_only.pt", state)
+    lines: list[str] = []
+    out = export_faces(tmp_path / "generator_only.pt", tmp_path / "g", batch_sizes=(2,), threads=1,
+                       log=lines.append)
+    assert not (out / DISCRIMINATOR_FILE).exists() and any("holds no discriminator" in line for line in lines)
+
+
 def test_manifest_records_training_and_licence(tiny_faces_model, tiny_faces_checkpoint):
     _, cfg, _ = load_generator(tiny_faces_checkpoint)
     manifest = read_manifest(tiny_faces_model, expected_kind="faces-dcgan")
@@ -92,8 +132,24 @@ def test_export_command_line_and_int8(tiny_faces_checkpoint, tmp_path, capsys):
     from export.faces import main
 
     main(["--checkpoint", str(tiny_faces_checkpoint), "--out", str(tmp_path / "faces"), "--int8", "--threads", "1"])
-    assert "parity vs PyTorch" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "parity vs PyTorch" in printed and "of the half each keeps is the same" in printed
     assert read_manifest(tmp_path / "faces").precision == "fp32"
     int8 = read_manifest(tmp_path / "faces_int8")
     assert int8.precision == "int8" and int8.nz == read_manifest(tmp_path / "faces").nz
+    assert int8.discriminator_file == DISCRIMINATOR_FILE
+
+
+@pytest.mark.parametrize("agreement, quantized", [(0.0, True), (1.01, False)])
+def test_int8_discriminator_is_quantized_unless_it_keeps_other_faces(tiny_faces_checkpoint, tmp_path, monkeypatch,
+                                                                     agreement, quantized):
+    import export.faces as export_faces_module
+    monkeypatch.setattr(export_faces_module, "DISCRIMINATOR_INT8_AGREEMENT", agreement)
+    lines: list[str] = []
+    export_faces(tiny_faces_checkpoint, tmp_path / "faces", int8=True, batch_sizes=(2,), threads=1, log=lines.append)
+    graph = onnx.load(str(tmp_path / "faces_int8" / DISCRIMINATOR_FILE))
+    assert any(node.op_type == "QuantizeLinear" for node in graph.graph.node) == quantized
+    assert any("ships the fp32 discriminator.onnx instead" in line for line in lines) == (not quantized)
+    generator = FaceGenerator.load(tmp_path / "faces_int8", provider="cpu", threads=1)
+    assert generator.generate(3, seed=1, keep=0.5).shape == (3, 64, 64, 3)
     assert not list(tmp_path.rglob("*.onnx.data"))

@@ -9,6 +9,8 @@ import pytest
 
 from genrt.contract import MANIFEST_NAME, ManifestError
 from genrt.faces import FaceGenerator, interpolate_latents
+from genrt.faces.generator import candidate_count
+from genrt.limits import MAX_IMAGES, ResourceError
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +131,75 @@ def test_slerp_keeps_latent_norm_between_equal_norm_ends():
     assert np.allclose(interpolate_latents(a, a, 3, "slerp"), a)      # parallel ends do not divide by zero
     with pytest.raises(ValueError, match="unknown interpolation mode"):
         interpolate_latents(a, b, 3, "cubic")
+
+
+# ---------------------------------------------------------------- filtering by the discriminator
+
+def test_filter_keeps_the_faces_the_discriminator_rates_highest_in_drawn_order(faces):
+    assert faces.can_filter
+    drawn = faces.generate(10, seed=21)                                 # ceil(5 / 0.5) candidates
+    scores = faces.realness(drawn)                                      # (10,)
+    kept = faces.generate(5, seed=21, keep=0.5)
+    best = np.sort(np.argsort(-scores, kind="stable")[:5])              # the top half, in the order drawn
+    assert np.array_equal(kept, drawn[best])
+    assert not np.array_equal(kept, drawn[:5])                          # the filter chose, not the first five
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 64])
+def test_filtered_batches_are_full_and_join_into_generate(faces, batch_size):
+    whole = faces.generate(7, seed=4, keep=0.6, batch_size=64)
+    streamed = list(faces.iter_batches(7, seed=4, keep=0.6, batch_size=batch_size))
+    assert [len(b) for b in streamed] == [batch_size] * (7 // batch_size) + ([7 % batch_size] if 7 % batch_size
+                                                                              else [])
+    assert np.array_equal(np.concatenate(streamed), whole)
+
+
+def test_filter_without_a_seed_keeps_n_faces_and_keep_1_is_no_filter(faces):
+    assert faces.generate(3, keep=0.5).shape == (3, 64, 64, 3)
+    assert np.array_equal(faces.generate(4, seed=8, keep=1.0), faces.generate(4, seed=8))
+
+
+def test_realness_is_per_face_and_checks_its_input(faces):
+    images = faces.generate(6, seed=2)
+    scores = faces.realness(images, batch_size=4)
+    assert scores.shape == (6,) and scores.dtype == np.float32
+    assert np.allclose(scores[2:4], faces.realness(images[2:4]), rtol=1e-5, atol=1e-5)
+    for bad in (images.astype(np.float32), images[:, :32], images[:0]):
+        with pytest.raises(ValueError, match="faces must be uint8 of shape"):
+            faces.realness(bad)
+
+
+@pytest.mark.parametrize("keep", [0.0, -0.5, 1.5, float("nan"), "0.5", True])
+def test_bad_keep_is_named(faces, keep):
+    with pytest.raises(ValueError, match="keep"):
+        faces.generate(1, seed=0, keep=keep)
+
+
+def test_candidates_are_rounded_sensibly_and_bounded():
+    assert candidate_count(3, 0.3) == 10 and candidate_count(16, 0.5) == 32 and candidate_count(5, 0.6) == 9
+    assert candidate_count(1, 1.0) == 1
+    with pytest.raises(ResourceError, match="faces drawn to keep"):
+        candidate_count(MAX_IMAGES, 0.5)
+
+
+def test_a_model_without_its_discriminator_cannot_filter(model_copy):
+    (model_copy / "discriminator.onnx").unlink()
+    edit_manifest(model_copy, discriminator_file="", graphs=None)
+    plain = FaceGenerator.load(model_copy, provider="cpu", threads=1)
+    assert not plain.can_filter
+    assert plain.generate(2, seed=1).shape == (2, 64, 64, 3)
+    for call in (lambda: plain.generate(2, seed=1, keep=0.5), lambda: plain.realness(plain.generate(1, seed=1))):
+        with pytest.raises(ValueError, match="has no discriminator graph"):
+            call()
+
+
+def test_a_missing_or_broken_discriminator_is_named(model_copy):
+    (model_copy / "discriminator.onnx").unlink()
+    with pytest.raises(ManifestError, match="missing graph file discriminator.onnx"):
+        FaceGenerator.load(model_copy)
+    (model_copy / "discriminator.onnx").write_bytes(b"not a graph")
+    with pytest.raises(ManifestError, match="cannot load discriminator.onnx"):
+        FaceGenerator.load(model_copy)
 
 
 # ---------------------------------------------------------------- manifest and graph validation

@@ -214,7 +214,7 @@ def test_open_model_dir_serves_every_kind(tiny_poems_dir, tiny_faces_model):
     poems = runtime.open_model_dir(tiny_poems_dir, POEMS_KIND, "cpu", 1)
     assert set(poems.sessions) == {"encoder", "decoder"} and poems.provider == "cpu"
     faces = runtime.open_model_dir(tiny_faces_model, FACES_KIND, "cpu", 1)
-    assert set(faces.sessions) == {"generator"} and faces.manifest.nz > 0
+    assert set(faces.sessions) == {"generator", "discriminator"} and faces.manifest.nz > 0
     with pytest.raises(ManifestError, match="kind"):
         runtime.open_model_dir(tiny_faces_model, POEMS_KIND, "cpu", 1)
     with pytest.raises(ValueError, match="threads"):

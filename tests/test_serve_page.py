@@ -49,5 +49,8 @@ def test_page_writes_a_poem_and_draws_faces(page_url):
         page.wait_for_selector("#grid:not([hidden])", timeout=20_000)
         assert page.evaluate("document.getElementById('grid').naturalWidth") == 4 * 64 + 5 * 2
         assert "seed 3" in page.text_content("#faces-status")
+        page.check("#face-filter")
+        page.click("#draw")
+        page.wait_for_selector("#faces-status:has-text('best half')", timeout=20_000)    # the CSP allows no eval
         browser.close()
     assert not errors and not outside

@@ -173,9 +173,19 @@ def test_faces_formats_match_the_generator(real_models):
     assert drawn.status_code == 200 and int(drawn.headers["x-genrt-seed"]) >= 0
 
 
+def test_faces_filter_matches_the_generator(real_models):
+    expected = real_models.faces.generate(3, seed=5, keep=0.5)
+    with app_client(models=real_models) as client:
+        r = client.post("/v1/faces", json={"n": 3, "seed": 5, "filter": 0.5, "format": "json"})
+    assert r.status_code == 200, r.text
+    got = [np.asarray(Image.open(io.BytesIO(base64.b64decode(image)))) for image in r.json()["images"]]
+    assert np.array_equal(np.stack(got), expected)
+
+
 @pytest.mark.parametrize("body, words", [({"n": 65}, "n"), ({"n": 0}, "n"), ({"truncation": 0}, "truncation"),
                                          ({"truncation": 1.5}, "truncation"), ({"format": "gif"}, "format"),
-                                         ({"seed": -1}, "seed")])
+                                         ({"seed": -1}, "seed"), ({"filter": 0}, "filter"),
+                                         ({"filter": 1.5}, "filter"), ({"n": 64, "filter": 0.2}, "filter 0.2 draws")])
 def test_faces_are_capped_like_the_cli(real_models, body, words):
     with app_client(models=real_models) as client:
         r = client.post("/v1/faces", json=body)

@@ -28,7 +28,7 @@ def user_models(tmp_path, monkeypatch):
 def test_install_copies_the_manifest_and_its_files_only(checkout, user_models):
     dest = install_variant(checkout, "faces", "fp32")
     assert dest == user_models / "faces"
-    assert sorted(p.name for p in dest.iterdir()) == ["generator.onnx", "manifest.json"]
+    assert sorted(p.name for p in dest.iterdir()) == ["discriminator.onnx", "generator.onnx", "manifest.json"]
     assert model_dir_or_bundled(None, "faces", "", precision="fp32") == dest
     assert [p.name for p in user_models.iterdir()] == ["faces"]           # no staging folder left behind
     found = {(v.name, v.precision): v for v in find_variants()}

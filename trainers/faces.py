@@ -413,6 +413,16 @@ def load_generator(path: str | Path) -> tuple[Generator, FacesConfig, dict]:
     return G.eval(), cfg, state
 
 
+def load_discriminator(path: str | Path) -> Discriminator | None:
+    """The checkpoint's discriminator in eval mode, or None when it holds none (a generator-only file)."""
+    state = load_checkpoint(path, expected_kind="faces-dcgan")
+    if "discriminator" not in state:
+        return None
+    D = Discriminator(config_from_checkpoint(FacesConfig, state).ndf)
+    D.load_state_dict({k: v.float() for k, v in state["discriminator"].items()})
+    return D.eval()
+
+
 def main(argv: list[str] | None = None) -> None:
     with one_line_errors():
         train(parse_config(FacesConfig, argv, description=__doc__))

@@ -31,14 +31,31 @@ def check_seed(seed: object) -> int | None:
     return int(seed)
 
 
+def _fraction(value: object, name: str) -> float:
+    """A number in (0, 1], numpy numbers too; ValueError naming `name` otherwise (nan and booleans included)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number in (0, 1], got {value!r:.40}")
+    value = float(value)
+    if not (0.0 < value <= 1.0):        # also false for nan
+        raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+    return value
+
+
+def check_keep(keep: object) -> float:
+    """The fraction of drawn faces to keep when filtering, in (0, 1]. 1.0 = no filter."""
+    return _fraction(keep, "keep")
+
+
 def check_truncation(psi: object) -> float:
     """Truncation psi in (0, 1]: latents are pulled toward the mean latent (0) as z * psi. 1.0 = off."""
-    if isinstance(psi, bool) or not isinstance(psi, (int, float, np.integer, np.floating)):
-        raise ValueError(f"truncation must be a number in (0, 1], got {psi!r}")
-    psi = float(psi)
-    if not (0.0 < psi <= 1.0):          # also false for nan
-        raise ValueError(f"truncation must be in (0, 1], got {psi!r}")
-    return psi
+    return _fraction(psi, "truncation")
+
+
+def candidate_count(n: int, keep: float) -> int:
+    """How many faces are drawn to keep n: ceil(n / keep), within limits.MAX_IMAGES (rounded first, so that
+    3 / 0.3 is 10 and not 11)."""
+    return limits.check_count(f"faces drawn to keep {n:,} of them at keep {keep:g}",
+                              math.ceil(round(n / keep, 9)), limits.MAX_IMAGES)
 
 
 class FaceGenerator:
@@ -47,11 +64,13 @@ class FaceGenerator:
     `generate` and friends keep no state between calls (randomness comes from a per-call numpy Generator), so
     one FaceGenerator can serve several threads at once."""
 
-    def __init__(self, manifest: FacesManifest, session: ort.InferenceSession, model_dir: Path, provider: str):
+    def __init__(self, manifest: FacesManifest, session: ort.InferenceSession, model_dir: Path, provider: str,
+                 discriminator: ort.InferenceSession | None = None):
         self.manifest = manifest
         self.model_dir = model_dir
         self.provider = provider
         self._session = session
+        self._discriminator = discriminator     # None: the directory ships none, and faces cannot be filtered
         spec = manifest.graph()
         self._input_name = spec.inputs[0].name
         self._output_name = spec.outputs[0].name
@@ -67,7 +86,13 @@ class FaceGenerator:
         (genrt serve, beside the poem decoder); True keeps them ready for the next call."""
         opened = open_model_dir(model_dir, FACES_KIND, provider, threads, precision,
                                 provider_options=provider_options, spin=spin)
-        return cls(opened.manifest, opened.sessions["generator"], opened.model_dir, opened.provider)
+        return cls(opened.manifest, opened.sessions["generator"], opened.model_dir, opened.provider,
+                   opened.sessions.get("discriminator"))
+
+    @property
+    def can_filter(self) -> bool:
+        """Whether the model directory ships its discriminator: `keep` < 1 and `realness` need it."""
+        return self._discriminator is not None
 
     @property
     def nz(self) -> int:
@@ -109,24 +134,88 @@ class FaceGenerator:
                                 f"{expected}")
         return images
 
+    def realness(self, images: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """The discriminator's logits (B,) float32 for uint8 faces (B, H, W, 3): higher = rated more like a real
+        photo. The scale is the discriminator's own; only the order means anything."""
+        self._need_discriminator()
+        batch_size = _positive_int(batch_size, "batch_size", limits.MAX_BATCH)
+        images = np.ascontiguousarray(images)
+        if images.dtype != np.uint8 or images.shape[1:] != self.image_shape or len(images) == 0:
+            raise ValueError(f"faces must be uint8 of shape (batch >= 1, {', '.join(map(str, self.image_shape))}), "
+                             f"got {images.dtype} {images.shape}")
+        return np.concatenate([self._score(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+    def _need_discriminator(self) -> None:
+        if self._discriminator is None:
+            raise ValueError(f"{self.model_dir} has no discriminator graph, so faces cannot be filtered; export the "
+                             "model with it (python -m export.faces, without --no-discriminator)")
+
+    def _score(self, images: np.ndarray) -> np.ndarray:
+        """realness (B,) float32 for images (B, H, W, 3) uint8, checked like the generator's output."""
+        spec = self.manifest.discriminator()
+        try:
+            scores = self._discriminator.run([spec.outputs[0].name], {spec.inputs[0].name: images})[0]
+        except GRAPH_RUN_ERRORS as e:
+            raise GraphRunError(f"{spec.file} failed: {str(e).strip().splitlines()[0]}") from None
+        if getattr(scores, "shape", None) != (len(images),) or scores.dtype != np.float32:
+            raise GraphRunError(f"{spec.file} returned {getattr(scores, 'dtype', '?')} scores of shape "
+                                f"{tuple(getattr(scores, 'shape', ()))} for {len(images)} faces; expected float32 "
+                                f"({len(images)},)")
+        return scores
+
     def iter_batches(self, n: int, seed: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                     truncation: float = 1.0) -> Iterator[np.ndarray]:
-        """Yield n faces as uint8 batches (B, H, W, 3); concatenated they equal `generate(n, seed, ...)`."""
+                     truncation: float = 1.0, keep: float = 1.0) -> Iterator[np.ndarray]:
+        """Yield n faces as uint8 batches (B, H, W, 3); concatenated they equal `generate(n, seed, ...)`.
+        keep < 1 filters: see `generate`."""
         n = _positive_int(n, "n", limits.MAX_IMAGES)
         batch_size = _positive_int(batch_size, "batch_size", limits.MAX_BATCH)
-        psi, seed = check_truncation(truncation), check_seed(seed)
-        for z in self._latent_batches(n, seed, batch_size, psi):
+        psi, seed, keep = check_truncation(truncation), check_seed(seed), check_keep(keep)
+        if keep < 1.0:
+            self._need_discriminator()
+            latents = self._kept_latents(n, candidate_count(n, keep), seed, batch_size, psi)
+        else:
+            latents = self._latent_batches(n, seed, batch_size, psi)
+        for z in latents:
             yield self._run(z)
 
+    def _kept_latents(self, n: int, candidates: int, seed: int | None, batch_size: int,
+                      psi: float) -> Iterator[np.ndarray]:
+        """Batches (B, nz) of the n latents, among the first `candidates` of the seed's stream, whose faces the
+        discriminator rates highest, in stream order. Two passes over the stream (one scoring, one picking) keep
+        memory at one score per candidate, whatever n; the kept faces are drawn again in the second pass."""
+        rng_seed = seed if seed is not None else int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1)
+        scores = np.empty(candidates, dtype=np.float32)                     # (candidates,)
+        done = 0
+        for z in self._latent_batches(candidates, rng_seed, batch_size, psi):
+            scores[done:done + len(z)] = self._score(self._run(z))
+            done += len(z)
+        chosen = np.zeros(candidates, dtype=bool)
+        chosen[np.argsort(-scores, kind="stable")[:n]] = True              # ties: the earlier face
+        pending, held, done = [], 0, 0
+        for z in self._latent_batches(candidates, rng_seed, batch_size, psi):
+            rows = z[chosen[done:done + len(z)]]
+            done += len(z)
+            pending.append(rows)
+            held += len(rows)
+            while held >= batch_size:
+                joined = np.concatenate(pending)
+                yield joined[:batch_size]
+                pending, held = [joined[batch_size:]], held - batch_size
+        if held:
+            yield np.concatenate(pending)
+
     def generate(self, n: int, seed: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                 progress: Callable[[int], None] | None = None, truncation: float = 1.0) -> np.ndarray:
+                 progress: Callable[[int], None] | None = None, truncation: float = 1.0,
+                 keep: float = 1.0) -> np.ndarray:
         """n faces (n, H, W, 3) uint8. `progress(k)` is called after each batch of k images. `truncation` psi < 1
-        trades diversity for typical faces (latents scaled toward the mean)."""
+        trades diversity for typical faces (latents scaled toward the mean). `keep` < 1 filters: ceil(n / keep)
+        faces are drawn and the n that the model's discriminator rates most real are returned, in the order drawn
+        (needs a directory that ships its discriminator: `can_filter`)."""
         n = _positive_int(n, "n", limits.MAX_IMAGES)
         limits.check_array(f"{n:,} images", (n, *self.image_shape), 1, "stream them with iter_batches")
         images = np.empty((n, *self.image_shape), dtype=np.uint8)   # (n, H, W, 3)
         done = 0
-        for batch in self.iter_batches(n, seed, batch_size, truncation):
+        for batch in self.iter_batches(n, seed, batch_size, truncation, keep):
             images[done:done + len(batch)] = batch
             done += len(batch)
             if progress:

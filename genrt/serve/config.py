@@ -16,6 +16,7 @@ CONFIG_VARIABLE = "GENRT_SERVE_CONFIG"
 API_KEY_VARIABLE = "GENRT_API_KEY"
 
 MAX_FACES = 64                   # faces per request: as many as the CLI's grid.png shows
+MAX_FACES_DRAWN = 4 * MAX_FACES  # faces a request may draw to filter (n / filter): a bounded cost per request
 MAX_PROMPTS = 64                 # prompts per /v1/poems or /v1/completions request
 MAX_SCORE_PAIRS = 64             # (prompt, poem) pairs per /v1/score request
 MAX_BODY_BYTES = 256 * 1024      # request body; 64 prompts or pairs of 200 characters need ~80 KB

@@ -229,7 +229,7 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 def render_faces(generator: Any, body: FacesRequest, seed: int) -> bytes | list[str]:
     """In a worker thread, all in memory: images (n, 64, 64, 3) -> the requested format."""
-    images = generator.generate(body.n, seed=seed, truncation=body.truncation)
+    images = generator.generate(body.n, seed=seed, truncation=body.truncation, keep=body.filter)
     if body.format == "png":
         return png_bytes(make_grid(images, body.nrow))
     if body.format == "json":

@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any, Literal, Optional, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic_core import PydanticCustomError
 
+from genrt.faces.generator import candidate_count
 from genrt.poems.options import GenerationOptions
-from genrt.serve.config import MAX_FACES, MAX_PROMPTS, MAX_SCORE_PAIRS
+from genrt.serve.config import MAX_FACES, MAX_FACES_DRAWN, MAX_PROMPTS, MAX_SCORE_PAIRS
 from genrt.serve.errors import ApiError
 
 STRICT = ConfigDict(strict=True, extra="forbid")
@@ -62,8 +64,18 @@ class FacesRequest(BaseModel):
     n: int = Field(16, ge=1, le=MAX_FACES)
     seed: int | None = Field(None, ge=0, lt=2**63, description="left out: drawn, and returned (X-Genrt-Seed)")
     truncation: float = Field(1.0, gt=0, le=1, description="psi: lower = more typical, less varied faces")
+    filter: float = Field(1.0, gt=0, le=1, description="keep: draw n / filter faces, return the n the model's "
+                          "discriminator rates most real (1 = no filter; needs a model that ships its discriminator)")
     format: Literal["png", "zip", "json"] = Field("png", description="one PNG grid, a zip of PNGs, or base64 PNGs")
     nrow: int | None = Field(None, ge=1, le=MAX_FACES, description="images per grid row (png)")
+
+    @model_validator(mode="after")
+    def _bounded_draw(self) -> "FacesRequest":
+        drawn = candidate_count(self.n, self.filter)
+        if drawn > MAX_FACES_DRAWN:
+            raise PydanticCustomError("faces_drawn", f"filter {self.filter:g} draws {drawn} faces for n {self.n}; at "
+                                      f"most {MAX_FACES_DRAWN} a request")
+        return self
 
 
 class CompletionRequest(BaseModel):

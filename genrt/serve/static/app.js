@@ -132,6 +132,7 @@ $("faces-form").addEventListener("submit", async (e) => {
   setStatus("faces-status", "drawing…");
   const body = { n: Number($("face-count").value), truncation: Number($("truncation").value), format: "png" };
   if ($("face-seed").value !== "") body.seed = Number($("face-seed").value);
+  if ($("face-filter").checked) body.filter = 0.5;
   try {
     const response = await fetch("/v1/faces", { method: "POST", headers: headers(), body: JSON.stringify(body) });
     if (!response.ok) { setStatus("faces-status", await errorOf(response), true); return; }
@@ -139,7 +140,8 @@ $("faces-form").addEventListener("submit", async (e) => {
     $("grid").src = URL.createObjectURL(await response.blob());
     if (old) URL.revokeObjectURL(old);
     $("grid").hidden = false;
-    setStatus("faces-status", body.n + " faces, seed " + response.headers.get("X-Genrt-Seed") + ", ψ " + body.truncation);
+    setStatus("faces-status", body.n + " faces, seed " + response.headers.get("X-Genrt-Seed") + ", ψ " + body.truncation +
+              (body.filter ? ", best half" : ""));
   } catch (err) {
     setStatus("faces-status", String(err), true);
   } finally {
