@@ -168,3 +168,29 @@ def test_sampling_searches_picking_together_step_as_each_alone():
         assert [(u.tokens.tolist(), u.done) for u in got] == [(u.tokens.tolist(), u.done) for u in want]
     for a, b in zip(together, alone):
         assert np.array_equal(a.generated(), b.generated()) and np.array_equal(a.score, b.score)
+
+
+@pytest.mark.parametrize("searches", [1, 3])
+def test_new_beams_keep_a_child_of_each_row_in_that_rows_slot(searches):
+    from genrt.decoding.search import _stay_in_place
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        k = int(rng.integers(1, 7))
+        rows = rng.integers(0, k, (searches, k))
+        order = _stay_in_place(rows)                                    # (G, K): the beam each slot holds
+        for g in range(searches):
+            assert sorted(order[g].tolist()) == list(range(k))          # a permutation of the beams
+            placed = rows[g][order[g]]
+            copies = int((placed != np.arange(k)).sum())
+            assert copies == k - len(set(rows[g].tolist()))             # only second children are copied
+            assert all(placed[r] == r for r in set(rows[g].tolist()))
+
+
+def test_beam_slots_do_not_change_what_beam_search_returns(monkeypatch):
+    """Beams stay in their rows when they can (fewer cache copies); the hypotheses are those of rank order."""
+    import genrt.decoding.search as search
+    model = TableModel(3)
+    placed = [[(h.tokens, h.score) for h in beams(model, k, 9, num_return=k)] for k in (2, 3, 5)]
+    monkeypatch.setattr(search, "_stay_in_place", lambda rows: np.broadcast_to(np.arange(rows.shape[1]), rows.shape))
+    ranked = [[(h.tokens, h.score) for h in beams(model, k, 9, num_return=k)] for k in (2, 3, 5)]
+    assert placed == ranked

@@ -354,12 +354,52 @@ def _select_beams(searches: Sequence[BeamSearch], cand: np.ndarray, cand_tok: np
             if not s.done:
                 s.finished.add(Hypothesis(s.tokens[src[i, c], s.p:].tolist(), float(score[i, c]), True), s.t)
     taken = live & read
-    if taken.sum() == g * k:                               # every search has its K (row-major: slot order)
-        return src[taken].reshape(g, k), tok[taken].reshape(g, k), score[taken].reshape(g, k)
-    rows, new_tok, new_scores = np.zeros((g, k), np.int64), np.full((g, k), eos, np.int64), np.full((g, k), -np.inf)
-    slot = (np.nonzero(taken)[0], before[taken])                      # (search, slot) of each taken one
-    rows[slot], new_tok[slot], new_scores[slot] = src[taken], tok[taken], score[taken]
-    return rows, new_tok, new_scores
+    if taken.sum() == g * k:                               # every search has its K (row-major: rank order)
+        rows, new_tok, new_scores = src[taken].reshape(g, k), tok[taken].reshape(g, k), score[taken].reshape(g, k)
+    else:
+        rows, new_tok = np.zeros((g, k), np.int64), np.full((g, k), eos, np.int64)
+        new_scores = np.full((g, k), -np.inf)
+        slot = (np.nonzero(taken)[0], before[taken])                  # (search, slot) of each taken one
+        rows[slot], new_tok[slot], new_scores[slot] = src[taken], tok[taken], score[taken]
+    if rank is not None:                # sampled beams: each slot draws its own noise, so slots keep rank order
+        return rows, new_tok, new_scores
+    at = (np.arange(g)[:, None], _stay_in_place(rows))
+    return rows[at], new_tok[at], new_scores[at]
+
+
+def _stay_in_place(rows: np.ndarray) -> np.ndarray:
+    """A permutation of each search's K new beams (G, K) -> (G, K) that keeps the first child of every row in that
+    row's slot, so that a reorder copies only the other children (the cache moves rows, and each row is a few
+    hundred KB). Beams are a set: their slots carry no rank."""
+    g, k = rows.shape
+    if g == 1:                                          # one search (one prompt): a few list operations
+        return np.array([_one_in_place(rows[0].tolist())])
+    later = np.triu(np.ones((k, k), bool), 1)                            # [i, j]: i before j
+    first = ~((rows[:, :, None] == rows[:, None, :]) & later).any(axis=1)  # (G, K) no earlier beam has its row
+    occupied = np.zeros((g, k), bool)
+    occupied[np.nonzero(first)[0], rows[first]] = True                  # slots the first children keep
+    slot = np.empty((g, k), np.int64)                                   # slot[g, j]: where new beam j goes
+    np.put_along_axis(slot, np.argsort(first, axis=1, kind="stable"),   # the others, in order, to the free slots
+                      np.argsort(occupied, axis=1, kind="stable"), axis=1)
+    slot[first] = rows[first]
+    order = np.empty_like(slot)
+    np.put_along_axis(order, slot, np.arange(k)[None, :].repeat(g, axis=0), axis=1)
+    return order                                                        # order[g, s]: the beam in slot s
+
+
+def _one_in_place(rows: list[int]) -> list[int]:
+    """_stay_in_place for one search: the beam in each slot."""
+    order: list[int | None] = [None] * len(rows)
+    movers = []
+    for j, r in enumerate(rows):
+        if order[r] is None and r not in rows[:j]:
+            order[r] = j
+        else:
+            movers.append(j)
+    free = (s for s, j in enumerate(order) if j is None)
+    for j in movers:
+        order[next(free)] = j
+    return order
 
 
 def _sampled_candidates(logits: np.ndarray, scores: np.ndarray, sampling: BeamSampling
