@@ -23,6 +23,7 @@ from genrt.cli_boundary import (Interrupted, UserError, boundary, discard_stdout
 import numpy as np
 
 from genrt.faces import FaceGenerator, image_names, save_grid
+from genrt.faces.generator import candidate_count
 from genrt.faces.images import save_gif, save_png, seed_image_name
 from genrt.faces.output import RunFolder
 from genrt.providers import available_providers, is_provider_name, known_names, parse_provider_option
@@ -268,6 +269,8 @@ def faces(n: int | None, out: Path, seed: int | None, seeds: list[int] | None, b
         if keep < 1.0 and not generator.can_filter:
             raise UserError(f"--filter needs the model's discriminator, and {generator.model_dir} has none "
                             "(export it without --no-discriminator)")
+        if keep < 1.0:
+            candidate_count(n or DEFAULT_FACES, keep)   # within limits before the output folder is made
         run = RunFolder(out, overwrite)                 # genrt.faces.output: lock, staging, replace at the end
         if gif is not None and gif.exists() and not overwrite:
             raise UserError(f"{gif} exists; use --overwrite to replace it or choose another --gif")

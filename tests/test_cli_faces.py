@@ -96,6 +96,7 @@ def test_filter_writes_the_faces_the_discriminator_keeps(tiny_faces_model, tmp_p
     (["--filter", "0"], ["--filter"]), (["--filter", "1.5"], ["--filter"]), (["--filter", "nan"], ["--filter"]),
     (["--filter", "0.5", "--seeds", "1-3"], ["--filter", "--seeds"]),
     (["--filter", "0.5", "--interpolate", "4"], ["--filter", "--interpolate"]),
+    (["--n", "1000", "--filter", "0.001"], ["1,000,000", "limit"]),
 ])
 def test_bad_filter(tiny_faces_model, tmp_path, extra, words):
     assert_user_error(run(*faces_args(tiny_faces_model, tmp_path / "out", *extra)), *words)
