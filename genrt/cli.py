@@ -230,7 +230,7 @@ def parse_seeds(ctx: click.Context | None, param: click.Parameter | None, text: 
               help="psi: scale latents toward the mean latent; lower = more typical, less varied faces")
 @click.option("--filter", "keep", type=FiniteFloat(0.0, 1.0, min_open=True), default=1.0, show_default=True,
               metavar="KEEP", help="draw n / KEEP faces and keep the n the model's discriminator rates most real, "
-                                   "in the order drawn (1 = no filter)")
+                                   "in the order drawn; less varied faces (1 = no filter)")
 @click.option("--interpolate", "frames", type=click.IntRange(min=2, max=MAX_IMAGES), default=None,
               help="instead of random faces, write this many frames morphing between two faces")
 @click.option("--gif", type=click.Path(dir_okay=False, path_type=Path), default=None,

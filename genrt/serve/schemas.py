@@ -65,7 +65,8 @@ class FacesRequest(BaseModel):
     seed: int | None = Field(None, ge=0, lt=2**63, description="left out: drawn, and returned (X-Genrt-Seed)")
     truncation: float = Field(1.0, gt=0, le=1, description="psi: lower = more typical, less varied faces")
     filter: float = Field(1.0, gt=0, le=1, description="keep: draw n / filter faces, return the n the model's "
-                          "discriminator rates most real (1 = no filter; needs a model that ships its discriminator)")
+                          "discriminator rates most real; less varied faces (1 = no filter; needs a model that "
+                          "ships its discriminator)")
     format: Literal["png", "zip", "json"] = Field("png", description="one PNG grid, a zip of PNGs, or base64 PNGs")
     nrow: int | None = Field(None, ge=1, le=MAX_FACES, description="images per grid row (png)")
 
