@@ -180,29 +180,17 @@ class FaceGenerator:
 
     def _kept_latents(self, n: int, candidates: int, seed: int | None, batch_size: int,
                       psi: float) -> Iterator[np.ndarray]:
-        """Batches (B, nz) of the n latents, among the first `candidates` of the seed's stream, whose faces the
-        discriminator rates highest, in stream order. Two passes over the stream (one scoring, one picking) keep
-        memory at one score per candidate, whatever n; the kept faces are drawn again in the second pass."""
-        rng_seed = seed if seed is not None else int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1)
-        scores = np.empty(candidates, dtype=np.float32)                     # (candidates,)
-        done = 0
-        for z in self._latent_batches(candidates, rng_seed, batch_size, psi):
-            scores[done:done + len(z)] = self._score(self._run(z))
-            done += len(z)
+        """Batches (B, nz) of the n latents, among `latents(candidates, seed, psi)`, whose faces the discriminator
+        rates highest, in draw order. Memory holds the candidates' latents and scores, never their images: the
+        kept faces are generated again."""
+        z = self.latents(candidates, seed, psi)                                     # (candidates, nz)
+        scores = np.concatenate([self._score(self._run(z[i:i + batch_size]))        # (candidates,)
+                                 for i in range(0, candidates, batch_size)])
         chosen = np.zeros(candidates, dtype=bool)
         chosen[np.argsort(-scores, kind="stable")[:n]] = True              # ties: the earlier face
-        pending, held, done = [], 0, 0
-        for z in self._latent_batches(candidates, rng_seed, batch_size, psi):
-            rows = z[chosen[done:done + len(z)]]
-            done += len(z)
-            pending.append(rows)
-            held += len(rows)
-            while held >= batch_size:
-                joined = np.concatenate(pending)
-                yield joined[:batch_size]
-                pending, held = [joined[batch_size:]], held - batch_size
-        if held:
-            yield np.concatenate(pending)
+        kept = z[chosen]                                                            # (n, nz)
+        for start in range(0, n, batch_size):
+            yield kept[start:start + batch_size]
 
     def generate(self, n: int, seed: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                  progress: Callable[[int], None] | None = None, truncation: float = 1.0,
