@@ -392,7 +392,7 @@ def _one_in_place(rows: list[int]) -> list[int]:
     order: list[int | None] = [None] * len(rows)
     movers = []
     for j, r in enumerate(rows):
-        if order[r] is None and r not in rows[:j]:
+        if order[r] is None:                            # the first child of row r stays in its slot
             order[r] = j
         else:
             movers.append(j)
