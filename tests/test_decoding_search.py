@@ -170,6 +170,55 @@ def test_sampling_searches_picking_together_step_as_each_alone():
         assert np.array_equal(a.generated(), b.generated()) and np.array_equal(a.score, b.score)
 
 
+def test_processors_shared_by_sampling_searches_run_once_over_all_their_rows():
+    """Searches of one length whose lists hold the same processor object at a position run it once over all their
+    rows (others search by search): every row still gets what its own list gives it, rows left with nothing end."""
+    import genrt.decoding.search as search
+    from genrt.decoding.processors import make_sampler
+
+    class BanLast:                       # row-wise, reads the tokens: a misaligned row would show
+        def __init__(self):
+            self.rows_seen: list[int] = []
+
+        def __call__(self, tokens, logits):
+            self.rows_seen.append(len(tokens))
+            logits[np.arange(len(logits)), tokens[:, -1]] = -np.inf
+            return logits
+
+    class BanIds:
+        def __init__(self, ids):
+            self.ids = list(ids)
+
+        def __call__(self, tokens, logits):
+            logits[:, self.ids] = -np.inf
+            return logits
+
+    class EmptyAfter3:                   # may leave a row nothing: the row must take <eos>
+        def __call__(self, tokens, logits):
+            logits[tokens[:, -1] == 3] = -np.inf
+            return logits
+    shared, empty = BanLast(), EmptyAfter3()
+
+    def searches():
+        return [SampleSearch(np.ones((n, 1), np.int64), 6, EOS, [shared, BanIds(ids), empty],
+                             make_sampler([np.random.default_rng([k, j]) for j in range(n)], 1.0, 0, 1.0))
+                for k, (n, ids) in enumerate([(2, [4]), (1, [5]), (3, [])])]
+    together, alone = searches(), searches()
+    assert search._processor_runs(together) == [(0, 3)]
+    rng = np.random.default_rng(1)
+    for _ in range(6):
+        logits = rng.standard_normal((6, V)).astype(np.float32)
+        log_norm = rng.standard_normal(6)
+        rows = [slice(0, 2), slice(2, 3), slice(3, 6)]
+        shared.rows_seen.clear()
+        got = SampleSearch.update_sampled(together, rows, logits.copy(), log_norm)
+        assert shared.rows_seen == [6]                                  # once, over all six rows
+        want = [s.update(logits[r].copy(), log_norm[r]) for s, r in zip(alone, rows)]
+        assert [(u.tokens.tolist(), u.done) for u in got] == [(u.tokens.tolist(), u.done) for u in want]
+    for a, b in zip(together, alone):
+        assert np.array_equal(a.generated(), b.generated()) and np.array_equal(a.score, b.score)
+
+
 @pytest.mark.parametrize("searches", [1, 3])
 def test_new_beams_keep_a_child_of_each_row_in_that_rows_slot(searches):
     from genrt.decoding.search import _stay_in_place

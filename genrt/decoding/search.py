@@ -15,8 +15,8 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 from genrt.decoding.processors import (
-    LogitsProcessor, apply_processors, logsumexp, pick_greedy, reorder_processors, sample_rows, top_candidates,
-    top_ids,
+    LogitsProcessor, apply_processors, could_empty_a_row, logsumexp, pick_greedy, reorder_processors, sample_rows,
+    top_candidates, top_ids,
 )
 
 
@@ -138,10 +138,15 @@ class SampleSearch:
         raw = logits[index]                                  # (sum R, V) a copy: the model's, for the scores
         processed = raw.copy() if any(s.processors for s in searches) else raw
         starts = np.cumsum([0] + [s.rows for s in searches]).tolist()
-        for s, a, b in zip(searches, starts[:-1], starts[1:]):
-            if s.processors:
+        for first, last in _processor_runs(searches):
+            run = searches[first:last]
+            a, b = starts[first], starts[last]
+            if len(run) == 1:
+                s = run[0]
                 processed[a:b] = apply_processors(s.processors, s.history[:, :s.p + s.step], processed[a:b],
                                                   s.eos_id)
+            else:
+                _apply_over_run(run, starts[first:last + 1], processed[a:b])
         new = sample_rows([s.pick for s in searches], processed).astype(np.int64, copy=False)  # (sum R,)
         logprob = raw[np.arange(len(index)), new] - log_norm[index]                          # (sum R,)
         return [_SampleGroup.of([s]).advance(new[a:b], logprob[a:b])[0]
@@ -158,6 +163,44 @@ class SampleSearch:
         gen = self.generated()
         ids = gen[0, :_common_prefix(gen) if self.best_of else gen.shape[1]].tolist()
         return ids[:ids.index(self.eos_id)] if self.eos_id in ids else ids
+
+
+def _processor_runs(searches: Sequence[SampleSearch]) -> list[tuple[int, int]]:
+    """[first, last) of each run of consecutive searches with processors, the same number of ids so far, the same
+    <eos> and as many processors: their processors can run position by position over all their rows at once."""
+    runs: list[tuple[int, int]] = []
+    key = None
+    for i, s in enumerate(searches):
+        this = (s.p + s.step, s.eos_id, len(s.processors)) if s.processors else None
+        if this is not None and this == key:
+            runs[-1] = (runs[-1][0], i + 1)
+        elif this is not None:
+            runs.append((i, i + 1))
+        key = this
+    return runs
+
+
+def _apply_over_run(run: Sequence[SampleSearch], starts: Sequence[int], logits: np.ndarray) -> None:
+    """apply_processors for each search of the run, on `logits` (their rows, V) in place: the k-th processor runs
+    once over all the rows where every search has that same (stateless, shared) object, else search by search.
+    Processors work row by row, so each row gets exactly what its own search's list would give it."""
+    tokens = np.concatenate([s.history[:, :s.p + s.step] for s in run])                  # (rows, P + step)
+    spans = [(a - starts[0], b - starts[0]) for a, b in zip(starts[:-1], starts[1:])]
+    def apply(processor: LogitsProcessor, ids: np.ndarray, rows: np.ndarray) -> None:
+        out = processor(ids, rows)                   # processors write in place and return their argument
+        if out is not rows:
+            rows[...] = out
+    for k, shared in enumerate(run[0].processors):
+        if all(s.processors[k] is shared for s in run):
+            apply(shared, tokens, logits)
+        else:
+            for s, (a, b) in zip(run, spans):
+                apply(s.processors[k], tokens[a:b], logits[a:b])
+    eos = run[0].eos_id
+    if any(could_empty_a_row(s.processors, logits.shape[1]) for s in run):
+        dead = logits.max(axis=1) == -np.inf                                            # (rows,)
+        if dead.any():
+            logits[dead, eos] = 0.0
 
 
 class _SampleGroup:

@@ -60,6 +60,7 @@ class PoemGenerator:
         self._suppress = SuppressTokens(self.tokenizer.never_generated_ids)
         self._shape = None                                   # RegularShape, built on first use
         self._shared: dict[tuple, list[LogitsProcessor]] = {}  # processor lists by configuration (_shared_processors)
+        self._stateless: dict[tuple, LogitsProcessor] = {}     # processors by class and arguments (_stateless_one)
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None,
@@ -302,20 +303,21 @@ class PoemGenerator:
                     ) -> list[LogitsProcessor]:
         tok = self.tokenizer
         processors: list[LogitsProcessor] = [self._suppress]
+        breaks = tuple(tok.ids_of(LINE_PUNCTUATION))
         if opts.min_new_tokens:
-            processors.append(MinNewTokens(opts.min_new_tokens, tok.eos_id, 1 + len(forced[0]) if forced else 1))
+            processors.append(self._stateless_one(MinNewTokens, opts.min_new_tokens, tok.eos_id,
+                                                  1 + len(forced[0]) if forced else 1))
         if opts.repetition_penalty != 1.0:
-            punctuation = tok.ids_of(LINE_PUNCTUATION) + [tok.eos_id]
-            processors.append(RepetitionPenalty(opts.repetition_penalty, ignore_ids=punctuation))
+            processors.append(self._stateless_one(RepetitionPenalty, opts.repetition_penalty, breaks + (tok.eos_id,)))
         if opts.no_repeat_ngram_size:
-            processors.append(NoRepeatNGram(opts.no_repeat_ngram_size))
+            processors.append(self._stateless_one(NoRepeatNGram, opts.no_repeat_ngram_size))
         if opts.max_char_repeats or opts.no_repeat_verse:
-            processors.append(VerseRepetitionBlock(tok.ids_of(LINE_PUNCTUATION), opts.max_char_repeats,
-                                                   opts.no_repeat_verse))
+            processors.append(self._stateless_one(VerseRepetitionBlock, breaks, opts.max_char_repeats,
+                                                  opts.no_repeat_verse))
         if opts.idiomatic_doubling and self._doubling is not None:
             processors.append(self._doubling)
         if opts.max_verse_openings:
-            processors.append(VerseOpenings(tok.ids_of(LINE_PUNCTUATION), opts.max_verse_openings))
+            processors.append(self._stateless_one(VerseOpenings, breaks, opts.max_verse_openings))
         if opts.max_title_echoes and opts.mode == "title":
             title = [i for i in tok.encode_text(tok.normalize(prompt).strip()) if i != tok.unk_id]
             processors.append(TitleEcho(title, opts.max_title_echoes))
@@ -336,6 +338,18 @@ class PoemGenerator:
                 for line in forced:  # a continued first line must already fit the form
                     processor.check_prefix(line)
         return processors
+
+    def _stateless_one(self, kind: type, *args) -> LogitsProcessor:
+        """One instance of a stateless processor per class and arguments, whatever request asks for it: requests
+        whose lists differ in one processor (their titles) still share the others, and a step runs a shared one
+        once over all their rows (SampleSearch.update_sampled)."""
+        key = (kind, args)
+        processor = self._stateless.get(key)
+        if processor is None:
+            if len(self._stateless) >= SHARED_PROCESSOR_LISTS:
+                self._stateless.clear()
+            processor = self._stateless[key] = kind(*args)
+        return processor
 
     def _shared_processors(self, opts: GenerationOptions, line: list[int], prompt: str) -> list[LogitsProcessor]:
         """`_processors`, the same list for requests that need the same ones: every processor is stateless (it
