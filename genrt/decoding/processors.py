@@ -29,10 +29,15 @@ def apply_processors(processors: Sequence[LogitsProcessor], tokens: np.ndarray, 
     for p in processors:
         logits = p(tokens, logits)
     if could_empty_a_row(processors, logits.shape[1]):
-        dead = logits.max(axis=1) == -np.inf      # (N,) cheaper than isfinite over the whole row
-        if dead.any():
-            logits[dead, eos_id] = 0.0
+        end_empty_rows(logits, eos_id)
     return logits
+
+
+def end_empty_rows(logits: np.ndarray, eos_id: int) -> None:
+    """Rows (N, V) with no allowed token at all get <eos> instead (in place)."""
+    dead = logits.max(axis=1) == -np.inf          # (N,) cheaper than isfinite over the whole row
+    if dead.any():
+        logits[dead, eos_id] = 0.0
 
 
 def could_empty_a_row(processors: Sequence[LogitsProcessor], vocab_size: int) -> bool:

@@ -15,8 +15,8 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 from genrt.decoding.processors import (
-    LogitsProcessor, apply_processors, could_empty_a_row, logsumexp, pick_greedy, reorder_processors, sample_rows,
-    top_candidates, top_ids,
+    LogitsProcessor, apply_processors, could_empty_a_row, end_empty_rows, logsumexp, pick_greedy, reorder_processors,
+    sample_rows, top_candidates, top_ids,
 )
 
 
@@ -186,6 +186,7 @@ def _apply_over_run(run: Sequence[SampleSearch], starts: Sequence[int], logits: 
     Processors work row by row, so each row gets exactly what its own search's list would give it."""
     tokens = np.concatenate([s.history[:, :s.p + s.step] for s in run])                  # (rows, P + step)
     spans = [(a - starts[0], b - starts[0]) for a, b in zip(starts[:-1], starts[1:])]
+
     def apply(processor: LogitsProcessor, ids: np.ndarray, rows: np.ndarray) -> None:
         out = processor(ids, rows)                   # processors write in place and return their argument
         if out is not rows:
@@ -196,11 +197,8 @@ def _apply_over_run(run: Sequence[SampleSearch], starts: Sequence[int], logits: 
         else:
             for s, (a, b) in zip(run, spans):
                 apply(s.processors[k], tokens[a:b], logits[a:b])
-    eos = run[0].eos_id
     if any(could_empty_a_row(s.processors, logits.shape[1]) for s in run):
-        dead = logits.max(axis=1) == -np.inf                                            # (rows,)
-        if dead.any():
-            logits[dead, eos] = 0.0
+        end_empty_rows(logits, run[0].eos_id)
 
 
 class _SampleGroup:
