@@ -8,7 +8,7 @@ calls it whenever hypotheses move).
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
