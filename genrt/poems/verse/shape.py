@@ -31,19 +31,16 @@ class RegularShape:
                        "han_or_eos": np.setdiff1d(non_han, [self.eos])}        # ids to ban, per state
 
     def __call__(self, tokens: np.ndarray, logits: np.ndarray) -> np.ndarray:
-        states: dict[str, list[int]] = {}                  # rows by the ids their state bans: one write per state
         for r, row in enumerate(tokens.tolist()):
             allowed = self._allowed(row[self.start:])
             if allowed is None:
                 continue                                   # off the shape already (forced text): leave it free
             if isinstance(allowed, str):
-                states.setdefault(allowed, []).append(r)
+                logits[r, self.banned[allowed]] = NEG
             else:
                 keep = logits[r, allowed]
                 logits[r] = NEG
                 logits[r, allowed] = keep if np.isfinite(keep) else 0.0
-        for state, rows in states.items():
-            logits[np.ix_(rows, self.banned[state])] = NEG
         return logits
 
     def _allowed(self, body: Sequence[int]) -> str | int | None:
