@@ -185,3 +185,18 @@ def test_min_new_tokens_holds_off_eos_after_the_prefix():
     for t, banned in ((2, True), (4, True), (5, False), (9, False)):
         out = proc(np.zeros((2, t), np.int64), np.zeros((2, 6), np.float32))
         assert np.isinf(out[:, 2]).all() == banned and np.isfinite(np.delete(out, 2, axis=1)).all()
+
+
+def test_repetition_penalty_matches_a_whole_vocab_mask():
+    """Each id seen in a row (not ignored) is rescaled once, however often it was seen: the same numbers as
+    marking a (N, V) mask of seen ids."""
+    rng = np.random.default_rng(0)
+    for n, t, v in ((1, 1, 7), (3, 12, 9), (5, 40, 50)):
+        tokens = rng.integers(0, v, (n, t))
+        logits = rng.standard_normal((n, v)).astype(np.float32)
+        seen = np.zeros((n, v), bool)
+        np.put_along_axis(seen, tokens, True, axis=1)
+        seen[:, [1, 2]] = False
+        want = logits.copy()
+        want[seen] = np.where(want[seen] > 0, want[seen] / 1.3, want[seen] * 1.3)
+        assert np.array_equal(RepetitionPenalty(1.3, ignore_ids=[1, 2])(tokens, logits.copy()), want)

@@ -92,13 +92,18 @@ class RepetitionPenalty:
     def __init__(self, penalty: float, ignore_ids: Sequence[int] = ()):
         self.penalty = float(penalty)
         self.ignore = np.asarray(list(ignore_ids), np.int64)
+        self._counts: np.ndarray | None = None       # (V,) bool: ids the penalty applies to, built on first use
 
     def __call__(self, tokens: np.ndarray, logits: np.ndarray) -> np.ndarray:
-        seen = np.zeros(logits.shape, bool)
-        np.put_along_axis(seen, tokens, True, axis=1)
-        if self.ignore.size:
-            seen[:, self.ignore] = False
-        logits[seen] = np.where(logits[seen] > 0, logits[seen] / self.penalty, logits[seen] * self.penalty)
+        counts = self._counts
+        if counts is None or len(counts) != logits.shape[1]:
+            counts = np.ones(logits.shape[1], bool)
+            counts[self.ignore] = False
+            self._counts = counts
+        penalised = counts[tokens]                                              # (N, T)
+        rows, ids = np.nonzero(penalised)[0], tokens[penalised]     # an id seen twice is set twice, to one value
+        seen = logits[rows, ids]
+        logits[rows, ids] = np.where(seen > 0, seen / self.penalty, seen * self.penalty)
         return logits
 
 
