@@ -455,8 +455,9 @@ def _sampled_candidates(logits: np.ndarray, scores: np.ndarray, sampling: BeamSa
     # allow, even one whose tempered probability underflows (a low temperature must not shrink the set)
     kept = (probs > 0) if sampling.top_p < 1.0 else np.isfinite(cand)
     keys = np.where(kept, cand / sampling.temperature, -np.inf)
-    for r in range(len(keys)):               # a row's set is a prefix (best first) or, with no top-k/top-p, vocab order
-        keys[r, kept[r]] += sampling.rng.gumbel(size=int(kept[r].sum()))
+    # one draw for all rows, in row-major order: row by row, each row's set a prefix (best first) or, with no
+    # top-k/top-p, vocab order; the stream is the same as one draw per row
+    keys[kept] += sampling.rng.gumbel(size=int(kept.sum()))
     return ids, cand, keys
 
 
