@@ -46,6 +46,18 @@ def staged_model_dir(out_dir: str | Path, force: bool = False) -> Iterator[Path]
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def staged_rewrite(model_dir: str | Path) -> Iterator[Path]:
+    """staged_model_dir over `model_dir` itself, holding a copy of its files to rewrite: the directory changes all at
+    once when the block ends without an exception, and not at all otherwise."""
+    model_dir = Path(model_dir)
+    with staged_model_dir(model_dir, force=True) as tmp:
+        for item in model_dir.iterdir():
+            if item.is_file():
+                shutil.copy2(item, tmp / item.name)
+        yield tmp
+
+
 def require(condition: bool, message: str) -> None:
     """An export check that `python -O` keeps (unlike assert)."""
     if not condition:

@@ -12,13 +12,12 @@ place.
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 import onnx
 from onnx import TensorProto, helper
 
-from export.model_dir import ExportError, require, staged_model_dir
+from export.model_dir import ExportError, require, staged_rewrite
 from export.poem_invariance import declare_batch_invariance
 from export.poems_fused import MHA_DOMAIN, MHA_OP
 from genrt.contract import POEMS_KIND, SELF_MASK, read_manifest
@@ -48,10 +47,7 @@ def upgrade(model_dir: str | Path) -> bool:
     """Rewrite the decoder of `model_dir` in place (staged). -> whether the result is batch invariant."""
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir, expected_kind=POEMS_KIND)
-    with staged_model_dir(model_dir, force=True) as tmp:
-        for item in model_dir.iterdir():
-            if item.is_file():
-                shutil.copy2(item, tmp / item.name)
+    with staged_rewrite(model_dir) as tmp:
         model = onnx.load(str(model_dir / manifest.decoder_file))
         if not add_self_mask(model.graph):
             raise ExportError(f"{model_dir / manifest.decoder_file} already has {SELF_MASK}")

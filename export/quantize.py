@@ -12,16 +12,23 @@ blocks of 32, and its cost grows linearly with rows. `dynamic`: MatMulInteger wi
 (per tensor): a row's numbers depend on its neighbours, so it is declared not batch-invariant. No scheme needs a
 calibration set. export.poem_invariance checks each written directory and the manifest declares what it
 guarantees.
+
+`--cache-outputs new` (the default) also rewrites the decoder's self-attention so that it returns only the new
+positions' keys and values, not the whole cache grown (export.poem_new_kv): the same logits, bit for bit, without
+copying every row's cache each step. Its cache stays on the host, as int8 graphs are for CPUs; `present` keeps the
+grown cache.
 """
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
 
+from export.model_dir import ExportError
 from export.variant import write_variant
-from genrt.contract import POEMS_KIND
+from genrt.contract import CACHE_OUTPUTS, POEMS_KIND, read_manifest
 
 
 BITS, BLOCK_SIZE, ACCURACY_LEVEL = 8, 32, 4   # int8 blocks of 32; int8 activations, integer dot products
@@ -66,10 +73,23 @@ def quantize_graph_dynamic(src: Path, dst: Path) -> None:
     onnx.checker.check_model(onnx.load(str(dst)))
 
 
-def quantize_poems(src_dir: str | Path, out_dir: str | Path, scheme: str = "rows", force: bool = False) -> Path:
-    """Write an int8 copy of a poem model directory; the manifest says precision 'int8'."""
-    return write_variant(src_dir, out_dir, "int8", lambda src, dst: quantize_graph(src, dst, scheme), POEMS_KIND,
-                         force)
+def quantize_poems(src_dir: str | Path, out_dir: str | Path, scheme: str = "rows", force: bool = False,
+                   cache_outputs: str = "new") -> Path:
+    """Write an int8 copy of a poem model directory; the manifest says precision 'int8' and what the decoder
+    returns of its cache (`cache_outputs`, module docstring)."""
+    from export.poem_new_kv import rewrite_file
+    if cache_outputs not in CACHE_OUTPUTS:
+        raise ValueError(f"cache_outputs must be one of {', '.join(CACHE_OUTPUTS)}, got {cache_outputs!r}")
+    manifest = read_manifest(src_dir, expected_kind=POEMS_KIND)
+    if manifest.cache_outputs == "new" and cache_outputs == "present":
+        raise ExportError(f"{src_dir}: its decoder returns only the new keys and values; quantize the directory "
+                          f"python -m export.poems wrote for a decoder with the grown cache")
+
+    def convert(src: Path, dst: Path) -> None:
+        quantize_graph(src, dst, scheme)
+        if src.name == manifest.decoder_file and cache_outputs != manifest.cache_outputs:
+            rewrite_file(dst, dst, replace(manifest, precision="int8"))   # checked against the int8 graph written
+    return write_variant(src_dir, out_dir, "int8", convert, POEMS_KIND, force, cache_outputs=cache_outputs)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -80,10 +100,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scheme", choices=SCHEMES, default="rows",
                         help="rows: per-row int8, exact integer products (default); nbits: MatMulNBits, fastest for "
                              "one sequence; dynamic: per-call activation scale, not batch-invariant")
+    parser.add_argument("--cache-outputs", choices=CACHE_OUTPUTS, default="new",
+                        help="new: the decoder returns only the new keys and values, no step copies the cache "
+                             "(default; host cache); present: the whole cache grown, for a device cache")
     args = parser.parse_args(argv)
-    from export.model_dir import ExportError
     try:
-        print(f"wrote {quantize_poems(args.src, args.out, args.scheme, args.force)}")
+        print(f"wrote {quantize_poems(args.src, args.out, args.scheme, args.force, args.cache_outputs)}")
     except ExportError as e:
         raise SystemExit(f"export failed: {e}") from None
 

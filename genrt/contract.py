@@ -142,6 +142,22 @@ def present_value(layer: int) -> str:
     return f"present_value.{layer}"
 
 
+def new_key(layer: int) -> str:
+    return f"new_key.{layer}"
+
+
+def new_value(layer: int) -> str:
+    return f"new_value.{layer}"
+
+
+# What a decoder returns of its self-attention cache (PoemsManifest.cache_outputs):
+# "present": each layer's cache grown by the new positions, (B, H, T+N, Dh): the graph copies every row's cache each
+#            step (fused MultiHeadAttention), and a device cache (CUDA, IOBinding) grows by taking it back as is;
+# "new":     only the new positions' keys and values, (B, H, N, Dh): the runtime writes them into its own cache slots
+#            (host cache only), and no step copies the cache (export.poem_new_kv).
+CACHE_OUTPUTS = ("present", "new")
+
+
 def cross_key(layer: int) -> str:
     return f"cross_key.{layer}"
 
@@ -172,6 +188,7 @@ class PoemsManifest:
     log_norm: bool = False           # the decoder also returns `log_norm` (B,): log-sum-exp of `logits`
     batch_invariant: bool = False    # checked at export: a row's logits are bit-identical whatever other rows share
                                      # the call, with caches and sources padded to CACHE_ALIGN (genrt.poems.model)
+    cache_outputs: str = "present"   # what the decoder returns of its self-attention cache: CACHE_OUTPUTS
     kind: str = POEMS_KIND
     format_version: int = FORMAT_VERSION
 
@@ -216,7 +233,8 @@ class PoemsManifest:
 
     def decoder(self) -> GraphSpec:
         """New tokens (B, N) at positions (B, N) + self-attn cache (B, H, T, Dh) + cross K/V
-        -> next-token logits (B, V) of the last new token, and the cache grown to (B, H, T+N, Dh).
+        -> next-token logits (B, V) of the last new token, and the cache grown to (B, H, T+N, Dh) (cache_outputs
+        "present") or the new positions' keys and values (B, H, N, Dh) alone ("new").
         N = 1 is the incremental step; N > 1 with T = 0 re-runs a whole prefix (the no-cache path).
         `self_mask` (B, T+N), 1 = a key to attend: the cached slots a row has filled, and the new positions
         (causal among themselves). Rows of different lengths share one call: a row's unfilled slots are 0."""
@@ -228,8 +246,12 @@ class PoemsManifest:
         for i in range(self.num_decoder_layers):
             inputs += [TensorSpec(past_key(i), "float32", self.kv_shape("past_len")),
                        TensorSpec(past_value(i), "float32", self.kv_shape("past_len"))]
-            outputs += [TensorSpec(present_key(i), "float32", self.kv_shape("total_len")),
-                        TensorSpec(present_value(i), "float32", self.kv_shape("total_len"))]
+            if self.cache_outputs == "new":
+                outputs += [TensorSpec(new_key(i), "float32", self.kv_shape("new_len")),
+                            TensorSpec(new_value(i), "float32", self.kv_shape("new_len"))]
+            else:
+                outputs += [TensorSpec(present_key(i), "float32", self.kv_shape("total_len")),
+                            TensorSpec(present_value(i), "float32", self.kv_shape("total_len"))]
         for i in range(self.num_decoder_layers):
             inputs += [TensorSpec(cross_key(i), "float32", self.kv_shape("src_len")),
                        TensorSpec(cross_value(i), "float32", self.kv_shape("src_len"))]
@@ -447,6 +469,8 @@ def _check_values(m: Manifest) -> list[str]:
             problems.append(f"vocab must start with the special tokens {list(SPECIAL_TOKENS)}")
         if len(set(m.vocab)) != len(m.vocab):
             problems.append("vocab has duplicate entries")
+        if m.cache_outputs not in CACHE_OUTPUTS:
+            problems.append(f"cache_outputs is {m.cache_outputs!r}, expected one of {list(CACHE_OUTPUTS)}")
         problems += generation_problems(m.generation)
         forms = [t for t in FORM_TOKENS.values() if t in m.vocab]
         if forms and len(forms) != len(FORM_TOKENS):

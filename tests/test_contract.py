@@ -191,3 +191,23 @@ def test_the_decoder_declares_log_norm_only_when_the_manifest_says_so():
     assert LOG_NORM not in [t.name for t in base.decoder().outputs]
     outputs = {t.name: t for t in replace(base, log_norm=True).decoder().outputs}
     assert outputs[LOG_NORM].shape == ("batch",) and outputs[LOG_NORM].dtype == "float32"
+
+
+def test_the_decoder_returns_the_grown_cache_or_only_the_new_positions():
+    from dataclasses import replace
+    base = manifest(TINY_VOCAB)
+    assert base.cache_outputs == "present"                                  # directories written before it
+    grown = {t.name: t.shape for t in base.decoder().outputs}
+    new = {t.name: t.shape for t in replace(base, cache_outputs="new").decoder().outputs}
+    assert grown["present_key.1"] == ("batch", 4, "total_len", 8) and "new_key.1" not in grown
+    assert new["new_value.1"] == ("batch", 4, "new_len", 8) and "present_value.1" not in new
+    assert [t.name for t in replace(base, cache_outputs="new").decoder().inputs] == \
+        [t.name for t in base.decoder().inputs]
+
+
+def test_an_unknown_cache_output_kind_is_named(tmp_path):
+    path = write(tmp_path, TINY_VOCAB)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({**data, "cache_outputs": "grown"}), encoding="utf-8")
+    with pytest.raises(ManifestError, match=r"cache_outputs is 'grown', expected one of \['present', 'new'\]"):
+        read_manifest(tmp_path)

@@ -22,16 +22,39 @@ def int8_dir(tiny_int8_dir):
 
 def test_int8_directory_is_self_describing(int8_dir, tiny_poems_dir):
     m, fp32 = read_manifest(int8_dir), read_manifest(tiny_poems_dir)
-    assert m.precision == "int8" and m.vocab == fp32.vocab and m.decoder() == fp32.decoder()
+    assert m.precision == "int8" and m.vocab == fp32.vocab and m.decoder().inputs == fp32.decoder().inputs
+    assert (m.cache_outputs, fp32.cache_outputs) == ("new", "present")      # int8 is for CPUs: no cache copy
+    assert [t.name for t in m.decoder().outputs if "key" in t.name] == ["new_key.0", "new_key.1"]
     assert not list(int8_dir.glob("*.data"))
+
+
+def test_present_cache_outputs_keep_the_fused_attention(tiny_poems_dir, int8_dir, tmp_path):
+    out = quantize_poems(tiny_poems_dir, tmp_path / "present", cache_outputs="present")
+    assert read_manifest(out).decoder() == read_manifest(tiny_poems_dir).decoder()
+    present = PoemModel.load(out, provider="cpu", threads=1)
+    new = PoemModel.load(int8_dir, provider="cpu", threads=1)
+    sources = random_sources(len(new.manifest.vocab), 3, seed=5)
+    for l1, l2, _ in lockstep_logits(present, new, sources, steps=5):
+        assert np.array_equal(l1, l2)                          # the rewrite changes no number
+
+
+def test_cache_outputs_are_checked(tiny_poems_dir, int8_dir, tmp_path):
+    from export.model_dir import ExportError
+    with pytest.raises(ValueError, match="cache_outputs must be one of"):
+        quantize_poems(tiny_poems_dir, tmp_path / "x", cache_outputs="grown")
+    with pytest.raises(ExportError, match="returns only the new keys and values"):
+        quantize_poems(int8_dir, tmp_path / "y", cache_outputs="present")
 
 
 @pytest.mark.parametrize("graph", ["encoder.onnx", "decoder.onnx"])
 def test_every_weight_matmul_is_quantized(int8_dir, tiny_poems_dir, graph):
-    before = collections.Counter(n.op_type for n in onnx.load(str(tiny_poems_dir / graph)).graph.node)
-    after = collections.Counter(n.op_type for n in onnx.load(str(int8_dir / graph)).graph.node)
+    def weight_matmuls(model):
+        weights = {i.name for i in model.graph.initializer}
+        return sum(n.op_type == "MatMul" and n.input[1] in weights for n in model.graph.node)
+    fp32, int8 = onnx.load(str(tiny_poems_dir / graph)), onnx.load(str(int8_dir / graph))
+    after = collections.Counter(n.op_type for n in int8.graph.node)
     assert after["MatMulIntegerToFloat"] > 0 and after["MatMulNBits"] == 0
-    assert before["MatMul"] - after["MatMul"] == after["MatMulIntegerToFloat"]   # left: activation x activation
+    assert weight_matmuls(int8) == 0 and weight_matmuls(fp32) == after["MatMulIntegerToFloat"]  # left: activations
     assert after["QuantizeLinear"] == after["ReduceMax"] <= after["MatMulIntegerToFloat"]  # one scale per input
 
 

@@ -130,7 +130,9 @@ def keep_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
 class PoemModel:
     """`device_cache=True` (the default on CUDA) keeps the KV cache in the provider's memory between steps via
     IOBinding: only token ids and masks go in and logits come out each step, and each step's keys are appended
-    (the cache grows by one slot a step for every row). Reordering and joining rows then go through the host."""
+    (the cache grows by one slot a step for every row). Reordering and joining rows then go through the host.
+    It needs a decoder that returns the grown cache (cache_outputs "present"); one that returns only the new
+    positions ("new", the bundled int8 model: no step copies the cache) keeps its cache on the host."""
 
     def __init__(self, manifest: PoemsManifest, encoder, decoder, provider: str, model_dir: Path,
                  device_cache: bool | None = None, lanes: int = 1):
@@ -141,12 +143,17 @@ class PoemModel:
         layers = range(manifest.num_decoder_layers)
         self._cross_names = [n for i in layers for n in (cross_key(i), cross_value(i))]
         self._past_names = [n for i in layers for n in (past_key(i), past_value(i))]
-        # logits, present K/V per layer, then log_norm if the graph has it (not the scoring output: a step needs
-        # only the last position)
+        # logits, present (or new) K/V per layer, then log_norm if the graph has it (not the scoring output: a step
+        # needs only the last position)
         self._decoder_outputs = [t.name for t in manifest.decoder().outputs if t.name != ALL_LOGITS]
-        self._present_count = 2 * manifest.num_decoder_layers
+        self._kv_count = 2 * manifest.num_decoder_layers
+        self._new_kv_only = manifest.cache_outputs == "new"
         spec = provider_spec(provider)
-        self.device_cache = spec.device_cache if device_cache is None else device_cache
+        if device_cache and self._new_kv_only:
+            raise ValueError(f"{model_dir} has a decoder that returns only the new positions' keys and values "
+                             f"(cache_outputs 'new'), which the runtime writes into a host cache: device_cache=True "
+                             f"needs one that returns the grown cache ('present', as python -m export.poems writes)")
+        self.device_cache = (spec.device_cache and not self._new_kv_only) if device_cache is None else device_cache
         self._device = spec.ort_device
 
     @classmethod
@@ -236,22 +243,23 @@ class PoemModel:
         if logits.shape != (n, len(self.manifest.vocab)):
             raise GraphRunError(f"{self.manifest.decoder_file} returned logits of shape {logits.shape}, expected "
                                 f"{(n, len(self.manifest.vocab))}")
-        present, log_norm = outs[:self._present_count], (outs[-1] if self.manifest.log_norm else None)
+        kv_out, log_norm = outs[:self._kv_count], (outs[-1] if self.manifest.log_norm else None)
         step_mask = None
         if self.device_cache:        # the grown cache as it comes: new keys appended after every row's slots
-            self_kv, filled = tuple(present), np.concatenate([cache.filled, np.ones((n, k), bool)], axis=1)
+            self_kv, filled = tuple(kv_out), np.concatenate([cache.filled, np.ones((n, k), bool)], axis=1)
         else:
-            self_kv, filled = self._fill_slots(cache, present, k)
+            self_kv, filled = self._fill_slots(cache, kv_out, k)
             if k == 1 and filled is cache.filled:            # same width: the mask gains the slots just filled
                 step_mask = self_mask
                 step_mask[:, :-1] = filled
         return logits, replace(cache, self_kv=self_kv, filled=filled, lengths=cache.lengths + k, log_norm=log_norm,
                                step_mask=step_mask)
 
-    def _fill_slots(self, cache: DecoderCache, present: list[np.ndarray], k: int) -> tuple[tuple, np.ndarray]:
-        """Write the k new keys/values (the last k of each present (N, H, T+k, Dh)) into each row's next slots,
-        widening the buffers by whole CACHE_ALIGN blocks when a row runs out of room."""
+    def _fill_slots(self, cache: DecoderCache, kv_out: list[np.ndarray], k: int) -> tuple[tuple, np.ndarray]:
+        """Write the k new keys/values (each new (N, H, k, Dh), or the last k of each present (N, H, T+k, Dh))
+        into each row's next slots, widening the buffers by whole CACHE_ALIGN blocks when a row runs out of room."""
         width, rows = cache.filled.shape[1], np.arange(cache.rows)
+        first = 0 if self._new_kv_only else width                  # where the new positions sit in kv_out
         need = int(cache.lengths.max()) + k
         self_kv, filled = cache.self_kv, cache.filled
         if need > width:
@@ -262,13 +270,13 @@ class PoemModel:
         for j in range(k):                                  # together): one slice instead of a gather per row
             if same:
                 slot = int(cache.lengths[0]) + j
-                for buf, new in zip(self_kv, present):
-                    buf[:, :, slot, :] = new[:, :, width + j, :]                          # (N, H, Dh)
+                for buf, new in zip(self_kv, kv_out):
+                    buf[:, :, slot, :] = new[:, :, first + j, :]                          # (N, H, Dh)
                 filled[:, slot] = True
                 continue
             slot = cache.lengths + j
-            for buf, new in zip(self_kv, present):
-                buf[rows, :, slot, :] = new[:, :, width + j, :]                           # (N, H, Dh)
+            for buf, new in zip(self_kv, kv_out):
+                buf[rows, :, slot, :] = new[:, :, first + j, :]                           # (N, H, Dh)
             filled[rows, slot] = True
         return self_kv, filled
 
