@@ -130,6 +130,7 @@ class Scheduler:
         updates = self._update_searches(logits, log_norm)                               # id(request) -> Update
         sources = np.arange(len(tokens))            # (N,) the old row each row continues (beams move)
         layout, offset = [], 0                      # (request, its first row, rows); request None: rows that leave
+        moved = False                               # a beam moved or a request left: the cache is reordered
         for r in self.active:
             rows, at = r.rows, offset
             offset += rows
@@ -152,11 +153,14 @@ class Scheduler:
                     r.next_tokens = update.tokens
                     if update.source_rows is not None:
                         sources[at:offset] = at + update.source_rows
+                        moved = True
                     layout.append((r, at, rows))
                     continue
             ended.append(r)
             layout.append((None, at, rows))
-        self._move_rows(sources, fill_gaps(layout))
+            moved = True
+        if moved:                                   # else every request keeps its rows, in the same order
+            self._move_rows(sources, fill_gaps(layout))
         return ended
 
     def _move_rows(self, sources: np.ndarray, layout: list[tuple]) -> None:

@@ -258,18 +258,19 @@ class PoemModel:
     def _fill_slots(self, cache: DecoderCache, kv_out: list[np.ndarray], k: int) -> tuple[tuple, np.ndarray]:
         """Write the k new keys/values (each new (N, H, k, Dh), or the last k of each present (N, H, T+k, Dh))
         into each row's next slots, widening the buffers by whole CACHE_ALIGN blocks when a row runs out of room."""
-        width, rows = cache.filled.shape[1], np.arange(cache.rows)
+        width, lengths = cache.filled.shape[1], cache.lengths
         first = 0 if self._new_kv_only else width                  # where the new positions sit in kv_out
-        need = int(cache.lengths.max()) + k
+        low, high = (int(lengths[0]),) * 2 if len(lengths) == 1 else (int(lengths.min()), int(lengths.max()))
         self_kv, filled = cache.self_kv, cache.filled
-        if need > width:
-            grown = aligned(need)
+        if high + k > width:
+            grown = aligned(high + k)
             self_kv = tuple(_pad_axis(x, 2, grown) for x in self_kv)
             filled = _pad_axis(filled, 1, grown)
-        same = cache.lengths.min() == cache.lengths.max()     # rows in step (one request, or a batch started
-        for j in range(k):                                  # together): one slice instead of a gather per row
+        same = low == high                                  # rows in step (one request, or a batch started
+        rows = None if same else np.arange(len(lengths))    # together): one slice instead of a gather per row
+        for j in range(k):
             if same:
-                slot = int(cache.lengths[0]) + j
+                slot = low + j
                 for buf, new in zip(self_kv, kv_out):
                     buf[:, :, slot, :] = new[:, :, first + j, :]                          # (N, H, Dh)
                 filled[:, slot] = True
