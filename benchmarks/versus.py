@@ -50,13 +50,26 @@ def convert(checkpoint: Path, out: Path, quantization: str) -> None:
         raise RuntimeError(f"CTranslate2 conversion failed: {done.stderr.strip()[-1500:]}")
 
 
-def genrt_runner(model_dir: Path, threads: int, beams: int = 1, batch: int = 1):
+def genrt_runner(model_dir: Path, threads: int, beams: int = 1, batch: int = 1, processes: bool = False):
+    """A function decoding the batch once -> characters decoded. `processes`: an EnginePool of `threads` engine
+    processes (one lane each) takes the batch (EnginePool.generate), instead of one process's lanes; the function
+    then has a `close`."""
+    options = dict(do_sample=False, min_new_tokens=NEW_TOKENS, max_new_tokens=NEW_TOKENS, regular_shape=False,
+                   max_char_repeats=0, no_repeat_verse=False, repetition_penalty=1.0, num_beams=beams,
+                   length_penalty=1.0, idiomatic_doubling=False, max_verse_openings=0, max_title_echoes=0)
+    prompts = batch_prompts(batch)
+    if processes:
+        from genrt.poems.engine_process import EnginePool
+        pool = EnginePool.start(dict(model_dir=str(model_dir), provider="cpu", threads=1), processes=threads,
+                                max_rows=max(64, batch * beams))
+
+        def run_pool() -> int:
+            return sum(len(poems[0].text) for poems in pool.generate(prompts, **options))
+        run_pool.close = pool.close                                              # type: ignore[attr-defined]
+        return run_pool
     from genrt.poems.generator import PoemGenerator
     gen = PoemGenerator.load(model_dir, provider="cpu", threads=threads)
-    opts = gen.options(do_sample=False, min_new_tokens=NEW_TOKENS, max_new_tokens=NEW_TOKENS, regular_shape=False,
-                       max_char_repeats=0, no_repeat_verse=False, repetition_penalty=1.0, num_beams=beams,
-                       length_penalty=1.0, idiomatic_doubling=False, max_verse_openings=0, max_title_echoes=0)
-    prompts = batch_prompts(batch)
+    opts = gen.options(**options)
 
     def run() -> int:
         return sum(len(poems[0].text) for poems in gen.generate(prompts, opts))
@@ -94,6 +107,7 @@ def _worker(conn, kind: str, args: tuple, options: dict) -> None:
         t0 = time.perf_counter()
         n = run()
         conn.send(((time.perf_counter() - t0) * 1e3 / n, n))
+    getattr(run, "close", lambda: None)()
 
 
 def head_to_head(engines: dict[str, tuple], rounds: int, block: int = 5) -> dict[str, float]:
@@ -107,7 +121,9 @@ def head_to_head(engines: dict[str, tuple], rounds: int, block: int = 5) -> dict
     workers = {}
     for name, (kind, args, *options) in engines.items():
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(child, kind, args, options[0] if options else {}), daemon=True)
+        options = options[0] if options else {}
+        # an engine pool's worker starts processes of its own, which a daemonic process may not
+        proc = ctx.Process(target=_worker, args=(child, kind, args, options), daemon=not options.get("processes"))
         proc.start()
         workers[name] = (parent, proc)
     samples = {name: [] for name in engines}
@@ -128,6 +144,8 @@ def head_to_head(engines: dict[str, tuple], rounds: int, block: int = 5) -> dict
         for conn, proc in workers.values():
             conn.send("stop")
             proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
     return {name: float(np.median(s)) for name, s in samples.items()}
 
 
@@ -137,26 +155,31 @@ def markdown(report: dict) -> str:
              f"engine (the first of each block untimed), {NEW_TOKENS} new characters per prompt (batch 1: "
              f"{PROMPT}; batch N: the first N of {', '.join(PROMPTS)}); onnxruntime {report['onnxruntime']}, "
              f"CTranslate2 {report['ctranslate2']}; {report.get('date', '')}.", "",
-             "genrt runs a batch in one lane per thread (genrt.decoding.lanes). CTranslate2 on several threads runs "
-             "either all of them inside one batch (intra_threads) or the batch split into one part per thread, "
-             "decoded at once (inter_threads with max_batch_size: \"split\").", "",
-             "| precision | threads | prompts per call | search | genrt ms/token | genrt tokens/s | "
+             "genrt runs a batch in one lane per thread (genrt.decoding.lanes: `generate(list)`), or on several "
+             "threads also in an engine pool of one process per thread (`EnginePool.generate`: no interpreter lock "
+             "shared between lanes). CTranslate2 on several threads runs either all of them inside one batch "
+             "(intra_threads) or the batch split into one part per thread, decoded at once (inter_threads with "
+             "max_batch_size: \"split\").", "",
+             "| precision | threads | prompts per call | search | genrt | genrt ms/token | genrt tokens/s | "
              "CTranslate2 threads | CTranslate2 ms/token | CTranslate2 tokens/s | genrt speed vs CTranslate2 |",
-             "|---|---:|---:|---|---:|---:|---|---:|---:|---:|"]
+             "|---|---:|---:|---|---|---:|---:|---|---:|---:|---:|"]
     for r in report["rows"]:
         lines.append(f"| {r['precision']} | {r['threads']} | {r.get('batch', 1)} | {_search(r.get('beams', 1))} | "
-                     f"{r['genrt_ms']:.3f} | {1e3 / r['genrt_ms']:,.0f} | "
+                     f"{r.get('genrt_mode', 'lanes')} | {r['genrt_ms']:.3f} | {1e3 / r['genrt_ms']:,.0f} | "
                      f"{'split' if r.get('ct2_parallel') == 'inter' else 'one batch'} | {r['ct2_ms']:.3f} | "
                      f"{1e3 / r['ct2_ms']:,.0f} | {r['ct2_ms'] / r['genrt_ms']:.2f}x |")
-    key = lambda r: (r["precision"], r["threads"], r.get("batch", 1), r.get("ct2_parallel", "intra"))  # noqa: E731
+    key = lambda r: (r["precision"], r["threads"], r.get("batch", 1), r.get("ct2_parallel", "intra"),  # noqa: E731
+                     r.get("genrt_mode", "lanes"))
     greedy = {key(r): r for r in report["rows"] if r.get("beams", 1) == 1}
     ratios = [f"{r['precision']} {r['threads']} thread{'s' if r['threads'] > 1 else ''} batch {r.get('batch', 1)}: "
-              f"genrt {r['genrt_ms'] / g['genrt_ms']:.2f}x, CTranslate2"
+              f"genrt{' processes' if r.get('genrt_mode') == 'processes' else ''} "
+              f"{r['genrt_ms'] / g['genrt_ms']:.2f}x, CTranslate2"
               f"{' split' if r.get('ct2_parallel') == 'inter' else ''} {r['ct2_ms'] / g['ct2_ms']:.2f}x"
               for r in report["rows"] if r.get("beams", 1) > 1 for g in [greedy.get(key(r))] if g]
     single = {(r["precision"], r["threads"]): r for r in report["rows"]
               if r.get("beams", 1) == 1 and r.get("batch", 1) == 1}
-    gains = [f"{r['precision']} {r['threads']} thread{'s' if r['threads'] > 1 else ''}: genrt "
+    gains = [f"{r['precision']} {r['threads']} thread{'s' if r['threads'] > 1 else ''}: genrt"
+             f"{' processes' if r.get('genrt_mode') == 'processes' else ''} "
              f"{g['genrt_ms'] / r['genrt_ms']:.2f}x, CTranslate2 {g['ct2_ms'] / r['ct2_ms']:.2f}x"
              for r in report["rows"] if r.get("beams", 1) == 1 and r.get("batch", 1) > 1
              and r.get("ct2_parallel", "intra") == "intra"     # a split batch has no single-prompt twin
@@ -175,6 +198,13 @@ def ct2_modes(threads: int, batch: int) -> tuple[str, ...]:
     """CTranslate2's ways to use `threads` on a batch: its threads inside one batch ("intra"), and, for a batch on
     several threads, also the batch split into one part per thread decoded at once ("inter", like genrt's lanes)."""
     return ("intra", "inter") if threads > 1 and batch > 1 else ("intra",)
+
+
+def genrt_modes(threads: int, batch: int) -> tuple[str, ...]:
+    """genrt's ways to use `threads` on a batch: lanes in one process ("lanes", `generate(list)`), and, for a batch on
+    several threads, also one engine process per thread ("processes", `EnginePool.generate`), whose lanes share no
+    interpreter lock."""
+    return ("lanes", "processes") if threads > 1 and batch > 1 else ("lanes",)
 
 
 def _search(beams: int) -> str:
@@ -210,18 +240,21 @@ def main(argv: list[str] | None = None) -> dict:
             for threads in args.threads:
                 engines, cases = {}, [(beams, batch) for batch in args.batch for beams in args.beams]
                 for beams, batch in cases:
-                    engines[f"genrt/{beams}/{batch}"] = ("genrt", (args.models / bundled, threads, beams, batch))
+                    for mode in genrt_modes(threads, batch):
+                        engines[f"genrt-{mode}/{beams}/{batch}"] = (
+                            "genrt", (args.models / bundled, threads, beams, batch), {"processes": mode == "processes"})
                     for parallel in ct2_modes(threads, batch):
                         engines[f"ct2-{parallel}/{beams}/{batch}"] = (
                             "ct2", (ct2_dir, ct2_type, threads, beams, batch), {"parallel": parallel})
                 medians = head_to_head(engines, args.rounds, args.block)
                 for beams, batch in cases:
-                    for parallel in ct2_modes(threads, batch):
-                        rows.append({"precision": precision, "threads": threads, "beams": beams, "batch": batch,
-                                     "genrt_ms": medians[f"genrt/{beams}/{batch}"], "ct2_parallel": parallel,
-                                     "ct2_ms": medians[f"ct2-{parallel}/{beams}/{batch}"],
-                                     "model_dir": bundled if args.models == MODELS else str(args.models / bundled)})
-                        print(rows[-1], file=sys.stderr)
+                    for mode in genrt_modes(threads, batch):
+                        for parallel in ct2_modes(threads, batch):
+                            rows.append({"precision": precision, "threads": threads, "beams": beams, "batch": batch,
+                                         "genrt_mode": mode, "genrt_ms": medians[f"genrt-{mode}/{beams}/{batch}"],
+                                         "ct2_parallel": parallel, "ct2_ms": medians[f"ct2-{parallel}/{beams}/{batch}"],
+                                         "model_dir": bundled if args.models == MODELS else str(args.models / bundled)})
+                            print(rows[-1], file=sys.stderr)
     report = {"cpu": cpu_info(), "models": "bundled" if args.models == MODELS else str(args.models),
               "rounds": args.rounds, "block": args.block, "onnxruntime": onnxruntime.__version__,
               "ctranslate2": ctranslate2.__version__, "date": time.strftime("%Y-%m-%d"), "rows": rows}

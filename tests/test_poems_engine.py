@@ -121,6 +121,33 @@ def test_bounds_and_bad_input_are_refused_before_queueing(gen):
             PoemEngine(gen, **bad)
 
 
+def test_prompts_submitted_together_join_one_step_as_generate_list_does(gen):
+    prompts, options = TITLES[:4], {"max_new_tokens": 20, "do_sample": True, "seed": 3}
+    with PoemEngine(gen, max_rows=12) as engine:
+        with engine._lock:                                    # hold the loop: all are queued before a step
+            handles = engine.submit_many(prompts, **options)
+            assert sum(len(lane.incoming) for lane in engine._lanes) == len(prompts)
+        assert [h.result() for h in handles] == gen.generate(prompts, **options)
+        assert engine.generate(prompts, num_beams=2, max_new_tokens=12) == \
+            gen.generate(prompts, num_beams=2, max_new_tokens=12)
+        assert engine.submit_many([]) == []
+
+
+def test_prompts_submitted_together_are_queued_all_or_none(gen):
+    engine = PoemEngine(gen, max_rows=4, max_queued=3)
+    with engine._lock:                                        # hold the loop: nothing leaves the queue
+        engine._lanes[-1].incoming.extend([object(), object()])
+        with pytest.raises(EngineFull, match="2 requests are already waiting; 2 more would pass the limit of 3"):
+            engine.submit_many(["春江", "明月"])
+        assert sum(len(lane.incoming) for lane in engine._lanes) == 2
+        engine._lanes[-1].incoming.clear()
+    with pytest.raises(ValueError, match="a list of prompts, not one string"):
+        engine.submit_many("春江")
+    with pytest.raises(ValueError, match="prompt must be a string, got int"):
+        engine.submit_many(["春江", 3])
+    engine.close()
+
+
 def test_requests_go_to_the_lane_with_the_fewest_rows(gen):
     if gen.model.lanes < 2:
         pytest.skip("a one-lane model")

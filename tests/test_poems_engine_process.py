@@ -51,6 +51,20 @@ def test_a_pool_answers_each_request_as_it_decodes_alone(pool, tiny_int8_dir):
     assert stats["active_rows"] == 0 and stats["requests_finished"] >= len(keys)
 
 
+def test_a_pool_generates_a_list_as_one_process_does(pool, tiny_int8_dir):
+    gen = PoemGenerator.load(tiny_int8_dir, provider="cpu", threads=1)
+    prompts = TITLES * 2                                       # shares of 4 and 4 over the two processes
+    for options in ({}, {"num_beams": 3}, {"do_sample": True, "seed": 5}):
+        assert pool.generate(prompts, max_new_tokens=20, **options) == \
+            gen.generate(prompts, max_new_tokens=20, **options)
+    handles = pool.submit_many(TITLES[:3], max_new_tokens=8)              # in the prompts' order
+    assert [h.result(timeout=30) for h in handles] == gen.generate(TITLES[:3], max_new_tokens=8)
+    with pytest.raises(ValueError, match="num_beams"):
+        pool.generate(TITLES, num_beams=0)
+    with pytest.raises(ValueError, match="not one string"):
+        pool.submit_many("春江")
+
+
 def test_refusals_come_from_accepted_and_the_result(pool):
     async def main():
         handle = pool.submit("春江", num_beams=0)

@@ -280,33 +280,51 @@ class PoemEngine:
         """Queue one prompt with its own options (PoemGenerator.generate's keywords); `stream`: its pieces will be
         read (settled from the first step on; reading pieces() turns this on anyway). ValueError for bad input,
         EngineFull when `max_queued` requests already wait, EngineClosed after close()."""
-        if not isinstance(prompt, str):
-            raise ValueError(f"a prompt must be a string, got {type(prompt).__name__}")
+        return self.submit_many([prompt], stream, **options)[0]
+
+    def submit_many(self, prompts: Sequence[str], stream: bool = False, **options: Any) -> list[PoemHandle]:
+        """Queue several prompts with the same options at once, as generate(list) decodes them: they are dealt to
+        the lanes together and join the same step, and sampling draws from streams seeded as for one call. All or
+        none: EngineFull when they do not all fit in the queue; ValueError and EngineClosed as submit."""
+        if isinstance(prompts, str):
+            raise ValueError("submit_many takes a list of prompts, not one string")
+        bad = next((p for p in prompts if not isinstance(p, str)), None)
+        if bad is not None:
+            raise ValueError(f"a prompt must be a string, got {type(bad).__name__}")
+        if not prompts:
+            return []
         opts = self.generator.options(**options)
-        (request,) = self.generator.requests([prompt], opts)
-        if request.rows > self.max_rows:
-            raise ValueError(f"the request needs {request.rows} decoder rows; this engine holds at most "
+        requests = self.generator.requests(list(prompts), opts)
+        if requests[0].rows > self.max_rows:
+            raise ValueError(f"the request needs {requests[0].rows} decoder rows; this engine holds at most "
                              f"{self.max_rows}")
-        handle = PoemHandle(self, request)
-        handle._streaming = stream
-        request.on_step = lambda _: handle._update()
+        handles = []
+        for request in requests:
+            handle = PoemHandle(self, request)
+            handle._streaming = stream
+            request.on_step = lambda _, handle=handle: handle._update()
+            handles.append(handle)
         with self._lock:
             if self._closed:
                 raise EngineClosed("the engine is shutting down")
-            if sum(lane.queued for lane in self._lanes) >= self.max_queued:
-                raise EngineFull(f"{self.max_queued} requests are already waiting")
-            lane = min(self._lanes, key=lambda lane: lane.rows)   # the lane with the fewest rows to step
-            lane.incoming.append(handle)
-            lane.rows += request.rows
-            if self.timeout is not None:
-                self._deadlines[id(request)] = time.monotonic() + self.timeout
+            waiting = sum(lane.queued for lane in self._lanes)
+            if waiting + len(handles) > self.max_queued:
+                raise EngineFull(f"{waiting} requests are already waiting; {len(handles)} more would pass the "
+                                 f"limit of {self.max_queued}" if len(handles) > 1 else
+                                 f"{self.max_queued} requests are already waiting")
+            deadline = None if self.timeout is None else time.monotonic() + self.timeout
+            for handle in handles:
+                lane = min(self._lanes, key=lambda lane: lane.rows)   # the lane with the fewest rows to step
+                lane.incoming.append(handle)
+                lane.rows += handle.request.rows
+                if deadline is not None:
+                    self._deadlines[id(handle.request)] = deadline
             self._lock.notify_all()
-        return handle
+        return handles
 
     def generate(self, prompts: Sequence[str], **options: Any) -> list[list[Poem]]:
-        """Submit every prompt, then wait for all: one list of poems per prompt."""
-        handles = [self.submit(p, **options) for p in prompts]
-        return [h.result() for h in handles]
+        """Submit every prompt at once (submit_many), then wait for all: one list of poems per prompt."""
+        return [h.result() for h in self.submit_many(prompts, **options)]
 
     def stats(self) -> dict:
         with self._lock:

@@ -14,10 +14,10 @@ keeps PoemEngine's API for services:
     poems = await handle.aresult()           # or handle.result(), handle.cancel()
     pool.close()
 
-One pipe per process, each way. Parent -> child: ("submit", id, prompt, options, stream), ("cancel", id),
-("close", drain). Child -> parent: ("ready", lanes) or ("failed", message) at start; ("accepted", id, error | None)
-per submit; once per engine step that changed a request, ("step", stats, [(id, new pieces, ended, poems | None,
-error | None), ...]). A request decodes in a child exactly as in the caller's process (rows are independent).
+One pipe per process, each way. Parent -> child: ("submit", [id, ...], [prompt, ...], options, stream) (prompts
+submitted together: PoemEngine.submit_many), ("cancel", id), ("close", drain). Child -> parent: ("ready", lanes)
+or ("failed", message) at start; ("accepted", [id, ...], error | None) per submit; once per engine step that
+changed a request, ("step", stats, [(id, new pieces, ended, poems | None, error | None), ...]). A request decodes in a child exactly as in the caller's process (rows are independent).
 Children are started with multiprocessing's "spawn": as for any spawned process, the caller's main module must be
 importable (a script or `python -m`, not code piped to `python -`).
 """
@@ -27,7 +27,7 @@ import multiprocessing
 import queue
 import signal
 import threading
-from typing import Any
+from typing import Any, Sequence
 
 from genrt.poems.engine import (BATCH_ROWS, MAX_QUEUED, EngineClosed, PiecesReader, PoemEngine, PoemHandle,
                                 wake)
@@ -144,14 +144,25 @@ class EngineProcess:
         """Queue one prompt (PoemGenerator.generate's keywords); `stream`: pieces are sent as they settle. The
         child's refusal (ValueError, EngineFull, EngineClosed) comes from `await handle.accepted()` and from the
         result."""
+        return self.submit_many([prompt], stream, **options)[0]
+
+    def submit_many(self, prompts: Sequence[str], stream: bool = False, **options: Any) -> list[RemoteHandle]:
+        """Queue several prompts with the same options in one message: the child's engine takes them together
+        (PoemEngine.submit_many: one step, all or none)."""
+        if isinstance(prompts, str):
+            raise ValueError("submit_many takes a list of prompts, not one string")
         with self._lock:
             if self._closed or not self.alive:
                 raise EngineClosed("the engine is shutting down" if self._closed else
                                    "the poem engine process has stopped")
-            self._next_id += 1
-            handle = self._handles[self._next_id] = RemoteHandle(self, self._next_id)
-        self._send(("submit", handle._id, prompt, options, stream))
-        return handle
+            handles = []
+            for _ in prompts:
+                self._next_id += 1
+                handles.append(RemoteHandle(self, self._next_id))
+                self._handles[self._next_id] = handles[-1]
+        if handles:
+            self._send(("submit", [h._id for h in handles], list(prompts), options, stream))
+        return handles
 
     def stats(self) -> dict:
         """The child engine's counters as of its last step."""
@@ -193,13 +204,14 @@ class EngineProcess:
                 break
             wakes: list = []
             if message[0] == "accepted":
-                _, ident, error = message
-                handle = self._handles.get(ident)
-                if handle is not None and error is not None:
-                    del self._handles[ident]
-                    handle._refuse(error, wakes)
-                elif handle is not None:
-                    handle._apply([], False, None, None, wakes)
+                _, idents, error = message
+                for ident in idents:
+                    handle = self._handles.get(ident)
+                    if handle is not None and error is not None:
+                        del self._handles[ident]
+                        handle._refuse(error, wakes)
+                    elif handle is not None:
+                        handle._apply([], False, None, None, wakes)
             elif message[0] == "step":
                 _, self._stats, updates = message
                 for ident, pieces, ended, poems, error in updates:
@@ -249,6 +261,33 @@ class EnginePool:
     def submit(self, prompt: str, stream: bool = False, **options: Any) -> RemoteHandle:
         live = [e for e in self.engines if e.alive] or self.engines
         return min(live, key=lambda e: e.in_flight).submit(prompt, stream=stream, **options)
+
+    def submit_many(self, prompts: Sequence[str], stream: bool = False, **options: Any) -> list[RemoteHandle]:
+        """The prompts dealt over the processes in contiguous shares, as even as the count allows (the processes
+        with the fewest requests in flight take the larger shares), each share in one message: the handles in
+        the prompts' order. A share a process refuses fails its own handles only."""
+        if isinstance(prompts, str):
+            raise ValueError("submit_many takes a list of prompts, not one string")
+        live = sorted([e for e in self.engines if e.alive] or self.engines, key=lambda e: e.in_flight)
+        base, extra = divmod(len(prompts), len(live))
+        handles, start = [], 0
+        for i, engine in enumerate(live):
+            size = base + (i < extra)
+            handles += engine.submit_many(prompts[start:start + size], stream, **options)
+            start += size
+        return handles
+
+    def generate(self, prompts: Sequence[str], **options: Any) -> list[list[Poem]]:
+        """PoemGenerator.generate(list) over the processes: every prompt submitted at once (submit_many), one list
+        of poems per prompt. With a seed, the same poems as one process gives (a prompt's streams depend on the
+        seed and its rows only). The first error is raised and the other requests are cancelled."""
+        handles = self.submit_many(prompts, **options)
+        try:
+            return [h.result() for h in handles]
+        except BaseException:
+            for h in handles:
+                h.cancel()
+            raise
 
     def stats(self) -> dict:
         total: dict = {}
@@ -348,17 +387,19 @@ def _child_main(conn, load: dict, max_rows: int, max_queued: int, timeout: float
             drain = False
             break
         if message[0] == "submit":
-            _, ident, prompt, options, stream = message
+            _, idents, prompts, options, stream = message
             try:
-                handle = engine.submit(prompt, **options)
+                new = engine.submit_many(prompts, **options)
             except Exception as e:                             # ValueError, EngineFull, EngineClosed
-                reporter.send(("accepted", ident, e))
+                reporter.send(("accepted", idents, e))
                 continue
             with reporter.lock:
-                reporter.ids[id(handle)], reporter.sent[id(handle)] = ident, 0
-            handles[ident] = handle
-            reporter.send(("accepted", ident, None))
-            handle.watch(reporter, pieces=stream)
+                for ident, handle in zip(idents, new):
+                    reporter.ids[id(handle)], reporter.sent[id(handle)] = ident, 0
+            handles.update(zip(idents, new))
+            reporter.send(("accepted", idents, None))
+            for handle in new:
+                handle.watch(reporter, pieces=stream)
             for gone in [i for i, h in handles.items() if h.done]:
                 del handles[gone]
         elif message[0] == "cancel":
