@@ -51,9 +51,9 @@ def convert(checkpoint: Path, out: Path, quantization: str) -> None:
 
 
 def genrt_runner(model_dir: Path, threads: int, beams: int = 1, batch: int = 1, processes: bool = False):
-    """A function decoding the batch once -> characters decoded. `processes`: an EnginePool of `threads` engine
-    processes (one lane each) takes the batch (EnginePool.generate), instead of one process's lanes; the function
-    then has a `close`."""
+    """A function decoding the batch once -> characters decoded, in a process whose allocator keeps freed memory
+    (genrt.allocator). `processes`: an EnginePool of `threads` engine processes (one lane each) takes the batch
+    (EnginePool.generate), instead of this process's lanes; the function then has a `close`."""
     options = dict(do_sample=False, min_new_tokens=NEW_TOKENS, max_new_tokens=NEW_TOKENS, regular_shape=False,
                    max_char_repeats=0, no_repeat_verse=False, repetition_penalty=1.0, num_beams=beams,
                    length_penalty=1.0, idiomatic_doubling=False, max_verse_openings=0, max_title_echoes=0)
@@ -67,7 +67,9 @@ def genrt_runner(model_dir: Path, threads: int, beams: int = 1, batch: int = 1, 
             return sum(len(poems[0].text) for poems in pool.generate(prompts, **options))
         run_pool.close = pool.close                                              # type: ignore[attr-defined]
         return run_pool
+    from genrt.allocator import retain_freed_memory
     from genrt.poems.generator import PoemGenerator
+    retain_freed_memory()                 # what an app decoding for many callers does (the pool's processes do too)
     gen = PoemGenerator.load(model_dir, provider="cpu", threads=threads)
     opts = gen.options(**options)
 
@@ -157,7 +159,7 @@ def markdown(report: dict) -> str:
              f"CTranslate2 {report['ctranslate2']}; {report.get('date', '')}.", "",
              "genrt runs a batch in one lane per thread (genrt.decoding.lanes: `generate(list)`), or on several "
              "threads also in an engine pool of one process per thread (`EnginePool.generate`: no interpreter lock "
-             "shared between lanes). CTranslate2 on several threads runs either all of them inside one batch "
+             "shared between lanes); its processes keep freed memory for reuse (genrt.allocator). CTranslate2 on several threads runs either all of them inside one batch "
              "(intra_threads) or the batch split into one part per thread, decoded at once (inter_threads with "
              "max_batch_size: \"split\").", "",
              "| precision | threads | prompts per call | search | genrt | genrt ms/token | genrt tokens/s | "

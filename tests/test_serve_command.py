@@ -40,22 +40,12 @@ def test_without_the_serve_extra_it_names_the_install(monkeypatch):
     assert r.exit_code == 2 and "fastapi, uvicorn" in r.output and "serve" in r.output
 
 
-def test_serve_bounds_malloc_arenas_first(monkeypatch, tmp_path):
+def test_serve_tunes_its_allocator_first(monkeypatch, tmp_path):
     calls = []
-    monkeypatch.setattr(command, "bound_malloc_arenas", lambda: calls.append(True))
+    monkeypatch.setattr(command, "bound_malloc_arenas", lambda: calls.append("arenas"))
+    monkeypatch.setattr(command, "retain_freed_memory", lambda: calls.append("retain"))
     r = CliRunner().invoke(main, ["serve", "--model", str(tmp_path / "nothing")])
-    assert r.exit_code == 2 and calls == [True]
-
-
-def test_malloc_arenas_bound_here_and_in_workers_unless_set(monkeypatch):
-    import platform
-    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
-    took = command.bound_malloc_arenas()
-    assert os.environ["MALLOC_ARENA_MAX"] == str(command.MALLOC_ARENAS)          # uvicorn's workers inherit it
-    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
-        assert took
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    assert not command.bound_malloc_arenas() and os.environ["MALLOC_ARENA_MAX"] == "4"   # the user's value stands
+    assert r.exit_code == 2 and calls == ["arenas", "retain"]
 
 
 def test_serve_process_sigterm_answers_what_it_accepted(tmp_path, tiny_poems_dir, tiny_faces_model):

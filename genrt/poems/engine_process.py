@@ -29,6 +29,7 @@ import signal
 import threading
 from typing import Any, Sequence
 
+from genrt.allocator import retain_freed_memory
 from genrt.poems.engine import (BATCH_ROWS, MAX_QUEUED, EngineClosed, PiecesReader, PoemEngine, PoemHandle,
                                 wake)
 from genrt.poems.generator import Poem, PoemGenerator
@@ -371,6 +372,7 @@ def _child_main(conn, load: dict, max_rows: int, max_queued: int, timeout: float
     # the parent decides when to stop: Ctrl-C or SIGTERM to the process group must not cut requests short
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    retain_freed_memory()                                     # genrt owns this process (genrt.allocator)
     try:
         engine = PoemEngine(PoemGenerator.load(**load), max_rows=max_rows, max_queued=max_queued, timeout=timeout)
     except Exception as e:

@@ -2,7 +2,6 @@
 then uvicorn runs the app until SIGINT/SIGTERM, which stop accepting, finish the requests in flight and exit 0."""
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 from contextlib import contextmanager
@@ -12,6 +11,7 @@ from typing import Iterator
 import click
 
 from genrt import limits
+from genrt.allocator import bound_malloc_arenas, retain_freed_memory
 from genrt.poems.generator import BATCH_ROWS
 from genrt.runtime import PRECISIONS
 from genrt.serve.config import MAX_BODY_BYTES, MAX_QUEUED, REQUEST_TIMEOUT, API_KEY_VARIABLE, ServeConfig
@@ -40,30 +40,6 @@ def log_config() -> dict:
             "handlers": {"stderr": handler},
             "loggers": {name: {"handlers": ["stderr"], "level": "INFO", "propagate": False}
                         for name in ("genrt.serve", "uvicorn", "uvicorn.error")}}
-
-
-# glibc gives threads that allocate at once malloc arenas of their own, up to 8 per core, and keeps what they grew.
-# Under the mixed load (benchmarks.serve_load) the server's threads (the engine's lanes, the event loop, the faces
-# and scoring workers) took its resident memory from 345 to 453 MB in steps over 150 s; with 2 arenas it stayed at
-# 301-303 MB, at the same throughput. genrt serve owns its process, so it bounds them; an app that embeds the engine
-# can set MALLOC_ARENA_MAX=2 itself.
-MALLOC_ARENAS = 2
-M_ARENA_MAX = -8                          # glibc's mallopt parameter number
-
-
-def bound_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
-    """At most `arenas` malloc arenas in this process (glibc's mallopt) and in the worker processes it starts
-    (MALLOC_ARENA_MAX in their environment). A MALLOC_ARENA_MAX already set is left as it is. -> whether this
-    process's allocator took the bound (False off glibc)."""
-    if os.environ.get("MALLOC_ARENA_MAX"):
-        return False                      # glibc read the user's value when the process started
-    os.environ["MALLOC_ARENA_MAX"] = str(arenas)
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):     # not glibc (macOS, Windows)
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(M_ARENA_MAX, arenas))
 
 
 @contextmanager
@@ -120,7 +96,8 @@ def serve(host: str, port: int, model_dir: Path | None, faces_model_dir: Path | 
     if missing:
         from genrt.extras import install_hint
         raise UserError(f"genrt serve needs {', '.join(missing)}: {install_hint('serve')}")
-    bound_malloc_arenas()
+    bound_malloc_arenas()                                # genrt serve owns its process (genrt.allocator)
+    retain_freed_memory()
     if workers > 1 and threads is None:
         from genrt.runtime import physical_cores
         threads = max(1, physical_cores() // workers)
