@@ -151,6 +151,8 @@ def rewrite_decoder(model: onnx.ModelProto, manifest: PoemsManifest) -> onnx.Mod
     """A copy of a fused-attention decoder whose self-attention returns only the new positions (module docstring)."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph = model.graph
+    require(any(i.name == SELF_MASK for i in graph.input),
+            f"the decoder has no {SELF_MASK} input: upgrade it first with python -m export.poem_self_mask DIR")
     layers = _self_attention_nodes(graph)
     require(len(layers) == manifest.num_decoder_layers,
             f"expected {manifest.num_decoder_layers} fused self-attention nodes with a cache, found {len(layers)} "

@@ -95,6 +95,16 @@ def test_what_cannot_be_rewritten_is_refused(new_kv_dir, tiny_poems_plain_dir, t
     assert read_manifest(plain).cache_outputs == "present"                   # left as it was
 
 
+def test_a_decoder_without_self_mask_is_sent_to_its_upgrade_first(tiny_poems_dir):
+    m = read_manifest(tiny_poems_dir)
+    old = onnx.load(str(tiny_poems_dir / m.decoder_file))
+    kept = [i for i in old.graph.input if i.name != "self_mask"]
+    del old.graph.input[:]
+    old.graph.input.extend(kept)
+    with pytest.raises(ExportError, match="no self_mask input: upgrade it first with python -m export.poem_self_mask"):
+        rewrite_decoder(old, m)
+
+
 def test_the_command_rewrites_in_place(tiny_poems_dir, tmp_path, capsys):
     out = tmp_path / "poems"
     shutil.copytree(tiny_poems_dir, out)
