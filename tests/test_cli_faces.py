@@ -97,6 +97,7 @@ def test_filter_writes_the_faces_the_discriminator_keeps(tiny_faces_model, tmp_p
     (["--filter", "0.5", "--seeds", "1-3"], ["--filter", "--seeds"]),
     (["--filter", "0.5", "--interpolate", "4"], ["--filter", "--interpolate"]),
     (["--n", "1000", "--filter", "0.001"], ["1,000,000", "limit"]),
+    (["--n", "1", "--filter", "1e-310"], ["too many", "limit"]),
 ])
 def test_bad_filter(tiny_faces_model, tmp_path, extra, words):
     assert_user_error(run(*faces_args(tiny_faces_model, tmp_path / "out", *extra)), *words)

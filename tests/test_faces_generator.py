@@ -180,6 +180,9 @@ def test_candidates_are_rounded_sensibly_and_bounded():
     assert candidate_count(1, 1.0) == 1
     with pytest.raises(ResourceError, match="faces drawn to keep"):
         candidate_count(MAX_IMAGES, 0.5)
+    for subnormal in (1e-310, 5e-324):                 # n / keep overflows to infinity
+        with pytest.raises(ResourceError, match="faces drawn to keep 1 of them"):
+            candidate_count(1, subnormal)
 
 
 def test_a_model_without_its_discriminator_cannot_filter(model_copy):

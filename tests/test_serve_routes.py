@@ -185,7 +185,8 @@ def test_faces_filter_matches_the_generator(real_models):
 @pytest.mark.parametrize("body, words", [({"n": 65}, "n"), ({"n": 0}, "n"), ({"truncation": 0}, "truncation"),
                                          ({"truncation": 1.5}, "truncation"), ({"format": "gif"}, "format"),
                                          ({"seed": -1}, "seed"), ({"filter": 0}, "filter"),
-                                         ({"filter": 1.5}, "filter"), ({"n": 64, "filter": 0.2}, "filter 0.2 draws")])
+                                         ({"filter": 1.5}, "filter"), ({"n": 64, "filter": 0.2}, "filter 0.2 draws"),
+                                         ({"n": 1, "filter": 1e-310}, "faces drawn to keep 1")])
 def test_faces_are_capped_like_the_cli(real_models, body, words):
     with app_client(models=real_models) as client:
         r = client.post("/v1/faces", json=body)

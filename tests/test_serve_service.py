@@ -33,6 +33,40 @@ def test_work_queue_refuses_beyond_its_bound():
     assert asyncio.run(run()) == (True, "second")
 
 
+def test_work_queue_keeps_a_place_until_the_call_ends_even_when_its_caller_left():
+    """A caller cancelled (client gone, timeout) cannot stop its thread: the call keeps its place until it returns,
+    so callers that leave cannot pile up calls beyond the bound."""
+    gate, calls, peak = threading.Event(), [0], [0]
+    lock = threading.Lock()
+
+    def work():
+        with lock:
+            calls[0] += 1
+            peak[0] = max(peak[0], calls[0])
+        gate.wait(5)
+        with lock:
+            calls[0] -= 1
+        return "done"
+
+    async def run():
+        queue = WorkQueue(workers=1, max_waiting=1)
+        first = asyncio.ensure_future(queue.run(work))
+        await asyncio.sleep(0.05)
+        first.cancel()                                   # the caller leaves; its thread runs on
+        await asyncio.sleep(0.05)
+        assert queue.running == 1
+        second = asyncio.ensure_future(queue.run(work))  # waits for the first call's place
+        await asyncio.sleep(0.05)
+        with pytest.raises(Busy):
+            await queue.run(work)
+        gate.set()
+        result = await second
+        await asyncio.sleep(0.05)
+        return result, queue.running, queue.waiting
+    assert asyncio.run(run()) == ("done", 0, 0)
+    assert peak[0] == 1
+
+
 def asgi_call(app, body: dict, leave_after: float):
     """POST /v1/poems straight through ASGI; the client disconnects `leave_after` seconds after its body."""
     sent = []
@@ -138,3 +172,47 @@ def test_served_faces_do_not_spin_beside_the_poem_decoder(tiny_poems_dir, tiny_f
         assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     finally:
         models.engine.close(drain=False)
+
+
+class FailingEngine(FakeEngine):
+    """Every request fails as a graph failure the routes do not map (onnxruntime's error inside a step)."""
+
+    def submit(self, prompt: str, stream: bool = False, **options):
+        handle = super().submit(prompt, stream, **options)
+        handle.finish(RuntimeError("onnxruntime: decoder failed"))
+        return handle
+
+
+@pytest.mark.parametrize("path, body, last", [
+    ("/v1/poems", {"prompt": "春江", "stream": True}, "event: error"),
+    ("/v1/completions", {"model": "genrt-poems", "prompt": "春江", "stream": True}, "data: [DONE]"),
+])
+def test_a_stream_whose_request_fails_unexpectedly_ends_with_an_error_event(tiny_generators, caplog, path, body,
+                                                                           last):
+    with app_client(models=Models(*tiny_generators, FailingEngine(auto=False))) as client:
+        r = client.post(path, json=body)
+    assert r.status_code == 200                       # the stream had started
+    assert "internal error (logged on the server)" in r.text and "decoder failed" not in r.text
+    assert r.text.rstrip().splitlines()[-1 if last.startswith("data") else -2].startswith(last)
+    assert any("stream failed" in rec.getMessage() for rec in caplog.records)
+
+
+def test_stopping_while_the_models_load_closes_what_they_load(tiny_generators):
+    """A server stopped before its models finished loading waits for the load (a thread cannot be stopped) and
+    closes the engine it built: no engine threads or processes outlive the server."""
+    from genrt.serve.service import Service
+    started, engine = threading.Event(), FakeEngine()
+
+    def loader():
+        started.set()
+        time.sleep(0.3)
+        return Models(*tiny_generators, engine)
+
+    async def run():
+        service = Service(ServeConfig(), loader)
+        await service.start()
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)
+        await service.stop()
+        return service
+    service = asyncio.run(run())
+    assert engine.closed_with is False and service.models is None and not service.ready

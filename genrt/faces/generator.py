@@ -54,8 +54,11 @@ def check_truncation(psi: object) -> float:
 def candidate_count(n: int, keep: float) -> int:
     """How many faces are drawn to keep n: ceil(n / keep), within limits.MAX_IMAGES (rounded first, so that
     3 / 0.3 is 10 and not 11)."""
-    return limits.check_count(f"faces drawn to keep {n:,} of them at keep {keep:g}",
-                              math.ceil(round(n / keep, 9)), limits.MAX_IMAGES)
+    what = f"faces drawn to keep {n:,} of them at keep {keep:g}"
+    drawn = round(n / keep, 9)
+    if not math.isfinite(drawn):                       # a keep so small that n / keep overflows
+        raise limits.ResourceError(f"{what}: too many; genrt's limit is {limits.MAX_IMAGES:,}")
+    return limits.check_count(what, math.ceil(drawn), limits.MAX_IMAGES)
 
 
 class FaceGenerator:

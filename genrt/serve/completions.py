@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from genrt.serve import sse
 from genrt.serve.errors import ApiError
 from genrt.serve.middleware import CLIENT_CLOSED
-from genrt.serve.routes import ERRORS, await_poems, request_error, service_of, submit, with_seed
+from genrt.serve.routes import ERRORS, await_poems, service_of, stream_error, submit, with_seed
 from genrt.serve.schemas import CompletionRequest, prompt_list
 from genrt.serve.service import Service
 
@@ -134,7 +134,7 @@ async def chunks(service: Service, body: CompletionRequest, handle: Any, ident: 
             usage = {"prompt_tokens": len(prompt), "completion_tokens": sent, "total_tokens": len(prompt) + sent}
             yield sse.event({**chunk("", None), "choices": [], "usage": usage})
     except Exception as e:
-        yield sse.event(request_error(service, e).body())
+        yield sse.event(stream_error(service, e, "completion").body())
     finally:
         if not handle.done:
             handle.cancel()

@@ -69,6 +69,16 @@ def request_error(service: Service, e: BaseException) -> ApiError:
     raise e
 
 
+def stream_error(service: Service, e: BaseException, what: str) -> ApiError:
+    """The error a stream sends as its last event, after its 200 went out: request_error's, or for anything it
+    does not map (a bug, a graph failure) a 500 whose cause is logged on the server, not sent."""
+    try:
+        return request_error(service, e)
+    except Exception:
+        log.exception("%s stream failed", what)
+        return ApiError(500, "internal error (logged on the server)")
+
+
 def with_seed(models: Models, options: dict) -> tuple[dict, int | None]:
     """Sampling without a seed gets one drawn here and returned, so the client can repeat the poem (as the CLI
     prints it). -> (options, the seed a sampling request uses, else None)."""
@@ -146,12 +156,7 @@ async def poem_events(service: Service, handle: Any, seed: int | None) -> AsyncI
         (poem, *_) = await handle.aresult()
         yield sse.event({"poem": poem_json(poem), "seed": seed}, "done")
     except Exception as e:
-        try:
-            error = request_error(service, e)
-        except Exception:                                  # a bug: logged by the server, one line to the client
-            error = ApiError(500, "internal error (logged on the server)")
-            log.exception("poem stream failed")
-        yield sse.event(error.body(), "error")
+        yield sse.event(stream_error(service, e, "poem").body(), "error")
     finally:
         if not handle.done:                                # the client left, or the deadline passed
             handle.cancel()

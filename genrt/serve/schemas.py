@@ -72,7 +72,10 @@ class FacesRequest(BaseModel):
 
     @model_validator(mode="after")
     def _bounded_draw(self) -> "FacesRequest":
-        drawn = candidate_count(self.n, self.filter)
+        try:
+            drawn = candidate_count(self.n, self.filter)
+        except ValueError as e:                                  # beyond genrt's own limit (a tiny filter)
+            raise PydanticCustomError("faces_drawn", str(e)) from None
         if drawn > MAX_FACES_DRAWN:
             raise PydanticCustomError("faces_drawn", f"filter {self.filter:g} draws {drawn} faces for n {self.n}; at "
                                       f"most {MAX_FACES_DRAWN} a request")

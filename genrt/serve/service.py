@@ -59,7 +59,9 @@ class ClientGone(Exception):
 
 
 class WorkQueue:
-    """At most `workers` calls run at once (in threads); at most `max_waiting` wait; more raise Busy."""
+    """At most `workers` calls run at once (in threads); at most `max_waiting` wait; more raise Busy. A call holds
+    its place until its thread returns, even when its caller stopped waiting (a client that left, a request past
+    its timeout): a thread cannot be stopped, so freeing the place earlier would let calls pile up beyond the bound."""
 
     def __init__(self, workers: int, max_waiting: int):
         self.workers, self.max_waiting = workers, max_waiting
@@ -77,11 +79,15 @@ class WorkQueue:
         finally:
             self.waiting -= 1
         self.running += 1
-        try:
-            return await run_in_threadpool(fn, *args)
-        finally:
-            self.running -= 1
-            self._limit.release()
+        work = asyncio.ensure_future(run_in_threadpool(fn, *args))
+        work.add_done_callback(self._finished)
+        return await asyncio.shield(work)       # a cancelled caller leaves; the call runs on and keeps its place
+
+    def _finished(self, work: asyncio.Future) -> None:
+        self.running -= 1
+        self._limit.release()
+        if not work.cancelled():
+            work.exception()                    # retrieved: a call whose caller left must not log as unretrieved
 
 
 class Service:
@@ -91,6 +97,7 @@ class Service:
         self._loader = None if isinstance(models, Models) else models or (lambda: load_models(config))
         self.load_error: str | None = None
         self.closing = False
+        self._loading: asyncio.Future | None = None
         self.faces_work = WorkQueue(1, config.max_queued)
         self.score_work = WorkQueue(1, config.max_queued)
 
@@ -101,15 +108,28 @@ class Service:
 
     async def _load(self, loader: Callable[[], Models]) -> None:
         try:
-            self.models = await run_in_threadpool(loader)
-            log.info("models loaded: ready")
+            self.models = await run_in_threadpool(self._load_unless_closing, loader)
+            if self.models is not None:
+                log.info("models loaded: ready")
         except Exception as e:                        # shown by /healthz and every model endpoint
             self.load_error = " ".join(str(e).split()) or type(e).__name__
             log.error("cannot load the models: %s", self.load_error)
 
+    def _load_unless_closing(self, loader: Callable[[], Models]) -> Models | None:
+        """The models, or None when the server began to stop while they loaded: their engine (its threads or
+        processes) is closed here, in the loading thread, since nothing will serve it."""
+        models = loader()
+        if self.closing:
+            models.engine.close(False)
+            return None
+        return models
+
     async def stop(self) -> None:
-        """Stop accepting, finish what is in flight (the engine drains), stop the engine's thread."""
+        """Stop accepting, finish what is in flight (the engine drains), stop the engine's thread. A load still
+        under way is waited for (a thread cannot be stopped), and what it loaded is closed."""
         self.closing = True
+        if self._loading is not None:
+            await asyncio.gather(self._loading, return_exceptions=True)
         if self.models is not None:
             await run_in_threadpool(self.models.engine.close, True)
 
