@@ -84,6 +84,65 @@ def test_a_failing_request_fails_alone():
     assert isinstance(r_bad.error, RuntimeError) and r_good.result == _alone("greedy", [4])
 
 
+class FailingModel(TableModel):
+    """A TableModel whose encoder (`start`) or decoder (`step`) raises from a given call on."""
+
+    def __init__(self, fail_in: str, after: int = 0):
+        super().__init__(1)
+        self.fail_in, self.after, self.made = fail_in, after, {"start": 0, "step": 0}
+
+    def _maybe_fail(self, what):
+        self.made[what] += 1
+        if what == self.fail_in and self.made[what] > self.after:
+            raise RuntimeError(f"{what} failed")
+
+    def start(self, sources, copies=1):
+        self._maybe_fail("start")
+        return super().start(sources, copies)
+
+    def step(self, tokens, cache):
+        self._maybe_fail("step")
+        return super().step(tokens, cache)
+
+
+def test_an_encoder_failure_fails_the_requests_it_was_admitting_none_is_lost():
+    scheduler = Scheduler(FailingModel("start"), max_rows=8)
+    requests = [scheduler.submit(Request([4], s.prefix, s)) for s in (_search("greedy"), _search("beam"))]
+    ended = scheduler.step()
+    assert set(map(id, ended)) == set(map(id, requests)) and scheduler.idle
+    assert all(r.done and str(r.error) == "start failed" for r in requests)
+
+
+def test_a_decoder_failure_ends_every_request_of_the_step_with_the_ones_cancelled_in_it():
+    """A request cancelled in the step whose decoder call fails is reported with its own reason; the others fail
+    with the model's error; the waiting ones too; nothing is left unfinished or reported twice."""
+    def no_eos(tokens, logits):
+        logits[:, EOS] = -np.inf
+        return logits
+    scheduler = Scheduler(FailingModel("step", after=2), max_rows=4)
+    searches = (SampleSearch(np.ones((1, 1), np.int64), 50, EOS, [no_eos], pick_greedy),
+                SampleSearch(np.ones((2, 1), np.int64), 50, EOS, [no_eos], pick_greedy))
+    active = [scheduler.submit(Request([4], s.prefix, s)) for s in searches]
+    scheduler.step(), scheduler.step()
+    assert scheduler.active_rows == 3
+    waiting = scheduler.submit(Request([5], np.ones((3, 1), np.int64), _search("beam")))   # no room: waits
+    active[0].cancel(TimeoutError("late"))
+    ended = scheduler.step()
+    assert sorted(map(id, ended)) == sorted(map(id, active + [waiting])) and scheduler.idle
+    assert isinstance(active[0].error, TimeoutError)
+    assert str(active[1].error) == "step failed" and str(waiting.error) == "step failed"
+
+
+def test_a_cancel_after_the_request_finished_leaves_its_result():
+    scheduler = Scheduler(TableModel(1))
+    request = scheduler.submit(Request([4], _search("greedy").prefix, _search("greedy")))
+    scheduler.run()
+    result = request.result
+    request.cancel(TimeoutError("late"))             # e.g. a timeout that fires as the request ends
+    request._finish(error=RuntimeError("again"))
+    assert request.error is None and request.result == result == _alone("greedy", [4])
+
+
 def test_a_request_larger_than_the_row_limit_is_refused():
     with pytest.raises(ValueError, match="needs 3 rows; this scheduler holds at most 2"):
         Scheduler(TableModel(), max_rows=2).submit(Request([4], np.ones((3, 1), np.int64), _search("beam")))

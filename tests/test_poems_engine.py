@@ -255,3 +255,23 @@ def test_a_failing_watcher_does_not_stop_the_engine(gen, alone, caplog):
         assert len(handle.result(timeout=30)[0].text) >= 70
         assert "a watcher bug" in caplog.text
         assert engine.submit(TITLES[1], **_options(0)).result(timeout=30) == alone[(TITLES[1], 0)]
+
+
+def test_a_model_failure_fails_its_step_s_requests_and_the_engine_goes_on(gen, alone, monkeypatch):
+    real_step, calls = gen.model.step, []
+
+    def failing_once(tokens, cache):
+        calls.append(len(tokens))
+        if len(calls) == 3:
+            raise RuntimeError("decoder failed")
+        return real_step(tokens, cache)
+    monkeypatch.setattr(gen.model, "step", failing_once)
+    with PoemEngine(gen, timeout=30) as engine:
+        doomed = engine.submit(TITLES[0], max_new_tokens=70, min_new_tokens=70, regular_shape=False)
+        with pytest.raises(RuntimeError, match="decoder failed"):
+            doomed.result(timeout=10)
+        with pytest.raises(RuntimeError, match="decoder failed"):     # a reader of its pieces ends too
+            list(doomed.pieces())
+        assert engine.stats()["active_rows"] == 0 and engine.stats()["queued"] == 0
+        assert engine.submit(TITLES[1], **_options(0)).result(timeout=30) == alone[(TITLES[1], 0)]
+    assert all(lane.rows == 0 for lane in engine._lanes) and not engine._handles and not engine._deadlines

@@ -134,3 +134,31 @@ def test_a_process_that_dies_fails_its_requests_and_refuses_new_ones(tiny_int8_d
 def test_a_model_that_cannot_load_is_one_error(tmp_path):
     with pytest.raises(RuntimeError, match="the poem engine process failed: .*manifest"):
         EnginePool.start(dict(model_dir=str(tmp_path), provider="cpu", threads=1), processes=2)
+
+
+def test_a_request_that_cannot_be_sent_leaves_no_handle_behind(pool):
+    """Options that cannot cross the pipe are refused at submit, and no handle is left counting as in flight; a
+    pool's list is all or none (the shares already sent are cancelled)."""
+    before = [e.in_flight for e in pool.engines]
+    with pytest.raises(Exception, match="pickle"):
+        pool.engines[0].submit("春江", seed=lambda: 1)
+    with pytest.raises(Exception, match="pickle"):
+        pool.submit_many(["春江", "明月"], seed=lambda: 1)
+    deadline = time.monotonic() + 30
+    while [e.in_flight for e in pool.engines] != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [e.in_flight for e in pool.engines] == before
+
+
+def test_close_with_a_timeout_stops_a_child_that_hangs(tiny_int8_dir):
+    import os
+    import signal
+    pool = EnginePool.start(_load(tiny_int8_dir), processes=1)
+    handle = pool.submit("春江", **LONG)
+    engine = pool.engines[0]
+    os.kill(engine._process.pid, signal.SIGSTOP)                 # a child that no longer answers
+    start = time.monotonic()
+    pool.close(drain=True, timeout=0.5)
+    assert time.monotonic() - start < 15 and not engine._process.is_alive() and not engine.alive
+    with pytest.raises(EngineClosed, match="process has stopped"):
+        handle.result(timeout=5)

@@ -54,6 +54,7 @@ class Request:
     error: BaseException | None = None
     steps: int = 0                                    # decoder calls it took part in
     _cancel: threading.Event = field(default_factory=threading.Event)
+    _cancel_reason: BaseException | None = None       # what a cancelled request fails with (set by any thread)
     _done: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -61,9 +62,10 @@ class Request:
         return len(self.prefix)
 
     def cancel(self, reason: BaseException | None = None) -> None:
-        """Ask the scheduler to drop the request at its next step (its rows are freed then)."""
-        if self.error is None and reason is not None:
-            self.error = reason
+        """Ask the scheduler to drop the request at its next step (its rows are freed then). Only the scheduler's
+        thread sets `error` (a request that finished meanwhile keeps its result)."""
+        if self._cancel_reason is None and reason is not None:
+            self._cancel_reason = reason
         self._cancel.set()
 
     @property
@@ -78,6 +80,8 @@ class Request:
         return self._done.wait(timeout)
 
     def _finish(self, result: list[Hypothesis] | None = None, error: BaseException | None = None) -> None:
+        if self._done.is_set():                       # finished once: its outcome stands
+            return
         self.result = result
         if error is not None and self.error is None:
             self.error = error
@@ -97,6 +101,7 @@ class Scheduler:
         self.active: list[Request] = []
         self.cache = None
         self.tokens_generated = 0                     # ids chosen by searches (forced ids not counted)
+        self.model_error: Exception | None = None      # the model's failure in the last step, if it failed
 
     @property
     def active_rows(self) -> int:
@@ -113,17 +118,38 @@ class Scheduler:
         return request
 
     def run(self) -> None:
-        """Step until every submitted request has finished."""
+        """Step until every submitted request has finished; a model failure is raised (after it failed every
+        request it reached), so that a caller decoding in several lanes stops the others."""
         while not self.idle:
             self.step()
+            if self.model_error is not None:
+                error, self.model_error = self.model_error, None
+                raise error
 
     def step(self) -> list[Request]:
         """Admit what fits, run one decoder call over every active row, advance every request. -> the requests
-        that finished (result or error) in this step."""
-        ended = self._drop_cancelled()
-        self._admit()
-        if not self.active:
-            return ended
+        that finished (result or error) in this step. When the model fails (an encoder or decoder call, a cache
+        move), every request admitted or waiting fails with its error, and the scheduler starts again empty."""
+        ended: list[Request] = []
+        self.model_error = None
+        try:
+            self._drop_cancelled(ended)
+            self._admit()
+            if self.active:
+                self._advance(ended)
+        except Exception as e:
+            failed = [r for r in self.active + list(self.waiting) if not r.done]
+            self.active, self.cache = [], None
+            self.waiting.clear()
+            for r in failed:
+                r._finish(error=e)
+            ended += failed
+            self.model_error = e
+        return ended
+
+    def _advance(self, ended: list[Request]) -> None:
+        """One decoder call over the active rows and every search's update; requests that finish are appended to
+        `ended` as they do (so that a failure later in the step loses none of them)."""
         tokens = np.concatenate([r.next_tokens for r in self.active])[:, None]           # (N, 1)
         logits, self.cache = self.model.step(tokens, self.cache)                          # (N, V)
         log_norm = step_log_norm(self.cache, logits)                                     # (N,)
@@ -161,7 +187,6 @@ class Scheduler:
             moved = True
         if moved:                                   # else every request keeps its rows, in the same order
             self._move_rows(sources, fill_gaps(layout))
-        return ended
 
     def _move_rows(self, sources: np.ndarray, layout: list[tuple]) -> None:
         """One reorder of the cache for every beam move and every leaver: the requests that stay, in `layout`'s
@@ -231,25 +256,26 @@ class Scheduler:
                 runs.append([[r], at, offset])
         return [(group, slice(a, b)) for group, a, b in runs]
 
-    def _drop_cancelled(self) -> list[Request]:
-        ended = []
+    def _drop_cancelled(self, ended: list[Request]) -> None:
+        """Finish the cancelled requests (appended to `ended`) and free their rows."""
         for r in [r for r in self.waiting if r.cancelled]:
             self.waiting.remove(r)
-            r._finish(error=r.error or Cancelled("cancelled"))
+            r._finish(error=r._cancel_reason or Cancelled("cancelled"))
             ended.append(r)
-        gone = [r for r in self.active if r.cancelled]
-        if gone:
-            keep, offset = [], 0
-            for r in self.active:
-                if not r.cancelled:
+        # read each flag once: another thread may cancel meanwhile (that request goes at the next step)
+        cancelled = [r.cancelled for r in self.active]
+        if any(cancelled):
+            keep, stay, offset = [], [], 0
+            for r, gone in zip(self.active, cancelled):
+                if gone:                                # finished before the cache moves: a failure there loses none
+                    r._finish(error=r._cancel_reason or Cancelled("cancelled"))
+                    ended.append(r)
+                else:
                     keep.append(np.arange(offset, offset + r.rows))
+                    stay.append(r)
                 offset += r.rows
-            self.active = [r for r in self.active if not r.cancelled]
-            self.cache = self.model.reorder(self.cache, np.concatenate(keep)) if self.active else None
-            for r in gone:
-                r._finish(error=r.error or Cancelled("cancelled"))
-            ended += gone
-        return ended
+            self.active = stay
+            self.cache = self.model.reorder(self.cache, np.concatenate(keep)) if stay else None
 
     def _admit(self) -> None:
         """Encode the waiting requests that fit (in arrival order) in one call and join them to the batch."""
@@ -262,8 +288,12 @@ class Scheduler:
             admitted.append(r)
         if not admitted:
             return
-        fresh = self.model.start([r.source for r in admitted], [r.rows for r in admitted])
-        self.cache = fresh if self.cache is None else self.model.join(self.cache, fresh)
+        try:
+            fresh = self.model.start([r.source for r in admitted], [r.rows for r in admitted])
+            self.cache = fresh if self.cache is None else self.model.join(self.cache, fresh)
+        except Exception:
+            self.waiting.extendleft(reversed(admitted))   # not admitted after all: they wait (and fail) as before
+            raise
         for r in admitted:
             r.next_tokens, r.fed = r.prefix[:, 0], 1
         self.active += admitted

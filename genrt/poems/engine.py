@@ -380,14 +380,7 @@ class PoemEngine:
                     scheduler.submit(handle.request)
             self._expire()
             self._stepping.wakes = []
-            try:
-                ended = scheduler.step()
-            except Exception as e:                    # the model itself failed: every request in it fails
-                ended = scheduler.active + list(scheduler.waiting)
-                for r in ended:
-                    r._finish(error=e)
-                scheduler.active, scheduler.cache = [], None
-                scheduler.waiting.clear()
+            ended = scheduler.step()                  # a model failure fails the step's requests, not the lane
             with self._lock:
                 self.steps += 1
                 for r in ended:
@@ -408,6 +401,6 @@ class PoemEngine:
             late = [key for key, deadline in self._deadlines.items() if deadline <= now]
             for key in late:
                 handle = self._handles.get(key)
-                if handle is not None:
+                if handle is not None:              # else still in a lane's incoming queue: expired once it is in
                     handle.request.cancel(TimeoutError(f"the request took longer than {self.timeout} s"))
-                del self._deadlines[key]
+                    del self._deadlines[key]

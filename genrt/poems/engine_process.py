@@ -162,7 +162,13 @@ class EngineProcess:
                 handles.append(RemoteHandle(self, self._next_id))
                 self._handles[self._next_id] = handles[-1]
         if handles:
-            self._send(("submit", [h._id for h in handles], list(prompts), options, stream))
+            try:
+                self._send(("submit", [h._id for h in handles], list(prompts), options, stream))
+            except BaseException:                              # not sent (child gone, options not picklable)
+                with self._lock:
+                    for h in handles:
+                        self._handles.pop(h._id, None)
+                raise
         return handles
 
     def stats(self) -> dict:
@@ -180,8 +186,13 @@ class EngineProcess:
         if self._reader.ident is not None:
             self._reader.join(timeout)
         self._process.join(0 if self._reader.is_alive() else 10)
-        if self._process.is_alive() and self._reader.ident is None:   # never became ready
+        if self._process.is_alive():        # never became ready, or past the timeout: the child ignores SIGTERM
             self._process.kill()
+            self._process.join(10)
+        if self._reader.ident is None:
+            self._conn.close()
+        else:
+            self._reader.join(10)           # it sees the pipe close and refuses what is still unanswered
 
     def __enter__(self) -> "EngineProcess":
         return self
@@ -245,8 +256,10 @@ class EnginePool:
               timeout: float | None = None) -> "EnginePool":
         """`processes` engine processes loading `load` (PoemGenerator.load's keywords) at once."""
         share = -(-max_queued // processes)                    # each process's part of the queue, rounded up
-        engines = [EngineProcess(load, max_rows, share, timeout) for _ in range(processes)]
+        engines: list[EngineProcess] = []
         try:
+            for _ in range(processes):                         # each starts loading at once
+                engines.append(EngineProcess(load, max_rows, share, timeout))
             for engine in engines:
                 engine.wait_ready()
         except BaseException:
@@ -266,16 +279,22 @@ class EnginePool:
     def submit_many(self, prompts: Sequence[str], stream: bool = False, **options: Any) -> list[RemoteHandle]:
         """The prompts dealt over the processes in contiguous shares, as even as the count allows (the processes
         with the fewest requests in flight take the larger shares), each share in one message: the handles in
-        the prompts' order. A share a process refuses fails its own handles only."""
+        the prompts' order. A share a process refuses (in its answer) fails its own handles only; when a share
+        cannot be sent at all, the shares already sent are cancelled and the error raised."""
         if isinstance(prompts, str):
             raise ValueError("submit_many takes a list of prompts, not one string")
         live = sorted([e for e in self.engines if e.alive] or self.engines, key=lambda e: e.in_flight)
         base, extra = divmod(len(prompts), len(live))
         handles, start = [], 0
-        for i, engine in enumerate(live):
-            size = base + (i < extra)
-            handles += engine.submit_many(prompts[start:start + size], stream, **options)
-            start += size
+        try:
+            for i, engine in enumerate(live):
+                size = base + (i < extra)
+                handles += engine.submit_many(prompts[start:start + size], stream, **options)
+                start += size
+        except BaseException:                                  # all or none: the shares already sent are cancelled
+            for h in handles:
+                h.cancel()
+            raise
         return handles
 
     def generate(self, prompts: Sequence[str], **options: Any) -> list[list[Poem]]:
