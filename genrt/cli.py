@@ -18,13 +18,13 @@ import click
 from tqdm import tqdm
 
 from genrt import __version__, limits
-from genrt.cli_boundary import (Interrupted, UserError, boundary, discard_stdout, guard_stdout, note, one_line,
-                                open_standard_fds, require_stdout, stderr_usable)
+from genrt.cli_boundary import (Interrupted, StdoutError, UserError, boundary, discard_stdout, guard_stdout, note,
+                                one_line, open_standard_fds, require_stdout, stderr_usable)
 import numpy as np
 
 from genrt.faces import FaceGenerator, image_names, save_grid
 from genrt.faces.generator import candidate_count
-from genrt.faces.images import save_gif, save_png, seed_image_name
+from genrt.faces.images import OWN_FILE, save_gif, save_png, seed_image_name
 from genrt.faces.output import RunFolder
 from genrt.providers import available_providers, is_provider_name, known_names, parse_provider_option
 from genrt.runtime import PRECISIONS, GraphRunError
@@ -143,6 +143,10 @@ def progress_bar(total: int, unit: str, show: bool) -> tqdm:
                 leave=False)
 
 
+# click >= 8.2 raises this UsageError for a group called without a command (no_args_is_help)
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class OneLineErrors(click.Group):
     """Bad option values and usage errors print one 'Error: ...' line (exit 2), not click's usage block."""
 
@@ -158,6 +162,9 @@ class OneLineErrors(click.Group):
         guard_stdout()
         try:
             code = super().main(*args, **kwargs)
+        except NO_ARGS_IS_HELP as e:                    # bare `genrt` or `genrt models`: the help, as click shows it
+            note(e.ctx.get_help() if e.ctx is not None else e.format_message())
+            sys.exit(2)
         except click.UsageError as e:
             hint = f" (see 'genrt {e.ctx.info_name} --help')" if e.ctx is not None and e.ctx.parent else ""
             note(f"Error: {' '.join(e.format_message().split())}{hint}")
@@ -170,6 +177,10 @@ class OneLineErrors(click.Group):
             if isinstance(e, UserError) and e.message.startswith("cannot write to standard output"):
                 discard_stdout()
             sys.exit(e.exit_code)
+        except StdoutError as e:                        # --help or --version into a full or closed stdout
+            note(f"Error: {one_line(e)}")
+            discard_stdout()
+            sys.exit(2)
         except click.Abort as e:                        # Ctrl-C while click parsed the arguments
             interrupted = isinstance(e.__context__, KeyboardInterrupt)
             note("genrt: interrupted" if interrupted else "Aborted!")
@@ -272,8 +283,8 @@ def faces(n: int | None, out: Path, seed: int | None, seeds: list[int] | None, b
         if keep < 1.0:
             candidate_count(n or DEFAULT_FACES, keep)   # within limits before the output folder is made
         run = RunFolder(out, overwrite)                 # genrt.faces.output: lock, staging, replace at the end
-        if gif is not None and gif.exists() and not overwrite:
-            raise UserError(f"{gif} exists; use --overwrite to replace it or choose another --gif")
+        if gif is not None:
+            check_gif_path(gif, out, overwrite)
         with run:                                       # the folder is checked and locked before anything prints
             if seeds is not None:
                 total, what = len(seeds), "faces"
@@ -300,10 +311,23 @@ def faces(n: int | None, out: Path, seed: int | None, seeds: list[int] | None, b
                           nrow=nrow)
                 written.append("grid.png")
             run.commit()
-        click.echo(f"wrote {' and '.join(written)} to {out}")
-        if gif is not None:
-            save_gif(kept, gif, fps=fps)
-            click.echo(f"wrote {gif}")
+            click.echo(f"wrote {' and '.join(written)} to {out}")
+            if gif is not None:                         # while the folder is still locked (its temporary file too)
+                save_gif(kept, gif, fps=fps)
+                click.echo(f"wrote {gif}")
+
+
+def check_gif_path(gif: Path, out: Path, overwrite: bool) -> None:
+    """--gif must land in an existing folder, on a new name (or with --overwrite), and not on the output folder or
+    on an image name genrt writes there: checked before any face is drawn, so no run fails after its images."""
+    if not gif.parent.is_dir() and gif.parent.resolve() != out.resolve():     # OUT itself is made by the run
+        raise UserError(f"--gif {gif}: the folder {gif.parent} does not exist")
+    if gif.is_dir() or gif.resolve() == out.resolve():
+        raise UserError(f"--gif {gif} is a folder (the GIF is one file)")
+    if gif.resolve().parent == out.resolve() and OWN_FILE.fullmatch(gif.name):
+        raise UserError(f"--gif {gif} would replace an image this run writes in {out}; name the GIF otherwise")
+    if gif.exists() and not overwrite:
+        raise UserError(f"{gif} exists; use --overwrite to replace it or choose another --gif")
 
 
 def grid_indices(total: int, evenly: bool) -> set[int]:

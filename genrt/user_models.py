@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genrt.contract import FACES_KIND, MANIFEST_NAME, POEMS_KIND, ManifestError, contained_file, read_manifest
-from genrt.runtime import PRECISIONS, bundled_model_dir, user_models_dir
+from genrt.runtime import PRECISIONS, USER_MODELS_ENV, bundled_model_dir, user_models_dir
 
 MODEL_KINDS = {"faces": FACES_KIND, "poems": POEMS_KIND}
 
@@ -44,7 +44,10 @@ def install_variant(source: str | Path, name: str, precision: str, force: bool =
     manifest = read_manifest(src, expected_kind=MODEL_KINDS[name])
     if manifest.precision != precision:
         raise ManifestError(str(src), [f"precision is {manifest.precision!r}, expected {precision!r}"])
-    dest = user_models_dir() / variant
+    folder = user_models_dir()
+    if folder is None:
+        raise ValueError(f"there is no user models folder (no home directory): set ${USER_MODELS_ENV} to one")
+    dest = folder / variant
     if dest.resolve() == src.resolve():
         return dest
     if dest.exists() and not force:
@@ -78,12 +81,12 @@ class Variant:
 
 def find_variants() -> list[Variant]:
     """Every model and precision, and where genrt finds it: the user models folder first, then the package."""
-    found = []
+    found, folder = [], user_models_dir()                  # None: no home directory, only the bundled ones
     for name in MODEL_KINDS:
         for precision in PRECISIONS:
             variant = variant_name(name, precision)
-            user, bundled = user_models_dir() / variant, bundled_model_dir(variant)
-            if (user / MANIFEST_NAME).is_file():
+            user, bundled = None if folder is None else folder / variant, bundled_model_dir(variant)
+            if user is not None and (user / MANIFEST_NAME).is_file():
                 found.append(Variant(name, precision, user, True))
             elif (bundled / MANIFEST_NAME).is_file():
                 found.append(Variant(name, precision, bundled, False))

@@ -146,6 +146,21 @@ def test_a_full_stdout_is_one_line(home, tiny_poems_dir, command):
     one_error_line(result.stderr, "cannot write to standard output")
 
 
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["faces", "--help"]])
+def test_help_and_version_into_a_full_stdout_are_one_line(home, args):
+    with open("/dev/full", "w") as full:
+        result = genrt(args, home, stdout=full)
+    assert result.returncode == 2
+    one_error_line(result.stderr, "cannot write to standard output")
+
+
+@pytest.mark.parametrize("args", [[], ["models"]])
+def test_a_group_without_a_command_shows_its_help(home, args):
+    result = genrt(args, home)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("Usage: genrt") and "Commands:" in result.stderr
+
+
 def test_faces_with_stderr_closed_still_writes_every_image(home, tiny_faces_model):
     result = genrt(["faces", "--n", "5", "--batch-size", "2", "-o", "out", "--model", str(tiny_faces_model)], home,
                    stderr=subprocess.DEVNULL, preexec_fn=lambda: os.close(2))

@@ -268,6 +268,25 @@ def test_bad_seeds_and_gif_options(tiny_faces_model, tmp_path, extra, words):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("gif, words", [
+    ("nowhere/m.gif", ["--gif", "does not exist"]),
+    ("out", ["--gif", "is a folder"]),
+    ("out/frame_0000.png", ["--gif", "would replace an image"]),
+])
+def test_a_gif_that_could_not_be_written_is_refused_before_the_run(tiny_faces_model, tmp_path, gif, words):
+    result = run(*faces_args(tiny_faces_model, tmp_path / "out", "--interpolate", "3", "--gif", str(tmp_path / gif)))
+    assert_user_error(result, *words)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_gif_inside_the_output_folder(tiny_faces_model, tmp_path):
+    result = run(*faces_args(tiny_faces_model, tmp_path / "out", "--interpolate", "3", "--gif",
+                             str(tmp_path / "out" / "morph.gif")))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "frame_0000.png", "frame_0001.png", "frame_0002.png", "grid.png", "morph.gif"]
+
+
 def test_interpolation_as_a_gif(tiny_faces_model, tmp_path):
     gif = tmp_path / "morph.gif"
     result = run(*faces_args(tiny_faces_model, tmp_path / "out", "--interpolate", "5", "--seed", "2", "--gif", str(gif),

@@ -120,3 +120,39 @@ def test_a_file_in_place_of_the_folder_is_refused(tmp_path):
     with pytest.raises(OutputError, match="not a directory"):
         RunFolder(tmp_path / "out").__enter__()
     assert (tmp_path / "out").read_text() == "a file"
+
+
+def test_a_folder_under_an_image_name_is_refused_before_anything_moves(tmp_path):
+    earlier_run(tmp_path, count=2)
+    (tmp_path / "face_0002.png" / "x").mkdir(parents=True)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(OutputError, match="face_0002.png is a folder"):
+        with RunFolder(tmp_path, overwrite=True) as run:
+            for i in range(3):
+                save_png(PIXELS + 1, run.stage / f"face_{i:04d}.png")
+            run.commit()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    assert names(tmp_path) == ["face_0000.png", "face_0001.png", "face_0002.png"]    # no staging left
+
+
+def test_ctrl_c_during_the_moves_is_held_until_the_run_is_whole(tmp_path, monkeypatch):
+    """A Ctrl-C that arrives while the images move in is delivered after the last one: one run or the other."""
+    import signal
+    import genrt.faces.output as output
+    earlier_run(tmp_path, count=4)
+    moves, real_replace = [], os.replace
+
+    def replace(src, dst):
+        if Path(dst).parent != tmp_path:                   # a PNG written into the staging folder
+            return real_replace(src, dst)
+        moves.append(dst)
+        if len(moves) == 2:
+            signal.raise_signal(signal.SIGINT)             # held: no KeyboardInterrupt between two moves
+        real_replace(src, dst)
+    monkeypatch.setattr(output.os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        with RunFolder(tmp_path, overwrite=True) as run:
+            for i in range(3):
+                save_png(PIXELS + 1, run.stage / f"face_{i:04d}.png")
+            run.commit()
+    assert len(moves) == 3 and names(tmp_path) == ["face_0000.png", "face_0001.png", "face_0002.png"]

@@ -61,3 +61,12 @@ def test_a_wrong_precision_or_missing_source_is_refused(checkout, user_models, t
     with pytest.raises(ValueError, match="neither a genrt checkout"):
         install_variant(tmp_path / "user_models", "faces", "fp32")
     assert not user_models.exists() or not any(user_models.iterdir())
+
+
+def test_without_a_home_directory_only_the_bundled_models_are_listed_and_install_says_why(checkout, monkeypatch):
+    import genrt.user_models as um
+    monkeypatch.setattr(um, "user_models_dir", lambda: None)      # HOME unset and no password entry
+    found = {(v.name, v.precision): v for v in find_variants()}
+    assert not any(v.installed for v in found.values()) and found["poems", "int8"].where is not None
+    with pytest.raises(ValueError, match="no user models folder .*GENRT_MODELS"):
+        install_variant(checkout, "faces", "fp32")

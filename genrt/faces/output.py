@@ -11,8 +11,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from genrt.faces.images import own_files
 
@@ -35,6 +39,21 @@ def check_out_path(out: object) -> Path:
     if not isinstance(out, (str, os.PathLike)) or not str(out).strip():
         raise OutputError(f"the output folder must be named, got {str(out)!r:.60}")
     return Path(out)
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM are held back in the block and delivered when it ends (on a platform with
+    pthread_sigmask, in the main thread; elsewhere a no-op)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 class RunFolder:
@@ -69,15 +88,25 @@ class RunFolder:
 
     def commit(self) -> list[Path]:
         """Move the staged files into the folder (each rename atomic, replacing a link, never following it), then
-        remove the earlier run's files that no new file replaced. Returns the new files."""
+        remove the earlier run's files that no new file replaced. Returns the new files. Every name is checked
+        before the first move, and Ctrl-C or SIGTERM waits until the last one: the folder holds one run or the
+        other, never a mix."""
+        staged = sorted(self.stage.iterdir())
+        blocked = [self.out / f.name for f in staged
+                   if (self.out / f.name).exists() and (self.out / f.name).is_dir()
+                   and not (self.out / f.name).is_symlink()]
+        if blocked:
+            raise OutputError(f"{blocked[0]} is a folder where this run writes an image; move it away or choose "
+                              f"another --out")
         earlier = set(own_files(self.out))
         placed = []
-        for staged in sorted(self.stage.iterdir()):
-            target = self.out / staged.name
-            os.replace(staged, target)
-            placed.append(target)
-        for path in earlier - set(placed):
-            path.unlink(missing_ok=True)
+        with signals_held():
+            for file in staged:
+                target = self.out / file.name
+                os.replace(file, target)
+                placed.append(target)
+            for path in earlier - set(placed):
+                path.unlink(missing_ok=True)
         self.stage.rmdir()
         self.stage = None
         return placed
