@@ -35,6 +35,7 @@ PROMPT_KIND_TOKENS = {"title": PROMPT_TITLE, "continue": PROMPT_FIRST_LINE}
 FORM_TOKENS = {"wujue": "<wujue>", "qijue": "<qijue>", "wulv": "<wulv>", "qilv": "<qilv>"}
 CONTROL_TOKENS = SPECIAL_TOKENS + tuple(FORM_TOKENS.values())
 VERSE_BREAKS = "，。？！；"   # the marks that end a verse in the corpus, in generation and in every evaluator
+COMMA, PERIOD = "，", "。"     # the two a poem model must have: forms, shapes and tones write verses with them
 # Han characters (CJK ideographs, Extension A, compatibility ideographs): what the corpus keeps as poem text and
 # what forms, rhymes and tones treat as a character
 HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -469,6 +470,9 @@ def _check_values(m: Manifest) -> list[str]:
             problems.append(f"vocab must start with the special tokens {list(SPECIAL_TOKENS)}")
         if len(set(m.vocab)) != len(m.vocab):
             problems.append("vocab has duplicate entries")
+        missing = [mark for mark in (COMMA, PERIOD) if mark not in m.vocab]
+        if missing:
+            problems.append(f"vocab lacks the verse marks {' '.join(missing)} (every poem is written in verses)")
         if m.cache_outputs not in CACHE_OUTPUTS:
             problems.append(f"cache_outputs is {m.cache_outputs!r}, expected one of {list(CACHE_OUTPUTS)}")
         problems += generation_problems(m.generation)

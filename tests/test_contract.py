@@ -35,6 +35,12 @@ def test_some_form_tokens_without_the_others_are_named(tmp_path):
         read_manifest(tmp_path)
 
 
+def test_a_vocab_without_the_verse_marks_is_refused(tmp_path):
+    write(tmp_path, [t for t in TINY_VOCAB if t != "，"])
+    with pytest.raises(ManifestError, match="vocab lacks the verse marks ，"):
+        read_manifest(tmp_path)
+
+
 def test_every_value_problem_is_listed_at_once(tmp_path):
     path = write(tmp_path, TINY_VOCAB)
     data = json.loads(path.read_text(encoding="utf-8"))

@@ -14,7 +14,7 @@ from genrt.onnx_file import position_table_rows
 
 
 def poems_manifest(**changes) -> dict:
-    data = {"format_version": FORMAT_VERSION, "kind": POEMS_KIND, "vocab": list(SPECIAL_TOKENS) + list("春江花月夜"),
+    data = {"format_version": FORMAT_VERSION, "kind": POEMS_KIND, "vocab": list(SPECIAL_TOKENS) + list("春江花月夜，。"),
             "d_model": 8, "num_heads": 2, "num_encoder_layers": 1, "num_decoder_layers": 1, "dim_feedforward": 16,
             "max_len": 16}
     data.update(changes)

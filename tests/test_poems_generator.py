@@ -81,6 +81,30 @@ def gen_with_defaults(tiny_poems_dir, tmp_path):
     return PoemGenerator.load(model, provider="cpu", threads=1)
 
 
+@pytest.mark.parametrize("generation, mode", [({"default": {"length_penalty": 0.5}}, "no options"),
+                                              ({"sample": {"length_penalty": 0.5}}, "sampling")])
+def test_recommended_settings_that_do_not_go_together_are_named_at_load(tiny_poems_dir, tmp_path, generation,
+                                                                        mode):
+    import json
+    import shutil
+    from genrt.contract import ManifestError
+    model = Path(shutil.copytree(tiny_poems_dir, tmp_path / "model"))
+    manifest = json.loads((model / "manifest.json").read_text(encoding="utf-8"))
+    manifest["generation"] = generation
+    (model / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(ManifestError, match=f"recommended settings for {mode} do not go together"):
+        PoemGenerator.load(model, provider="cpu", threads=1)
+
+
+def test_numpy_scalars_mean_what_python_values_mean(gen_with_defaults):
+    import numpy as np
+    g = gen_with_defaults
+    for kwargs in ({"num_return_sequences": 5}, {"do_sample": True}, {"num_beams": 3}, {"do_sample": False},
+                   {"seed": 9, "top_k": 4}):
+        as_numpy = {k: np.bool_(v) if isinstance(v, bool) else np.int64(v) for k, v in kwargs.items()}
+        assert g.options(**as_numpy) == g.options(**kwargs), kwargs
+
+
 def test_manifest_defaults_apply_and_explicit_options_win(gen_with_defaults):
     g = gen_with_defaults
     plain = g.options()
@@ -360,5 +384,49 @@ def test_revise_keeps_the_form_and_refuses_bad_input(gen):
         args = {"prompt": "春江", "poem": poem, "line": 1, "num_alternatives": 2, **bad}
         with pytest.raises(ValueError, match=message):
             gen.revise(**args)
-    with pytest.raises(ValueError, match="first verse is the prompt"):
+    with pytest.raises(ValueError, match="prompt line is given: revise a verse after it"):
         gen.revise(poem.split("，")[0], poem, 1, mode="continue")
+
+
+def test_revise_keeps_the_old_verse_s_length_whatever_shape_the_others_suggest(gen):
+    """A poem of uneven verses with the regular-shape rule on (the bundled default): the new verse still has the
+    old one's length and mark (the shape rule would have ended it at the first verse's length)."""
+    from genrt.poems.revise import split_verses
+    poem = "春江花月夜，山水风云日星辰。天地人家国，秋冬夏雨雪。"
+    for kw in ({"regular_shape": True}, {"regular_shape": True, "num_beams": 2},
+               {"regular_shape": True, "do_sample": True, "seed": 3}):
+        versions = gen.revise("春江", poem, 2, 3, **kw)
+        assert versions, kw
+        for v in versions:
+            new = split_verses(v.text)
+            assert len(new[1]) == 8 and new[1][-1] == "。" and new[0] + "".join(new[2:]) == "春江花月夜，天地人家国，秋冬夏雨雪。"
+
+
+def test_revise_refuses_before_decoding_what_scoring_would_refuse(gen, monkeypatch):
+    calls = []
+    monkeypatch.setattr(gen.model, "step", lambda *a: calls.append(1))
+    with pytest.raises(ValueError, match="the model scores at most"):
+        gen.revise("春江", "春江花月夜，" * 60, 3)
+    with pytest.raises(ValueError, match="must start with its prompt line"):
+        gen.revise("明月", "春江花月夜，山水风云日。天地人家国，秋冬夏雨雪。", 3, mode="continue")
+    assert not calls
+
+
+def test_revise_names_the_rule_no_version_can_keep(form_gen):
+    """A 五绝 poem revised as a 七绝: every version breaks the form, whichever verse is revised."""
+    poem = "春江花月夜，山水风云日。天地人家国，秋冬夏雨雪。"
+    for line in (1, 4):
+        with pytest.raises(ValueError, match="no version of verse|has 5 characters"):
+            form_gen.revise("春江", poem, line, 2, form="qijue")
+
+
+def test_revise_returns_the_kept_verses_as_given(gen, monkeypatch):
+    """Traditional characters in the verses kept stay as the caller wrote them (the model reads them simplified)."""
+    from genrt.poems.revise import split_verses
+    monkeypatch.setattr(gen.tokenizer, "t2s", {"東": "东", "風": "风", "雲": "云"})
+    poem = "東風花月夜，山水風雲日。天地人家国，秋冬夏雨雪。"
+    versions = gen.revise("春江", poem, 3, 2)
+    assert versions
+    for v in versions:
+        new, old = split_verses(v.text), split_verses(poem)
+        assert new[:2] == old[:2] and new[3] == old[3] and new[2] != old[2]

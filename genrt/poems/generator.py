@@ -8,7 +8,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from genrt import limits
-from genrt.contract import VERSE_BREAKS
+from genrt.contract import VERSE_BREAKS, ManifestError
 from genrt.decoding.processors import (
     LogitsProcessor, MinNewTokens, NoRepeatNGram, RepetitionPenalty, SuppressTokens, VerseRepetitionBlock, logsumexp,
     make_sampler, pick_greedy,
@@ -61,6 +61,19 @@ class PoemGenerator:
         self._shape = None                                   # RegularShape, built on first use
         self._shared: dict[tuple, list[LogitsProcessor]] = {}  # processor lists by configuration (_shared_processors)
         self._stateless: dict[tuple, LogitsProcessor] = {}     # processors by class and arguments (_stateless_one)
+        self._check_recommended()
+
+    def _check_recommended(self) -> None:
+        """Each mode's recommended settings, merged as a call merges them, must validate together (each setting
+        alone was range-checked with the manifest): a combination that does not is the model directory's
+        problem, named at load, not a caller's at the first decode."""
+        for mode, kwargs in (("no options", {}), ("beams", {"num_beams": 4}), ("sampling", {"do_sample": True}),
+                             ("greedy", {"do_sample": False})):
+            try:
+                self.options(**kwargs)
+            except ValueError as e:
+                raise ManifestError(str(self.model.model_dir), [
+                    f"generation: the recommended settings for {mode} do not go together: {e}"]) from None
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None,
@@ -84,6 +97,8 @@ class PoemGenerator:
         if options is not None and not isinstance(options, GenerationOptions):
             raise ValueError(f"options must be a GenerationOptions, got {type(options).__name__}; pass settings "
                              f"as keyword arguments (generate(prompt, num_beams=4))")
+        # numpy scalars (np.int64(8), np.bool_(True)) mean what the Python values mean, here and in the merge below
+        kwargs = {k: v.item() if isinstance(v, np.generic) else v for k, v in kwargs.items()}
         if options is not None:
             return GenerationOptions.from_kwargs(options, **kwargs)
         recommended = self.manifest.generation or {}

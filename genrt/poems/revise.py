@@ -16,10 +16,11 @@ import numpy as np
 from genrt.contract import VERSE_BREAKS
 from genrt.decoding.processors import NEG
 from genrt.decoding.scheduler import Request, Scheduler
+from genrt.poems.generator import Poem
 from genrt.poems.options import MAX_NUM_BEAMS
 
 if TYPE_CHECKING:
-    from genrt.poems.generator import Poem, PoemGenerator
+    from genrt.poems.generator import PoemGenerator
 
 CANDIDATES_PER_ALTERNATIVE = 3        # candidates decoded per alternative asked for (some fail the whole-poem checks)
 
@@ -62,7 +63,10 @@ def revise(gen: "PoemGenerator", prompt: str, poem: str, line: int, num_alternat
     decoding gathers its candidates with best-first beams. Raises ValueError naming any bad input."""
     if not isinstance(poem, str) or not poem.strip():
         raise ValueError("the poem to revise must be a non-empty string")
-    verses = split_verses(gen.tokenizer.normalize(poem.strip()))
+    text = gen.tokenizer.normalize(poem.strip())
+    verses = split_verses(text)
+    # the verses kept are returned as given (traditional characters stay); normalising maps a character to one
+    given = split_verses(poem.strip()) if len(poem.strip()) == len(text) else verses
     if isinstance(line, bool) or not isinstance(line, (int, np.integer)) or not 1 <= line <= len(verses):
         raise ValueError(f"line must be a verse number from 1 to {len(verses)}, got {line!r}")
     if isinstance(num_alternatives, bool) or not isinstance(num_alternatives, (int, np.integer)) \
@@ -72,12 +76,15 @@ def revise(gen: "PoemGenerator", prompt: str, poem: str, line: int, num_alternat
     if unknown:
         raise ValueError(f"the poem has characters outside the model's vocabulary: {''.join(unknown)}")
     opts = gen.options(**options)
-    if opts.mode == "continue" and line == 1:
-        raise ValueError("in continue mode the first verse is the prompt: revise another one")
+    _, (prompt_line,) = gen._encode_prompts([prompt], opts)          # continue mode: the given first line
+    gen._score_target(text, prompt_line)            # what scoring will refuse (too long, not its prompt's poem)
     old = verses[line - 1]
     body, mark = (old[:-1], old[-1]) if old[-1] in VERSE_BREAKS else (old, None)
     before, after = "".join(verses[:line - 1]), "".join(verses[line:])
     forced = gen.tokenizer.encode_text(before)
+    if len(forced) < len(prompt_line):
+        raise ValueError(f"in continue mode the prompt line is given: revise a verse after it (line "
+                         f"{len(split_verses(gen.tokenizer.decode(prompt_line))) + 1} or later)")
     opts = _candidate_options(opts, num_alternatives)
 
     (request,) = gen.requests([prompt], opts)                         # the source; its prefix is replaced
@@ -93,44 +100,46 @@ def revise(gen: "PoemGenerator", prompt: str, poem: str, line: int, num_alternat
     if request.error is not None:
         raise request.error
 
-    texts = []
+    texts, verse_of, problem = [], {}, None
     for hyp in request.result:
         verse = gen.tokenizer.decode(hyp.tokens)
-        text = before + verse + after
-        if hyp.finished and verse != old and text not in texts and _fits(text, opts):
-            texts.append(text)
+        candidate = before + verse + after
+        if not hyp.finished or verse == old or len(verse) != len(old) or candidate in verse_of:
+            continue
+        problem = _problem(candidate, opts)
+        if problem is None:
+            texts.append(candidate)
+            verse_of[candidate] = verse
     if not texts:
+        if problem is not None:      # every version breaks the rules: the kept verses do not allow one
+            raise ValueError(f"no version of verse {line} keeps the poem within its rules: {problem}")
         return []
     scores = gen.score([prompt] * len(texts), texts, mode=opts.mode)
     ranked = sorted(zip(texts, scores), key=lambda pair: -pair[1].logprob)[:num_alternatives]
-    return [gen._poem(prompt, [], _whole(gen, text, s.logprob)) for text, s in ranked]
+    kept_before, kept_after = "".join(given[:line - 1]), "".join(given[line:])
+    return [Poem(prompt, kept_before + verse_of[text] + kept_after, s.logprob, True) for text, s in ranked]
 
 
 def _candidate_options(opts, wanted: int):
     """The request's mode, asked for enough candidates: beams as wide as needed (greedy: best-first beams),
-    sampling as many draws."""
+    sampling as many draws. The verse's length is the old one's (ReviseVerse), whatever shape the other verses
+    suggest, so the regular-shape rule is off."""
     n = min(MAX_NUM_BEAMS, max(wanted * CANDIDATES_PER_ALTERNATIVE, 2))
     if opts.do_sample and not opts.is_beam:
-        return replace(opts, num_return_sequences=n, best_of=1, min_new_tokens=0)
+        return replace(opts, num_return_sequences=n, best_of=1, min_new_tokens=0, regular_shape=False)
     beams = max(opts.num_beams, n)
-    return replace(opts, num_beams=beams, num_return_sequences=beams, min_new_tokens=0)
+    return replace(opts, num_beams=beams, num_return_sequences=beams, min_new_tokens=0, regular_shape=False)
 
 
-def _fits(text: str, opts) -> bool:
-    """The whole revised poem keeps the request's form, acrostic, rhyme and tones."""
+def _problem(text: str, opts) -> str | None:
+    """What in the whole revised poem breaks the request's form, acrostic, rhyme or tones, or None."""
     from genrt.poems.verse.forms import form_problem
-    if (opts.form or opts.acrostic) and form_problem(text, opts.form, opts.acrostic,
-                                                     opts.rhyme_scheme == "modern") is not None:
-        return False
+    if opts.form or opts.acrostic:
+        problem = form_problem(text, opts.form, opts.acrostic, opts.rhyme_scheme == "modern")
+        if problem is not None:
+            return problem
     if opts.tonal or opts.rhyme_scheme == "pingshui":
         from genrt.poems.verse.tonal import pingshui_rhyme_problem, tonal_problem
-        if opts.tonal and tonal_problem(text, opts.form, opts.acrostic) is not None:
-            return False
-        if pingshui_rhyme_problem(text, opts.form, opts.acrostic) is not None:
-            return False
-    return True
-
-
-def _whole(gen, text: str, logprob: float):
-    from genrt.decoding.search import Hypothesis
-    return Hypothesis(gen.tokenizer.encode_text(text), logprob, True)
+        return (tonal_problem(text, opts.form, opts.acrostic) if opts.tonal else None) \
+            or pingshui_rhyme_problem(text, opts.form, opts.acrostic)
+    return None

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from genrt.contract import is_han
-
-COMMA, PERIOD = "，", "。"
+from genrt.contract import COMMA, PERIOD, is_han  # noqa: F401  (re-exported: the verse rules' own names)
 MAX_FREE_LINES = 16            # longest acrostic without a form (one line per character)
 FREE_LENGTHS = (5, 7)          # line lengths an acrostic without a form may take
 
