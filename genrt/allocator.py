@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 from typing import Callable
 
 MALLOC_ARENAS = 2
@@ -33,9 +34,11 @@ KEEP_FREE_BYTES = 1 << 30                                        # free heap kep
 
 
 def _mallopt() -> Callable[[int, int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None                       # glibc's mallopt is a Linux matter (Windows cannot even open CDLL(None))
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):     # not glibc (macOS, Windows, musl)
+    except (OSError, AttributeError, TypeError):     # not glibc (musl)
         return None
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return mallopt

@@ -88,7 +88,8 @@ def parse_provider_options(ctx, param, values: tuple[str, ...]) -> dict[str, str
 def provider_option(f):
     f = click.option("--provider-option", "provider_options", multiple=True, metavar="KEY=VALUE",
                      callback=parse_provider_options,
-                     help="an option for the provider, passed to onnxruntime as is (repeatable), e.g. device_id=1")(f)
+                     help="an option for the provider, passed to onnxruntime as is (repeatable), e.g. device_id=1; "
+                          "the CPU provider takes none")(f)
     return click.option("--provider", type=ProviderName(), default="auto", show_default=True,
                         help=f"onnxruntime execution provider: {', '.join(known_names())} or any onnxruntime name "
                              f"(e.g. DmlExecutionProvider); auto = CUDA if available, else CPU")(f)

@@ -36,23 +36,31 @@ def resolve_provider(requested: str = "auto", quiet: bool = True) -> str:
     return providers.resolve_provider(requested, available_providers())
 
 
-def physical_cores() -> int:
-    """Physical core count (onnxruntime is fastest with one thread per physical core)."""
+SYSFS_CPU = Path("/sys/devices/system/cpu")
+
+
+def physical_cores(sysfs: Path = SYSFS_CPU) -> int:
+    """Physical cores this process may run on (onnxruntime is fastest with one thread per physical core): the
+    CPUs of its affinity grouped by the kernel's topology (hyperthread siblings count once), on any Linux
+    architecture; elsewhere half the logical CPUs (two threads per core, the common case)."""
     try:
-        cores = set()
-        with open("/proc/cpuinfo") as f:
-            phys = core = None
-            for line in f:
-                if line.startswith("physical id"):
-                    phys = line.split(":")[1].strip()
-                elif line.startswith("core id"):
-                    core = line.split(":")[1].strip()
-                    cores.add((phys, core))
-        if cores:
-            return min(len(cores), len(os.sched_getaffinity(0)))
-    except (OSError, AttributeError):
-        pass
-    return max(1, (os.cpu_count() or 2) // 2)
+        usable = sorted(os.sched_getaffinity(0))
+    except AttributeError:                         # no affinity call: macOS, Windows
+        return max(1, (os.cpu_count() or 2) // 2)
+    cores = set()
+    for cpu in usable:
+        try:
+            cores.add((sysfs / f"cpu{cpu}" / "topology" / "thread_siblings_list").read_text().strip())
+        except OSError:                            # no topology to read: each usable CPU, halved when shared
+            return max(1, len(usable) // 2 if len(usable) > 1 and _smt_active(sysfs) else len(usable))
+    return max(1, len(cores))
+
+
+def _smt_active(sysfs: Path) -> bool:
+    try:
+        return (sysfs / "smt" / "active").read_text().strip() == "1"
+    except OSError:
+        return True                                # unknown: assume hyperthreads, as most x86 servers have
 
 
 def check_threads(threads: object) -> int | None:
@@ -83,13 +91,21 @@ def make_session(path: str | Path, provider: str = "cpu", threads: int | None = 
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     try:
+        # no fallback: onnxruntime would otherwise move a session whose provider fails (at start or in a run)
+        # to CPU on its own, printing to stdout, while genrt still names the provider asked for
         session = ort.InferenceSession(str(path), sess_options=opts,
-                                       providers=session_providers(spec.name, provider_options))
+                                       providers=session_providers(spec.name, provider_options), enable_fallback=0)
     except Exception as e:
-        if not provider_options:
+        if not provider_options and spec.ort_name == provider_spec(CPU).ort_name:
             raise
-        raise ProviderError(f"cannot open {Path(path).name} on {spec.ort_name} with the provider options "
-                            f"{provider_options}: {str(e).splitlines()[0]}") from None
+        with_options = f" with the provider options {provider_options}" if provider_options else ""
+        raise ProviderError(f"cannot open {Path(path).name} on {spec.ort_name}{with_options}: "
+                            f"{str(e).splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+    ignored = sorted(set(provider_options) - set(session.get_provider_options().get(spec.ort_name, {})))
+    if ignored and spec.ort_name == provider_spec(CPU).ort_name:
+        # onnxruntime's CPU provider takes no options and ignores any given without a word: say so instead
+        raise ProviderError(f"the CPU provider takes no provider options (got {', '.join(ignored)}); its threads "
+                            f"are --threads")
     if spec.ort_name not in session.get_providers():
         # onnxruntime falls back to CPU silently when a provider's libraries fail to load: say so instead
         raise ProviderError(f"onnxruntime offers {spec.ort_name} but could not start it (its libraries missing? "

@@ -38,3 +38,13 @@ def test_freed_memory_is_kept_here_and_in_started_processes_unless_set(clean_env
 def test_without_glibc_nothing_changes_but_the_environment(clean_env, monkeypatch):
     monkeypatch.setattr(allocator, "_mallopt", lambda: None)
     assert not allocator.retain_freed_memory() and not allocator.bound_malloc_arenas()
+
+
+def test_mallopt_is_looked_up_on_linux_only(monkeypatch):
+    """Windows cannot open CDLL(None) (a TypeError there), macOS has no glibc: neither is asked."""
+    def refuse(*args):
+        raise AssertionError("CDLL opened off Linux")
+    monkeypatch.setattr(allocator.ctypes, "CDLL", refuse)
+    for platform in ("win32", "darwin"):
+        monkeypatch.setattr(allocator.sys, "platform", platform)
+        assert allocator._mallopt() is None

@@ -117,19 +117,26 @@ def test_default_precision_comes_from_the_table(tmp_path, monkeypatch):
     assert [pick(k, "XnnpackExecutionProvider") for k in ("faces", "poems")] == ["faces", "poems"]
 
 
-def test_options_reach_the_session(tiny_faces_model):
+def test_the_cpu_provider_refuses_the_options_onnxruntime_would_ignore(tiny_faces_model):
     from genrt.faces import FaceGenerator
-    gen = FaceGenerator.load(tiny_faces_model, provider="CPUExecutionProvider", threads=1,
-                             provider_options={"arena_extend_strategy": "kSameAsRequested"})
-    assert gen.provider == "cpu" and gen.generate(2, seed=0).shape[0] == 2
+    with pytest.raises(ProviderError, match="CPU provider takes no provider options .*arena_extend_strategy"):
+        FaceGenerator.load(tiny_faces_model, provider="CPUExecutionProvider", threads=1,
+                           provider_options={"arena_extend_strategy": "kSameAsRequested"})
+
+
+def test_sessions_never_fall_back_to_cpu_on_their_own(tiny_faces_model):
+    """onnxruntime's own fallback would move a failing CUDA session to CPU (printing to stdout) while genrt still
+    names CUDA: every session is made without it."""
+    session = runtime.make_session(tiny_faces_model / "generator.onnx", "cpu", threads=1)
+    assert session._enable_fallback is False
 
 
 def test_a_provider_that_does_not_start_is_named(tiny_faces_model, monkeypatch):
     """onnxruntime falls back to CPU silently when a provider's libraries do not load: genrt says so."""
     monkeypatch.setattr(runtime, "available_providers", lambda: ["cuda", "cpu"])
     real = ort.InferenceSession
-    monkeypatch.setattr(ort, "InferenceSession", lambda path, sess_options, providers: real(
-        path, sess_options=sess_options, providers=["CPUExecutionProvider"]))
+    monkeypatch.setattr(ort, "InferenceSession", lambda path, sess_options, providers, **kwargs: real(
+        path, sess_options=sess_options, providers=["CPUExecutionProvider"], **kwargs))
     with pytest.raises(ProviderError, match="offers CUDAExecutionProvider but could not start it"):
         runtime.make_session(tiny_faces_model / "generator.onnx", "cuda", threads=1)
 
@@ -161,7 +168,7 @@ def test_cli_passes_provider_options(tiny_faces_model, tmp_path, monkeypatch):
 
     def spy(path, provider="cpu", threads=None, spin=True, provider_options=None):
         seen.update(provider=provider, options=provider_options)
-        return real(path, provider, threads, spin, provider_options)
+        return real(path, provider, threads, spin)         # the CPU provider itself takes no options
     monkeypatch.setattr(runtime, "make_session", spy)
     result = run("faces", "--n", "1", "-o", str(tmp_path), "--model", str(tiny_faces_model), "--seed", "1",
                  "--provider", "CPUExecutionProvider", "--provider-option", "arena_extend_strategy=kSameAsRequested",
@@ -176,7 +183,7 @@ def test_cli_passes_provider_options_to_the_poem_model(tiny_poems_dir, monkeypat
 
     def spy(path, provider="cpu", threads=None, spin=True, provider_options=None):
         seen[path.name] = provider_options
-        return real(path, provider, threads, spin, provider_options)
+        return real(path, provider, threads, spin)
     monkeypatch.setattr(runtime, "make_session", spy)
     result = run("poem", "春江", "--model", str(tiny_poems_dir), "--greedy", "--free-shape", "--max-new-tokens", "4",
                  "--provider", "cpu", "--provider-option", "arena_extend_strategy=kSameAsRequested")

@@ -69,6 +69,23 @@ def test_physical_cores_is_positive():
     assert runtime.physical_cores() >= 1
 
 
+def test_physical_cores_count_hyperthread_siblings_once_within_the_affinity(tmp_path, monkeypatch):
+    """From the kernel's topology, on any architecture: CPUs 0/2 and 1/3 are sibling pairs."""
+    for cpu, siblings in enumerate(["0,2", "1,3", "0,2", "1,3"]):
+        (tmp_path / f"cpu{cpu}" / "topology").mkdir(parents=True)
+        (tmp_path / f"cpu{cpu}" / "topology" / "thread_siblings_list").write_text(siblings + "\n")
+    for affinity, cores in (({0, 1, 2, 3}, 2), ({0, 2}, 1), ({0, 1}, 2)):
+        monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid, a=affinity: a, raising=False)
+        assert runtime.physical_cores(tmp_path) == cores
+    bare = tmp_path / "bare"                                 # no topology: SMT off -> every usable CPU
+    (bare / "smt").mkdir(parents=True)
+    (bare / "smt" / "active").write_text("0\n")
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert runtime.physical_cores(bare) == 4
+    (bare / "smt" / "active").write_text("1\n")
+    assert runtime.physical_cores(bare) == 2
+
+
 def test_make_session_honours_threads(tiny_faces_model):
     session = make_session(tiny_faces_model / "generator.onnx", "cpu", threads=1)
     assert session.get_providers() == ["CPUExecutionProvider"]

@@ -155,6 +155,9 @@ class PoemModel:
                              f"needs one that returns the grown cache ('present', as python -m export.poems writes)")
         self.device_cache = (spec.device_cache and not self._new_kv_only) if device_cache is None else device_cache
         self._device = spec.ort_device
+        # the device the session runs on (--provider-option device_id=1): the cache it keeps lives there too
+        taken = getattr(decoder, "get_provider_options", dict)().get(spec.ort_name, {})
+        self._device_id = int(taken.get("device_id", 0) or 0)
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, provider: str = "auto", threads: int | None = None,
@@ -291,7 +294,10 @@ class PoemModel:
         for name, value in zip(self._past_names + self._cross_names, cache.self_kv + cache.cross_kv):
             binding.bind_ortvalue_input(name, value)
         for name in self._decoder_outputs:      # logits and log_norm to the host, the cache stays on the device
-            binding.bind_output(name, "cpu" if name in ("logits", LOG_NORM) else self._device)
+            if name in ("logits", LOG_NORM):
+                binding.bind_output(name, "cpu")
+            else:
+                binding.bind_output(name, self._device, self._device_id)
         self.decoder.run_with_iobinding(binding)
         logits, *outs = binding.get_outputs()
         if self.manifest.log_norm:
@@ -350,13 +356,19 @@ class PoemModel:
         feeds = {"input_ids": ids, "position_ids": positions, "src_mask": _host(cache.src_mask), SELF_MASK: self_mask}
         feeds.update(zip(self._past_names, (_host(x) for x in cache.self_kv)))
         feeds.update(zip(self._cross_names, (_host(x) for x in cache.cross_kv)))
-        (all_logits,) = self.decoder.run([ALL_LOGITS], feeds)                       # (B, N, V)
+        try:
+            (all_logits,) = self.decoder.run([ALL_LOGITS], feeds)                   # (B, N, V)
+        except GRAPH_RUN_ERRORS as e:
+            raise GraphRunError(f"{self.manifest.decoder_file} failed: {str(e).splitlines()[0]}") from None
+        if all_logits.shape[:2] != ids.shape:
+            raise GraphRunError(f"{self.manifest.decoder_file} returned all_logits of shape {all_logits.shape}, "
+                                f"expected {ids.shape + (len(self.manifest.vocab),)}")
         return [all_logits[i, :len(t)] for i, t in enumerate(targets)]
 
     def _upload(self, array: np.ndarray):
         if not self.device_cache:
             return array
-        return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self._device, 0)
+        return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self._device, self._device_id)
 
 
 class RecomputeModel:
