@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -32,7 +31,7 @@ if TYPE_CHECKING:  # torch is imported lazily: `decode_options` and the benchmar
     import torch
     from trainers.poems_model import PoemTransformer
 
-from export.model_dir import require  # noqa: E402
+from export.model_dir import command_errors, require, staged_model_dir  # noqa: E402
 from genrt.contract import EOS_ID, NEVER_GENERATED_SPECIAL_IDS, SOS_ID, UNK_ID  # noqa: E402
 
 SUPPRESSED_IDS = NEVER_GENERATED_SPECIAL_IDS   # what genrt bans: <pad> <sos> <unk> <title> <first>
@@ -114,12 +113,11 @@ def build_spec(model: PoemTransformer, vocab: Sequence[str]):
 
 
 def save_spec(spec, out_dir: Path, quantization: str | None) -> Path:
-    """Validate, optimize (alias the shared embedding/position tables; quantize) and write `out_dir` (replaced)."""
+    """Validate, optimize (alias the shared embedding/position tables; quantize) and write into `out_dir` (a new
+    or empty folder)."""
     spec.validate()
     spec.optimize(quantization=quantization)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     spec.save(str(out_dir))
     return out_dir
 
@@ -200,15 +198,23 @@ def check_ctranslate2(model: PoemTransformer, vocab: Sequence[str], model_dir: P
 
 
 def convert_to_ctranslate2(checkpoint: str | Path, out_dir: str | Path, quantization: str | None = None,
-                           check_prompts: int = 20, check_beam: bool = True, threads: int = 1) -> Path:
+                           check_prompts: int = 20, check_beam: bool = True, threads: int = 1,
+                           force: bool = False) -> Path:
     """Write a CTranslate2 model directory for the poem checkpoint (`quantization` None = float32, or "int8") and
-    its check report (ct2_report.json). Raises ExportError when the float32 model's greedy tokens or
+    its check report (ct2_report.json), checked in a temporary folder before it takes `out_dir`'s place (an
+    existing non-empty `out_dir` only with `force`). Raises ExportError when the float32 model's greedy tokens or
     log-probabilities differ from torch."""
     if quantization not in (None, "float32", "int8"):
         raise ValueError(f"quantization must be None, 'float32' or 'int8', not {quantization!r}")
     from trainers.poems import load_model
     model, vocab, _ = load_model(checkpoint)
-    out = Path(out_dir)
+    with staged_model_dir(out_dir, force) as out:
+        _convert_checked(model, vocab, out, quantization, check_prompts, check_beam, threads)
+    return Path(out_dir)
+
+
+def _convert_checked(model, vocab, out: Path, quantization: str | None, check_prompts: int, check_beam: bool,
+                     threads: int) -> None:
     if quantization == "int8":
         with tempfile.TemporaryDirectory() as tmp:   # the wiring is checked on an fp32 twin, asserted
             fp32 = save_spec(build_spec(model, vocab), Path(tmp) / "fp32", None)
@@ -222,7 +228,6 @@ def convert_to_ctranslate2(checkpoint: str | Path, out_dir: str | Path, quantiza
                                                        threads=threads))}
     report["quantization"] = quantization or "float32"
     (out / REPORT_NAME).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    return out
 
 
 def _assert_ok(report: dict) -> dict:
@@ -235,7 +240,8 @@ def _assert_ok(report: dict) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default="runs/poems/checkpoint.pt")
-    parser.add_argument("--out", required=True, help="output CTranslate2 model directory (replaced)")
+    parser.add_argument("--out", required=True, help="output CTranslate2 model directory")
+    parser.add_argument("--force", action="store_true", help="replace a non-empty --out")
     parser.add_argument("--quantization", choices=["float32", "int8"], default=None)
     parser.add_argument("--check-prompts", type=int, default=20)
     parser.add_argument("--no-beam-check", action="store_true")
@@ -243,8 +249,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
-    out = convert_to_ctranslate2(args.checkpoint, args.out, args.quantization, args.check_prompts,
-                                 not args.no_beam_check, args.threads)
+    with command_errors():
+        out = convert_to_ctranslate2(args.checkpoint, args.out, args.quantization, args.check_prompts,
+                                     not args.no_beam_check, args.threads, args.force)
     print(f"wrote {out}: " + (out / REPORT_NAME).read_text(encoding="utf-8"))
 
 

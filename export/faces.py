@@ -37,7 +37,7 @@ import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from export.faces_subpixel import subpixel_net
-from export.model_dir import ExportError, check_target, portable_paths, staged_model_dir
+from export.model_dir import ExportError, check_target, command_errors, portable_paths, staged_model_dir
 from genrt.contract import FacesManifest, ManifestError, MANIFEST_NAME, write_manifest
 from genrt.runtime import load_checked_session, make_session
 from trainers.common import config_dict
@@ -251,6 +251,10 @@ def export_faces(checkpoint: str | Path, out_dir: str | Path, *, int8: bool = Fa
     int8_final = (Path(int8_out_dir) if int8_out_dir else final_dir.with_name(final_dir.name + "_int8")) if int8 \
         else None
     if int8_final is not None:
+        a, b = final_dir.absolute(), int8_final.absolute()
+        if a == b or a in b.parents or b in a.parents:
+            raise ExportError(f"the int8 directory {int8_final} must lie apart from {final_dir} (not the same "
+                              f"folder, nor one inside the other)")
         check_target(int8_final, force)
     generator, cfg, state = load_generator(checkpoint)
     critic = load_discriminator(checkpoint) if discriminator else None
@@ -426,13 +430,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-discriminator", dest="discriminator", action="store_false",
                         help="leave the discriminator out (smaller directories; genrt faces --filter needs it)")
     args = parser.parse_args(argv)
-    from trainers.common import CheckpointError
-    try:
+    with command_errors():
         out = export_faces(args.checkpoint, args.out, int8=args.int8, int8_out_dir=args.int8_out,
                            seed=args.seed, threads=args.threads, force=args.force,
                            discriminator=args.discriminator)
-    except (ExportError, CheckpointError) as e:
-        raise SystemExit(f"export failed: {e}") from None
     print(f"wrote {out}" + (f" and {args.int8_out or str(out) + '_int8'}" if args.int8 else ""))
 
 

@@ -43,11 +43,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", help="directory for the fp16 copy")
     parser.add_argument("--force", action="store_true", help="replace a non-empty OUT")
     args = parser.parse_args(argv)
-    from export.model_dir import ExportError
-    try:
+    from export.model_dir import command_errors
+    with command_errors():
         print(f"wrote {fp16_copy(args.src, args.out, args.force)}")
-    except ExportError as e:
-        raise SystemExit(f"export failed: {e}") from None
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ An existing non-empty target is refused unless `force`, and then replaced whole,
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from pathlib import Path, PureWindowsPath
@@ -38,12 +39,28 @@ def staged_model_dir(out_dir: str | Path, force: bool = False) -> Iterator[Path]
     try:
         yield tmp
         check_target(out, force)                      # still true after the (long) export?
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        _swap_in(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """`tmp` becomes `out` in two renames: the old directory is moved aside first and removed only once the new one
+    is in place, so an interrupt leaves the old model or the new one at `out`, never part of either (at worst a
+    `.<name>.old-*` sibling holding the old one remains)."""
+    if not out.exists():
+        tmp.rename(out)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    out.rename(aside / out.name)
+    try:
+        tmp.rename(out)
+    except BaseException:
+        (aside / out.name).rename(out)                # put the old one back
+        aside.rmdir()
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -56,6 +73,25 @@ def staged_rewrite(model_dir: str | Path) -> Iterator[Path]:
             if item.is_file():
                 shutil.copy2(item, tmp / item.name)
         yield tmp
+
+
+@contextlib.contextmanager
+def command_errors(what: str = "export failed") -> Iterator[None]:
+    """For export commands: the failures they expect (a failed check, a missing or broken model directory or
+    checkpoint, a bad value, a file that cannot be read or written) end the command with one line, not a
+    traceback. ManifestError and CheckpointError are ValueErrors."""
+    try:
+        yield
+    except (ExportError, ValueError, OSError) as e:
+        raise SystemExit(f"{what}: {' '.join(str(e).split()) or type(e).__name__}") from None
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Write a file of a model directory in place of the old one all at once (a temporary file, then a rename):
+    a crash mid-write leaves the old file, never a truncated one the manifest still names."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def require(condition: bool, message: str) -> None:

@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
+from export.model_dir import command_errors, replace_text
 from genrt.contract import MANIFEST_NAME, PoemsManifest, read_manifest
 from genrt.poems.verse.doubling import (
     DOUBLING_FILE, MIN_AT_POSITION, MIN_COUNT, VERSE_LENGTHS, DoublingTable, doubled_pairs,
@@ -69,8 +70,8 @@ def write_doubling(model_dir: str | Path, table: DoublingTable) -> str:
     """Write the table into model_dir and name it in the manifest (only that field changes: the rest of the
     manifest is kept byte for byte); read the directory back through the contract. -> the file name."""
     model_dir = Path(model_dir)
-    (model_dir / DOUBLING_FILE).write_text(json.dumps(table.to_json(), ensure_ascii=False, separators=(",", ":"))
-                                           + "\n", encoding="utf-8")
+    replace_text(model_dir / DOUBLING_FILE, json.dumps(table.to_json(), ensure_ascii=False, separators=(",", ":"))
+                 + "\n")
     path = model_dir / MANIFEST_NAME
     data = json.loads(path.read_text(encoding="utf-8"))
     keys = list(data)
@@ -95,7 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-at-position", type=int, default=MIN_AT_POSITION,
                         help="a character may double at a place of a 5- or 7-character verse seen this often")
     args = parser.parse_args(argv)
-    manifests = [read_manifest(d, expected_kind="poems-transformer") for d in args.model_dirs]
+    with command_errors("failed"):
+        manifests = [read_manifest(d, expected_kind="poems-transformer") for d in args.model_dirs]
     settings = {json.dumps(corpus_settings(m), sort_keys=True) for m in manifests}
     if len(settings) > 1:
         parser.error("the model directories record different corpus settings: export them one at a time")

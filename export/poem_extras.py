@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
+from export.model_dir import command_errors, replace_text
 from genrt.contract import PoemsManifest, generation_problems, read_manifest, write_manifest
 
 T2S_FILE = "t2s.json"
@@ -52,8 +53,7 @@ def t2s_table(vocab: Iterable[str]) -> dict[str, str]:
 
 
 def write_t2s(model_dir: Path, vocab: Iterable[str]) -> str:
-    (model_dir / T2S_FILE).write_text(json.dumps(t2s_table(vocab), ensure_ascii=False, sort_keys=True),
-                                      encoding="utf-8")
+    replace_text(model_dir / T2S_FILE, json.dumps(t2s_table(vocab), ensure_ascii=False, sort_keys=True))
     return T2S_FILE
 
 
@@ -71,11 +71,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("--generation", type=Path, default=None, help="JSON of the generation section")
     args = parser.parse_args(argv)
-    manifest = read_manifest(args.model_dir, expected_kind="poems-transformer")
-    generation = json.loads(args.generation.read_text(encoding="utf-8")) if args.generation else None
-    updated = with_extras(args.model_dir, manifest, generation)
-    write_manifest(args.model_dir, updated)          # atomic: temporary file, then rename
-    read_manifest(args.model_dir)
+    with command_errors("failed"):                   # a bad or missing --generation JSON is a ValueError too
+        manifest = read_manifest(args.model_dir, expected_kind="poems-transformer")
+        generation = json.loads(args.generation.read_text(encoding="utf-8")) if args.generation else None
+        updated = with_extras(args.model_dir, manifest, generation)
+        write_manifest(args.model_dir, updated)      # atomic: temporary file, then rename
+        read_manifest(args.model_dir)
     print(f"{args.model_dir}: {T2S_FILE} ({len(json.loads((args.model_dir / T2S_FILE).read_text('utf-8')))} "
           f"characters) and generation settings {json.dumps(updated.generation, ensure_ascii=False)}")
 

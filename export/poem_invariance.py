@@ -79,11 +79,15 @@ def declare_batch_invariance(model_dir: str | Path) -> bool:
     """Check the model directory's graphs on the CPU provider and record the outcome in its manifest."""
     from genrt.poems.model import PoemModel
     model_dir = Path(model_dir)
-    try:
-        invariant = not batch_invariance_problems(PoemModel.load(model_dir, provider="cpu"))
-    except Exception:     # a variant the CPU provider cannot run (fp16) guarantees nothing here
-        invariant = False
     manifest = read_manifest(model_dir)
+    try:
+        model = PoemModel.load(model_dir, provider="cpu")
+    except Exception:
+        if manifest.precision != "fp16":
+            raise                      # a graph that does not load is a broken export, not a non-invariant one
+        invariant = False              # an fp16 model an onnxruntime build cannot run on CPU guarantees nothing here
+    else:
+        invariant = not batch_invariance_problems(model)
     write_manifest(model_dir, dataclasses.replace(manifest, batch_invariant=invariant))
     return invariant
 
@@ -93,8 +97,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", help="poem model directory to check")
     args = parser.parse_args(argv)
+    from export.model_dir import command_errors
     from genrt.poems.model import PoemModel
-    problems = batch_invariance_problems(PoemModel.load(args.model_dir, provider="cpu"))
+    with command_errors("check failed"):
+        problems = batch_invariance_problems(PoemModel.load(args.model_dir, provider="cpu"))
     print(json.dumps({"batch_invariant": not problems, "problems": problems}, ensure_ascii=False))
 
 

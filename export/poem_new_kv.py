@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from export.model_dir import ExportError, require, staged_rewrite
+from export.model_dir import ExportError, command_errors, require, staged_rewrite
 from export.poem_invariance import declare_batch_invariance
 from export.poems_fused import MHA_DOMAIN, MHA_OP
 from genrt.contract import (
@@ -279,10 +279,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", help="poem model directory exported with fused attention (rewritten in place)")
     args = parser.parse_args(argv)
-    try:
+    with command_errors():
         report = upgrade(args.model_dir)
-    except ExportError as e:
-        raise SystemExit(f"export failed: {e}") from None
     same = "bit-identical" if report["identical"] else f"within {report['max_abs_difference']:.3g}"
     print(f"rewrote {args.model_dir}: logits and new keys/values {same} to the fused decoder's; batch invariant: "
           f"{report['batch_invariant']}")

@@ -17,7 +17,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-from export.model_dir import ExportError, require, staged_rewrite
+from export.model_dir import ExportError, command_errors, require, staged_rewrite
 from export.poem_invariance import declare_batch_invariance
 from export.poems_fused import MHA_DOMAIN, MHA_OP
 from genrt.contract import POEMS_KIND, SELF_MASK, read_manifest
@@ -61,10 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", help="poem model directory whose decoder lacks self_mask")
     args = parser.parse_args(argv)
-    try:
+    with command_errors("upgrade failed"):
         invariant = upgrade(args.model_dir)
-    except ExportError as e:
-        raise SystemExit(f"upgrade failed: {e}") from None
     print(f"upgraded {args.model_dir} (batch invariant: {'yes' if invariant else 'no'})")
 
 

@@ -21,7 +21,7 @@ import onnx
 import torch
 import torch.nn as nn
 
-from export.model_dir import ExportError, check_target, portable_paths, require, staged_model_dir
+from export.model_dir import check_target, command_errors, portable_paths, require, staged_model_dir
 from export.poem_extras import with_extras
 from export.poem_invariance import declare_batch_invariance
 from export.poems_fused import MHA_DOMAIN, insert_unused_inputs
@@ -184,8 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calibration-batches", type=int, default=40)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    from trainers.common import CheckpointError
-    try:
+    with command_errors():
         if args.int8:
             check_target(str(Path(args.out)) + "_int8", args.force)
         out = export_poems(args.checkpoint, args.out, args.check_prompts, fused_attention=not args.plain_attention,
@@ -194,8 +193,6 @@ def main(argv: list[str] | None = None) -> None:
         if args.int8:
             from export.quantize import quantize_poems
             print(f"wrote {quantize_poems(out, Path(str(out) + '_int8'), force=args.force)}")
-    except (ExportError, CheckpointError) as e:
-        raise SystemExit(f"export failed: {e}") from None
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import onnx
 
-from export.model_dir import ExportError
+from export.model_dir import ExportError, command_errors
 from export.variant import write_variant
 from genrt.contract import CACHE_OUTPUTS, POEMS_KIND, read_manifest
 
@@ -104,10 +104,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="new: the decoder returns only the new keys and values, no step copies the cache "
                              "(default; host cache); present: the whole cache grown, for a device cache")
     args = parser.parse_args(argv)
-    try:
+    with command_errors():
         print(f"wrote {quantize_poems(args.src, args.out, args.scheme, args.force, args.cache_outputs)}")
-    except ExportError as e:
-        raise SystemExit(f"export failed: {e}") from None
 
 
 if __name__ == "__main__":

@@ -60,3 +60,16 @@ def test_int8_conversion(tiny_poems_checkpoint, tmp_path):
 def test_rejects_unknown_quantization(tiny_poems_checkpoint, tmp_path):
     with pytest.raises(ValueError):
         convert_to_ctranslate2(tiny_poems_checkpoint, tmp_path / "x", quantization="int4")
+
+
+def test_a_non_empty_out_needs_force_and_is_replaced_whole(tiny_poems_checkpoint, tmp_path):
+    from export.model_dir import ExportError
+    out = tmp_path / "ct2"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    with pytest.raises(ExportError, match="--force"):
+        convert_to_ctranslate2(tiny_poems_checkpoint, out, check_prompts=2, check_beam=False)
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+    convert_to_ctranslate2(tiny_poems_checkpoint, out, check_prompts=2, check_beam=False, force=True)
+    assert (out / REPORT_NAME).exists() and not (out / "mine.txt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["ct2"]

@@ -140,6 +140,16 @@ def test_export_command_line_and_int8(tiny_faces_checkpoint, tmp_path, capsys):
     assert int8.discriminator_file == DISCRIMINATOR_FILE
 
 
+@pytest.mark.parametrize("int8_out", ["faces", "faces/int8", "."])
+def test_an_int8_directory_that_overlaps_the_model_directory_is_refused(tiny_faces_checkpoint, tmp_path, int8_out):
+    from export.faces import export_faces
+    from export.model_dir import ExportError
+    with pytest.raises(ExportError, match="must lie apart"):
+        export_faces(tiny_faces_checkpoint, tmp_path / "faces", int8=True, int8_out_dir=tmp_path / int8_out,
+                     force=True, log=lambda _: None)
+    assert not (tmp_path / "faces").exists()
+
+
 @pytest.mark.parametrize("agreement, quantized", [(0.0, True), (1.01, False)])
 def test_int8_discriminator_is_quantized_unless_it_keeps_other_faces(tiny_faces_checkpoint, tmp_path, monkeypatch,
                                                                      agreement, quantized):

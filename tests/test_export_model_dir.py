@@ -1,4 +1,6 @@
 """export.model_dir: a model directory appears whole and checked, or not at all; non-empty targets need force."""
+from pathlib import Path
+
 import pytest
 
 from export.model_dir import ExportError, check_target, require, staged_model_dir
@@ -36,6 +38,34 @@ def test_a_non_empty_target_needs_force_and_is_then_replaced_whole(tmp_path):
     with staged_model_dir(out, force=True) as tmp:
         (tmp / "new.onnx").write_text("new")
     assert sorted(p.name for p in out.iterdir()) == ["new.onnx"]
+
+
+def test_an_interrupt_while_replacing_leaves_the_old_model_or_the_new_one_whole(tmp_path, monkeypatch):
+    """The old directory is moved aside before the new one goes in, and deleted only after: a Ctrl-C during the
+    swap never leaves part of either at the target."""
+    import export.model_dir as model_dir
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "encoder.onnx").write_text("old")
+    (out / "decoder.onnx").write_text("old")
+    real_rename, renames = Path.rename, []
+
+    def rename(self, target):
+        renames.append(Path(target).name)
+        if Path(target) == out and self.name.startswith(".model.tmp-"):
+            raise KeyboardInterrupt                       # between moving the old one aside and the new one in
+        return real_rename(self, target)
+    monkeypatch.setattr(model_dir.Path, "rename", rename)
+    with pytest.raises(KeyboardInterrupt):
+        with staged_model_dir(out, force=True) as tmp:
+            (tmp / "encoder.onnx").write_text("new")
+    assert sorted((p.name, p.read_text()) for p in out.iterdir()) == [("decoder.onnx", "old"), ("encoder.onnx", "old")]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]          # nothing else left behind
+    monkeypatch.undo()
+    with staged_model_dir(out, force=True) as tmp:
+        (tmp / "encoder.onnx").write_text("new")
+    assert sorted((p.name, p.read_text()) for p in out.iterdir()) == [("encoder.onnx", "new")]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
 def test_a_file_in_the_way_is_named(tmp_path):

@@ -11,7 +11,7 @@ import re
 import sys
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, Collection, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -98,7 +98,10 @@ def pick_device(requested: str, info: DistInfo) -> torch.device:
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda":
         return torch.device("cuda", info.local_rank)
-    return torch.device(requested)
+    try:
+        return torch.device(requested)
+    except RuntimeError as e:
+        raise ValueError(f"--device {requested!r}: {str(e).splitlines()[0]}") from None
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -180,12 +183,24 @@ def _one_line(e: BaseException, limit: int = 160) -> str:
 
 @contextlib.contextmanager
 def one_line_errors():
-    """For command-line entry points: a CheckpointError becomes one 'error: ...' line and exit status 2."""
+    """For command-line entry points: what a run expects to go wrong (a bad or missing checkpoint, a bad setting,
+    a data folder that is not there) becomes one 'error: ...' line and exit status 2, not a traceback.
+    CheckpointError is a ValueError."""
     try:
         yield
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, OSError) as e:
+        print(f"error: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def changed_settings(saved: dict, cfg: Any, place_settings: Collection[str]) -> list[str]:
+    """One line per training setting of the resumed checkpoint that this invocation changes (e.g. --dropout, or
+    --steps and --lr-decay-start to move a decay): a resume takes its settings from the command line, so one left
+    out falls back to its default, and saying so keeps that from passing unnoticed. `place_settings`: where and
+    how the run executes (paths, threads, device), which a resume may change freely."""
+    now = config_dict(cfg)
+    return [f"resuming with {name.replace('_', '-')} {saved[name]!r} -> {now[name]!r}"
+            for name in now if name in saved and name not in place_settings and saved[name] != now[name]]
 
 
 def config_from_checkpoint(config_cls: type[C], state: dict[str, Any]) -> C:

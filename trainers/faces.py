@@ -19,8 +19,8 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from trainers.common import (
-    DistInfo, config_dict, config_from_checkpoint, load_checkpoint, one_line_errors, parse_config, pick_device,
-    save_checkpoint, seed_everything, setup_distributed, teardown_distributed, unwrap,
+    DistInfo, changed_settings, config_dict, config_from_checkpoint, load_checkpoint, one_line_errors, parse_config,
+    pick_device, save_checkpoint, seed_everything, setup_distributed, teardown_distributed, unwrap,
 )
 from trainers.diffaugment import diff_augment, parse_policy
 from trainers.faces_model import Discriminator, Generator, init_weights, recalibrate_batchnorm, update_ema
@@ -207,6 +207,9 @@ def check_config(cfg: FacesConfig) -> None:
 
 
 D_BATCH_MODES = ("separate", "joint")
+# where and how a run executes, not what it trains: a resume may change these freely
+PLACE_SETTINGS = {"data", "out", "resume", "init_from", "dry_run", "threads", "device", "max_minutes",
+                  "checkpoint_every", "sample_every", "snapshot_every"}
 
 
 def discriminate(D: nn.Module, real: torch.Tensor, fake: torch.Tensor, policy, aug_gen: torch.Generator,
@@ -265,6 +268,8 @@ def build_state(cfg: FacesConfig, device: torch.device, dist_info: DistInfo, ckp
         state.step = saved["step"]
         if dist_info.is_main:
             print(f"resumed from {ckpt_path} at step {state.step}")
+            for line in changed_settings(saved.get("config") or {}, cfg, PLACE_SETTINGS):
+                print(line)
     elif cfg.init_from:
         saved = load_checkpoint(cfg.init_from, device, expected_kind=WEIGHTS_KIND)
         for module, key in ((G, "generator"), (state.G_ema, "generator_ema"), (D, "discriminator")):

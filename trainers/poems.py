@@ -19,8 +19,9 @@ from tqdm import tqdm
 
 from genrt.contract import EOS_ID, PAD_ID, SOS_ID
 from trainers.common import (
-    DistInfo, config_dict, config_from_checkpoint, load_checkpoint, main_process_first, one_line_errors, parse_config,
-    pick_device, save_checkpoint, seed_everything, setup_distributed, teardown_distributed,
+    DistInfo, changed_settings, config_dict, config_from_checkpoint, load_checkpoint, main_process_first,
+    one_line_errors, parse_config, pick_device, save_checkpoint, seed_everything, setup_distributed,
+    teardown_distributed,
 )
 from trainers.poems_corpus import load_corpus
 from trainers.poems_model import PoemTransformerConfig, PoemTransformer
@@ -260,7 +261,9 @@ class TrainState:
                 "vocab": vocab, "corpus": corpus_stats, "step": self.step, "tokens_seen": self.tokens_seen,
                 "history": self.history, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                 "restart": self.restart,
-                "torch_rng": torch.get_rng_state()}   # dropout masks: resuming replays them exactly
+                # dropout masks: a resume on one process replays them exactly (on CUDA, from the device's stream)
+                "torch_rng": torch.get_rng_state(),
+                **({"cuda_rng": torch.cuda.get_rng_state_all()} if torch.cuda.is_initialized() else {})}
 
 
 def build_state(cfg: PoemsConfig, vocab: list[str], device: torch.device, dist_info: DistInfo,
@@ -293,24 +296,20 @@ def build_state(cfg: PoemsConfig, vocab: list[str], device: torch.device, dist_i
         state.restart = saved.get("restart", 0)
         if "torch_rng" in saved and dist_info.world_size == 1:
             torch.set_rng_state(saved["torch_rng"].cpu())
+            if "cuda_rng" in saved and device.type == "cuda" and len(saved["cuda_rng"]) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all([r.cpu() for r in saved["cuda_rng"]])
+        elif dist_info.world_size > 1 and dist_info.is_main:
+            print("resuming on several processes: dropout draws a fresh random stream (the data order is exact)")
         if dist_info.is_main:
             print(f"resumed from {ckpt_path} at step {state.step}")
-            for line in changed_settings(saved.get("config") or {}, cfg):
+            for line in changed_settings(saved.get("config") or {}, cfg, _PLACE_SETTINGS):
                 print(line)
     return state
 
 
 # where a run's files are and how it runs on this machine: changing them on resume changes nothing it learns
+# where and how a run executes, not what it trains: a resume may change these freely
 _PLACE_SETTINGS = {"cache", "out", "resume", "init_from", "dry_run", "threads", "device", "max_minutes"}
-
-
-def changed_settings(saved: dict, cfg: PoemsConfig) -> list[str]:
-    """One line per training setting of the resumed checkpoint that this invocation changes (e.g. --dropout, or
-    --steps and --cooldown to move the cool-down): a resume takes its settings from the command line, so one left
-    out falls back to its default, and saying so keeps that from passing unnoticed."""
-    now = config_dict(cfg)
-    return [f"resuming with {name.replace('_', '-')} {saved[name]!r} -> {now[name]!r}"
-            for name in now if name in saved and name not in _PLACE_SETTINGS and saved[name] != now[name]]
 
 
 def train_step(state: TrainState, cfg: PoemsConfig, ddp_model: nn.Module, batch: tuple[torch.Tensor, ...],
