@@ -43,6 +43,12 @@ def test_page_writes_a_poem_and_draws_faces(page_url):
         assert chars > 0 and len(marks) == chars
         assert page.locator("#poem h2").text_content() == "《春江》"
         assert "log-probability" in page.text_content("#poem-status")
+        # a character beyond the Basic Multilingual Plane is one cell, and the marks after it stay in place
+        cells = page.evaluate("""() => { const v = new PoemView("t"); v.add("𪩘月明。", "仄仄平。");
+            return Array.from(document.querySelectorAll("#poem .char")).map(
+                (c) => [c.children[0].textContent, c.children[1].textContent]); }""")
+        assert cells == [["𪩘", "仄"], ["月", "仄"], ["明", "平"], ["。", "\u00a0"]]
+        assert page.get_attribute("#poem", "data-done") is None            # a new poem is not done yet
         page.click("#tab-faces")
         page.fill("#face-seed", "3")
         page.click("#draw")

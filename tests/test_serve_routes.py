@@ -259,6 +259,16 @@ def test_page_and_its_files_come_from_this_server(real_models):
         assert "http://" not in text and "https://" not in text
 
 
+def test_the_page_keeps_its_headers_wherever_it_is_served(real_models):
+    """index.html is reachable under /static too: not to be framed or fed another origin's scripts there either."""
+    with app_client(models=real_models) as client:
+        for path in ("/", "/static/index.html", "/static/app.js"):
+            r = client.get(path)
+            assert r.status_code == 200, path
+            assert "frame-ancestors 'none'" in r.headers["content-security-policy"], path
+            assert r.headers["x-content-type-options"] == "nosniff", path
+
+
 def test_unknown_path_and_method(real_models):
     with app_client(models=real_models) as client:
         missing = client.get("/v2/poems")

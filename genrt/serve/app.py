@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 from typing import Callable
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 
 from genrt import __version__
 from genrt.serve import completions, routes
@@ -45,7 +44,7 @@ def create_app(config: ServeConfig | None = None, models: Models | Callable[[], 
     install_error_handlers(app)
     app.include_router(routes.router)
     app.include_router(completions.router)
-    app.mount("/static", StaticFiles(directory=routes.STATIC), name="static")
+    app.mount("/static", routes.PageFiles(directory=routes.STATIC), name="static")
     paths = {route.path for router in (routes.router, completions.router) for route in router.routes}
     paths.add(app.openapi_url)
 

@@ -16,6 +16,7 @@ from typing import Any, AsyncIterator, Callable
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
 from genrt.decoding.scheduler import Cancelled
@@ -41,6 +42,17 @@ ERRORS = {status: {"description": text, "content": {"application/json": {"exampl
     (422, "the body does not fit the schema", "invalid_request_error"),
     (429, "queue full (see Retry-After)", "rate_limit_error"),
     (503, "loading, shutting down, or over the request timeout", "service_unavailable"))}
+PAGE_HEADERS = {"Content-Security-Policy": PAGE_POLICY, "X-Content-Type-Options": "nosniff"}
+
+
+class PageFiles(StaticFiles):
+    """The page's files under /static, each with the page's headers: index.html is reachable there too, and must
+    not be framed or run another origin's scripts there either."""
+
+    async def get_response(self, path: str, scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.update(PAGE_HEADERS)
+        return response
 
 log = logging.getLogger("genrt.serve")
 router = APIRouter()
@@ -268,4 +280,4 @@ async def metrics(request: Request) -> Response:
 
 @router.get("/", include_in_schema=False)
 async def page() -> FileResponse:
-    return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_POLICY})
+    return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)

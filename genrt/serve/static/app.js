@@ -48,6 +48,7 @@ class PoemView {
   constructor(title) {
     this.root = $("poem");
     this.root.replaceChildren();
+    delete this.root.dataset.done;                     // a new poem is not done until its done event
     const h = document.createElement("h2");
     h.textContent = "《" + title + "》";
     this.root.append(h);
@@ -55,18 +56,20 @@ class PoemView {
   }
   newLine() { this.line = document.createElement("div"); this.line.className = "line"; this.root.append(this.line); }
   add(text, tones) {
-    for (let i = 0; i < text.length; i++) {
+    // by code point: a character beyond the Basic Multilingual Plane is one cell with its own mark
+    const chars = Array.from(text), marks = Array.from(tones);
+    for (let i = 0; i < chars.length; i++) {
       const cell = document.createElement("span");
       cell.className = "char";
       const ch = document.createElement("span");
-      ch.textContent = text[i];
+      ch.textContent = chars[i];
       const tone = document.createElement("span");
-      const mark = tones[i] !== text[i] ? tones[i] : "";
+      const mark = marks[i] !== undefined && marks[i] !== chars[i] ? marks[i] : "";
       tone.className = "tone " + mark;
       tone.textContent = mark || "\u00a0";
       cell.append(ch, tone);
       this.line.append(cell);
-      if (BREAKS.includes(text[i])) this.newLine();
+      if (BREAKS.includes(chars[i])) this.newLine();
     }
   }
   text() { return Array.from(this.root.querySelectorAll(".char > span:first-child")).map((s) => s.textContent).join(""); }
@@ -105,16 +108,19 @@ $("poem-form").addEventListener("submit", async (e) => {
   try {
     const response = await fetch("/v1/poems", { method: "POST", headers: headers(), body: JSON.stringify(body) });
     if (!response.ok) { setStatus("poem-status", await errorOf(response), true); return; }
+    let ended = false;
     for await (const ev of events(response)) {
       if (ev.name === "piece") view.add(ev.data.text, ev.data.tones);
       else if (ev.name === "error") { setStatus("poem-status", ev.data.error.message, true); return; }
       else if (ev.name === "done") {
+        ended = true;
         const p = ev.data.poem;
         const seed = ev.data.seed === null ? "" : ", seed " + ev.data.seed;
         setStatus("poem-status", "log-probability " + p.score.toFixed(2) + seed + (p.finished ? "" : " (cut at the length limit)"));
         $("poem").dataset.done = "true";
       }
     }
+    if (!ended) setStatus("poem-status", "the stream ended before the poem was done", true);
   } catch (err) {
     setStatus("poem-status", String(err), true);
   } finally {
