@@ -237,7 +237,8 @@ def poems_ct2(checkpoint: str, threads: int, quick: bool, quantization: str = "b
 
 
 def _per_token(stats: dict, batch: int, new_tokens: int = NEW_TOKENS) -> dict:
-    return {**stats, "ms_per_token": stats["median_ms"] / new_tokens,
+    """Per generated token: a call makes batch x new_tokens of them (as benchmarks.versus counts)."""
+    return {**stats, "ms_per_token": stats["median_ms"] / (batch * new_tokens),
             "tokens_per_s": batch * new_tokens / stats["median_ms"] * 1e3}
 
 

@@ -41,7 +41,7 @@ def poems_table(rows: list[dict]) -> list[str]:
         out.append(f"| {r['engine']} | {model_name(r)} | {r['provider']} | {r['precision']} | {r['threads']} | "
                    f"{r['search']} | "
                    f"{r['batch']} | {r['cache']} | {r['new_tokens']} | {_fmt(r['ms_per_token'])} | "
-                   f"{_fmt(r['p90_ms'] / r['new_tokens'])} "
+                   f"{_fmt(r['p90_ms'] / (r['batch'] * r['new_tokens']))} "
                    f"| {r['tokens_per_s']:.0f} | {r['peak_rss_mb']:.0f} |")
     first = [r for r in rows if r["model"] == "poems" and r["search"] == "first-token"]
     if first:

@@ -7,8 +7,9 @@ from benchmarks import engine_load
 
 
 def _row(rate, p50, chars=100.0):
-    return {"offered_per_s": rate, "answered_per_s": rate * 0.9, "chars_per_s": chars, "latency_p50_ms": p50,
-            "latency_p99_ms": p50 * 2, "first_char_p50_ms": p50 / 2, "first_char_p99_ms": p50, "refused": 0}
+    return {"offered_per_s": rate, "requests": int(rate * 19), "offered_s": 20.0, "answered_per_s": rate * 0.9,
+            "chars_per_s": chars, "latency_p50_ms": p50, "latency_p99_ms": p50 * 2, "first_char_p50_ms": p50 / 2,
+            "first_char_p99_ms": p50, "refused": 0}
 
 
 def test_turn_up_is_the_first_rate_whose_median_doubles():
@@ -22,7 +23,7 @@ def test_markdown_and_png(tmp_path):
               "rows": [_row(2, 100, 500), _row(4, 300, 900)], "latency_turns_up_at": 4}
     md = engine_load.markdown(report).splitlines()
     assert md[0].startswith("Test CPU (avx2); bundled (int8), 2 threads, max 64 rows; 20 s of Poisson arrivals")
-    assert "| 4 | 3.60 | 900 | 300 | 600 | 150 | 300 | 0 |" in md
+    assert "| 4 | 3.80 | 3.60 | 900 | 300 | 600 | 150 | 300 | 0 |" in md        # arrived: 76 requests over 20 s
     assert md[-1].startswith("Throughput at saturation: 3.60 requests/s, 900 characters/s (offered 4/s). p50 "
                              "latency turns up (over twice the lightest load's) at 4 requests/s.")
     engine_load.write_png(report, tmp_path / "plot.png")

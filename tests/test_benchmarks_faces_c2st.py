@@ -57,8 +57,8 @@ def test_auc_counts_order_and_ties():
 def test_texture_view_same_sets_near_chance_and_an_obvious_difference_far_below():
     same = faces_c2st.c2st(faces(1), faces(2), seed=0, steps=150)
     blurred = faces_c2st.c2st(faces(1), faces_c2st.blur(faces(2), 2.0), seed=0, steps=150)
-    assert abs(same["xent"] - np.log(2)) < 0.15 and 0.3 <= same["accuracy"] <= 0.7
-    assert blurred["xent"] < same["xent"] - 0.2 and blurred["accuracy"] > 0.8
+    assert abs(same["xent"] - np.log(2)) < 0.15 and 0.3 <= same["balanced_accuracy"] <= 0.7
+    assert blurred["xent"] < same["xent"] - 0.2 and blurred["balanced_accuracy"] > 0.8
 
 
 def test_structure_view_sees_where_features_are_and_ignores_pixel_noise():

@@ -8,9 +8,10 @@ from genrt.contract import PROMPT_TITLE, SPECIAL_TOKENS
 from genrt.poems.tokenizer import CharTokenizer
 
 
-def test_per_token_figures_divide_by_the_new_tokens():
+def test_per_token_figures_are_per_generated_token():
+    """A call makes batch x new_tokens tokens: ms/token and tokens/s describe the same rate."""
     stats = {"median_ms": 64.0, "p90_ms": 80.0, "repeats": 3}
-    assert measure._per_token(stats, batch=2) == {**stats, "ms_per_token": 1.0, "tokens_per_s": 2000.0}
+    assert measure._per_token(stats, batch=2) == {**stats, "ms_per_token": 0.5, "tokens_per_s": 2000.0}
     assert measure._per_token(stats, batch=1, new_tokens=32) == {**stats, "ms_per_token": 2.0, "tokens_per_s": 500.0}
 
 

@@ -17,8 +17,8 @@ def test_markdown_gives_each_engine_and_genrts_speed_ratio():
     assert lines[0].startswith("Test CPU (avx2, fma), 8 rounds of 5 runs per engine")
     assert f"{versus.NEW_TOKENS} new characters per prompt (batch 1: {versus.PROMPT}" in lines[0]
     assert "onnxruntime 1.22.0, CTranslate2 4.5.0" in lines[0]
-    assert lines[-2:] == ["| fp32 | 1 | 1 | greedy | lanes | 0.500 | 2,000 | one batch | 0.750 | 1,333 | 1.50x |",
-                          "| int8 | 2 | 1 | greedy | lanes | 0.400 | 2,500 | one batch | 0.200 | 5,000 | 0.50x |"]
+    assert lines[-2:] == ["| fp32 | 1 | 1 | greedy | lanes | 0.500 | 2,000 | one batch | 0.750 | 1,333 | 1.50x | 1.50x |",
+                          "| int8 | 2 | 1 | greedy | lanes | 0.400 | 2,500 | one batch | 0.200 | 5,000 | 0.50x | 0.50x |"]
 
 
 def test_markdown_gives_each_engines_batch_gain_over_its_single_prompt():
@@ -32,9 +32,9 @@ def test_markdown_gives_each_engines_batch_gain_over_its_single_prompt():
                        {"precision": "int8", "threads": 2, "beams": 1, "batch": 16, "genrt_ms": 0.075,
                         "ct2_ms": 0.12, "genrt_mode": "processes"}]}
     lines = versus.markdown(report).splitlines()
-    assert "| int8 | 2 | 16 | greedy | lanes | 0.100 | 10,000 | one batch | 0.120 | 8,333 | 1.20x |" in lines
-    assert "| int8 | 2 | 16 | greedy | lanes | 0.100 | 10,000 | split | 0.075 | 13,333 | 0.75x |" in lines
-    assert "| int8 | 2 | 16 | greedy | processes | 0.075 | 13,333 | one batch | 0.120 | 8,333 | 1.60x |" in lines
+    assert "| int8 | 2 | 16 | greedy | lanes | 0.100 | 10,000 | one batch | 0.120 | 8,333 | 1.20x | 0.75x |" in lines
+    assert "| int8 | 2 | 16 | greedy | lanes | 0.100 | 10,000 | split | 0.075 | 13,333 | 0.75x | 0.75x |" in lines
+    assert "| int8 | 2 | 16 | greedy | processes | 0.075 | 13,333 | one batch | 0.120 | 8,333 | 1.60x | 1.00x |" in lines
     assert lines[-1] == ("Batch tokens/s against the same engine's single prompt (same rounds): int8 2 threads: "
                          "genrt 3.00x, CTranslate2 2.50x; int8 2 threads: genrt processes 4.00x, CTranslate2 2.50x.")
     assert versus.ct2_modes(2, 16) == ("intra", "inter") and versus.ct2_modes(2, 1) == versus.ct2_modes(1, 16)
@@ -48,7 +48,7 @@ def test_markdown_gives_each_engines_beam_cost_against_its_own_greedy():
               "rows": [{"precision": "int8", "threads": 1, "beams": 1, "genrt_ms": 0.3, "ct2_ms": 0.4},
                        {"precision": "int8", "threads": 1, "beams": 4, "genrt_ms": 0.75, "ct2_ms": 0.6}]}
     lines = versus.markdown(report).splitlines()
-    assert "| int8 | 1 | 1 | beam 4 | lanes | 0.750 | 1,333 | one batch | 0.600 | 1,667 | 0.80x |" in lines
+    assert "| int8 | 1 | 1 | beam 4 | lanes | 0.750 | 1,333 | one batch | 0.600 | 1,667 | 0.80x | 0.80x |" in lines
     assert lines[-1] == ("Beam 4 per token against the same engine's greedy (same rounds): int8 1 thread batch 1: "
                          "genrt 2.50x, CTranslate2 1.50x.")
 
