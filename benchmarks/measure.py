@@ -55,15 +55,16 @@ def faces_torch(source: str, threads: int, quick: bool) -> list[dict]:
     import torch
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
+    from export.model_dir import portable_paths
     if Path(source).is_dir():
         from benchmarks.peers import folded_faces_generator
         folded, nz = folded_faces_generator(source)
         G = lambda z: folded(z[:, :, 0, 0])                                  # noqa: E731 -- (n, nz, 1, 1) in
-        weights = f"{source} (BatchNorm folded)"
+        weights = f"{portable_paths(str(source))} (BatchNorm folded)"     # no machine path in the results
     else:
         from trainers.faces import load_generator
         G, cfg, _ = load_generator(source)
-        nz, weights = cfg.nz, source
+        nz, weights = cfg.nz, portable_paths(str(source))
     load_s = time.perf_counter() - t0
     rows = []
     for n in FACE_BATCHES[:2] if quick else FACE_BATCHES:
