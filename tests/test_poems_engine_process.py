@@ -6,7 +6,7 @@ import time
 import pytest
 
 from genrt.decoding.scheduler import Cancelled
-from genrt.poems.engine import EngineClosed, EngineFull
+from genrt.poems.engine import EngineClosed, EngineFailed, EngineFull
 from genrt.poems.engine_process import EnginePool
 from genrt.poems.generator import PoemGenerator
 
@@ -116,19 +116,60 @@ def test_close_drains_then_refuses(tiny_int8_dir):
     assert not any(e._process.is_alive() for e in pool.engines)
 
 
-def test_a_process_that_dies_fails_its_requests_and_refuses_new_ones(tiny_int8_dir):
-    pool = EnginePool.start(_load(tiny_int8_dir), processes=1, max_rows=4)
-    handle = pool.submit("春江", num_beams=4, **{**LONG, "max_new_tokens": 120, "min_new_tokens": 120})
-    pool.engines[0]._process.kill()
-    with pytest.raises(EngineClosed, match="process has stopped"):
-        handle.result(timeout=30)
-    deadline = time.monotonic() + 30
-    while pool.alive and time.monotonic() < deadline:
+def _until(condition, seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not pool.alive
-    with pytest.raises(EngineClosed, match="process has stopped"):
+    return condition()
+
+
+def test_a_process_that_dies_fails_its_requests_and_is_replaced(tiny_int8_dir):
+    pool = EnginePool.start(_load(tiny_int8_dir), processes=1, max_rows=4)
+    try:
+        before = pool.stats()["requests_finished"]
+        assert pool.generate(["明月"], max_new_tokens=8) and pool.stats()["requests_finished"] == before + 1
+        handle = pool.submit("春江", num_beams=4, **{**LONG, "max_new_tokens": 120, "min_new_tokens": 120})
+        dead = pool.engines[0]
+        dead._process.kill()
+        with pytest.raises(EngineFailed, match=r"stopped unexpectedly \(exit code -9\)"):
+            handle.result(timeout=30)
+        assert _until(lambda: pool.stats()["restarts"] == 1 and pool.alive)
+        assert pool.engines[0] is not dead and pool.stats()["processes_alive"] == 1
+        assert pool.stats()["requests_finished"] >= before + 1            # a counter never falls
+        gen = PoemGenerator.load(tiny_int8_dir, provider="cpu", threads=1)
+        assert pool.generate(["明月"], max_new_tokens=8) == gen.generate(["明月"], max_new_tokens=8)
+    finally:
+        pool.close(timeout=10)
+
+
+def test_while_no_process_runs_requests_fail_naming_why(tiny_int8_dir, tmp_path, caplog):
+    pool = EnginePool.start(_load(tiny_int8_dir), processes=1, max_rows=4)
+    pool._load = _load(tmp_path)                               # no model there: every replacement fails to start
+    pool.engines[0]._process.kill()
+    assert _until(lambda: not pool.alive)
+    with pytest.raises(EngineFailed, match=r"exit code -9\); another is starting"):
         pool.submit("明月")
-    pool.close(timeout=10)
+    with pytest.raises(EngineFailed, match="exit code -9"):
+        pool.submit_many(["明月", "春江"])
+    assert pool.stats()["processes_alive"] == 0 and pool.stats()["restarts"] == 0
+    start = time.monotonic()
+    pool.close(timeout=10)                                     # also stops the tries to replace it
+    assert time.monotonic() - start < 15
+    with pytest.raises(EngineClosed):
+        pool.submit("明月")
+
+
+def test_counters_reach_the_parent_while_a_request_streams_nothing(tiny_int8_dir):
+    with EnginePool.start(_load(tiny_int8_dir), processes=1, max_rows=8, stats_interval=0.002) as pool:
+        handle = pool.submit("春江", num_beams=8, **LONG)
+        seen = set()                                  # tokens counted while the request still decodes
+        deadline = time.monotonic() + 30
+        while not handle.done and time.monotonic() < deadline:
+            stats = pool.stats()
+            if stats["active_rows"] == 8 and not handle.done:
+                seen.add(stats["tokens_generated"])
+            time.sleep(0.001)
+        assert handle.result(timeout=30) and len(seen) >= 2, seen
 
 
 def test_a_model_that_cannot_load_is_one_error(tmp_path):

@@ -39,6 +39,11 @@ class EngineClosed(RuntimeError):
     """The engine no longer accepts requests."""
 
 
+class EngineFailed(RuntimeError):
+    """The engine stopped without being closed (its process died): the request did not finish. An EnginePool
+    starts another process in its place."""
+
+
 class PiecesReader:
     """What every handle's readers share: pieces and the end arrive from the engine's side (`_changed` notified,
     `_listeners` woken), and are read here from threads (pieces) or from asyncio (aresult, apieces,

@@ -17,24 +17,38 @@ keeps PoemEngine's API for services:
 One pipe per process, each way. Parent -> child: ("submit", [id, ...], [prompt, ...], options, stream) (prompts
 submitted together: PoemEngine.submit_many), ("cancel", id), ("close", drain). Child -> parent: ("ready", lanes)
 or ("failed", message) at start; ("accepted", [id, ...], error | None) per submit; once per engine step that
-changed a request, ("step", stats, [(id, new pieces, ended, poems | None, error | None), ...]). A request decodes in a child exactly as in the caller's process (rows are independent).
-Children are started with multiprocessing's "spawn": as for any spawned process, the caller's main module must be
-importable (a script or `python -m`, not code piped to `python -`).
+changed a request, ("step", stats, [(id, new pieces, ended, poems | None, error | None), ...]); while its
+counters move, ("stats", stats) every STATS_INTERVAL_S (a request that streams nothing reports only at its end). A
+request decodes in a child exactly as in the caller's process (rows are independent).
+
+A child that dies (killed, out of memory) fails its requests with EngineFailed, naming its exit code; the pool
+logs it and starts another process in its place (again after RESTART_DELAYS_S while starting fails), and its
+stats say how many processes are alive and how many were restarted. Children are started with multiprocessing's
+"spawn": as for any spawned process, the caller's main module must be importable and must start them under
+`if __name__ == "__main__":` (a script or `python -m`, not code piped to `python -`).
 """
 from __future__ import annotations
 
+import itertools
+import logging
 import multiprocessing
 import queue
 import signal
 import threading
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from genrt.allocator import retain_freed_memory
-from genrt.poems.engine import (BATCH_ROWS, MAX_QUEUED, EngineClosed, PiecesReader, PoemEngine, PoemHandle,
-                                wake)
+from genrt.poems.engine import (BATCH_ROWS, MAX_QUEUED, EngineClosed, EngineFailed, PiecesReader, PoemEngine,
+                                PoemHandle, wake)
 from genrt.poems.generator import Poem, PoemGenerator
 
 START_TIMEOUT_S = 300                    # loading the model in the child
+STATS_INTERVAL_S = 0.5                   # a busy child's counters reach the parent at least this often
+RESTART_DELAYS_S = (1, 2, 5, 10, 30)     # between tries to replace a dead child (the last one repeats)
+COUNTERS = ("tokens_generated", "steps", "requests_finished")    # stats that only grow (the others are gauges)
+SPAWN_HINT = ("a script that starts engine processes must do so under `if __name__ == \"__main__\":` "
+              "(multiprocessing's spawn imports the main module in each child)")
+log = logging.getLogger("genrt.poems.engine_process")
 
 
 class RemoteHandle(PiecesReader):
@@ -102,10 +116,12 @@ class EngineProcess:
     docstring). Starts loading at once; wait_ready() raises RuntimeError when the child cannot load the model."""
 
     def __init__(self, load: dict, max_rows: int = BATCH_ROWS, max_queued: int = MAX_QUEUED,
-                 timeout: float | None = None):
+                 timeout: float | None = None, on_exit: Callable[["EngineProcess"], None] | None = None,
+                 stats_interval: float = STATS_INTERVAL_S):
         context = multiprocessing.get_context("spawn")        # no fork of a process with threads
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=_child_main, args=(child, load, max_rows, max_queued, timeout),
+        self._process = context.Process(target=_child_main, args=(child, load, max_rows, max_queued, timeout,
+                                                                  stats_interval),
                                         name="genrt-poem-engine", daemon=True)
         self._process.start()
         child.close()
@@ -113,6 +129,8 @@ class EngineProcess:
         self._send_lock, self._lock = threading.Lock(), threading.Lock()
         self._handles: dict[int, RemoteHandle] = {}
         self._next_id, self._closed = 0, False
+        self.failure: str | None = None        # why the child stopped, when it stopped without being closed
+        self._on_exit = on_exit                # called on the reader thread after such a stop (EnginePool)
         self._stats = {"queued": 0, "active_requests": 0, "active_rows": 0, "tokens_generated": 0, "steps": 0,
                        "requests_finished": 0}
         self._reader = threading.Thread(target=self._read, name="genrt-poem-engine-reader", daemon=True)
@@ -124,7 +142,9 @@ class EngineProcess:
         try:
             message = self._conn.recv()
         except EOFError:
-            message = ("failed", f"it exited with code {self._process.join(10) or self._process.exitcode}")
+            self._process.join(10)
+            code = self._process.exitcode
+            message = ("failed", f"it exited with code {code}" + (f" ({SPAWN_HINT})" if code == 1 else ""))
         if message[0] != "ready":
             self._process.join(10)
             raise RuntimeError(f"the poem engine process failed: {message[1]}")
@@ -153,9 +173,10 @@ class EngineProcess:
         if isinstance(prompts, str):
             raise ValueError("submit_many takes a list of prompts, not one string")
         with self._lock:
-            if self._closed or not self.alive:
-                raise EngineClosed("the engine is shutting down" if self._closed else
-                                   "the poem engine process has stopped")
+            if self._closed:
+                raise EngineClosed("the engine is shutting down")
+            if not self.alive:
+                raise EngineFailed(self.failure or "the poem engine process has stopped")
             handles = []
             for _ in prompts:
                 self._next_id += 1
@@ -205,7 +226,7 @@ class EngineProcess:
             try:
                 self._conn.send(message)
             except OSError as e:                               # the child has gone
-                raise EngineClosed("the poem engine process has stopped") from e
+                raise (EngineClosed if self._closed else EngineFailed)("the poem engine process has stopped") from e
 
     def _read(self) -> None:
         """The reader thread: apply the child's reports, wake async waiters once per event loop per report."""
@@ -224,6 +245,8 @@ class EngineProcess:
                         handle._refuse(error, wakes)
                     elif handle is not None:
                         handle._apply([], False, None, None, wakes)
+            elif message[0] == "stats":
+                self._stats = message[1]
             elif message[0] == "step":
                 _, self._stats, updates = message
                 for ident, pieces, ended, poems, error in updates:
@@ -233,48 +256,78 @@ class EngineProcess:
                             del self._handles[ident]
                         handle._apply(pieces, ended, poems, error, wakes)
             wake(wakes)
+        with self._lock:
+            unexpected = not self._closed
+        if unexpected:                                         # not closed: the child died
+            self._process.join(10)
+            self.failure = f"the poem engine process stopped unexpectedly (exit code {self._process.exitcode})"
         wakes = []
         for handle in list(self._handles.values()):          # the child ended (or died) with these unanswered
-            handle._refuse(EngineClosed("the poem engine process has stopped"), wakes)
+            handle._refuse(EngineFailed(self.failure) if unexpected else
+                           EngineClosed("the poem engine process has stopped"), wakes)
         self._handles.clear()
         wake(wakes)
         self._conn.close()
+        if unexpected and self._on_exit is not None:
+            self._on_exit(self)
 
 
 class EnginePool:
-    """Engine processes behind one submit: a request goes to the process with the fewest requests in flight.
+    """Engine processes behind one submit: a request goes to the live process with the fewest requests in flight.
     `max_queued` is shared out among them. Same API as PoemEngine for services (submit, stats, close, lanes,
-    max_rows), handles as RemoteHandle."""
+    max_rows), handles as RemoteHandle. A process that dies is replaced (see the module's docstring); `load`
+    and the bounds are what a replacement starts with (None: no replacement)."""
 
-    def __init__(self, engines: list[EngineProcess]):
+    def __init__(self, engines: list[EngineProcess], load: dict | None = None, max_queued: int = MAX_QUEUED,
+                 timeout: float | None = None, stats_interval: float = STATS_INTERVAL_S):
         self.engines = engines
         self.lanes = sum(e.lanes for e in engines)
         self.max_rows = engines[0].max_rows
+        self.restarts = 0
+        self._load, self._share, self._timeout, self._stats_interval = load, max_queued, timeout, stats_interval
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._retired: dict[str, int] = dict.fromkeys(COUNTERS, 0)   # counters of the processes that died
+        self._gone: set[int] = set()                                  # id() of the processes already retired
+        for engine in engines:
+            engine._on_exit = self._exited
+        for engine in engines:                 # one that died before it was watched
+            if engine.failure is not None:
+                self._exited(engine)
 
     @classmethod
     def start(cls, load: dict, processes: int, max_rows: int = BATCH_ROWS, max_queued: int = MAX_QUEUED,
-              timeout: float | None = None) -> "EnginePool":
-        """`processes` engine processes loading `load` (PoemGenerator.load's keywords) at once."""
+              timeout: float | None = None, stats_interval: float = STATS_INTERVAL_S) -> "EnginePool":
+        """`processes` engine processes loading `load` (PoemGenerator.load's keywords) at once; a busy one
+        reports its counters every `stats_interval` seconds."""
         share = -(-max_queued // processes)                    # each process's part of the queue, rounded up
         engines: list[EngineProcess] = []
         try:
             for _ in range(processes):                         # each starts loading at once
-                engines.append(EngineProcess(load, max_rows, share, timeout))
+                engines.append(EngineProcess(load, max_rows, share, timeout, stats_interval=stats_interval))
             for engine in engines:
                 engine.wait_ready()
         except BaseException:
             for engine in engines:
                 engine.close(drain=False, timeout=10)
             raise
-        return cls(engines)
+        return cls(engines, load, share, timeout, stats_interval)
 
     @property
     def alive(self) -> bool:
         return all(e.alive for e in self.engines)
 
     def submit(self, prompt: str, stream: bool = False, **options: Any) -> RemoteHandle:
-        live = [e for e in self.engines if e.alive] or self.engines
-        return min(live, key=lambda e: e.in_flight).submit(prompt, stream=stream, **options)
+        return min(self._live(), key=lambda e: e.in_flight).submit(prompt, stream=stream, **options)
+
+    def _live(self) -> list[EngineProcess]:
+        """The processes that take requests; EngineFailed when every one has died (and is being replaced)."""
+        engines = list(self.engines)
+        live = [e for e in engines if e.alive]
+        if live or self._closed.is_set():
+            return live or engines                         # closed: each refuses with EngineClosed
+        failure = next((e.failure for e in engines if e.failure), "the poem engine processes have stopped")
+        raise EngineFailed(f"{failure}; {'another is' if len(engines) == 1 else 'others are'} starting")
 
     def submit_many(self, prompts: Sequence[str], stream: bool = False, **options: Any) -> list[RemoteHandle]:
         """The prompts dealt over the processes in contiguous shares, as even as the count allows (the processes
@@ -283,7 +336,7 @@ class EnginePool:
         cannot be sent at all, the shares already sent are cancelled and the error raised."""
         if isinstance(prompts, str):
             raise ValueError("submit_many takes a list of prompts, not one string")
-        live = sorted([e for e in self.engines if e.alive] or self.engines, key=lambda e: e.in_flight)
+        live = sorted(self._live(), key=lambda e: e.in_flight)
         base, extra = divmod(len(prompts), len(live))
         handles, start = [], 0
         try:
@@ -310,19 +363,70 @@ class EnginePool:
             raise
 
     def stats(self) -> dict:
-        total: dict = {}
-        for engine in self.engines:
-            for key, value in engine.stats().items():
-                total[key] = total.get(key, 0) + value
-        return total
+        """The processes' counters summed (with those of processes that died, so that counters never fall),
+        gauges of the live ones, and `processes`, `processes_alive`, `restarts`."""
+        with self._lock:
+            engines, total = list(self.engines), dict(self._retired)
+            gone = set(self._gone)
+        for engine in engines:
+            if id(engine) not in gone:
+                for key, value in engine.stats().items():
+                    total[key] = total.get(key, 0) + value
+        return {**total, "processes": len(engines), "processes_alive": sum(e.alive for e in engines),
+                "restarts": self.restarts}
 
     def close(self, drain: bool = True, timeout: float | None = None) -> None:
-        """Stop accepting everywhere first, then let each process finish (drain) or cancel, and exit."""
-        for engine in self.engines:
+        """Stop accepting everywhere first (and stop replacing processes), then let each process finish (drain)
+        or cancel, and exit."""
+        self._closed.set()
+        with self._lock:
+            engines = list(self.engines)
+        for engine in engines:
             with engine._lock:
                 engine._closed = True
-        for engine in self.engines:
+        for engine in engines:
             engine.close(drain, timeout)
+
+    def _exited(self, engine: EngineProcess) -> None:
+        """On a dead process's reader thread: keep its counters, log, and start its replacement."""
+        with self._lock:
+            if id(engine) in self._gone:
+                return
+            self._gone.add(id(engine))
+            for key in COUNTERS:
+                self._retired[key] += engine.stats().get(key, 0)
+        if self._closed.is_set() or self._load is None:
+            return
+        log.error("%s; starting another", engine.failure)
+        threading.Thread(target=self._replace, args=(engine,), name="genrt-poem-engine-restart",
+                         daemon=True).start()
+
+    def _replace(self, dead: EngineProcess) -> None:
+        """Start a process in the place of `dead`, trying again after each of RESTART_DELAYS_S (the last repeats)
+        until one starts or the pool closes."""
+        for delay in itertools.chain(RESTART_DELAYS_S, itertools.repeat(RESTART_DELAYS_S[-1])):
+            engine = None
+            try:
+                engine = EngineProcess(self._load, self.max_rows, self._share, self._timeout, self._exited,
+                                       self._stats_interval)
+                engine.wait_ready()
+            except Exception as e:
+                if engine is not None:
+                    engine.close(drain=False, timeout=10)
+                log.error("cannot start a poem engine process: %s; trying again in %g s", e, delay)
+                if self._closed.wait(delay):
+                    return
+                continue
+            with self._lock:
+                replaced = not self._closed.is_set()
+                if replaced:
+                    self.engines[self.engines.index(dead)] = engine
+                    self.restarts += 1
+            if not replaced:
+                engine.close(drain=False, timeout=10)
+                return
+            log.warning("a new poem engine process took the place of the one that stopped")
+            return
 
     def __enter__(self) -> "EnginePool":
         return self
@@ -387,7 +491,8 @@ class _Reporter:
             self.send(("step", self.engine.stats(), updates))
 
 
-def _child_main(conn, load: dict, max_rows: int, max_queued: int, timeout: float | None) -> None:
+def _child_main(conn, load: dict, max_rows: int, max_queued: int, timeout: float | None,
+                stats_interval: float = STATS_INTERVAL_S) -> None:
     # the parent decides when to stop: Ctrl-C or SIGTERM to the process group must not cut requests short
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -399,6 +504,9 @@ def _child_main(conn, load: dict, max_rows: int, max_queued: int, timeout: float
         return
     reporter = _Reporter(conn, engine)
     reporter.send(("ready", engine.lanes))
+    stopping = threading.Event()
+    threading.Thread(target=_report_stats, args=(engine, reporter, stopping, stats_interval),
+                     name="genrt-poem-engine-stats", daemon=True).start()
     handles: dict[int, PoemHandle] = {}
     drain = True
     while True:
@@ -431,8 +539,19 @@ def _child_main(conn, load: dict, max_rows: int, max_queued: int, timeout: float
             drain = message[1]
             break
     engine.close(drain=drain)
+    stopping.set()
     reporter.send(("closed",))
     reporter.send(None)
     reporter.writer.join()
     conn.close()
 
+
+def _report_stats(engine: PoemEngine, reporter: _Reporter, stopping: threading.Event, interval: float) -> None:
+    """In the child: the engine's counters to the parent every `interval` seconds while they change (a request
+    that streams nothing sends no step message until it ends, and /metrics must see the work in between)."""
+    last = None
+    while not stopping.wait(interval):
+        now = engine.stats()
+        if now != last:
+            reporter.send(("stats", now))
+            last = now

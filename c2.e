@@ -1,1 +1,0 @@
-/dev/fd/3: line 34: genrt: command not found
