@@ -19,6 +19,7 @@ class ResourceError(ValueError):
 MAX_THREADS = 256                # onnxruntime threads per session: starting more only stalls the load
 MAX_IMAGES = 100_000             # images one call streams (faces --n / --interpolate, iter_batches, iter_interpolation)
 MAX_BATCH = 1024                 # rows per graph call (faces and scoring batch sizes)
+MAX_SEED = 2**63 - 1             # seeds of faces and poems alike (an int64, what most clients can hold)
 MAX_ARRAY_BYTES = 2 << 30        # any one array genrt holds for a caller: generated images, a decoder's K/V cache
 FLOAT32_BYTES = 4
 

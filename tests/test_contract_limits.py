@@ -96,7 +96,7 @@ def test_an_oversized_vocab_is_refused(tmp_path):
     ("sample", "top_p", 1.5, "top_p must be in (0, 1]"),
     ("sample", "top_k", -1, "top_k must be >= 0"),
     ("no_options", "best_of", 1000, "best_of must be <="),
-    ("no_options", "seed", -5, "seed must be a non-negative integer"),
+    ("no_options", "seed", -5, "seed must be an integer from 0 to"),
     ("default", "repetition_penalty", -1.0, "repetition_penalty must be > 0"),
     ("default", "no_repeat_ngram_size", -2, "no_repeat_ngram_size must be >= 0"),
     ("default", "max_char_repeats", -1, "max_char_repeats must be >= 0"),

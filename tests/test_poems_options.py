@@ -5,6 +5,7 @@ from dataclasses import fields
 import numpy as np
 import pytest
 
+from genrt.limits import MAX_SEED
 from genrt.poems.options import (
     LENGTH_PENALTY_RANGE, MAX_NEW_TOKENS, MAX_NUM_BEAMS, MAX_NUM_RETURN_SEQUENCES, REPETITION_PENALTY_RANGE,
     TEMPERATURE_RANGE, GenerationOptions,
@@ -84,7 +85,8 @@ INF, NAN = float("inf"), float("nan")
     ({"do_sample": True, "temperature": 1e-30}, "temperature must be between 0.001 and 1000, got 1e-30"),
     ({"repetition_penalty": 1e-300}, "repetition_penalty must be between 0.001 and 1000"),
     ({"num_beams": 2, "length_penalty": 1e300}, "length_penalty must be between -10 and 10"),
-    ({"seed": 1.5}, "seed must be a non-negative integer, got 1.5"),
+    ({"seed": 1.5}, "seed must be an integer from 0 to 9223372036854775807, got 1.5"),
+    ({"seed": 2**70}, "seed must be an integer from 0 to 9223372036854775807, got 1180591620717411303424"),
 ])
 def test_non_finite_mistyped_and_absurd_values_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message) as err:
@@ -148,7 +150,7 @@ if st is not None:
         "num_return_sequences": st.integers(1, MAX_NUM_RETURN_SEQUENCES),
         "temperature": st.floats(*TEMPERATURE_RANGE), "top_p": st.floats(0, 1, exclude_min=True),
         "top_k": st.integers(0, 10**6), "repetition_penalty": st.floats(*REPETITION_PENALTY_RANGE),
-        "no_repeat_ngram_size": st.integers(0, 10), "seed": st.none() | st.integers(0, 2**64),
+        "no_repeat_ngram_size": st.integers(0, 10), "seed": st.none() | st.integers(0, MAX_SEED),
     }))
     def test_every_sampling_setting_inside_the_documented_ranges_validates(kwargs):
         assert_sane(GenerationOptions.from_kwargs(do_sample=True, **kwargs))

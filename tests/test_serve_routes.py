@@ -79,6 +79,8 @@ def test_stream_of_several_poems_is_refused(real_models):
     ({"prompt": []}, 400, "no prompt"),
     ({"prompt": ["春"] * 65}, 400, "limit is 64"),
     ({"prompt": 7}, 422, "prompt"),
+    ({"prompt": "春江", "do_sample": True, "seed": 2**70}, 400, "seed must be an integer from 0 to"),
+    ({"prompt": "春 江", "mode": "continue"}, 400, "unknown: ' '"),
 ])
 def test_bad_poem_requests_get_one_line(real_models, body, status, words):
     with app_client(models=real_models) as client:
@@ -96,6 +98,27 @@ def test_malformed_json_is_400(real_models):
         listed = client.post("/v1/poems", json=["春江"])
     assert r.status_code == 400 and "malformed JSON" in r.json()["error"]["message"]
     assert empty.status_code == 400 and listed.status_code == 422
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", None])
+def test_a_body_not_sent_as_json_is_415_saying_so(real_models, content_type):
+    """curl -d without -H 'Content-Type: application/json' sends a form: say what to send, not a schema error."""
+    headers = {"content-type": content_type} if content_type else {}
+    with app_client(models=real_models) as client:
+        r = client.post("/v1/poems", content='{"prompt": "春江"}'.encode(), headers=headers)
+    assert r.status_code == 415 and "Content-Type: application/json" in r.json()["error"]["message"], r.text
+
+
+def test_a_body_not_in_utf8_is_named(real_models):
+    with app_client(models=real_models) as client:
+        r = client.post("/v1/poems", content='{"prompt": "秋思"}'.encode("gbk"),
+                        headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["message"] == "the request body is not JSON text in UTF-8"
+
+
+def test_probes_answer_head(real_models):
+    with app_client(models=real_models) as client:
+        assert client.head("/healthz").status_code == 200 and client.head("/metrics").status_code == 200
 
 
 def test_queue_full_is_429_with_retry_after(fake_models):
@@ -229,6 +252,44 @@ def test_a_failed_load_is_named(tmp_path):
         r = client.get("/healthz")
         assert r.status_code == 503 and "no manifest.json" in r.json()["error"]["message"]
         assert "no manifest.json" in client.post("/v1/faces", json={}).json()["error"]["message"]
+
+
+class ProcessesEngine(FakeEngine):
+    """A FakeEngine that reports processes as EnginePool does, `alive` of two running."""
+    alive = 2
+
+    def stats(self) -> dict:
+        return {**super().stats(), "processes": 2, "processes_alive": self.alive, "restarts": 3}
+
+    def submit(self, prompt: str, stream: bool = False, **options):
+        if not self.alive:
+            from genrt.poems.engine import EngineFailed
+            raise EngineFailed("the poem engine process stopped unexpectedly (exit code -9); others are starting")
+        return super().submit(prompt, stream, **options)
+
+
+def test_health_and_requests_tell_of_engine_processes_that_died(tiny_generators):
+    from genrt.serve.service import Models
+    engine = ProcessesEngine()
+    with app_client(models=Models(*tiny_generators, engine)) as client:
+        r = client.get("/healthz")
+        assert r.status_code == 200 and r.json()["status"] == "ready"
+        text = client.get("/metrics").text
+        assert "genrt_engine_processes_alive 2.0" in text and "genrt_engine_restarts_total 3.0" in text
+        engine.alive = 1                                   # one replaced: the service answers, at half its lanes
+        r = client.get("/healthz")
+        assert r.status_code == 200 and r.json()["status"] == "degraded"
+        assert client.post("/v1/poems", json={"prompt": "春江"}).status_code == 200
+        engine.alive = 0
+        r = client.get("/healthz")
+        assert r.status_code == 503 and r.json()["status"] == "restarting" and r.headers["Retry-After"]
+        for path in ("/v1/poems", "/v1/completions"):
+            r = client.post(path, json={"prompt": "春江", "model": "genrt-poems"} if "compl" in path else
+                            {"prompt": "春江"})
+            assert r.status_code == 503 and r.headers["Retry-After"], (path, r.text)
+            assert "exit code -9" in r.json()["error"]["message"] and "shutting down" not in r.text
+        stream = client.post("/v1/poems", json={"prompt": "春江", "stream": True})
+        assert stream.status_code == 503 and "exit code -9" in stream.text
 
 
 def test_metrics_count_requests_and_read_the_engine(real_models):

@@ -23,11 +23,11 @@ def _positive_int(value: object, name: str, high: int | None = None) -> int:
 
 
 def check_seed(seed: object) -> int | None:
-    """None (fresh randomness) or a non-negative integer, numpy integers too."""
+    """None (fresh randomness) or an integer in [0, limits.MAX_SEED], numpy integers too."""
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r:.40}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= limits.MAX_SEED:
+        raise ValueError(f"seed must be an integer from 0 to {limits.MAX_SEED}, got {seed!r:.40}")
     return int(seed)
 
 

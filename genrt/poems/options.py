@@ -7,6 +7,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from genrt.limits import MAX_SEED
+
 # Caps on sizes that cost memory or time in proportion; validate() refuses anything above them. The K/V cache holds
 # one row per beam (or per returned sample) per prompt. max_new_tokens is a model-independent bound: the generator
 # also clamps it to the positions the model has (its manifest's max_len).
@@ -86,8 +88,8 @@ class GenerationOptions:
             _float_problem("repetition_penalty", self.repetition_penalty, "> 0", _positive, REPETITION_PENALTY_RANGE),
             _float_problem("length_penalty", self.length_penalty, limits=LENGTH_PENALTY_RANGE),
         ) if p]
-        if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):
-            problems.append(f"seed must be a non-negative integer, got {_show(self.seed)}")
+        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED):
+            problems.append(f"seed must be an integer from 0 to {MAX_SEED}, got {_show(self.seed)}")
         for name in ("do_sample", "tonal", "form_token", "no_repeat_verse", "regular_shape", "idiomatic_doubling"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name} must be True or False, got {_show(getattr(self, name))}")

@@ -82,6 +82,8 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     unsupported = body.unsupported()
     if unsupported:
         raise ApiError(400, f"not supported by genrt: {', '.join(unsupported)}")
+    if body.n > 1 and body.temperature == 0:          # said in OpenAI's terms, before genrt's options say it in its own
+        raise ApiError(400, f"n = {body.n} needs sampling: temperature 0 decodes one completion per prompt")
     models = service.ready_models()
     prompts = prompt_list(body.prompt)
     options, _ = with_seed(models, generate_options(body))

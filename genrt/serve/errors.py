@@ -5,9 +5,11 @@
     404 not_found_error         no such path or model
     405 invalid_request_error   a path without that method
     413 request_too_large       the body is over the size limit
+    415 invalid_request_error   the body was not sent as JSON (Content-Type: application/json)
     422 invalid_request_error   the body does not fit the request schema (a missing field, a wrong type)
     429 rate_limit_error        the queue is full: try again after Retry-After seconds
-    503 service_unavailable     the models are still loading, or the service is shutting down
+    503 service_unavailable     the models are still loading, an engine process stopped and another is starting,
+                                or the service is shutting down
     503 timeout_error           the request took longer than the per-request timeout
     500 internal_error          anything else (logged in full on the server, one generic line to the client)
 """
@@ -20,7 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
 STATUS_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-                405: "invalid_request_error", 413: "request_too_large", 422: "invalid_request_error",
+                405: "invalid_request_error", 413: "request_too_large", 415: "invalid_request_error",
+                422: "invalid_request_error",
                 429: "rate_limit_error", 503: "service_unavailable", 500: "internal_error"}
 
 
@@ -43,6 +46,14 @@ class ApiError(Exception):
 def bad_value(e: Exception) -> ApiError:
     """genrt's own ValueError (options, prompts, poems) as a 400 with the CLI's one-line message."""
     return ApiError(400, str(e) or type(e).__name__)
+
+
+BODY_NOT_PARSED = "There was an error parsing the body"
+
+
+def is_json(media_type: str) -> bool:
+    return media_type == "application/json" or (media_type.startswith("application/") and
+                                                media_type.endswith("+json"))
 
 
 def validation_message(error: RequestValidationError) -> tuple[int, str]:
@@ -68,6 +79,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(request: Request, e: RequestValidationError) -> JSONResponse:
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request.method == "POST" and not is_json(media):     # FastAPI read the body as something else
+            return ApiError(415, f"send the request body as JSON with 'Content-Type: application/json' (got "
+                                 f"{media or 'no Content-Type'})").response()
         status, message = validation_message(e)
         return ApiError(status, message).response()
 
@@ -75,6 +90,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
         message = {404: f"no such path: {request.url.path}",
                    405: f"{request.method} is not allowed on {request.url.path}"}.get(e.status_code, str(e.detail))
+        if e.status_code == 400 and message == BODY_NOT_PARSED:          # FastAPI's words for bytes it cannot decode
+            message = "the request body is not JSON text in UTF-8"
         return ApiError(e.status_code, message, headers=getattr(e, "headers", None)).response()
 
     @app.exception_handler(Exception)

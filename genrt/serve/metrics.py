@@ -32,6 +32,11 @@ class EngineCollector:
                 ("genrt_engine_requests_finished", CounterMetricFamily, "requests_finished",
                  "poem requests finished (any outcome)")):
             yield kind(name, text, value=stats.get(key, 0))
+        if "processes" in stats:                # engine processes (EnginePool): how many live, how many replaced
+            yield GaugeMetricFamily("genrt_engine_processes_alive", "poem engine processes running",
+                                    value=stats["processes_alive"])
+            yield CounterMetricFamily("genrt_engine_restarts", "poem engine processes started in place of one that "
+                                      "stopped", value=stats["restarts"])
 
     def describe(self):
         return []                      # values exist only at scrape time

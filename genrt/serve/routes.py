@@ -21,7 +21,7 @@ from PIL import Image
 
 from genrt.decoding.scheduler import Cancelled
 from genrt.faces.images import image_names, make_grid
-from genrt.poems.engine import EngineClosed, EngineFull
+from genrt.poems.engine import EngineClosed, EngineFailed, EngineFull
 from genrt.serve import sse
 from genrt.serve.errors import ApiError, bad_value
 from genrt.serve.middleware import CLIENT_CLOSED
@@ -72,6 +72,8 @@ def request_error(service: Service, e: BaseException) -> ApiError:
         return e
     if isinstance(e, EngineFull):
         return service.queue_full("poems")
+    if isinstance(e, EngineFailed):                   # an engine process died; the pool is starting another
+        return ApiError(503, str(e), headers={"Retry-After": str(service.config.retry_after)})
     if isinstance(e, (EngineClosed, Cancelled)):
         return ApiError(503, "the service is shutting down")
     if isinstance(e, TimeoutError):
@@ -118,7 +120,7 @@ async def submit(service: Service, models: Models, prompts: list[str], options: 
     except BaseException as e:
         for handle in handles:
             handle.cancel()
-        if isinstance(e, (ValueError, EngineFull, EngineClosed)):
+        if isinstance(e, (ValueError, EngineFull, EngineClosed, EngineFailed)):
             raise request_error(service, e) from None
         raise
     return handles
@@ -258,20 +260,29 @@ def render_faces(generator: Any, body: FacesRequest, seed: int) -> bytes | list[
     return out.getvalue()
 
 
-@router.get("/healthz", responses={503: {"description": "not ready: loading, failed or shutting down"}})
+@router.api_route("/healthz", methods=["GET", "HEAD"],
+                  responses={503: {"description": "not ready: loading, failed or shutting down"}})
 async def healthz(request: Request) -> JSONResponse:
-    """200 once the models are loaded and the service accepts requests, else 503."""
+    """200 once the models are loaded and the service accepts requests ("degraded" while some engine processes are
+    being replaced), else 503 (also while every engine process is being replaced)."""
     service = service_of(request)
     try:
         models = service.ready_models()
     except ApiError as e:
         status = "shutting down" if service.closing else "failed" if service.load_error else "loading"
         return JSONResponse({"status": status, **e.body()}, status_code=503, headers=e.headers)
-    return JSONResponse({"status": "ready", "provider": getattr(models.poems, "provider", None),
-                         "engine": models.engine.stats()})
+    stats = models.engine.stats()
+    alive = stats.get("processes_alive", 1)                 # an engine in this process has no processes to lose
+    body = {"status": "ready" if alive == stats.get("processes", 1) else "degraded" if alive else "restarting",
+            "provider": getattr(models.poems, "provider", None), "engine": stats}
+    if alive:
+        return JSONResponse(body)
+    error = ApiError(503, "every poem engine process stopped; others are starting",
+                     headers={"Retry-After": str(service.config.retry_after)})
+    return JSONResponse({**body, **error.body()}, status_code=503, headers=error.headers)
 
 
-@router.get("/metrics")
+@router.api_route("/metrics", methods=["GET", "HEAD"])
 async def metrics(request: Request) -> Response:
     """Prometheus text: requests by endpoint and status, latency histograms, queue depth, active rows, tokens."""
     text, media_type = request.app.state.metrics.text()

@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic_core import PydanticCustomError
 
 from genrt.faces.generator import candidate_count
-from genrt.poems.options import GenerationOptions
+from genrt.limits import MAX_SEED
+from genrt.poems.options import MAX_NUM_RETURN_SEQUENCES, GenerationOptions
 from genrt.serve.config import MAX_FACES, MAX_FACES_DRAWN, MAX_PROMPTS, MAX_SCORE_PAIRS
 from genrt.serve.errors import ApiError
 
@@ -62,7 +63,7 @@ class ScoreRequest(BaseModel):
 class FacesRequest(BaseModel):
     model_config = STRICT
     n: int = Field(16, ge=1, le=MAX_FACES)
-    seed: int | None = Field(None, ge=0, lt=2**63, description="left out: drawn, and returned (X-Genrt-Seed)")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="left out: drawn, and returned (X-Genrt-Seed)")
     truncation: float = Field(1.0, gt=0, le=1, description="psi: lower = more typical, less varied faces")
     filter: float = Field(1.0, gt=0, le=1, description="keep: draw n / filter faces, return the n the model's "
                           "discriminator rates most real; less varied faces (1 = no filter; needs a model that "
@@ -90,8 +91,8 @@ class CompletionRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1, description="left out: the model's recommended length")
     temperature: float | None = Field(None, ge=0, description="0: greedy; left out: the recommended settings")
     top_p: float | None = None
-    n: int = Field(1, ge=1)
-    seed: int | None = Field(None, ge=0)
+    n: int = Field(1, ge=1, le=MAX_NUM_RETURN_SEQUENCES)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
     stream: bool = False
     stream_options: dict[str, bool] | None = None
     user: str | None = None
