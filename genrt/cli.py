@@ -18,8 +18,9 @@ import click
 from tqdm import tqdm
 
 from genrt import __version__, limits
-from genrt.cli_boundary import (Interrupted, StdoutError, UserError, boundary, discard_stdout, guard_stdout, note,
-                                one_line, open_standard_fds, require_stdout, stderr_usable)
+from genrt.cli_boundary import (Interrupted, StdoutClosed, StdoutError, UserError, boundary, closed_pipe,
+                                discard_stdout, guard_stdout, note, one_line, open_standard_fds, require_stdout,
+                                stderr_usable)
 import numpy as np
 
 from genrt.faces import FaceGenerator, image_names, save_grid
@@ -167,7 +168,7 @@ class OneLineErrors(click.Group):
             note(e.ctx.get_help() if e.ctx is not None else e.format_message())
             sys.exit(2)
         except click.UsageError as e:
-            hint = f" (see 'genrt {e.ctx.info_name} --help')" if e.ctx is not None and e.ctx.parent else ""
+            hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None and e.ctx.parent else ""
             note(f"Error: {' '.join(e.format_message().split())}{hint}")
             sys.exit(2)
         except click.ClickException as e:
@@ -175,13 +176,15 @@ class OneLineErrors(click.Group):
                 e.show()
             except (OSError, ValueError):
                 pass
-            if isinstance(e, UserError) and e.message.startswith("cannot write to standard output"):
+            if isinstance(e, StdoutClosed) or (isinstance(e, UserError) and
+                                               e.message.startswith("cannot write to standard output")):
                 discard_stdout()
             sys.exit(e.exit_code)
         except StdoutError as e:                        # --help or --version into a full or closed stdout
-            note(f"Error: {one_line(e)}")
+            if not closed_pipe(e):
+                note(f"Error: {one_line(e)}")
             discard_stdout()
-            sys.exit(2)
+            sys.exit(StdoutClosed.exit_code if closed_pipe(e) else 2)
         except click.Abort as e:                        # Ctrl-C while click parsed the arguments
             interrupted = isinstance(e.__context__, KeyboardInterrupt)
             note("genrt: interrupted" if interrupted else "Aborted!")
@@ -260,8 +263,9 @@ def parse_seeds(ctx: click.Context | None, param: click.Parameter | None, text: 
 @precision_option
 @model_option
 def faces(n: int | None, out: Path, seed: int | None, seeds: list[int] | None, batch_size: int, truncation: float,
-          keep: float, frames: int | None, gif: Path | None, fps: int, nrow: int | None, grid: bool, overwrite: bool, provider: str,
-          provider_options: dict[str, str], threads: int | None, precision: str | None, model_dir: Path | None) -> None:
+          keep: float, frames: int | None, gif: Path | None, fps: int, nrow: int | None, grid: bool, overwrite: bool,
+          provider: str, provider_options: dict[str, str], threads: int | None, precision: str | None,
+          model_dir: Path | None) -> None:
     """Generate faces: OUT/face_0000.png ... and OUT/grid.png (or one face per seed, or interpolation frames)."""
     modes = [flag for flag, value in (("--n", n), ("--seeds", seeds), ("--interpolate", frames)) if value]
     if len(modes) > 1:
@@ -540,9 +544,13 @@ def stream_poem(generator: PoemGenerator, prompt: str, opts) -> None:
     except ValueError as e:
         raise UserError(f"--stream cannot print this mode as it decodes ({' '.join(str(e).split())}); run "
                         f"without --stream, or choose --greedy or --do-sample") from None
+    click.echo(f"《{prompt}》")                               # as the command without --stream prints
+    last = "\n"
     for piece in pieces:
-        click.echo(break_lines(piece), nl=False)
-    click.echo()
+        text = break_lines(piece)
+        click.echo(text, nl=False)
+        last = text[-1:] or last
+    click.echo("\n" if last != "\n" else "")                # the poem's line ends, then a blank line
 
 
 SCORE_EXAMPLES = """\b

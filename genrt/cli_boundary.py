@@ -3,12 +3,14 @@ traceback, and never in exit 0 with the output lost.
 
     exit 2    an 'Error: ...' line: bad input or files, a resource limit, a failing graph, an unwritable output
     exit 130  interrupted (Ctrl-C, SIGINT); 143: terminated (SIGTERM). Temporary files are removed on the way out.
+    exit 1    stdout was closed by its reader (`genrt poem ... | head -1`): quietly, as click does for --help.
 
 genrt.cli's group class calls `boundary()` around every command; the commands call `require_stdout()` before work
 whose result goes to stdout, and `note()` for remarks on stderr.
 """
 from __future__ import annotations
 
+import errno
 import io
 import os
 import signal
@@ -24,6 +26,7 @@ from genrt.runtime import GRAPH_RUN_ERRORS, GraphRunError, ProviderError
 
 INTERRUPTED_EXIT = 130           # 128 + SIGINT, what a shell reports for Ctrl-C
 TERMINATED_EXIT = 143            # 128 + SIGTERM
+CLOSED_PIPE_EXIT = 1            # click's own exit when its output pipe closes
 
 
 class UserError(click.ClickException):
@@ -40,6 +43,21 @@ class Interrupted(click.ClickException):
 
     def show(self, file=None) -> None:
         note(f"genrt: {self.message}")
+
+
+class StdoutClosed(click.ClickException):
+    """Whoever read stdout closed it (`| head`): nothing to say, since nobody reads the rest; exit 1."""
+    exit_code = CLOSED_PIPE_EXIT
+
+    def __init__(self):
+        super().__init__("standard output was closed")
+
+    def show(self, file=None) -> None:
+        pass
+
+
+def closed_pipe(e: BaseException) -> bool:
+    return isinstance(e, StdoutError) and e.errno == errno.EPIPE
 
 
 class Terminated(KeyboardInterrupt):
@@ -101,6 +119,8 @@ def boundary() -> Iterator[None]:
     except KeyboardInterrupt as e:
         raise Interrupted(terminated=isinstance(e, Terminated)) from None
     except Exception as e:
+        if closed_pipe(e):
+            raise StdoutClosed() from None
         message = one_line(e)
         if message is None:
             raise

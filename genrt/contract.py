@@ -83,7 +83,9 @@ class FacesManifest:
     precision: str = "fp32"
     training: dict[str, Any] = field(default_factory=dict)
     data_licence: str = ""
-    discriminator_file: str = ""     # the GAN's discriminator as a graph (discriminator()); "" = none shipped
+    discriminator_file: str = ""     # the filter's realness graph (discriminator()); "" = none shipped
+    discriminator_training: dict[str, Any] = field(default_factory=dict)   # how that graph was trained: {} = the
+                                                                           # GAN's own discriminator, else a critic's
     kind: str = FACES_KIND
     format_version: int = FORMAT_VERSION
 
@@ -96,8 +98,9 @@ class FacesManifest:
         )
 
     def discriminator(self) -> GraphSpec:
-        """images (batch, H, W, 3) uint8, the generator's output -> realness (batch,) float32: the discriminator's
-        logit, higher = rated more like a real photo (genrt faces --filter keeps the highest)."""
+        """images (batch, H, W, 3) uint8, the generator's output -> realness (batch,) float32: a discriminator's
+        logit (the GAN's own, or a critic trained after it: discriminator_training), higher = rated more like a real
+        photo (genrt faces --filter keeps the highest)."""
         return GraphSpec(
             self.discriminator_file,
             inputs=(TensorSpec("images", "uint8", ("batch", self.image_size, self.image_size, self.channels)),),
@@ -304,7 +307,7 @@ def read_manifest(model_dir: str | Path, expected_kind: str | None = None) -> Ma
     model_dir = Path(model_dir)
     where = str(model_dir)
     if not model_dir.is_dir():
-        raise ManifestError(where, ["not a directory"])
+        raise ManifestError(where, ["not a directory" if model_dir.exists() else "no such directory"])
     path = model_dir / MANIFEST_NAME
     if not path.is_file():
         raise ManifestError(where, [f"missing {MANIFEST_NAME}"])

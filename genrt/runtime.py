@@ -190,12 +190,13 @@ def model_dir_or_bundled(model_dir: str | Path | None, name: str, export_hint: s
         if bundled_model_dir(variant).is_dir():
             return bundled_model_dir(variant)
     if chosen == "fp16":  # not shipped: made from the fp32 directory, for GPUs
-        export_hint = f"python -m export.fp16 genrt/models/{name} {DEFAULT_USER_MODELS}/{name}_fp16"
+        export_hint = (f"python -m export.fp16 genrt/models/{name} {DEFAULT_USER_MODELS}/{name}_fp16` in a genrt "
+                       f"checkout with the training extras (pip install \".[train]\")")
     elif chosen == "fp32":  # kept in the checkout, not in the wheel (genrt.user_models)
         export_hint = "genrt models install fp32 --from <genrt checkout>"
     raise ManifestError(str(bundled_model_dir(names[0])), [
         f"the {name} model ({chosen}) is neither in {models or DEFAULT_USER_MODELS} (${USER_MODELS_ENV}) nor "
-        f"bundled; get one with `{export_hint}` or pass a model directory"])
+        f"bundled; get one with `{export_hint}{'' if chosen == 'fp16' else '`'} or pass a model directory"])
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,18 @@ def test_help_and_version_into_a_full_stdout_are_one_line(home, args):
     one_error_line(result.stderr, "cannot write to standard output")
 
 
+@pytest.mark.parametrize("args", [["poem", "春江", "--max-new-tokens", "4"], ["--help"]])
+def test_a_reader_that_closed_the_pipe_stops_the_command_quietly(home, tiny_poems_dir, args):
+    """`genrt poem ... | head -1`: the reader has what it wanted; no line, exit 1 (as click does for --help)."""
+    read, write = os.pipe()
+    os.close(read)                                    # the reader has gone before the first write
+    try:
+        result = genrt([*args, "--model", str(tiny_poems_dir)] if args[0] == "poem" else args, home, stdout=write)
+    finally:
+        os.close(write)
+    assert result.returncode == 1 and result.stderr == "", result.stderr
+
+
 @pytest.mark.parametrize("args", [[], ["models"]])
 def test_a_group_without_a_command_shows_its_help(home, args):
     result = genrt(args, home)

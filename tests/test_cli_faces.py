@@ -198,7 +198,7 @@ def test_output_dir_that_is_not_writable(tiny_faces_model, tmp_path):
 
 def test_missing_model_dir(tmp_path):
     result = run("faces", "--model", str(tmp_path / "nowhere"), "-o", str(tmp_path / "out"))
-    assert_user_error(result, "nowhere", "not a directory")
+    assert_user_error(result, "nowhere", "no such directory")
     assert not (tmp_path / "out").exists()                                # nothing written for a bad model
 
 

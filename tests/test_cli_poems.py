@@ -40,7 +40,10 @@ def test_stream_prints_the_poem_of_the_same_command_or_refuses(tiny_poems_dir, m
         assert mode not in (("--greedy",), ("--do-sample", "--seed", "5"), ("--continue", "--greedy"))
         return
     assert streamed.exit_code == 0, streamed.output
-    assert streamed.stdout.replace("\n", "") == json.loads(plain.stdout)[0][0]["text"]
+    assert streamed.stdout.replace("\n", "") == "《春江》" + json.loads(plain.stdout)[0][0]["text"]
+    assert streamed.stdout == run(tiny_poems_dir, "春江", *mode, "--max-new-tokens", "12").stdout
+    finished = run(tiny_poems_dir, "春江", *mode, "--stream", "--max-new-tokens", "60", "--free-shape")
+    assert finished.stdout == run(tiny_poems_dir, "春江", *mode, "--max-new-tokens", "60", "--free-shape").stdout
 
 
 def test_sampling_with_seed_is_reproducible(tiny_poems_dir):
@@ -165,7 +168,7 @@ def test_traditional_prompt_gives_the_simplified_prompts_poem(tiny_poems_dir):
 
 def test_missing_model_exits_2(tmp_path):
     result = CliRunner().invoke(main, ["poem", "春江", "--model", str(tmp_path / "nope")])
-    assert result.exit_code == 2 and "not a directory" in result.output
+    assert result.exit_code == 2 and "no such directory" in result.output
 
 
 def test_form_and_acrostic_options(tiny_poems_dir):

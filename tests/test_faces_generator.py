@@ -214,7 +214,7 @@ def test_missing_manifest(model_copy):
 
 
 def test_missing_directory(tmp_path):
-    with pytest.raises(ManifestError, match="not a directory"):
+    with pytest.raises(ManifestError, match="no such directory"):
         FaceGenerator.load(tmp_path / "nowhere")
 
 

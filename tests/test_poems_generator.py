@@ -224,6 +224,7 @@ def test_max_length_is_capped_by_the_model(gen):
     ("春江", {"do_sample": True, "temperature": 0}, "temperature must be > 0"),
     ("春江", {"do_sample": True, "num_beams": 2, "best_of": 3}, "use one or the other"),
     ("春江x", {"mode": "continue"}, "unknown: x"),
+    ("春 江", {"mode": "continue"}, "unknown: ' '$"),                      # a space is named, not blank
     ("春江", {"beams": 2}, "unknown generation option"),
 ])
 def test_bad_input_raises_value_error(gen, prompt, kwargs, message):

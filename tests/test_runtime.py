@@ -191,7 +191,8 @@ def test_fp16_is_not_bundled_and_the_error_says_how_to_make_it(monkeypatch, tmp_
     monkeypatch.setenv(rt.USER_MODELS_ENV, str(tmp_path))
     if rt.bundled_model_dir("poems_fp16").is_dir():
         pytest.skip("an fp16 variant is installed")
-    with pytest.raises(ManifestError, match="python -m export.fp16 genrt/models/poems ~/.genrt/models/poems_fp16"):
+    with pytest.raises(ManifestError, match=r"python -m export.fp16 genrt/models/poems ~/.genrt/models/poems_fp16` "
+                                            r"in a genrt checkout with the training extras \(pip install "):
         rt.model_dir_or_bundled(None, "poems", "hint", precision="fp16")
 
 

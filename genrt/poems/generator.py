@@ -20,7 +20,7 @@ from genrt.poems.verse.doubling import IdiomaticDoubling, load_doubling
 from genrt.poems.verse.echo import TitleEcho, VerseOpenings
 from genrt.poems.model import PoemModel
 from genrt.poems.options import GenerationOptions
-from genrt.poems.tokenizer import CharTokenizer, load_t2s
+from genrt.poems.tokenizer import CharTokenizer, char_list, load_t2s
 
 LINE_PUNCTUATION = VERSE_BREAKS
 # settings that mean something only when sampling: a caller's do_sample=False drops the recommended ones
@@ -163,7 +163,7 @@ class PoemGenerator:
         text = self.tokenizer.normalize(poem.strip())
         unknown = self.tokenizer.unknown_chars(text)
         if unknown:
-            raise ValueError(f"the poem has characters outside the model's vocabulary: {''.join(unknown)}")
+            raise ValueError(f"the poem has characters outside the model's vocabulary: {char_list(unknown)}")
         ids = self.tokenizer.encode_text(text)
         if ids[:len(forced)] != forced or len(ids) == len(forced):
             raise ValueError("in continue mode the poem must start with its prompt line and go on after it")
@@ -292,7 +292,7 @@ class PoemGenerator:
         unknown = self.tokenizer.unknown_chars(line)
         if unknown:
             raise ValueError(f"continue mode needs every character of the line in the vocabulary; unknown: "
-                             f"{''.join(unknown)}")
+                             f"{char_list(unknown)}")
         return self.tokenizer.encode_text(line)
 
     def _max_new(self, opts: GenerationOptions, prefix: np.ndarray) -> int:
