@@ -62,11 +62,12 @@ def latents(n: int, nz: int, seed: int) -> np.ndarray:
 
 
 def generate_model(model_dir: str | Path, n: int, seed: int, batch_size: int = BATCH_SIZE,
-                   truncation: float = 1.0) -> np.ndarray:
-    """n faces (n, 64, 64, 3) uint8 from a genrt faces model directory, onnxruntime on CPU."""
+                   truncation: float = 1.0, keep: float = 1.0) -> np.ndarray:
+    """n faces (n, 64, 64, 3) uint8 from a genrt faces model directory, onnxruntime on CPU; keep < 1: filtered
+    by the directory's realness graph, as `genrt faces --filter KEEP` does."""
     from genrt.faces import FaceGenerator
     return FaceGenerator.load(model_dir, provider="cpu").generate(n, seed=seed, batch_size=batch_size,
-                                                                   truncation=truncation)
+                                                                   truncation=truncation, keep=keep)
 
 
 def generate_snapshot(path: str | Path, n: int, seed: int, batch_size: int = BATCH_SIZE) -> tuple[np.ndarray, dict]:
@@ -178,6 +179,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="training run folder: score DIR/snapshots/step_*.pt, cached in DIR/swd.json (repeatable)")
     ap.add_argument("--truncation", type=float, nargs="+", default=[1.0],
                     help="score each --model at these truncation psi values (default 1.0 = off)")
+    ap.add_argument("--filter", type=float, nargs="+", default=[1.0], metavar="KEEP",
+                    help="score each --model filtered as genrt faces --filter KEEP does (default 1.0 = off)")
     ap.add_argument("--calibrate", action="store_true",
                     help="reference rows: real vs real, blurred real, uniform noise, one face repeated")
     ap.add_argument("--out", type=Path, help="write FILE.json and FILE.md")
@@ -215,15 +218,17 @@ def score_calibration(args: argparse.Namespace, real: np.ndarray, real_distance:
 
 
 def score_models(args: argparse.Namespace, real: np.ndarray, real_distance: float, options: dict) -> list[dict]:
-    """A row per --model directory and --truncation psi, generating args.n faces each."""
+    """A row per --model directory, --truncation psi and --filter keep, generating args.n faces each."""
     rows = []
     for model in args.model:
         for psi in args.truncation:
-            t = time.perf_counter()
-            fake = generate_model(model, args.n, args.seed, truncation=psi)
-            name = str(model) if psi == 1.0 else f"{model} truncation {psi:g}"
-            rows.append(score_set(name, real, fake, args.seed, real_distance, options, time.perf_counter() - t,
-                                  model=str(model), truncation=psi))
+            for keep in args.filter:
+                t = time.perf_counter()
+                fake = generate_model(model, args.n, args.seed, truncation=psi, keep=keep)
+                name = " ".join([str(model), *([f"truncation {psi:g}"] if psi != 1.0 else []),
+                                 *([f"--filter {keep:g}"] if keep != 1.0 else [])])
+                rows.append(score_set(name, real, fake, args.seed, real_distance, options, time.perf_counter() - t,
+                                      model=str(model), truncation=psi, keep=keep))
     return rows
 
 

@@ -11,7 +11,9 @@ twin of the graph, max abs diff <= 1e-4), uint8 parity (off-by-one rounding allo
 The discriminator, when the checkpoint holds one (training checkpoints do), becomes `discriminator.onnx`:
 uint8 images (batch, H, W, 3), the generator's output, -> realness logits (batch,), BatchNorm folded, checked
 against PyTorch on random images. It is what `genrt faces --filter` runs to keep the faces it rates most real;
---no-discriminator leaves it out.
+--no-discriminator leaves it out. --critic ships a critic trained after the GAN instead (trainers.faces_critic:
+the GAN's own discriminator barely tells the finished generator's worst faces apart); the manifest records which
+(discriminator_training).
 
 --int8 also writes `<out>_int8`: the generator rewritten without ConvTranspose (export/faces_subpixel.py: 2x2
 convolutions + pixel shuffle, checked against PyTorch like the fp32 graph), then statically quantized (QDQ) so that
@@ -42,6 +44,7 @@ from genrt.contract import FacesManifest, ManifestError, MANIFEST_NAME, write_ma
 from genrt.runtime import load_checked_session, make_session
 from trainers.common import config_dict
 from trainers.faces import load_discriminator, load_generator
+from trainers.faces_critic import critic_summary, load_critic
 
 OPSET = 17
 FLOAT_TOLERANCE = 1e-4      # max abs diff of the [-1, 1] output, ONNX Runtime vs PyTorch
@@ -232,10 +235,11 @@ def training_summary(cfg_dict: dict, state: dict) -> dict:
 
 
 def build_manifest(cfg_dict: dict, state: dict, image_size: int, precision: str = "fp32",
-                   discriminator: bool = False) -> FacesManifest:
+                   discriminator: bool = False, discriminator_training: dict | None = None) -> FacesManifest:
     return FacesManifest(nz=int(cfg_dict["nz"]), image_size=image_size, precision=precision,
                          training=training_summary(cfg_dict, state), data_licence=CELEBA_LICENCE,
-                         discriminator_file=DISCRIMINATOR_FILE if discriminator else "")
+                         discriminator_file=DISCRIMINATOR_FILE if discriminator else "",
+                         discriminator_training=dict(discriminator_training or {}) if discriminator else {})
 
 
 # ---------------------------------------------------------------- the whole export
@@ -243,10 +247,11 @@ def build_manifest(cfg_dict: dict, state: dict, image_size: int, precision: str 
 def export_faces(checkpoint: str | Path, out_dir: str | Path, *, int8: bool = False,
                  int8_out_dir: str | Path | None = None, batch_sizes: Sequence[int] = PARITY_BATCH_SIZES,
                  seed: int = 0, threads: int | None = None, force: bool = False, discriminator: bool = True,
-                 log: Callable[[str], None] = print) -> Path:
+                 critic: str | Path | None = None, log: Callable[[str], None] = print) -> Path:
     """Export, check, write the manifest last, in a temporary directory renamed into place. Returns the model
     directory (and writes `<out>_int8` if int8). A non-empty target is refused unless `force`. `discriminator`:
-    ship the checkpoint's discriminator too, when it has one (what `genrt faces --filter` runs)."""
+    ship the checkpoint's discriminator too, when it has one (what `genrt faces --filter` runs); `critic`: a
+    trainers.faces_critic checkpoint to ship in its place."""
     final_dir = check_target(out_dir, force)
     int8_final = (Path(int8_out_dir) if int8_out_dir else final_dir.with_name(final_dir.name + "_int8")) if int8 \
         else None
@@ -256,24 +261,29 @@ def export_faces(checkpoint: str | Path, out_dir: str | Path, *, int8: bool = Fa
             raise ExportError(f"the int8 directory {int8_final} must lie apart from {final_dir} (not the same "
                               f"folder, nor one inside the other)")
         check_target(int8_final, force)
+    if critic is not None and not discriminator:
+        raise ExportError("--critic is the filter's graph: it cannot be shipped with --no-discriminator")
     generator, cfg, state = load_generator(checkpoint)
-    critic = load_discriminator(checkpoint) if discriminator else None
-    if discriminator and critic is None:
+    trained = critic_summary(critic) if critic is not None else {}
+    realness = load_critic(critic) if critic is not None else load_discriminator(checkpoint) if discriminator else None
+    if discriminator and realness is None:
         log(f"{checkpoint} holds no discriminator: the model directory will have none (no --filter)")
     with staged_model_dir(final_dir, force) as out_dir:
-        graph_path = _export_fp32(generator, critic, cfg, state, out_dir, batch_sizes, seed, threads, log)
+        graph_path = _export_fp32(generator, realness, cfg, state, out_dir, batch_sizes, seed, threads, log, trained)
         if int8_final is not None:
             with staged_model_dir(int8_final, force) as int8_dir:
-                _export_int8_variant(generator, critic, cfg, state, graph_path, int8_dir, batch_sizes, seed, threads,
-                                     log)
+                _export_int8_variant(generator, realness, cfg, state, graph_path, int8_dir, batch_sizes, seed,
+                                     threads, log, trained)
     return final_dir
 
 
-def _export_fp32(generator, critic, cfg, state, out_dir: Path, batch_sizes, seed, threads, log) -> Path:
+def _export_fp32(generator, critic, cfg, state, out_dir: Path, batch_sizes, seed, threads, log,
+                 trained: dict) -> Path:
     cfg_dict = config_dict(cfg)
 
     image_size = reference_output(generator, torch.zeros(1, cfg.nz), as_uint8=True).shape[1]
-    manifest = build_manifest(cfg_dict, state, image_size, discriminator=critic is not None)
+    manifest = build_manifest(cfg_dict, state, image_size, discriminator=critic is not None,
+                              discriminator_training=trained)
     spec = manifest.graph()
     names = (spec.inputs[0].name, spec.outputs[0].name)
     graph_path = out_dir / spec.file
@@ -296,10 +306,11 @@ def _export_critic(critic, out_dir: Path, manifest: FacesManifest, batch_sizes, 
 
 
 def _export_int8_variant(generator, critic, cfg, state, graph_path: Path, int8_dir: Path, batch_sizes, seed,
-                         threads, log) -> None:
+                         threads, log, trained: dict) -> None:
     cfg_dict = config_dict(cfg)
     image_size = reference_output(generator, torch.zeros(1, cfg.nz), as_uint8=True).shape[1]
-    manifest = build_manifest(cfg_dict, state, image_size, "int8", discriminator=critic is not None)
+    manifest = build_manifest(cfg_dict, state, image_size, "int8", discriminator=critic is not None,
+                              discriminator_training=trained)
     spec = manifest.graph()
     names = (spec.inputs[0].name, spec.outputs[0].name)
     with tempfile.TemporaryDirectory() as tmp:
@@ -429,11 +440,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--force", action="store_true", help="replace a non-empty --out (and --int8-out)")
     parser.add_argument("--no-discriminator", dest="discriminator", action="store_false",
                         help="leave the discriminator out (smaller directories; genrt faces --filter needs it)")
+    parser.add_argument("--critic", type=Path, default=None,
+                        help="ship this critic (python -m trainers.faces_critic) as the filter's graph instead of "
+                             "the GAN's discriminator")
     args = parser.parse_args(argv)
     with command_errors():
         out = export_faces(args.checkpoint, args.out, int8=args.int8, int8_out_dir=args.int8_out,
                            seed=args.seed, threads=args.threads, force=args.force,
-                           discriminator=args.discriminator)
+                           discriminator=args.discriminator, critic=args.critic)
     print(f"wrote {out}" + (f" and {args.int8_out or str(out) + '_int8'}" if args.int8 else ""))
 
 

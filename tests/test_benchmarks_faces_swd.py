@@ -91,19 +91,26 @@ def test_snapshot_matches_generator_latents(tmp_path):
 def test_main_calibrate_models_and_report(tmp_path, faces, monkeypatch, capsys):
     monkeypatch.setattr(fs, "load_real", lambda data, split, holdout, count=0: faces if split == "holdout"
                         else faces[::-1][:count])
-    monkeypatch.setattr(fs, "generate_model", lambda model, n, seed, truncation=1.0: blob_images(n, seed=7))
+    asked = []
+
+    def generate_model(model, n, seed, truncation=1.0, keep=1.0):
+        asked.append((truncation, keep))
+        return blob_images(n, seed=7)
+    monkeypatch.setattr(fs, "generate_model", generate_model)
     out = tmp_path / "res" / "r.json"
-    fs.main(["--calibrate", "--model", "m1", "--truncation", "1.0", "0.7", "--n", "24", "--patches", "32",
-             "--dirs", "64", "--repeats", "2", "--data", str(tmp_path), "--out", str(out)])
+    fs.main(["--calibrate", "--model", "m1", "--truncation", "1.0", "0.7", "--filter", "1.0", "0.5", "--n", "24",
+             "--patches", "32", "--dirs", "64", "--repeats", "2", "--data", str(tmp_path), "--out", str(out)])
     printed = capsys.readouterr().out
+    assert asked == [(1.0, 1.0), (1.0, 0.5), (0.7, 1.0), (0.7, 0.5)]
     names = ["real (train split) vs held-out", "real held-out, blurred", "uniform noise", f"one face x{len(faces)}",
-             "m1", "m1 truncation 0.7"]
+             "m1", "m1 --filter 0.5", "m1 truncation 0.7", "m1 truncation 0.7 --filter 0.5"]
     assert printed.startswith(f"real held-out: {len(faces)} images from {tmp_path} (")
     assert all(f"  {name}: swd avg " in printed for name in names)
     assert printed.endswith(f"wrote {out} and {out.with_suffix('.md')}\n")
     report = json.loads(out.read_text())
     assert [r["name"] for r in report["rows"]] == names
     assert report["rows"][-1]["model"] == "m1" and report["rows"][-1]["truncation"] == 0.7
+    assert report["rows"][-1]["keep"] == 0.5
     assert report["settings"]["levels"] == [64, 32, 16] and report["settings"]["patches_per_image"] == 32
     assert report["settings"]["data"] == os.path.relpath(tmp_path, fs.ROOT)     # no machine path in results
     assert report["reference"]["name"] == f"real held-out ({len(faces)})"

@@ -32,14 +32,14 @@ def missing_packages() -> list[str]:
 
 
 def log_config() -> dict:
-    """uvicorn's own messages and genrt's request lines on stderr; uvicorn's access log is off (one line per
-    request is genrt's, with the status, bytes and time)."""
+    """uvicorn's own messages, genrt's request lines and genrt's other loggers (an engine process replaced) on
+    stderr; uvicorn's access log is off (one line per request is genrt's, with the status, bytes and time)."""
     handler = {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}
     return {"version": 1, "disable_existing_loggers": False,
             "formatters": {"plain": {"format": LOG_FORMAT}},
             "handlers": {"stderr": handler},
             "loggers": {name: {"handlers": ["stderr"], "level": "INFO", "propagate": False}
-                        for name in ("genrt.serve", "uvicorn", "uvicorn.error")}}
+                        for name in ("genrt", "uvicorn", "uvicorn.error")}}
 
 
 @contextmanager
