@@ -206,7 +206,7 @@ Examples:
   genrt faces --seeds 0-15,42 -o seeds/              # seeds/seed0000.png ... seed0015.png, seed0042.png
   genrt faces --interpolate 60 -o morph/ --gif morph.gif   # 60 frames between two faces, also as a GIF
   genrt faces -n 64 -o typical/ --truncation 0.7     # latents pulled toward the mean: fewer odd faces
-  genrt faces -n 16 -o kept/ --filter 0.5            # 32 drawn, the 16 the discriminator rates most real kept
+  genrt faces -n 16 -o kept/ --filter 0.5            # 32 drawn, the 16 the model's critic rates most real kept
 """
 
 
@@ -244,8 +244,9 @@ def parse_seeds(ctx: click.Context | None, param: click.Parameter | None, text: 
 @click.option("--truncation", type=FiniteFloat(0.0, 1.0, min_open=True), default=1.0, show_default=True,
               help="psi: scale latents toward the mean latent; lower = more typical, less varied faces")
 @click.option("--filter", "keep", type=FiniteFloat(0.0, 1.0, min_open=True), default=1.0, show_default=True,
-              metavar="KEEP", help="draw n / KEEP faces and keep the n the model's discriminator rates most real, "
-                                   "in the order drawn; less varied faces (1 = no filter)")
+              metavar="KEEP", help="draw n / KEEP faces and keep the n the model's discriminator (the bundled "
+                                   "models': a critic trained after the GAN) rates most real, in the order drawn: "
+                                   "fewer malformed faces, slightly less varied (1 = no filter)")
 @click.option("--interpolate", "frames", type=click.IntRange(min=2, max=MAX_IMAGES), default=None,
               help="instead of random faces, write this many frames morphing between two faces")
 @click.option("--gif", type=click.Path(dir_okay=False, path_type=Path), default=None,

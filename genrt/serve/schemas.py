@@ -66,8 +66,9 @@ class FacesRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="left out: drawn, and returned (X-Genrt-Seed)")
     truncation: float = Field(1.0, gt=0, le=1, description="psi: lower = more typical, less varied faces")
     filter: float = Field(1.0, gt=0, le=1, description="keep: draw n / filter faces, return the n the model's "
-                          "discriminator rates most real; less varied faces (1 = no filter; needs a model that "
-                          "ships its discriminator)")
+                          "discriminator (the bundled models': a critic trained after the GAN) rates most real: "
+                          "fewer malformed faces, slightly less varied (1 = no filter; needs a model that ships its "
+                          "discriminator)")
     format: Literal["png", "zip", "json"] = Field("png", description="one PNG grid, a zip of PNGs, or base64 PNGs")
     nrow: int | None = Field(None, ge=1, le=MAX_FACES, description="images per grid row (png)")
 
