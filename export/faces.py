@@ -44,7 +44,7 @@ from genrt.contract import FacesManifest, ManifestError, MANIFEST_NAME, write_ma
 from genrt.runtime import load_checked_session, make_session
 from trainers.common import config_dict
 from trainers.faces import load_discriminator, load_generator
-from trainers.faces_critic import critic_summary, load_critic
+from trainers.faces_critic import IMAGE_SIZE as CRITIC_IMAGE_SIZE, critic_summary, load_critic
 
 OPSET = 17
 FLOAT_TOLERANCE = 1e-4      # max abs diff of the [-1, 1] output, ONNX Runtime vs PyTorch
@@ -264,6 +264,9 @@ def export_faces(checkpoint: str | Path, out_dir: str | Path, *, int8: bool = Fa
     if critic is not None and not discriminator:
         raise ExportError("--critic is the filter's graph: it cannot be shipped with --no-discriminator")
     generator, cfg, state = load_generator(checkpoint)
+    if critic is not None and cfg.image_size != CRITIC_IMAGE_SIZE:
+        raise ExportError(f"--critic judges {CRITIC_IMAGE_SIZE}x{CRITIC_IMAGE_SIZE} faces; {checkpoint} draws "
+                          f"{cfg.image_size}x{cfg.image_size}")
     trained = critic_summary(critic) if critic is not None else {}
     realness = load_critic(critic) if critic is not None else load_discriminator(checkpoint) if discriminator else None
     if discriminator and realness is None:

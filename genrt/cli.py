@@ -51,6 +51,8 @@ def user_errors() -> Iterator[None]:
     except click.ClickException:
         raise
     except Exception as e:
+        if closed_pipe(e):                              # `| head` has what it wanted: quietly, as the boundary does
+            raise StdoutClosed() from None
         message = one_line(e)
         if message is None:
             raise

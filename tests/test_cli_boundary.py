@@ -154,7 +154,8 @@ def test_help_and_version_into_a_full_stdout_are_one_line(home, args):
     one_error_line(result.stderr, "cannot write to standard output")
 
 
-@pytest.mark.parametrize("args", [["poem", "春江", "--max-new-tokens", "4"], ["--help"]])
+@pytest.mark.parametrize("args", [["poem", "春江", "--max-new-tokens", "4"], ["--help"],
+                                  ["poem", "春江", "--greedy", "--stream", "--max-new-tokens", "8"]])
 def test_a_reader_that_closed_the_pipe_stops_the_command_quietly(home, tiny_poems_dir, args):
     """`genrt poem ... | head -1`: the reader has what it wanted; no line, exit 1 (as click does for --help)."""
     read, write = os.pipe()

@@ -7,7 +7,7 @@ import pytest
 
 from genrt.decoding.scheduler import Cancelled
 from genrt.poems.engine import EngineClosed, EngineFailed, EngineFull
-from genrt.poems.engine_process import EnginePool
+from genrt.poems.engine_process import EnginePool, RemoteHandle
 from genrt.poems.generator import PoemGenerator
 
 TITLES = ["春江", "明月", "山水清风", "秋"]
@@ -142,6 +142,13 @@ def test_a_process_that_dies_fails_its_requests_and_is_replaced(tiny_int8_dir):
         pool.close(timeout=10)
 
 
+def test_a_childs_counters_never_fall_whatever_order_its_reports_arrive_in():
+    from genrt.poems.engine_process import later_stats
+    newer = {"tokens_generated": 131, "steps": 20, "requests_finished": 3, "active_rows": 8, "queued": 0}
+    older = {"tokens_generated": 59, "steps": 9, "requests_finished": 1, "active_rows": 4, "queued": 2}
+    assert later_stats(newer, older) == {**older, "tokens_generated": 131, "steps": 20, "requests_finished": 3}
+
+
 def test_while_no_process_runs_requests_fail_naming_why(tiny_int8_dir, tmp_path, caplog):
     pool = EnginePool.start(_load(tiny_int8_dir), processes=1, max_rows=4)
     pool._load = _load(tmp_path)                               # no model there: every replacement fails to start
@@ -152,6 +159,8 @@ def test_while_no_process_runs_requests_fail_naming_why(tiny_int8_dir, tmp_path,
     with pytest.raises(EngineFailed, match="exit code -9"):
         pool.submit_many(["明月", "春江"])
     assert pool.stats()["processes_alive"] == 0 and pool.stats()["restarts"] == 0
+    handle = pool.engines[0]._handles.get(0) or RemoteHandle(pool.engines[0], 0)
+    handle.cancel()                                            # a handle of a dead process: nothing to raise
     start = time.monotonic()
     pool.close(timeout=10)                                     # also stops the tries to replace it
     assert time.monotonic() - start < 15

@@ -32,6 +32,7 @@ from trainers.common import load_checkpoint, one_line_errors, save_checkpoint, s
 KIND = "faces-critic"
 LATENT_SEED = 1000              # generated training faces: latents of seeds LATENT_SEED, LATENT_SEED + 1, ...
 FACES_PER_SEED = 500
+IMAGE_SIZE = 64                 # the critic's layers are sized for 64x64 faces
 
 
 class Standardize(nn.Module):
@@ -120,8 +121,12 @@ def train(cfg: CriticConfig, out: Path, log=print) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     start = time.time()
-    real = np.stack([load_face(p, 64) for p in face_paths(cfg.data, "train", cfg.holdout)])
+    paths = face_paths(cfg.data, "train", cfg.holdout)                    # a missing folder fails first
     fake, generator = generated_faces(cfg.model, cfg.fakes)
+    if fake.shape[1:3] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise ValueError(f"the critic judges {IMAGE_SIZE}x{IMAGE_SIZE} faces; {cfg.model or 'the model'} draws "
+                         f"{fake.shape[1]}x{fake.shape[2]}")
+    real = np.stack([load_face(p, IMAGE_SIZE) for p in paths])
     if min(len(real), len(fake)) <= 2 * cfg.validation:
         raise ValueError(f"{len(real)} real and {len(fake)} generated faces: too few to hold {cfg.validation} of "
                          f"each back (--validation)")
@@ -165,8 +170,9 @@ def load_critic(path: str | Path) -> Critic:
 
 def critic_summary(path: str | Path) -> dict:
     """What a model manifest records of the critic it ships: its settings and held-back ROC area."""
+    from export.model_dir import portable_paths      # a checkout path, never a machine's own
     state = load_checkpoint(path, expected_kind=KIND)
-    cfg = {k: v for k, v in state["config"].items() if k not in ("model", "threads")}
+    cfg = portable_paths({k: v for k, v in state["config"].items() if k not in ("model", "threads")})
     return {"network": "critic (trainers.faces_critic)", **cfg, "roc_area": state["metrics"]["roc_area"],
             "generator": state["metrics"]["generator"]}
 

@@ -71,7 +71,10 @@ class RemoteHandle(PiecesReader):
 
     def cancel(self) -> None:
         if not self._ended:
-            self._engine._send(("cancel", self._id))
+            try:
+                self._engine._send(("cancel", self._id))
+            except (EngineClosed, EngineFailed):       # the process has gone: the reader refuses the request
+                pass
 
     async def accepted(self) -> None:
         """Returns once the child's engine holds the request; raises what its submit raised."""
@@ -130,6 +133,7 @@ class EngineProcess:
         self._handles: dict[int, RemoteHandle] = {}
         self._next_id, self._closed = 0, False
         self.failure: str | None = None        # why the child stopped, when it stopped without being closed
+        self._ended = False                    # the reader saw the pipe end: no request registers after that
         self._on_exit = on_exit                # called on the reader thread after such a stop (EnginePool)
         self._stats = {"queued": 0, "active_requests": 0, "active_rows": 0, "tokens_generated": 0, "steps": 0,
                        "requests_finished": 0}
@@ -155,7 +159,7 @@ class EngineProcess:
     @property
     def alive(self) -> bool:
         """Started, and its process has not stopped."""
-        return self._reader.is_alive()
+        return self._reader.is_alive() and not self._ended
 
     @property
     def in_flight(self) -> int:
@@ -246,9 +250,10 @@ class EngineProcess:
                     elif handle is not None:
                         handle._apply([], False, None, None, wakes)
             elif message[0] == "stats":
-                self._stats = message[1]
+                self._stats = later_stats(self._stats, message[1])
             elif message[0] == "step":
-                _, self._stats, updates = message
+                _, stats, updates = message
+                self._stats = later_stats(self._stats, stats)
                 for ident, pieces, ended, poems, error in updates:
                     handle = self._handles.get(ident)
                     if handle is not None:
@@ -256,20 +261,28 @@ class EngineProcess:
                             del self._handles[ident]
                         handle._apply(pieces, ended, poems, error, wakes)
             wake(wakes)
-        with self._lock:
+        with self._lock:                                       # submit_many registers under this lock
+            self._ended = True
             unexpected = not self._closed
+            unanswered = list(self._handles.values())       # the child ended (or died) with these unanswered
+            self._handles.clear()
         if unexpected:                                         # not closed: the child died
             self._process.join(10)
             self.failure = f"the poem engine process stopped unexpectedly (exit code {self._process.exitcode})"
         wakes = []
-        for handle in list(self._handles.values()):          # the child ended (or died) with these unanswered
+        for handle in unanswered:
             handle._refuse(EngineFailed(self.failure) if unexpected else
                            EngineClosed("the poem engine process has stopped"), wakes)
-        self._handles.clear()
         wake(wakes)
-        self._conn.close()
+        with self._send_lock:                                  # no send is under way on the descriptor closed here
+            self._conn.close()
         if unexpected and self._on_exit is not None:
             self._on_exit(self)
+
+
+def later_stats(before: dict, after: dict) -> dict:
+    """A child's newer stats: its counters never fall (a stats message read before a step's may arrive after it)."""
+    return {**after, **{k: max(before.get(k, 0), after[k]) for k in COUNTERS if k in after}}
 
 
 class EnginePool:
@@ -288,7 +301,7 @@ class EnginePool:
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._retired: dict[str, int] = dict.fromkeys(COUNTERS, 0)   # counters of the processes that died
-        self._gone: set[int] = set()                                  # id() of the processes already retired
+        self._gone: set[EngineProcess] = set()                        # the processes already retired
         for engine in engines:
             engine._on_exit = self._exited
         for engine in engines:                 # one that died before it was watched
@@ -369,7 +382,7 @@ class EnginePool:
             engines, total = list(self.engines), dict(self._retired)
             gone = set(self._gone)
         for engine in engines:
-            if id(engine) not in gone:
+            if engine not in gone:
                 for key, value in engine.stats().items():
                     total[key] = total.get(key, 0) + value
         return {**total, "processes": len(engines), "processes_alive": sum(e.alive for e in engines),
@@ -390,9 +403,9 @@ class EnginePool:
     def _exited(self, engine: EngineProcess) -> None:
         """On a dead process's reader thread: keep its counters, log, and start its replacement."""
         with self._lock:
-            if id(engine) in self._gone:
+            if engine in self._gone:
                 return
-            self._gone.add(id(engine))
+            self._gone.add(engine)
             for key in COUNTERS:
                 self._retired[key] += engine.stats().get(key, 0)
         if self._closed.is_set() or self._load is None:

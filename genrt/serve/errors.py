@@ -80,7 +80,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_body(request: Request, e: RequestValidationError) -> JSONResponse:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if request.method == "POST" and not is_json(media):     # FastAPI read the body as something else
+        if isinstance(e.body, (bytes, bytearray)) and not is_json(media):   # FastAPI did not read it as JSON
             return ApiError(415, f"send the request body as JSON with 'Content-Type: application/json' (got "
                                  f"{media or 'no Content-Type'})").response()
         status, message = validation_message(e)
@@ -90,8 +90,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
         message = {404: f"no such path: {request.url.path}",
                    405: f"{request.method} is not allowed on {request.url.path}"}.get(e.status_code, str(e.detail))
-        if e.status_code == 400 and message == BODY_NOT_PARSED:          # FastAPI's words for bytes it cannot decode
-            message = "the request body is not JSON text in UTF-8"
+        if e.status_code == 400 and message == BODY_NOT_PARSED and isinstance(e.__cause__, UnicodeDecodeError):
+            message = "the request body is not JSON text in UTF-8"          # FastAPI's words name no cause
         return ApiError(e.status_code, message, headers=getattr(e, "headers", None)).response()
 
     @app.exception_handler(Exception)
