@@ -18,9 +18,9 @@ import click
 from tqdm import tqdm
 
 from genrt import __version__, limits
-from genrt.cli_boundary import (Interrupted, StdoutClosed, StdoutError, UserError, boundary, closed_pipe,
-                                discard_stdout, guard_stdout, note, one_line, open_standard_fds, require_stdout,
-                                stderr_usable)
+from genrt.cli_boundary import (Interrupted, StdoutClosed, StdoutError, UserError, boundary, click_error,
+                                closed_pipe, discard_stdout, guard_stdout, note, one_line, open_standard_fds,
+                                require_stdout, stderr_usable)
 import numpy as np
 
 from genrt.faces import FaceGenerator, image_names, save_grid
@@ -51,12 +51,10 @@ def user_errors() -> Iterator[None]:
     except click.ClickException:
         raise
     except Exception as e:
-        if closed_pipe(e):                              # `| head` has what it wanted: quietly, as the boundary does
-            raise StdoutClosed() from None
-        message = one_line(e)
-        if message is None:
+        error = click_error(e)
+        if error is None:
             raise
-        raise UserError(message) from None
+        raise error from None
 
 
 class FiniteFloat(click.FloatRange):

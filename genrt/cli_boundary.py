@@ -107,6 +107,14 @@ def one_line(e: BaseException) -> str | None:
     return None
 
 
+def click_error(e: BaseException) -> click.ClickException | None:
+    """What the command line shows for an exception it expects (a closed pipe: nothing), or None for a bug."""
+    if closed_pipe(e):
+        return StdoutClosed()
+    message = one_line(e)
+    return None if message is None else UserError(message)
+
+
 @contextmanager
 def boundary() -> Iterator[None]:
     """Translate what a command raises into UserError or Interrupted (click shows them in one line)."""
@@ -119,12 +127,10 @@ def boundary() -> Iterator[None]:
     except KeyboardInterrupt as e:
         raise Interrupted(terminated=isinstance(e, Terminated)) from None
     except Exception as e:
-        if closed_pipe(e):
-            raise StdoutClosed() from None
-        message = one_line(e)
-        if message is None:
+        error = click_error(e)
+        if error is None:
             raise
-        raise UserError(message) from None
+        raise error from None
 
 
 @contextmanager
