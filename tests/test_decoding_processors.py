@@ -180,6 +180,19 @@ def test_a_verse_never_copies_an_earlier_one():
     assert out[0, tok.index["，"]] == -np.inf and out[0, tok.index["。"]] == -np.inf
 
 
+def test_no_verse_is_empty():
+    """A mark never opens the poem or follows another (an empty verse), while a one-character verse is still
+    never repeated; without no_repeat_verse marks stay free."""
+    for text in ("", "春江花月夜，", "春江花月夜。"):
+        tok, out = verse_block_case(text, max_char_repeats=0, no_repeat_verse=True)
+        assert all(out[0, tok.index[m]] == -np.inf for m in "，。？！；" if m in tok.index), text
+        assert np.isfinite(out[0, tok.index["江"]])
+    tok, out = verse_block_case("春，江花月夜，", max_char_repeats=0, no_repeat_verse=True)
+    assert out[0, tok.index["春"]] == -np.inf and out[0, tok.index["，"]] == -np.inf
+    tok, out = verse_block_case("春江花月夜，", max_char_repeats=0, no_repeat_verse=False)
+    assert np.isfinite(out[0]).all()
+
+
 def test_min_new_tokens_holds_off_eos_after_the_prefix():
     proc = MinNewTokens(3, eos_id=2, prefix_len=2)                  # <sos> + one forced id
     for t, banned in ((2, True), (4, True), (5, False), (9, False)):

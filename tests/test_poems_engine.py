@@ -116,9 +116,23 @@ def test_bounds_and_bad_input_are_refused_before_queueing(gen):
     engine.close()
     with pytest.raises(EngineClosed):
         engine.submit("春江")
-    for bad in ({"max_rows": 0}, {"max_queued": True}, {"timeout": -1}):
-        with pytest.raises(ValueError):
+    for bad in ({"max_rows": 0}, {"max_queued": True}, {"timeout": -1}, {"timeout": True}, {"timeout": "60"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
             PoemEngine(gen, **bad)
+    with pytest.raises(ValueError, match="takes a PoemGenerator"):
+        PoemEngine(None)
+
+
+def test_submit_many_takes_any_iterable_and_result_names_a_bad_timeout(gen):
+    with PoemEngine(gen, max_rows=8) as engine:
+        handles = engine.submit_many((t for t in TITLES[:2]), max_new_tokens=8)
+        assert [h.result() for h in handles] == gen.generate(TITLES[:2], max_new_tokens=8)
+        for bad in ("1", -1, True):
+            with pytest.raises(ValueError, match="timeout must be None or a number of seconds"):
+                handles[0].result(timeout=bad)
+        for bad, match in ((5, "list of prompts, got int"), (["春江", 5], "prompt must be a string, got int")):
+            with pytest.raises(ValueError, match=match):
+                engine.submit_many(bad)
 
 
 def test_prompts_submitted_together_join_one_step_as_generate_list_does(gen):

@@ -75,6 +75,26 @@ def test_refusals_come_from_accepted_and_the_result(pool):
     asyncio.run(main())
 
 
+def test_bad_arguments_are_refused_before_any_process_starts(tiny_int8_dir, monkeypatch):
+    import genrt.poems.engine_process as ep
+    monkeypatch.setattr(ep, "EngineProcess", lambda *a, **k: pytest.fail("a process was started"))
+    for bad, match in (({"processes": 0}, "processes must be a positive integer"),
+                       ({"processes": "2"}, "processes"), ({"processes": None}, "processes"),
+                       ({"max_rows": 0}, "max_rows"), ({"max_queued": 0}, "max_queued"),
+                       ({"timeout": True}, "timeout"), ({"stats_interval": 0}, "stats_interval")):
+        with pytest.raises(ValueError, match=match):
+            EnginePool.start(_load(tiny_int8_dir), **{"processes": 1, **bad})
+    with pytest.raises(ValueError, match="load must be a dict"):
+        EnginePool.start(None, processes=1)
+
+
+def test_prompts_as_a_generator_and_options_that_cannot_cross_the_pipe(pool):
+    assert [p[0].text for p in pool.generate((t for t in TITLES[:2]), max_new_tokens=8)] == \
+        [p[0].text for p in pool.generate(TITLES[:2], max_new_tokens=8)]
+    with pytest.raises(ValueError, match="plain values"):
+        pool.submit("春江", seed=lambda: 1)
+
+
 def test_the_queue_bound_holds_across_the_pipe(tiny_int8_dir):
     with EnginePool.start(_load(tiny_int8_dir), processes=1, max_rows=1, max_queued=1) as pool:
         blocker = pool.submit("春江", stream=True, **LONG)

@@ -1,4 +1,5 @@
 """PoemGenerator API on a tiny exported model: modes, batching, sampling, streaming, bad input."""
+import re
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,12 @@ def test_continue_mode_starts_with_the_line(gen):
                                                                        max_new_tokens=8)[0]
     assert p.text.startswith(p.prompt)
     assert len(p.text) <= len(p.prompt) + 8
+
+
+def test_a_continued_line_of_marks_only_is_refused(gen):
+    for line in ("，。", "。"):
+        with pytest.raises(ValueError, match="a line of characters to go on from"):
+            gen.generate(line, mode="continue")
 
 
 def test_options_object_and_kwargs_agree(gen):
@@ -190,6 +197,12 @@ def test_score_is_batch_independent_and_matches_greedy_scores(gen):
 def test_score_rejects_what_it_cannot_score(gen):
     with pytest.raises(ValueError, match="as many prompts as poems"):
         gen.score(["春江", "明月"], ["春江水"])
+    for prompts, poems, match in (("春江", None, "poems must be a string or a list of strings, got NoneType"),
+                                  ({"春江": 1}, {"春江水": 1}, "prompts must be a string or a list of strings, got dict"),
+                                  (["春江"], [3], "poems must be strings, got int")):
+        with pytest.raises(ValueError, match=match):
+            gen.score(prompts, poems)
+    assert gen.score((p for p in ["春江"]), ["春江水"]) == gen.score("春江", "春江水")
     with pytest.raises(ValueError, match="outside the model's vocabulary: ☃"):
         gen.score("春江", "春江☃")
     with pytest.raises(ValueError, match="must start with its prompt line"):
@@ -410,6 +423,11 @@ def test_revise_refuses_before_decoding_what_scoring_would_refuse(gen, monkeypat
         gen.revise("春江", "春江花月夜，" * 60, 3)
     with pytest.raises(ValueError, match="must start with its prompt line"):
         gen.revise("明月", "春江花月夜，山水风云日。天地人家国，秋冬夏雨雪。", 3, mode="continue")
+    for poem in ("春江花月夜，，山水风云日。", "，。，。"):
+        with pytest.raises(ValueError, match=r"verse \d of the poem is empty"):
+            gen.revise("春江", poem, 1)
+    with pytest.raises(ValueError, match=re.escape("vocabulary: '\\n'")):
+        gen.revise("春江", "春江花月夜，山水\n风云日。", 1)
     assert not calls
 
 

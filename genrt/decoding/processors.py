@@ -329,7 +329,7 @@ class VerseRepetitionBlock:
       萧萧 and a repeated word, and forbids 登高高高高);
     - `no_repeat_verse`: a verse never repeats an earlier verse of the poem, character for character: the last
       character that would complete a copy is banned, and so is the break right after a copy (for verses of
-      other lengths).
+      other lengths); nor is a verse empty: no break opens the poem or follows another.
 
     Stateless between steps (it re-reads `tokens`), so beam search may reorder rows freely. `start` is the column
     where generated text begins (1: after <sos>); forced continue-mode text counts as part of the poem."""
@@ -350,6 +350,8 @@ class VerseRepetitionBlock:
                 full = [tok for tok, c in counts.items() if c >= self.max_repeats]
                 if full:
                     logits[r, full] = NEG
+            if self.no_repeat_verse and not current:
+                logits[r, self.break_ids] = NEG
             if self.no_repeat_verse and verses:
                 n = len(current)
                 completing = {v[n] for v in verses if len(v) == n + 1 and v[:n] == current}

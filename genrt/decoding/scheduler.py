@@ -319,7 +319,7 @@ def fill_gaps(layout: list[tuple]) -> list[tuple]:
 
 def decode(model: StepModel, sources: Sequence[Sequence[int]], searches: Sequence[Search],
            max_rows: int = 256) -> list[list[Hypothesis]]:
-    """Decode one request per (source, search) together, to the end: each search's hypotheses, best first.
+    """Decode one request per (source, search) together, to the end: each search's hypotheses (Search.result).
     The searches' own prefixes (<sos> + forced ids) start their rows."""
     requests = [Request(list(src), search.prefix, search) for src, search in zip(sources, searches)]
     scheduler = Scheduler(model, max(max_rows, max(r.rows for r in requests)))

@@ -46,7 +46,8 @@ class Search(Protocol):
         ...
 
     def result(self) -> list[Hypothesis]:
-        """The hypotheses to return, best first."""
+        """The hypotheses to return: best first where the strategy ranks them (beams, best_of), else in row
+        order."""
         ...
 
     def settled(self) -> list[int]:

@@ -31,6 +31,38 @@ MAX_QUEUED = 256
 log = logging.getLogger("genrt.poems.engine")
 
 
+def check_bounds(timeout: float | None = None, **counts: Any) -> None:
+    """ValueError naming the first bound that is not a positive integer (`counts`: name -> value) or a timeout that
+    is neither None nor a positive number of seconds (True is neither)."""
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not timeout > 0 or timeout == float("inf")):
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+
+
+def check_wait(timeout: Any) -> None:
+    """ValueError unless a wait's `timeout` is None or a number of seconds >= 0."""
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0):
+        raise ValueError(f"timeout must be None or a number of seconds >= 0, got {timeout!r}")
+
+
+def prompt_list(prompts: Any) -> list[str]:
+    """submit_many's prompts as a list (any iterable of strings, read once); ValueError for one string, a
+    non-iterable or a prompt that is not a string."""
+    if isinstance(prompts, str):
+        raise ValueError("submit_many takes a list of prompts, not one string")
+    try:
+        prompts = list(prompts)
+    except TypeError:
+        raise ValueError(f"submit_many takes a list of prompts, got {type(prompts).__name__}") from None
+    bad = next((p for p in prompts if not isinstance(p, str)), None)
+    if bad is not None:
+        raise ValueError(f"a prompt must be a string, got {type(bad).__name__}")
+    return prompts
+
+
 class EngineFull(RuntimeError):
     """The engine's queue is full: try again later."""
 
@@ -177,8 +209,9 @@ class PoemHandle(PiecesReader):
         self._engine._wake_up()
 
     def result(self, timeout: float | None = None) -> list[Poem]:
-        """The poems (best first); raises the request's error (ValueError, Cancelled, TimeoutError), or
+        """The poems, in generate's order (GenerationOptions.num_return_sequences); raises the request's error (ValueError, Cancelled, TimeoutError), or
         TimeoutError when `timeout` seconds pass first (the request keeps running)."""
+        check_wait(timeout)
         if not self.request.wait(timeout):
             raise TimeoutError(f"no result within {timeout} s")
         return self._outcome()
@@ -254,11 +287,9 @@ class _Lane:
 class PoemEngine:
     def __init__(self, generator: PoemGenerator, max_rows: int = BATCH_ROWS, max_queued: int = MAX_QUEUED,
                  timeout: float | None = None):
-        for name, value in (("max_rows", max_rows), ("max_queued", max_queued)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if not isinstance(generator, PoemGenerator):
+            raise ValueError(f"PoemEngine takes a PoemGenerator (PoemGenerator.load()), got {type(generator).__name__}")
+        check_bounds(max_rows=max_rows, max_queued=max_queued, timeout=timeout)
         self.generator, self.max_queued, self.timeout = generator, max_queued, timeout
         self._lanes = [_Lane(Scheduler(generator.model, max_rows)) for _ in range(lanes_of(generator.model))]
         self._lock = threading.Condition()
@@ -291,15 +322,11 @@ class PoemEngine:
         """Queue several prompts with the same options at once, as generate(list) decodes them: they are dealt to
         the lanes together and join the same step, and sampling draws from streams seeded as for one call. All or
         none: EngineFull when they do not all fit in the queue; ValueError and EngineClosed as submit."""
-        if isinstance(prompts, str):
-            raise ValueError("submit_many takes a list of prompts, not one string")
-        bad = next((p for p in prompts if not isinstance(p, str)), None)
-        if bad is not None:
-            raise ValueError(f"a prompt must be a string, got {type(bad).__name__}")
+        prompts = prompt_list(prompts)
         if not prompts:
             return []
         opts = self.generator.options(**options)
-        requests = self.generator.requests(list(prompts), opts)
+        requests = self.generator.requests(prompts, opts)
         if requests[0].rows > self.max_rows:
             raise ValueError(f"the request needs {requests[0].rows} decoder rows; this engine holds at most "
                              f"{self.max_rows}")

@@ -32,6 +32,7 @@ from __future__ import annotations
 import itertools
 import logging
 import multiprocessing
+import pickle
 import queue
 import signal
 import threading
@@ -39,7 +40,7 @@ from typing import Any, Callable, Sequence
 
 from genrt.allocator import retain_freed_memory
 from genrt.poems.engine import (BATCH_ROWS, MAX_QUEUED, EngineClosed, EngineFailed, PiecesReader, PoemEngine,
-                                PoemHandle, wake)
+                                PoemHandle, check_bounds, check_wait, prompt_list, wake)
 from genrt.poems.generator import Poem, PoemGenerator
 
 START_TIMEOUT_S = 300                    # loading the model in the child
@@ -83,6 +84,7 @@ class RemoteHandle(PiecesReader):
             raise self._error
 
     def result(self, timeout: float | None = None) -> list[Poem]:
+        check_wait(timeout)
         with self._changed:
             if not self._changed.wait_for(lambda: self._ended, timeout):
                 raise TimeoutError(f"no result within {timeout} s")
@@ -174,8 +176,12 @@ class EngineProcess:
     def submit_many(self, prompts: Sequence[str], stream: bool = False, **options: Any) -> list[RemoteHandle]:
         """Queue several prompts with the same options in one message: the child's engine takes them together
         (PoemEngine.submit_many: one step, all or none)."""
-        if isinstance(prompts, str):
-            raise ValueError("submit_many takes a list of prompts, not one string")
+        prompts = prompt_list(prompts)
+        try:                                # what cannot cross the pipe is refused here, before anything is queued
+            pickle.dumps(options)
+        except Exception as e:
+            raise ValueError(f"options sent to an engine process must be plain values (numbers, strings, lists): "
+                             f"{e}") from None
         with self._lock:
             if self._closed:
                 raise EngineClosed("the engine is shutting down")
@@ -188,7 +194,7 @@ class EngineProcess:
                 self._handles[self._next_id] = handles[-1]
         if handles:
             try:
-                self._send(("submit", [h._id for h in handles], list(prompts), options, stream))
+                self._send(("submit", [h._id for h in handles], prompts, options, stream))
             except BaseException:                              # not sent (child gone, options not picklable)
                 with self._lock:
                     for h in handles:
@@ -313,6 +319,11 @@ class EnginePool:
               timeout: float | None = None, stats_interval: float = STATS_INTERVAL_S) -> "EnginePool":
         """`processes` engine processes loading `load` (PoemGenerator.load's keywords) at once; a busy one
         reports its counters every `stats_interval` seconds."""
+        if not isinstance(load, dict):
+            raise ValueError(f"load must be a dict of PoemGenerator.load's keywords, got {type(load).__name__}")
+        check_bounds(processes=processes, max_rows=max_rows, max_queued=max_queued, timeout=timeout)
+        if isinstance(stats_interval, bool) or not isinstance(stats_interval, (int, float)) or not stats_interval > 0:
+            raise ValueError(f"stats_interval must be a positive number of seconds, got {stats_interval!r}")
         share = -(-max_queued // processes)                    # each process's part of the queue, rounded up
         engines: list[EngineProcess] = []
         try:
@@ -347,8 +358,7 @@ class EnginePool:
         with the fewest requests in flight take the larger shares), each share in one message: the handles in
         the prompts' order. A share a process refuses (in its answer) fails its own handles only; when a share
         cannot be sent at all, the shares already sent are cancelled and the error raised."""
-        if isinstance(prompts, str):
-            raise ValueError("submit_many takes a list of prompts, not one string")
+        prompts = prompt_list(prompts)
         live = sorted(self._live(), key=lambda e: e.in_flight)
         base, extra = divmod(len(prompts), len(live))
         handles, start = [], 0

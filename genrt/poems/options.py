@@ -43,6 +43,8 @@ class GenerationOptions:
     regular_shape: bool = False          # without `form`: 4 or 8 verses of 5 or 7 characters (genrt.poems.verse.shape)
     idiomatic_doubling: bool = True      # double a character (叠字) only where the corpus does (verse.doubling;
                                          # no effect for a model directory without the table)
+    # poems returned per prompt, in this order: beams best first by score / length ** length_penalty; best_of's
+    # candidates best first by log-probability per character (<eos> counted); plain samples in the order drawn
     num_return_sequences: int = 1
     best_of: int = 1                     # sampling: draw this many candidates per prompt, return the most likely
     seed: int | None = None

@@ -18,6 +18,7 @@ from genrt.decoding.processors import NEG
 from genrt.decoding.scheduler import Request, Scheduler
 from genrt.poems.generator import Poem
 from genrt.poems.options import MAX_NUM_BEAMS
+from genrt.poems.tokenizer import char_list
 
 if TYPE_CHECKING:
     from genrt.poems.generator import PoemGenerator
@@ -74,7 +75,11 @@ def revise(gen: "PoemGenerator", prompt: str, poem: str, line: int, num_alternat
         raise ValueError(f"num_alternatives must be an integer from 1 to {MAX_NUM_BEAMS}, got {num_alternatives!r}")
     unknown = gen.tokenizer.unknown_chars("".join(verses))
     if unknown:
-        raise ValueError(f"the poem has characters outside the model's vocabulary: {''.join(unknown)}")
+        raise ValueError(f"the poem has characters outside the model's vocabulary: {char_list(unknown)}")
+    empty = next((i for i, v in enumerate(verses, 1) if v[:1] in VERSE_BREAKS), None)
+    if empty is not None:
+        raise ValueError(f"verse {empty} of the poem is empty (a mark where a verse should start): "
+                         f"{verses[empty - 1]!r}")
     opts = gen.options(**options)
     _, (prompt_line,) = gen._encode_prompts([prompt], opts)          # continue mode: the given first line
     gen._score_target(text, prompt_line)            # what scoring will refuse (too long, not its prompt's poem)
@@ -112,7 +117,8 @@ def revise(gen: "PoemGenerator", prompt: str, poem: str, line: int, num_alternat
             verse_of[candidate] = verse
     if not texts:
         if problem is not None:      # every version breaks the rules: the kept verses do not allow one
-            raise ValueError(f"no version of verse {line} keeps the poem within its rules: {problem}")
+            raise ValueError(f"no version of verse {line} keeps the poem within its rules, the other verses "
+                             f"kept as given: {problem}")
         return []
     scores = gen.score([prompt] * len(texts), texts, mode=opts.mode)
     ranked = sorted(zip(texts, scores), key=lambda pair: -pair[1].logprob)[:num_alternatives]

@@ -146,7 +146,8 @@ class PoemOut(BaseModel):
 
 
 class PoemsResponse(BaseModel):
-    poems: list[list[PoemOut]] = Field(description="per prompt, its poems best first")
+    poems: list[list[PoemOut]] = Field(description="per prompt, its poems: beams and best_of candidates best first, "
+                                                   "plain samples in the order drawn")
     seed: int | None = Field(description="the sampling seed used (drawn when not given); None without sampling")
 
 
