@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import secrets
 import sys
+import tempfile
 from dataclasses import asdict
 from contextlib import contextmanager
 from pathlib import Path
@@ -221,8 +223,8 @@ def parse_seeds(ctx: click.Context | None, param: click.Parameter | None, text: 
             first, last = int(low), int(high) if dash else int(low)
         except ValueError:
             raise click.BadParameter(f"{part.strip()!r} is not a seed or a range such as 0-15", param_hint="'--seeds'")
-        if first < 0 or last < first:
-            raise click.BadParameter(f"{part.strip()!r}: seeds are >= 0 and a range runs low-high",
+        if first < 0 or last < first or last > limits.MAX_SEED:
+            raise click.BadParameter(f"{part.strip()!r}: seeds are 0 to {limits.MAX_SEED} and a range runs low-high",
                                      param_hint="'--seeds'")
         if len(seeds) + last - first + 1 > MAX_IMAGES:
             raise click.BadParameter(f"more than {MAX_IMAGES} seeds", param_hint="'--seeds'")
@@ -235,7 +237,7 @@ def parse_seeds(ctx: click.Context | None, param: click.Parameter | None, text: 
               help=f"number of faces [default: {DEFAULT_FACES}]")
 @click.option("-o", "--out", type=OutFolder(), required=True,
               help="output directory (created if missing)")
-@click.option("--seed", type=click.IntRange(min=0), default=None,
+@click.option("--seed", type=click.IntRange(0, limits.MAX_SEED), default=None,
               help="random seed for the whole run; same seed, same images [default: drawn and printed]")
 @click.option("--seeds", default=None, metavar="LIST", callback=parse_seeds,
               help="one face per seed, e.g. 0-15,42: OUT/seed0000.png ...; face_0000.png of --seed S is seedS.png")
@@ -334,6 +336,13 @@ def check_gif_path(gif: Path, out: Path, overwrite: bool) -> None:
         raise UserError(f"--gif {gif} would replace an image this run writes in {out}; name the GIF otherwise")
     if gif.exists() and not overwrite:
         raise UserError(f"{gif} exists; use --overwrite to replace it or choose another --gif")
+    if gif.parent.is_dir():                    # the folder takes a file (save_gif writes a temporary one there first)
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".genrt-", suffix=".gif.tmp", dir=gif.parent)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise UserError(f"--gif {gif}: cannot write in {gif.parent}: {e.strerror or e}") from None
 
 
 def grid_indices(total: int, evenly: bool) -> set[int]:
@@ -475,7 +484,7 @@ def print_settings(generator: PoemGenerator, as_json: bool) -> None:
               help="poems per prompt [default: 1]")
 @click.option("--best-of", type=click.IntRange(1, MAX_NUM_RETURN_SEQUENCES), default=None,
               help="with --do-sample: draw this many poems per prompt, print the most likely " + RECOMMENDED)
-@click.option("--seed", type=click.IntRange(min=0), default=None,
+@click.option("--seed", type=click.IntRange(0, limits.MAX_SEED), default=None,
               help="seed for sampling [default: the model's fixed seed (0 for the bundled model) without options "
                    "and with --num-beams, so a prompt always gives the same poem; with --do-sample one is drawn "
                    "and printed]")
@@ -611,7 +620,7 @@ Examples:
 @click.option("--num-beams", type=click.IntRange(1, MAX_NUM_BEAMS), default=None,
               help="beam search " + RECOMMENDED)
 @click.option("--do-sample/--greedy", default=None, help="sample the verse / best-first beams " + RECOMMENDED)
-@click.option("--seed", type=click.IntRange(min=0), default=None, help="with --do-sample: the random seed")
+@click.option("--seed", type=click.IntRange(0, limits.MAX_SEED), default=None, help="with --do-sample: the random seed")
 @click.option("--form", default=None, help="the poem's form, which the new verse keeps (五言绝句 … or wujue …)")
 @click.option("--acrostic", default=None, help="the poem's acrostic, which the new verse keeps")
 @click.option("--rhyme", type=click.Choice(["modern", "pingshui"]), is_flag=False, flag_value="modern", default=None,
@@ -681,7 +690,8 @@ def list_models() -> None:
     """Every model and precision, and the directory genrt opens for it (user models folder first)."""
     for v in find_variants():
         where = "not installed" if v.where is None else f"{'installed' if v.installed else 'bundled'}  {v.where}"
-        click.echo(f"{v.name:6} {v.precision:5} {where}")
+        broken = "" if v.problem is None else f"  BROKEN: {v.problem}"
+        click.echo(f"{v.name:6} {v.precision:5} {where}{broken}")
 
 
 @models.command("install", epilog=MODELS_EXAMPLES)

@@ -44,7 +44,8 @@ def check_count(name: str, value: Any, high: int, low: int = 1) -> int:
     if not _is_int(value) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r:.40}")
     if value > high:
-        raise ResourceError(f"{name} is {int(value):,}; genrt's limit is {high:,}")
+        said = f"{int(value):,}" if value < 10 ** 15 else f"about {float(value):.1e}"   # no 300-digit numbers
+        raise ResourceError(f"{name} is {said}; genrt's limit is {high:,}")
     return int(value)
 
 

@@ -229,13 +229,22 @@ def open_model_dir(model_dir: str | Path | None, kind: str, provider: str = "aut
     chosen = resolve_provider(provider)
     name, hint = EXPORT_HINTS[kind]
     folder = model_dir_or_bundled(model_dir, name, hint, precision, chosen)
-    manifest = read_manifest(folder, expected_kind=kind)
-    check_precision(manifest.precision, precision, folder)
-    graph_threads = graph_threads or {}
-    sessions = {graph: load_checked_session(folder, spec, chosen, graph_threads.get(graph, threads or default_threads),
-                                            spin=spin and graph not in NON_SPINNING_GRAPHS,
-                                            provider_options=provider_options)
-                for graph, spec in manifest.graphs().items()}
+    try:
+        manifest = read_manifest(folder, expected_kind=kind)
+        check_precision(manifest.precision, precision, folder)
+        graph_threads = graph_threads or {}
+        sessions = {graph: load_checked_session(folder, spec, chosen,
+                                                graph_threads.get(graph, threads or default_threads),
+                                                spin=spin and graph not in NON_SPINNING_GRAPHS,
+                                                provider_options=provider_options)
+                    for graph, spec in manifest.graphs().items()}
+    except ManifestError as e:
+        models = user_models_dir()
+        if model_dir is None and models is not None and folder.parent == models:    # an installed copy broke
+            raise ManifestError(str(folder), e.problems + [
+                f"it was installed into {models}: install it again (`genrt models install PRECISION --from "
+                f"CHECKOUT --force`) or remove {folder}"]) from None
+        raise
     return OpenModel(folder, manifest, sessions, chosen)
 
 

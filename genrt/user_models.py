@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genrt.contract import FACES_KIND, MANIFEST_NAME, POEMS_KIND, ManifestError, contained_file, read_manifest
-from genrt.runtime import PRECISIONS, USER_MODELS_ENV, bundled_model_dir, user_models_dir
+from genrt.runtime import PRECISIONS, USER_MODELS_ENV, bundled_model_dir, open_model_dir, user_models_dir
 
 MODEL_KINDS = {"faces": FACES_KIND, "poems": POEMS_KIND}
 
@@ -52,12 +52,19 @@ def install_variant(source: str | Path, name: str, precision: str, force: bool =
         return dest
     if dest.exists() and not force:
         raise ValueError(f"{dest} exists; use --force to replace it")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot use {dest.parent} as the user models folder (${USER_MODELS_ENV}): "
+                         f"{e.strerror or e}") from None
     staging = Path(tempfile.mkdtemp(prefix=f".{variant}-", dir=dest.parent))
     try:
         for file in (MANIFEST_NAME, *manifest.graph_files(), *manifest.extra_files()):
             shutil.copyfile(contained_file(src, file), staging / file)
-        read_manifest(staging, expected_kind=MODEL_KINDS[name])
+        try:                    # every graph opened and checked against the contract, as genrt will open it
+            open_model_dir(staging, MODEL_KINDS[name], provider="cpu", threads=1, spin=False)
+        except ManifestError as e:
+            raise ManifestError(str(src), [p.replace(str(staging), str(src)) for p in e.problems]) from None
         if dest.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{variant}-old-", dir=dest.parent))
             dest.rename(old / variant)
@@ -77,6 +84,8 @@ class Variant:
     precision: str
     where: Path | None     # the directory the loader would open for this precision, None when there is none
     installed: bool        # in the user models folder (True) or bundled in the package (False)
+    problem: str | None = None  # why its manifest cannot be read (a broken copy), None when it reads
+
 
 
 def find_variants() -> list[Variant]:
@@ -87,9 +96,17 @@ def find_variants() -> list[Variant]:
             variant = variant_name(name, precision)
             user, bundled = None if folder is None else folder / variant, bundled_model_dir(variant)
             if user is not None and (user / MANIFEST_NAME).is_file():
-                found.append(Variant(name, precision, user, True))
+                found.append(Variant(name, precision, user, True, _manifest_problem(user, MODEL_KINDS[name])))
             elif (bundled / MANIFEST_NAME).is_file():
-                found.append(Variant(name, precision, bundled, False))
+                found.append(Variant(name, precision, bundled, False, _manifest_problem(bundled, MODEL_KINDS[name])))
             else:
                 found.append(Variant(name, precision, None, False))
     return found
+
+
+def _manifest_problem(folder: Path, kind: str) -> str | None:
+    try:
+        read_manifest(folder, expected_kind=kind)
+    except (ManifestError, OSError) as e:
+        return " ".join(str(e).split())
+    return None

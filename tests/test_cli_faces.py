@@ -279,6 +279,18 @@ def test_a_gif_that_could_not_be_written_is_refused_before_the_run(tiny_faces_mo
     assert not (tmp_path / "out").exists()
 
 
+def test_a_gif_in_a_folder_that_takes_no_file_is_refused_before_the_run(tiny_faces_model, tmp_path, monkeypatch):
+    import tempfile
+
+    def refuse(*args, dir=None, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    result = run(*faces_args(tiny_faces_model, tmp_path / "out", "--interpolate", "3", "--gif",
+                             str(tmp_path / "m.gif")))
+    assert_user_error(result, "--gif", "cannot write in", "Permission denied")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_gif_inside_the_output_folder(tiny_faces_model, tmp_path):
     result = run(*faces_args(tiny_faces_model, tmp_path / "out", "--interpolate", "3", "--gif",
                              str(tmp_path / "out" / "morph.gif")))

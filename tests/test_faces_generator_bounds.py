@@ -57,6 +57,17 @@ def test_sizes_over_the_budget_are_refused_before_any_work(call):
     assert g._session.calls == 0 and time.perf_counter() - started < 1
 
 
+@pytest.mark.parametrize("z, words", [
+    (np.full((2, 4), np.nan), "finite"), (np.full((2, 4), np.inf), "finite"), (np.full((1, 4), 1e39), "finite"),
+    (np.zeros((2, 4), complex), "real numbers"), (np.array([["a"] * 4]), "real numbers"),
+])
+def test_latents_that_are_not_finite_real_numbers_are_refused(z, words):
+    g = generator()
+    with pytest.raises(ValueError, match=words):
+        g.generate_from_latents(z)
+    assert g._session.calls == 0
+
+
 def test_in_memory_images_are_bounded_by_bytes_not_only_by_count():
     big = FaceGenerator(FacesManifest(nz=4, image_size=4096, channels=4), FakeSession(), Path("."), "cpu")
     with pytest.raises(limits.ResourceError, match="GiB"):

@@ -156,3 +156,21 @@ def test_ctrl_c_during_the_moves_is_held_until_the_run_is_whole(tmp_path, monkey
                 save_png(PIXELS + 1, run.stage / f"face_{i:04d}.png")
             run.commit()
     assert len(moves) == 3 and names(tmp_path) == ["face_0000.png", "face_0001.png", "face_0002.png"]
+
+
+def test_a_run_that_fails_before_it_commits_leaves_no_folder_it_made(tmp_path):
+    for out in (tmp_path / "new", tmp_path / "deeper" / "new"):
+        with pytest.raises(KeyboardInterrupt):
+            with RunFolder(out) as run:
+                (run.stage / "face_0000.png").write_bytes(b"x")
+                raise KeyboardInterrupt
+        assert not out.exists()
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(RuntimeError):
+        with RunFolder(tmp_path / "kept"):
+            raise RuntimeError("failed")
+    assert (tmp_path / "kept").is_dir()                       # a folder the user had stays, even empty
+    with RunFolder(tmp_path / "done") as run:
+        (run.stage / "face_0000.png").write_bytes(b"x")
+        run.commit()
+    assert (tmp_path / "done" / "face_0000.png").is_file()

@@ -66,3 +66,10 @@ def test_score_batch_budget(batch, ok):
     else:
         with pytest.raises(ResourceError, match="smaller batch size"):
             limits.check_poem_score(POEMS, batch, 80)
+
+
+def test_a_huge_count_is_said_short():
+    with pytest.raises(ResourceError, match=r"is 1,000,000; genrt's limit is 10$"):
+        limits.check_count("faces", 10**6, 10)
+    with pytest.raises(ResourceError, match=r"is about 1\.0e\+300; genrt's limit is 10$"):
+        limits.check_count("faces", 10**300, 10)

@@ -70,3 +70,32 @@ def test_without_a_home_directory_only_the_bundled_models_are_listed_and_install
     assert not any(v.installed for v in found.values()) and found["poems", "int8"].where is not None
     with pytest.raises(ValueError, match="no user models folder .*GENRT_MODELS"):
         install_variant(checkout, "faces", "fp32")
+
+
+def test_a_source_whose_graphs_do_not_open_is_refused_and_the_installed_copy_kept(checkout, user_models):
+    install_variant(checkout, "faces", "fp32")
+    before = (user_models / "faces" / "generator.onnx").read_bytes()
+    graph = checkout / "genrt" / "models" / "faces" / "generator.onnx"
+    graph.write_bytes(graph.read_bytes()[:1000])                                  # cut short
+    with pytest.raises(ManifestError, match="cannot load generator.onnx") as caught:
+        install_variant(checkout, "faces", "fp32", force=True)
+    assert ".faces-" not in str(caught.value)                                     # names the source, not staging
+    assert (user_models / "faces" / "generator.onnx").read_bytes() == before
+    assert [p.name for p in user_models.iterdir()] == ["faces"]
+
+
+def test_a_broken_installed_copy_is_listed_and_its_error_names_the_fix(checkout, user_models):
+    from genrt.faces.generator import FaceGenerator
+    install_variant(checkout, "faces", "fp32")
+    (user_models / "faces" / "manifest.json").write_text("{")
+    found = {(v.name, v.precision): v for v in find_variants()}
+    assert "not valid JSON" in found["faces", "fp32"].problem
+    with pytest.raises(ManifestError, match="install it again .* or remove"):
+        FaceGenerator.load(provider="cpu", precision="fp32")
+
+
+def test_a_user_models_folder_that_is_a_file_is_named(checkout, tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv("GENRT_MODELS", str(tmp_path / "afile"))
+    with pytest.raises(ValueError, match="cannot use .*afile as the user models folder"):
+        install_variant(checkout, "faces", "fp32")

@@ -216,9 +216,15 @@ class FaceGenerator:
     def generate_from_latents(self, z: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """Faces for given latents z (B, nz) -> (B, H, W, 3) uint8."""
         batch_size = _positive_int(batch_size, "batch_size", limits.MAX_BATCH)
-        z = np.ascontiguousarray(z, dtype=np.float32)
+        raw = np.asarray(z)
+        if raw.dtype.kind not in "biuf":
+            raise ValueError(f"latents must be real numbers, got an array of {raw.dtype}")
+        with np.errstate(over="ignore"):             # beyond float32's range becomes inf, refused below
+            z = np.ascontiguousarray(raw, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.nz or len(z) == 0:
             raise ValueError(f"latents must have shape (batch >= 1, {self.nz}), got {z.shape}")
+        if not np.isfinite(z).all():
+            raise ValueError("latents must be finite (a NaN or an infinity, or a value beyond float32's range)")
         limits.check_array(f"{len(z):,} images", (len(z), *self.image_shape), 1)
         return np.concatenate([self._run(z[i:i + batch_size]) for i in range(0, len(z), batch_size)])
 

@@ -65,10 +65,12 @@ class RunFolder:
         self.overwrite = overwrite
         self.stage: Path | None = None
         self._lock_fd: int | None = None
+        self._made = False
 
     def __enter__(self) -> "RunFolder":
         if self.out.exists() and not self.out.is_dir():
             raise OutputError(f"output path {self.out} exists and is not a directory")
+        self._made = not self.out.exists()       # made by this run: removed again if the run leaves nothing in it
         try:
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -83,6 +85,7 @@ class RunFolder:
             self.stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out))
         except BaseException:
             self._unlock()
+            self._remove_if_made_and_empty()
             raise
         return self
 
@@ -123,6 +126,16 @@ class RunFolder:
                     self.stage = None
         finally:
             self._unlock()
+            self._remove_if_made_and_empty()
+
+    def _remove_if_made_and_empty(self) -> None:
+        """A run that fails or is interrupted before it commits leaves no folder it made (a committed one holds
+        files, so it stays)."""
+        if getattr(self, "_made", False):
+            try:
+                self.out.rmdir()                      # only an empty folder: anything else in it stays
+            except OSError:
+                pass
 
     # ------------------------------------------------------------ the lock: held by an open file, so a run that
     # dies for any reason releases it, and no lock file is left behind
