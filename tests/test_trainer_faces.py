@@ -221,6 +221,7 @@ def test_weights_only_copy_warm_starts_training(synthetic_faces_dir, tmp_path):
     compact = save_weights(first, tmp_path / "w.pt")
     weights_state = load_checkpoint(compact, expected_kind="faces-dcgan-weights")
     assert "opt_g" not in weights_state and weights_state["generator"]["net.0.weight"].dtype == torch.float16
+    assert not weights_state["config"]["out"].startswith("/")           # a committed file names no machine path
     second = load_checkpoint(train(FacesConfig(out=str(tmp_path / "b"), steps=4, init_from=str(compact), **common)))
     assert second["step"] == 4
 

@@ -398,11 +398,14 @@ WEIGHTS_KIND = "faces-dcgan-weights"
 
 
 def save_weights(checkpoint: str | Path, out: str | Path, dtype: torch.dtype = torch.float16) -> Path:
-    """A compact copy of a training checkpoint: G, EMA G and D in fp16, no optimizer state (for --init-from)."""
+    """A compact copy of a training checkpoint: G, EMA G and D in fp16, no optimizer state (for --init-from). Its
+    config records paths as a manifest does (export.model_dir.portable_paths): the file is committed."""
+    from export.model_dir import portable_paths
     state = load_checkpoint(checkpoint, expected_kind="faces-dcgan")
     half = {key: {k: v.to(dtype) if v.is_floating_point() else v for k, v in state[key].items()}
             for key in ("generator", "generator_ema", "discriminator")}
-    save_checkpoint(Path(out), {"kind": WEIGHTS_KIND, "config": state["config"], "step": state["step"], **half})
+    save_checkpoint(Path(out), {"kind": WEIGHTS_KIND, "config": portable_paths(state["config"]), "step": state["step"],
+                                **half})
     return Path(out)
 
 
