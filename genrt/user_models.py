@@ -26,11 +26,12 @@ def variant_name(name: str, precision: str) -> str:
 def source_models_dir(source: str | Path) -> Path:
     """The models folder of `source`: a genrt checkout (its genrt/models) or a folder holding model directories."""
     source = Path(source).expanduser()
+    variants = [variant_name(name, precision) for name in MODEL_KINDS for precision in PRECISIONS]
     for folder in (source / "genrt" / "models", source):
-        if folder.is_dir() and any((folder / name).is_dir() for name in MODEL_KINDS):
+        if folder.is_dir() and any((folder / variant).is_dir() for variant in variants):
             return folder
     raise ValueError(f"{source} is neither a genrt checkout nor a folder of model directories "
-                     f"({', '.join(MODEL_KINDS)}, ...)")
+                     f"({', '.join(variants[:4])}, ...)")
 
 
 def install_variant(source: str | Path, name: str, precision: str, force: bool = False) -> Path:

@@ -99,3 +99,13 @@ def test_a_user_models_folder_that_is_a_file_is_named(checkout, tmp_path, monkey
     monkeypatch.setenv("GENRT_MODELS", str(tmp_path / "afile"))
     with pytest.raises(ValueError, match="cannot use .*afile as the user models folder"):
         install_variant(checkout, "faces", "fp32")
+
+
+def test_a_folder_holding_only_another_precision_is_a_source(tmp_path, tiny_faces_model, user_models):
+    import json as _json
+    variant = tmp_path / "only_int8" / "faces_int8"
+    shutil.copytree(tiny_faces_model, variant)
+    manifest = variant / "manifest.json"
+    manifest.write_text(_json.dumps({**_json.loads(manifest.read_text()), "precision": "int8"}))
+    assert source_models_dir(tmp_path / "only_int8") == tmp_path / "only_int8"
+    assert install_variant(tmp_path / "only_int8", "faces", "int8") == user_models / "faces_int8"

@@ -10,9 +10,10 @@ decoder calls run at once.
 
 Bounded: at most `max_rows` decoder rows are active in each lane (prompts x beams / returned sequences; more
 requests wait), at most `max_queued` requests wait (EngineFull beyond that), a request older than `timeout`
-seconds is dropped with TimeoutError, and a cancelled one frees its rows at the next step. Options are validated
-in the caller's thread, before anything is queued. A request decodes to the same poems as it would alone (for
-models that declare batch invariance: PoemModel.batch_invariant).
+seconds is dropped with TimeoutError, and a cancelled one frees its rows at the next step. `close()` (or `with`)
+stops the lane threads; an engine never closed keeps them (daemon threads) until the process exits. Options are
+validated in the caller's thread, before anything is queued. A request decodes to the same poems as it would alone
+(for models that declare batch invariance: PoemModel.batch_invariant).
 """
 from __future__ import annotations
 
