@@ -214,7 +214,7 @@ def test_a_graph_failing_at_run_time_is_one_line_and_writes_nothing(monkeypatch,
     monkeypatch.setattr(FaceGenerator, "load", classmethod(lambda cls, *a, **k: fake))
     result = run(["faces", "--n", "16", "-o", str(tmp_path / "out"), "--seed", "0"])
     assert_one_line_error(result, word)
-    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()                 # the folder the run made goes with it
 
 
 def test_no_home_directory_searches_only_the_bundled_models(monkeypatch, tmp_path):

@@ -340,7 +340,9 @@ def test_unknown_path_and_method(real_models):
 
 
 def test_openapi_schema_lists_every_endpoint(real_models):
-    with app_client(models=real_models) as client:
+    import warnings
+    with app_client(models=real_models) as client, warnings.catch_warnings():
+        warnings.simplefilter("error")                          # e.g. FastAPI's duplicate operation ids
         schema = client.get("/openapi.json").json()
     assert {"/v1/poems", "/v1/score", "/v1/faces", "/v1/completions", "/v1/models", "/healthz",
             "/metrics"} <= set(schema["paths"])

@@ -260,8 +260,8 @@ def render_faces(generator: Any, body: FacesRequest, seed: int) -> bytes | list[
     return out.getvalue()
 
 
-@router.api_route("/healthz", methods=["GET", "HEAD"],
-                  responses={503: {"description": "not ready: loading, failed or shutting down"}})
+@router.get("/healthz", responses={503: {"description": "not ready: loading, failed or shutting down"}})
+@router.head("/healthz", include_in_schema=False)      # HEAD: the same answer without a body (one schema entry)
 async def healthz(request: Request) -> JSONResponse:
     """200 once the models are loaded and the service accepts requests ("degraded" while some engine processes are
     being replaced), else 503 (also while every engine process is being replaced)."""
@@ -282,7 +282,8 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({**body, **error.body()}, status_code=503, headers=error.headers)
 
 
-@router.api_route("/metrics", methods=["GET", "HEAD"])
+@router.get("/metrics")
+@router.head("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     """Prometheus text: requests by endpoint and status, latency histograms, queue depth, active rows, tokens."""
     text, media_type = request.app.state.metrics.text()
