@@ -39,7 +39,7 @@ def check_bounds(timeout: float | None = None, **counts: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                or not timeout > 0 or timeout == float("inf")):
+                                or not timeout > 0):
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
 
 
@@ -210,8 +210,9 @@ class PoemHandle(PiecesReader):
         self._engine._wake_up()
 
     def result(self, timeout: float | None = None) -> list[Poem]:
-        """The poems, in generate's order (GenerationOptions.num_return_sequences); raises the request's error (ValueError, Cancelled, TimeoutError), or
-        TimeoutError when `timeout` seconds pass first (the request keeps running)."""
+        """The poems, in generate's order (GenerationOptions.num_return_sequences); raises the request's error
+        (ValueError, Cancelled, TimeoutError), or TimeoutError when `timeout` seconds pass first (the request keeps
+        running)."""
         check_wait(timeout)
         if not self.request.wait(timeout):
             raise TimeoutError(f"no result within {timeout} s")
