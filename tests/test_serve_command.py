@@ -34,6 +34,19 @@ def test_a_bad_model_directory_is_one_line(tmp_path):
     assert r.exit_code == 2 and r.output.count("\n") == 1 and r.output.startswith("Error: ")
 
 
+def test_an_address_it_cannot_listen_on_is_one_line_before_the_models_load(monkeypatch):
+    monkeypatch.setattr("genrt.serve.service.load_models", lambda config: pytest.fail("models loaded"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = CliRunner().invoke(main, ["serve", "--host", "127.0.0.1", "--port", str(port)])
+    assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
+    assert f"cannot listen on 127.0.0.1:{port}" in r.output and "in use" in r.output
+    r = CliRunner().invoke(main, ["serve", "--host", "203.0.113.5", "--port", str(free_port())])
+    assert r.exit_code == 2 and "cannot listen on 203.0.113.5" in r.output
+
+
 def test_without_the_serve_extra_it_names_the_install(monkeypatch):
     monkeypatch.setattr(command, "missing_packages", lambda: ["fastapi", "uvicorn"])
     r = CliRunner().invoke(main, ["serve"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -54,6 +55,21 @@ def graceful_signals() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def address_problem(host: str, port: int) -> str | None:
+    """Why uvicorn could not listen on host:port (a port in use, an address not on this machine), or None: found by
+    binding a socket as uvicorn does (SO_REUSEADDR) and closing it, so that it is one line, not uvicorn's log and
+    exit code 3."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as e:                                  # socket.gaierror is an OSError too
+        return f"cannot listen on {host}:{port}: {e.strerror or e}"
+    return None
 
 
 @click.command("serve", epilog=SERVE_EXAMPLES)
@@ -108,6 +124,9 @@ def serve(host: str, port: int, model_dir: Path | None, faces_model_dir: Path | 
                              engine_process=engine_process)
     except ValueError as e:
         raise UserError(str(e)) from None
+    problem = address_problem(host, port)               # before the models load: a taken port fails at once
+    if problem:
+        raise UserError(problem)
     import uvicorn
     from genrt.serve.app import create_app
     from genrt.serve.service import load_models
