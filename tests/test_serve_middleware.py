@@ -54,6 +54,39 @@ def test_body_over_the_limit_is_413(fake_models):
     assert fits.status_code == 200
 
 
+def test_a_body_that_stalls_is_408_within_the_request_timeout(fake_models):
+    """A client that sends part of its body and then nothing: answered 408 (JSON) once the request's timeout
+    passes, instead of holding the connection (and a graceful shutdown) without end."""
+    import asyncio
+    import json
+    import time
+    with app_client(models=fake_models, request_timeout=0.3) as client:
+        app, sent = client.app, []
+
+        async def main():
+            parts = [{"type": "http.request", "body": b'{"prompt"', "more_body": True}]
+
+            async def receive():
+                if parts:
+                    return parts.pop(0)
+                await asyncio.sleep(3600)                           # the rest never comes
+
+            async def send(message):
+                sent.append(message)
+            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                     "scheme": "http", "path": "/v1/poems", "raw_path": b"/v1/poems", "query_string": b"",
+                     "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+                     "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")],
+                     "app": app}
+            await asyncio.wait_for(app(scope, receive, send), 5)
+        started = time.monotonic()
+        asyncio.run(main())
+    assert time.monotonic() - started < 3
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 408
+    body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+    assert "did not all arrive within 0.3 s" in body["error"]["message"]
+
+
 def test_one_log_line_per_request(fake_models, caplog):
     with caplog.at_level(logging.INFO, logger="genrt.serve"):
         with app_client(models=fake_models) as client:

@@ -56,7 +56,7 @@ def create_app(config: ServeConfig | None = None, models: Models | Callable[[], 
             return "/v1/models/{model_id}"                 # one label, whatever the id asked for
         return path if path in paths else "other"
     # added innermost first
-    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes, timeout=config.request_timeout)
     app.add_middleware(ApiKey, key=config.api_key)
     app.add_middleware(RequestLog, endpoint_of=endpoint_of, observe=metrics.observe)
     return app

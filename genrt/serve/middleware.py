@@ -2,6 +2,7 @@
 the request log line and metrics, the API key, the body size limit."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -70,10 +71,12 @@ class ApiKey:
 
 class BodyLimit:
     """413 for a body over `limit` bytes: at once when Content-Length says so, else as soon as the bytes read
-    pass the limit (a chunked upload), before anything is parsed."""
+    pass the limit (a chunked upload), before anything is parsed. 408 for a body that has not all arrived within
+    `timeout` seconds of the request (a client that stalls mid-upload would otherwise hold its connection, and a
+    graceful shutdown, without end); once the body is in, waiting for a disconnect has no deadline."""
 
-    def __init__(self, app: ASGIApp, limit: int):
-        self.app, self.limit = app, limit
+    def __init__(self, app: ASGIApp, limit: int, timeout: float | None = None):
+        self.app, self.limit, self.timeout = app, limit, timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,13 +84,22 @@ class BodyLimit:
         length = dict(scope.get("headers") or ()).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
             return await self.too_large().response()(scope, receive, send)
-        seen = 0
+        seen, complete = 0, False
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
 
         async def receive_counted() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, complete
+            if complete or deadline is None:
+                message = await receive()
+            else:
+                try:
+                    message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+                except asyncio.TimeoutError:
+                    raise HTTPException(408, f"the request body did not all arrive within {self.timeout:g} s") \
+                        from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if seen > self.limit:
                     # FastAPI passes an HTTPException raised while reading the body on to the error handlers
                     raise HTTPException(413, self.too_large().message)
