@@ -423,6 +423,9 @@ def test_revise_refuses_before_decoding_what_scoring_would_refuse(gen, monkeypat
         gen.revise("春江", "春江花月夜，" * 60, 3)
     with pytest.raises(ValueError, match="must start with its prompt line"):
         gen.revise("明月", "春江花月夜，山水风云日。天地人家国，秋冬夏雨雪。", 3, mode="continue")
+    for options in ({"num_return_sequences": 5}, {"max_new_tokens": 3, "best_of": 2}):
+        with pytest.raises(ValueError, match="(does|do) not apply"):
+            gen.revise("春江", "春江花月夜，山水风云日。", 1, **options)
     for poem in ("春江花月夜，，山水风云日。", "，。，。"):
         with pytest.raises(ValueError, match=r"verse \d of the poem is empty"):
             gen.revise("春江", poem, 1)

@@ -169,7 +169,9 @@ def test_revise_matches_the_generator(real_models):
         r = client.post("/v1/revise", json=body)
         bad = client.post("/v1/revise", json={**body, "line": 60})
         unknown = client.post("/v1/revise", json={**body, "colour": "red"})
+        not_for_revise = client.post("/v1/revise", json={**body, "num_return_sequences": 5})
     assert r.status_code == 200, r.text
+    assert not_for_revise.status_code == 422 and "num_return_sequences" in not_for_revise.text
     direct = real_models.poems.revise("春江", poem, 2, 2, num_beams=3)
     assert [p["text"] for p in r.json()["poems"]] == [p.text for p in direct]
     assert all(len(p["tones"]) == len(p["text"]) for p in r.json()["poems"])

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from genrt.poems.generator import PoemGenerator
 
 CANDIDATES_PER_ALTERNATIVE = 3        # candidates decoded per alternative asked for (some fail the whole-poem checks)
+# generate options that revise sets itself: the verse keeps the old one's length, num_alternatives says how many
+NOT_FOR_REVISE = ("num_return_sequences", "best_of", "max_new_tokens", "min_new_tokens")
 
 
 def split_verses(text: str) -> list[str]:
@@ -80,6 +82,10 @@ def revise(gen: "PoemGenerator", prompt: str, poem: str, line: int, num_alternat
     if empty is not None:
         raise ValueError(f"verse {empty} of the poem is empty (a mark where a verse should start): "
                          f"{verses[empty - 1]!r}")
+    ignored = [name for name in NOT_FOR_REVISE if name in options]
+    if ignored:
+        raise ValueError(f"revise writes a verse as long as the old one and returns num_alternatives versions: "
+                         f"{', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not apply")
     opts = gen.options(**options)
     _, (prompt_line,) = gen._encode_prompts([prompt], opts)          # continue mode: the given first line
     gen._score_target(text, prompt_line)            # what scoring will refuse (too long, not its prompt's poem)

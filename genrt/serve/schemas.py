@@ -15,6 +15,7 @@ from pydantic_core import PydanticCustomError
 from genrt.faces.generator import candidate_count
 from genrt.limits import MAX_SEED
 from genrt.poems.options import MAX_NUM_RETURN_SEQUENCES, GenerationOptions
+from genrt.poems.revise import NOT_FOR_REVISE
 from genrt.serve.config import MAX_FACES, MAX_FACES_DRAWN, MAX_PROMPTS, MAX_SCORE_PAIRS
 from genrt.serve.errors import ApiError
 
@@ -48,9 +49,11 @@ class ReviseRequestBase(BaseModel):
     num_alternatives: int = Field(3, ge=1, le=64, description="versions, best first by the whole poem's score")
 
 
-# The verse's own generate options too, by their Python names (form, tonal, rhyme, acrostic, num_beams, ...).
+# The verse's own generate options too, by their Python names (form, tonal, rhyme, acrostic, num_beams, ...), less
+# those revise sets itself (a 422 names them as unknown fields)
 ReviseRequest = create_model("ReviseRequest", __base__=ReviseRequestBase,
-                             **{name: (Optional[_hints[name]], None) for name in OPTION_NAMES})
+                             **{name: (Optional[_hints[name]], None) for name in OPTION_NAMES
+                                if name not in NOT_FOR_REVISE})
 
 
 class ScoreRequest(BaseModel):
