@@ -118,3 +118,17 @@ def test_serve_process_sigterm_answers_what_it_accepted(tmp_path, tiny_poems_dir
     assert '"POST /v1/faces" 200' in err
     assert "Traceback" not in err
     assert list(home.iterdir()) == [] and list(work.iterdir()) == []   # nothing written to disk
+
+
+def test_the_log_says_what_was_loaded_and_the_bounds(tmp_path, tiny_poems_dir, tiny_faces_model):
+    from genrt.faces import FaceGenerator
+    from genrt.poems.engine import PoemEngine
+    from genrt.poems.generator import PoemGenerator
+    from genrt.serve.config import ServeConfig
+    from genrt.serve.service import Models
+    poems = PoemGenerator.load(tiny_poems_dir, provider="cpu", threads=1)
+    faces = FaceGenerator.load(tiny_faces_model, provider="cpu", threads=1)
+    with PoemEngine(poems, max_rows=8) as engine:
+        line = command.models_line(Models(poems, faces, engine), ServeConfig(max_rows=8, max_queued=5))
+    assert f"poems {tiny_poems_dir} (fp32, cpu, 1 lane, the engine in this process)" in line
+    assert f"faces {tiny_faces_model} (fp32" in line and "at most 8 rows a lane, 5 queued" in line

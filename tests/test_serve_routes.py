@@ -119,6 +119,8 @@ def test_a_body_not_in_utf8_is_named(real_models):
 def test_probes_answer_head(real_models):
     with app_client(models=real_models) as client:
         assert client.head("/healthz").status_code == 200 and client.head("/metrics").status_code == 200
+        assert client.head("/").status_code == 200 and client.head("/v1/models").status_code == 200
+        assert client.get("/favicon.ico").status_code == 204
 
 
 def test_queue_full_is_429_with_retry_after(fake_models):

@@ -57,6 +57,18 @@ def graceful_signals() -> Iterator[None]:
             signal.signal(s, handler)
 
 
+def models_line(models, config: ServeConfig) -> str:
+    """What a server loaded and its bounds, for its log: directories, precision, provider, engine, limits."""
+    poems, faces, engine = models.poems, models.faces, models.engine
+    processes = getattr(engine, "engines", None)
+    where = f"{len(processes)} engine processes" if processes is not None else "the engine in this process"
+    return (f"poems {poems.model.model_dir} ({poems.manifest.precision}, {poems.provider}, {engine.lanes} "
+            f"lane{'s' if engine.lanes != 1 else ''}, {where}), faces {faces.model_dir} ({faces.manifest.precision}"
+            f"{', filter' if faces.can_filter else ''}); at most {config.max_rows} rows a lane, "
+            f"{config.max_queued} queued, {config.request_timeout:g} s a request, {config.max_body_bytes:,} bytes a "
+            f"body")
+
+
 def address_problem(host: str, port: int) -> str | None:
     """Why uvicorn could not listen on host:port (a port in use, an address not on this machine), or None: found by
     binding a socket as uvicorn does (SO_REUSEADDR) and closing it, so that it is one line, not uvicorn's log and
@@ -141,6 +153,7 @@ def serve(host: str, port: int, model_dir: Path | None, faces_model_dir: Path | 
                    timeout_graceful_shutdown=request_timeout + SHUTDOWN_GRACE)
     click.echo(f"genrt serve: http://{host}:{port}/ (the page; the API under /v1, its schema at /openapi.json)"
                f"{f', {workers} workers' if workers > 1 else ''}", err=True)
+    click.echo(f"genrt serve: {models_line(models, config)}", err=True)
     with graceful_signals():
         if workers == 1:
             uvicorn.run(create_app(config, models), **options)

@@ -34,6 +34,7 @@ def model_card() -> dict:
 
 
 @router.get("/v1/models")
+@router.head("/v1/models", include_in_schema=False)
 async def list_models() -> dict:
     """The models /v1/completions serves (OpenAI's list shape)."""
     return {"object": "list", "data": [model_card()]}

@@ -291,5 +291,12 @@ async def metrics(request: Request) -> Response:
 
 
 @router.get("/", include_in_schema=False)
+@router.head("/", include_in_schema=False)
 async def page() -> FileResponse:
     return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+async def favicon() -> Response:
+    """No icon: 204, so that a browser's request for one is not logged as a 404 on every page load."""
+    return Response(status_code=204)
