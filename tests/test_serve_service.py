@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import threading
 import time
@@ -189,9 +190,14 @@ class FailingEngine(FakeEngine):
 ])
 def test_a_stream_whose_request_fails_unexpectedly_ends_with_an_error_event(tiny_generators, caplog, path, body,
                                                                            last):
+    caplog.set_level(logging.INFO, logger="genrt.serve")
     with app_client(models=Models(*tiny_generators, FailingEngine(auto=False))) as client:
         r = client.post(path, json=body)
+        metrics = client.get("/metrics").text
     assert r.status_code == 200                       # the stream had started
+    kind = json.loads(next(line for line in r.text.splitlines() if '"error"' in line)[6:])["error"]["type"]
+    assert f'genrt_stream_errors_total{{endpoint="{path}",kind="{kind}"}} 1.0' in metrics
+    assert any(f" 200 (stream ended: {kind})" in rec.getMessage() for rec in caplog.records)
     assert "internal error (logged on the server)" in r.text and "decoder failed" not in r.text
     assert r.text.rstrip().splitlines()[-1 if last.startswith("data") else -2].startswith(last)
     assert any("stream failed" in rec.getMessage() for rec in caplog.records)

@@ -94,7 +94,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     ident, created = f"cmpl-{secrets.token_hex(12)}", int(time.time())
     if body.stream:
         include_usage = bool((body.stream_options or {}).get("include_usage"))
-        return sse.event_stream(chunks(service, body, handles[0], ident, created, include_usage))
+        return sse.event_stream(chunks(service, body, handles[0], ident, created, include_usage, request.scope))
 
     results = await await_poems(service, request, handles)
     if results is None:
@@ -113,7 +113,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
 
 
 async def chunks(service: Service, body: CompletionRequest, handle: Any, ident: str, created: int,
-                 include_usage: bool) -> AsyncIterator[bytes]:
+                 include_usage: bool, scope: dict) -> AsyncIterator[bytes]:
     def chunk(text: str, finish: str | None) -> dict:
         return {"id": ident, "object": "text_completion", "created": created, "model": MODEL_ID,
                 "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}]}
@@ -137,8 +137,11 @@ async def chunks(service: Service, body: CompletionRequest, handle: Any, ident: 
             usage = {"prompt_tokens": len(prompt), "completion_tokens": sent, "total_tokens": len(prompt) + sent}
             yield sse.event({**chunk("", None), "choices": [], "usage": usage})
     except Exception as e:
-        yield sse.event(stream_error(service, e, "completion").body())
+        error = stream_error(service, e, "completion")
+        sse.note_stream_end(scope, error.type)
+        yield sse.event(error.body())
     finally:
         if not handle.done:
+            sse.note_stream_end(scope, "client_closed")
             handle.cancel()
     yield sse.event("[DONE]")

@@ -51,10 +51,15 @@ class Metrics:
                                  ("endpoint",), buckets=LATENCY_BUCKETS, registry=self.registry)
         self.queue_full = Counter("genrt_queue_full", "requests refused with 429", ("endpoint",),
                                   registry=self.registry)
+        self.stream_ends = Counter("genrt_stream_errors", "streams that had started (status 200) and ended with an "
+                                   "error event or a client that left, by kind", ("endpoint", "kind"),
+                                   registry=self.registry)
         self.registry.register(EngineCollector(engine_stats))
 
-    def observe(self, endpoint: str, status: int, seconds: float) -> None:
+    def observe(self, endpoint: str, status: int, seconds: float, stream_end: str | None = None) -> None:
         self.requests.labels(endpoint, str(status)).inc()
+        if stream_end is not None:
+            self.stream_ends.labels(endpoint, stream_end).inc()
         self.latency.labels(endpoint).observe(seconds)
         if status == 429:
             self.queue_full.labels(endpoint).inc()

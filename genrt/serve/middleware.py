@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from genrt.serve.errors import ApiError
+from genrt.serve.sse import STREAM_END
 
 log = logging.getLogger("genrt.serve")
 
@@ -23,7 +24,8 @@ CLIENT_CLOSED = 499                                       # nginx's status for a
 class RequestLog:
     """One log line per request (client, method, path, status, bytes, seconds) and the HTTP metrics."""
 
-    def __init__(self, app: ASGIApp, endpoint_of: Callable[[str], str], observe: Callable[[str, int, float], None]):
+    def __init__(self, app: ASGIApp, endpoint_of: Callable[[str], str],
+                 observe: Callable[[str, int, float, str | None], None]):
         self.app, self.endpoint_of, self.observe = app, endpoint_of, observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -43,9 +45,11 @@ class RequestLog:
         finally:
             seconds = time.perf_counter() - start
             path = scope.get("path", "")
-            self.observe(self.endpoint_of(path), status, seconds)
+            ended = scope.get(STREAM_END)                  # a stream that had started (200) and ended otherwise
+            self.observe(self.endpoint_of(path), status, seconds, ended)
             client = scope.get("client") or ("-", 0)
-            log.info('%s "%s %s" %d %dB %.3fs', client[0], scope.get("method", "-"), path, status, sent, seconds)
+            log.info('%s "%s %s" %d%s %dB %.3fs', client[0], scope.get("method", "-"), path, status,
+                     f" (stream ended: {ended})" if ended else "", sent, seconds)
 
 
 class ApiKey:

@@ -139,7 +139,7 @@ async def poems(body: PoemRequest, request: Request) -> Any:
         raise ApiError(400, "stream sends one poem: give one prompt and no num_return_sequences")
     handles = await submit(service, models, prompts, options, body.stream)
     if body.stream:
-        return sse.event_stream(poem_events(service, handles[0], seed))
+        return sse.event_stream(poem_events(service, handles[0], seed, request.scope))
 
     results = await await_poems(service, request, handles)
     if results is None:
@@ -162,7 +162,7 @@ async def await_poems(service: Service, request: Request, handles: list) -> list
         raise request_error(service, e) from None
 
 
-async def poem_events(service: Service, handle: Any, seed: int | None) -> AsyncIterator[bytes]:
+async def poem_events(service: Service, handle: Any, seed: int | None, scope: dict) -> AsyncIterator[bytes]:
     deadline = time.monotonic() + service.config.request_timeout
     try:
         async for pieces in handle.apiece_batches(deadline, sse.STREAM_INTERVAL_S):   # TimeoutError past it
@@ -170,9 +170,12 @@ async def poem_events(service: Service, handle: Any, seed: int | None) -> AsyncI
         (poem, *_) = await handle.aresult()
         yield sse.event({"poem": poem_json(poem), "seed": seed}, "done")
     except Exception as e:
-        yield sse.event(stream_error(service, e, "poem").body(), "error")
+        error = stream_error(service, e, "poem")
+        sse.note_stream_end(scope, error.type)
+        yield sse.event(error.body(), "error")
     finally:
         if not handle.done:                                # the client left, or the deadline passed
+            sse.note_stream_end(scope, "client_closed")
             handle.cancel()
 
 

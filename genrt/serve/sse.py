@@ -37,6 +37,16 @@ def parse_events(text: str) -> list[tuple[str | None, Any]]:
     return events
 
 
+STREAM_END = "genrt.stream_end"        # scope key: how a stream that had started ended, when not with its answer
+
+
+def note_stream_end(scope: dict, kind: str) -> None:
+    """Record in the request's scope that its stream ended with an error event of `kind` (timeout_error, ...) or
+    because the client left ("client_closed"): the status was already 200, so the request log and the metrics
+    read it from here (the first note stands)."""
+    scope.setdefault(STREAM_END, kind)
+
+
 def event_stream(events: AsyncIterator[bytes]) -> StreamingResponse:
     return StreamingResponse(events, media_type="text/event-stream", headers=HEADERS)
 
