@@ -65,18 +65,24 @@ class RunFolder:
         self.overwrite = overwrite
         self.stage: Path | None = None
         self._lock_fd: int | None = None
-        self._made = False
+        self._made = self._locked = False
 
     def __enter__(self) -> "RunFolder":
         if self.out.exists() and not self.out.is_dir():
             raise OutputError(f"output path {self.out} exists and is not a directory")
-        self._made = not self.out.exists()       # made by this run: removed again if the run leaves nothing in it
-        try:
-            self.out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise OutputError(f"cannot create output directory {self.out}: {e.strerror or e}") from None
-        try:
+        for attempt in range(3):                 # another run may remove a folder it made between our mkdir and lock
+            self._made = not self.out.exists()   # made by this run: removed again if the run leaves nothing in it
+            try:
+                self.out.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise OutputError(f"cannot create output directory {self.out}: {e.strerror or e}") from None
             self._lock()
+            if self._holds_the_folder():
+                break
+            self._unlock()
+        else:
+            raise OutputError(f"{self.out} was removed by another run while this one started; try again")
+        try:
             self._remove_debris()
             earlier = own_files(self.out)
             if earlier and not self.overwrite:
@@ -84,8 +90,8 @@ class RunFolder:
                                   f"({earlier[0].name}, ...); use --overwrite to replace them or choose another --out")
             self.stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out))
         except BaseException:
-            self._unlock()
             self._remove_if_made_and_empty()
+            self._unlock()
             raise
         return self
 
@@ -125,13 +131,14 @@ class RunFolder:
                 finally:
                     self.stage = None
         finally:
-            self._unlock()
             self._remove_if_made_and_empty()
+            self._unlock()
 
     def _remove_if_made_and_empty(self) -> None:
         """A run that fails or is interrupted before it commits leaves no folder it made (a committed one holds
-        files, so it stays)."""
-        if getattr(self, "_made", False):
+        files, so it stays). Only while it holds the folder's lock: a run that lost the race for a folder two runs
+        made at once must not remove it from under the one that won."""
+        if self._made and self._locked:
             try:
                 self.out.rmdir()                      # only an empty folder: anything else in it stays
             except OSError:
@@ -141,7 +148,8 @@ class RunFolder:
     # dies for any reason releases it, and no lock file is left behind
 
     def _lock(self) -> None:
-        if fcntl is None:
+        if fcntl is None:                             # no locks on this system: the run counts as holding it
+            self._locked = True
             return
         self._lock_fd = os.open(self.out, os.O_RDONLY)
         try:
@@ -150,8 +158,20 @@ class RunFolder:
             self._unlock()
             raise OutputError(f"another genrt run is writing to {self.out}; wait for it or choose another "
                               f"--out") from None
+        self._locked = True
+
+    def _holds_the_folder(self) -> bool:
+        """The locked descriptor is still the folder at `out` (not one removed after we opened it)."""
+        if self._lock_fd is None:
+            return True
+        try:
+            here, locked = os.stat(self.out), os.fstat(self._lock_fd)
+        except OSError:
+            return False
+        return (here.st_dev, here.st_ino) == (locked.st_dev, locked.st_ino)
 
     def _unlock(self) -> None:
+        self._locked = False
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
