@@ -116,6 +116,13 @@ def test_a_body_not_in_utf8_is_named(real_models):
     assert r.status_code == 400 and r.json()["error"]["message"] == "the request body is not JSON text in UTF-8"
 
 
+def test_a_body_nested_too_deeply_is_malformed_json(real_models):
+    with app_client(models=real_models) as client:
+        r = client.post("/v1/poems", content=b"[" * 100_000 + b"]" * 100_000,
+                        headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["message"] == "malformed JSON (the body is nested too deeply)"
+
+
 def test_probes_answer_head(real_models):
     with app_client(models=real_models) as client:
         assert client.head("/healthz").status_code == 200 and client.head("/metrics").status_code == 200

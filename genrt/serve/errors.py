@@ -90,8 +90,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
         message = {404: f"no such path: {request.url.path}",
                    405: f"{request.method} is not allowed on {request.url.path}"}.get(e.status_code, str(e.detail))
-        if e.status_code == 400 and message == BODY_NOT_PARSED and isinstance(e.__cause__, UnicodeDecodeError):
-            message = "the request body is not JSON text in UTF-8"          # FastAPI's words name no cause
+        if e.status_code == 400 and message == BODY_NOT_PARSED:              # FastAPI's words name no cause
+            message = ("the request body is not JSON text in UTF-8" if isinstance(e.__cause__, UnicodeDecodeError)
+                       else "malformed JSON (the body is nested too deeply)" if isinstance(e.__cause__, RecursionError)
+                       else "malformed JSON (the body could not be parsed)")
         return ApiError(e.status_code, message, headers=getattr(e, "headers", None)).response()
 
     @app.exception_handler(Exception)
