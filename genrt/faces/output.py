@@ -70,7 +70,7 @@ class RunFolder:
     def __enter__(self) -> "RunFolder":
         if self.out.exists() and not self.out.is_dir():
             raise OutputError(f"output path {self.out} exists and is not a directory")
-        for attempt in range(3):                 # another run may remove a folder it made between our mkdir and lock
+        for _ in range(3):                       # another run may remove a folder it made between our mkdir and lock
             self._made = not self.out.exists()   # made by this run: removed again if the run leaves nothing in it
             try:
                 self.out.mkdir(parents=True, exist_ok=True)
