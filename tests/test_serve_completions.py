@@ -76,6 +76,8 @@ def test_stream_chunks_then_done(real_models):
     ({"model": "genrt-poems", "prompt": "春江", "n": 1000}, 422, "n: Input should be less than or equal to 64"),
     ({"model": "genrt-poems", "prompt": "春江", "n": 2, "temperature": 0}, 400, "n = 2 needs sampling"),
     ({"model": "genrt-poems", "prompt": "春江", "seed": 2**63}, 422, "seed"),
+    ({"model": "genrt-poems", "prompt": "春江", "max_tokens": 100_000}, 422,
+     "max_tokens: Input should be less than or equal to 4096"),
 ])
 def test_completion_errors(real_models, body, status, words):
     with app_client(models=real_models) as client:

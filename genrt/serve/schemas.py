@@ -14,7 +14,7 @@ from pydantic_core import PydanticCustomError
 
 from genrt.faces.generator import candidate_count
 from genrt.limits import MAX_SEED
-from genrt.poems.options import MAX_NUM_RETURN_SEQUENCES, GenerationOptions
+from genrt.poems.options import MAX_NEW_TOKENS, MAX_NUM_RETURN_SEQUENCES, GenerationOptions
 from genrt.poems.revise import NOT_FOR_REVISE
 from genrt.serve.config import MAX_FACES, MAX_FACES_DRAWN, MAX_PROMPTS, MAX_SCORE_PAIRS
 from genrt.serve.errors import ApiError
@@ -92,7 +92,8 @@ class CompletionRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
     model: str
     prompt: str | list[str]
-    max_tokens: int | None = Field(None, ge=1, description="left out: the model's recommended length")
+    max_tokens: int | None = Field(None, ge=1, le=MAX_NEW_TOKENS,
+                                   description="left out: the model's recommended length")
     temperature: float | None = Field(None, ge=0, description="0: greedy; left out: the recommended settings")
     top_p: float | None = None
     n: int = Field(1, ge=1, le=MAX_NUM_RETURN_SEQUENCES)
