@@ -174,3 +174,22 @@ def test_a_run_that_fails_before_it_commits_leaves_no_folder_it_made(tmp_path):
         (run.stage / "face_0000.png").write_bytes(b"x")
         run.commit()
     assert (tmp_path / "done" / "face_0000.png").is_file()
+
+
+def test_a_run_that_loses_the_race_for_a_new_folder_leaves_it_to_the_winner(tmp_path):
+    """Two runs into one new folder: both see it missing and make it; the one that does not get the lock must not
+    remove it (the winner may not have staged anything in it yet)."""
+    import fcntl  # noqa: F401  (the lock this needs)
+
+    class SeenMissing(type(tmp_path)):
+        def exists(self, **kwargs):                        # as the loser saw it, before the winner's mkdir
+            return False
+    with RunFolder(tmp_path / "out") as winner:
+        loser = RunFolder(tmp_path / "out")
+        loser.out = SeenMissing(tmp_path / "out")
+        with pytest.raises(OutputError, match="another genrt run"):
+            loser.__enter__()
+        assert (tmp_path / "out").is_dir() and winner.stage.is_dir()
+        (winner.stage / "face_0000.png").write_bytes(b"x")
+        winner.commit()
+    assert names(tmp_path / "out") == ["face_0000.png"]
