@@ -130,7 +130,8 @@ def test_submit_many_takes_any_iterable_and_result_names_a_bad_timeout(gen):
         for bad in ("1", -1, True):
             with pytest.raises(ValueError, match="timeout must be None or a number of seconds"):
                 handles[0].result(timeout=bad)
-        for bad, match in ((5, "list of prompts, got int"), (["春江", 5], "prompt must be a string, got int")):
+        for bad, match in ((5, "a list of strings, got int"), (["春江", 5], "a prompt must be a string, got int"),
+                           ({"春江": 1}, "a list of strings, got dict")):
             with pytest.raises(ValueError, match=match):
                 engine.submit_many(bad)
 

@@ -199,7 +199,7 @@ def test_score_rejects_what_it_cannot_score(gen):
         gen.score(["春江", "明月"], ["春江水"])
     for prompts, poems, match in (("春江", None, "poems must be a string or a list of strings, got NoneType"),
                                   ({"春江": 1}, {"春江水": 1}, "prompts must be a string or a list of strings, got dict"),
-                                  (["春江"], [3], "poems must be strings, got int")):
+                                  (["春江"], [3], "a poem must be a string, got int")):
         with pytest.raises(ValueError, match=match):
             gen.score(prompts, poems)
     assert gen.score((p for p in ["春江"]), ["春江水"]) == gen.score("春江", "春江水")

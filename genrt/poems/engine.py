@@ -26,7 +26,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, Protocol, Sequence
 
 from genrt.decoding.lanes import lanes_of
 from genrt.decoding.scheduler import Cancelled, Request, Scheduler
-from genrt.poems.generator import BATCH_ROWS, Poem, PoemGenerator
+from genrt.poems.generator import BATCH_ROWS, Poem, PoemGenerator, text_list
 
 MAX_QUEUED = 256
 log = logging.getLogger("genrt.poems.engine")
@@ -50,18 +50,11 @@ def check_wait(timeout: Any) -> None:
 
 
 def prompt_list(prompts: Any) -> list[str]:
-    """submit_many's prompts as a list (any iterable of strings, read once); ValueError for one string, a
-    non-iterable or a prompt that is not a string."""
+    """submit_many's prompts as a list (any iterable of strings, read once: generator.text_list); ValueError for one
+    string (submit takes that) and for what text_list refuses."""
     if isinstance(prompts, str):
         raise ValueError("submit_many takes a list of prompts, not one string")
-    try:
-        prompts = list(prompts)
-    except TypeError:
-        raise ValueError(f"submit_many takes a list of prompts, got {type(prompts).__name__}") from None
-    bad = next((p for p in prompts if not isinstance(p, str)), None)
-    if bad is not None:
-        raise ValueError(f"a prompt must be a string, got {type(bad).__name__}")
-    return prompts
+    return text_list("prompts", prompts)
 
 
 class EngineFull(RuntimeError):

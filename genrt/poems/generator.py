@@ -50,9 +50,9 @@ class PoemScore:
     nll_per_char: float  # -logprob / tokens (natural log, per token, <eos> included)
 
 
-def text_list(name: str, value: Any) -> list:
+def text_list(name: str, value: Any, item: str = "a prompt") -> list:
     """One string, or an iterable of them (a list, a tuple, a generator), as a list; ValueError for anything else
-    (None, a dict, bytes)."""
+    (None, a dict, bytes), naming `name` (the argument) or `item` (one of its elements)."""
     if isinstance(value, str):
         return [value]
     if isinstance(value, (Mapping, bytes, bytearray)) or not isinstance(value, Iterable):
@@ -60,7 +60,7 @@ def text_list(name: str, value: Any) -> list:
     items = list(value)
     bad = next((v for v in items if not isinstance(v, str)), None)
     if bad is not None:
-        raise ValueError(f"{name} must be strings, got {type(bad).__name__}")
+        raise ValueError(f"{item} must be a string, got {type(bad).__name__}")
     return items
 
 
@@ -155,7 +155,7 @@ class PoemGenerator:
         with fp32 the same to rounding; with int8 activations are rounded per position, and a value that differs in
         its last float bits between the two ways can round to the next int8 step, so some poems differ by a few
         hundredths of a nat (2 of 12 greedy poems, by 0.026 and 0.050)."""
-        prompts, poems = text_list("prompts", prompts), text_list("poems", poems)
+        prompts, poems = text_list("prompts", prompts), text_list("poems", poems, "a poem")
         if len(prompts) != len(poems) or not prompts:
             raise ValueError(f"score needs as many prompts as poems (got {len(prompts)} and {len(poems)})")
         batch_size = limits.check_count("batch_size", batch_size, limits.MAX_BATCH)
